@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: Kafka round trips and Kafka's key partitioner."""
