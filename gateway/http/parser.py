@@ -1,0 +1,810 @@
+"""Incremental HTTP/1.1 request parsing (RFC 9112): request heads and chunked bodies.
+
+Both pieces work in place on the connection's read buffer (a ``bytearray`` owned by the
+protocol): they take ``(buf, start, end)`` and answer indexes into it, so the caller can drop
+consumed bytes and keep the unparsed tail. Neither ever copies body data.
+
+- ``parse_head`` is stateless: it is called again with the same start when more bytes have
+  arrived, answers ``None`` until the head is complete, and enforces the limits on the bytes
+  seen so far, so a head that can no longer fit is refused before it is complete.
+- ``ChunkedDecoder`` is a state machine fed any split of the body; it hands back
+  ``(data_start, data_end)`` windows of body data and consumes the framing itself.
+
+Errors are the classes of ``gateway.errors`` (each knows its HTTP status); messages say the byte
+offset, counted from the start of the request line (heads) or of the body (chunked framing).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NoReturn
+
+from gateway.errors import (
+    BadRequest,
+    ExpectationFailed,
+    HeadersTooLarge,
+    NotImplementedByGateway,
+    PeerError,
+    UriTooLong,
+)
+
+__all__ = [
+    "ChunkedDecoder",
+    "HttpLimits",
+    "HttpVersionNotSupported",
+    "RequestHead",
+    "parse_head",
+]
+
+
+class HttpVersionNotSupported(PeerError):
+    """A well-formed ``HTTP/x.y`` other than 1.0 and 1.1 (RFC 9110 §15.6.6)."""
+
+    status = 505
+    error_code = 505
+
+
+class HttpLimits:
+    """Size limits on what a peer may send before the gateway refuses it.
+
+    max_request_line: bytes of the request line, line ending excluded (414 beyond).
+    max_header_bytes: bytes of the whole head, from the first byte of the request line to the
+        end of the empty line that closes it, line endings included (431 beyond).
+    max_headers: number of field lines (431 beyond).
+    max_chunk_line: bytes of a chunk-size line including extensions, line ending excluded
+        (400 beyond).
+    max_trailer_bytes: bytes of the trailer field lines with their line endings; the final
+        empty line is not counted (431 beyond).
+    """
+
+    __slots__ = (
+        "max_request_line",
+        "max_header_bytes",
+        "max_headers",
+        "max_chunk_line",
+        "max_trailer_bytes",
+    )
+
+    def __init__(
+        self,
+        max_request_line: int = 8192,
+        max_header_bytes: int = 16384,
+        max_headers: int = 100,
+        max_chunk_line: int = 4096,
+        max_trailer_bytes: int = 16384,
+    ) -> None:
+        for name, value in (
+            ("max_request_line", max_request_line),
+            ("max_header_bytes", max_header_bytes),
+            ("max_headers", max_headers),
+            ("max_chunk_line", max_chunk_line),
+            ("max_trailer_bytes", max_trailer_bytes),
+        ):
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        self.max_request_line = max_request_line
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self.max_chunk_line = max_chunk_line
+        self.max_trailer_bytes = max_trailer_bytes
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)}" for n in self.__slots__)
+        return f"HttpLimits({fields})"
+
+
+DEFAULT_LIMITS = HttpLimits()
+
+
+class RequestHead:
+    """A parsed request line and header section.
+
+    ``target`` is the request target in origin form (an absolute-form target is reduced to its
+    path and query); ``path`` and ``query`` are split at the first ``?`` and not decoded.
+    ``headers`` keeps every field line in order as ``(lower-case name, value)``; values are
+    latin-1 decoded with surrounding whitespace removed. ``content_length`` is ``None`` when the
+    request has no Content-Length; with ``chunked`` it is always ``None``.
+    """
+
+    __slots__ = (
+        "method",
+        "target",
+        "path",
+        "query",
+        "version",
+        "headers",
+        "content_length",
+        "chunked",
+        "keep_alive",
+        "expect_continue",
+        "content_type",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        query: str,
+        version: int,
+        headers: list[tuple[str, str]],
+        content_length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+        expect_continue: bool,
+        content_type: str | None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.path = path
+        self.query = query
+        self.version = version
+        self.headers = headers
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.content_type = content_type
+
+    def header(self, name: str) -> str | None:
+        """First value of the field ``name`` (lower case), or None."""
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestHead({self.method} {self.target} HTTP/{self.version // 10}.{self.version % 10}"
+            f", headers={len(self.headers)}, content_length={self.content_length}"
+            f", chunked={self.chunked}, keep_alive={self.keep_alive}"
+            f", expect_continue={self.expect_continue})"
+        )
+
+
+# --- request head -------------------------------------------------------------------------
+
+# RFC 9112 §2.2: "SHOULD ignore at least one empty line (CRLF) received prior to the
+# request-line". A few are tolerated (old clients send CRLF after a POST body); an endless
+# stream of them is refused rather than buffered.
+MAX_EMPTY_LINES = 4
+
+_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_TOKEN = re.compile(f"[{_TCHAR}]+")
+_HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
+# Bytes a head may carry besides its line endings: HTAB, SP, VCHAR and obs-text. Controls and
+# DEL are refused everywhere (RFC 9110 §5.5 field-vchar; RFC 9112 §3.2 request-target), and a
+# CR only ever ends a line (RFC 9112 §2.2 lets a recipient reject a bare CR).
+_FIELD_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_FIELD_BYTES_CRLF = _FIELD_BYTES + b"\r\n"
+
+_COMMON_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"}
+)
+
+# Field names seen before, mapped to their lower-case form: most requests repeat the same
+# dozen names, and a dict hit is much cheaper than a regex per field. Bounded so that a peer
+# sending random names cannot grow it; past the bound names are validated every time.
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX = 1024
+
+# Fields whose values shape the framing or the connection; everything else is only stored.
+_H_HOST = "host"
+_H_CONTENT_LENGTH = "content-length"
+_H_TRANSFER_ENCODING = "transfer-encoding"
+_H_CONNECTION = "connection"
+_H_EXPECT = "expect"
+_H_CONTENT_TYPE = "content-type"
+_SPECIAL = frozenset(
+    {_H_HOST, _H_CONTENT_LENGTH, _H_TRANSFER_ENCODING, _H_CONNECTION, _H_EXPECT, _H_CONTENT_TYPE}
+)
+
+
+def parse_head(
+    buf: bytearray | bytes, start: int, end: int, limits: HttpLimits = DEFAULT_LIMITS
+) -> tuple[RequestHead, int] | None:
+    """Parse the request head in ``buf[start:end]``.
+
+    Returns None while the head is incomplete, else ``(head, index just after the empty line
+    that ends the head)``. Raises a ``gateway.errors.PeerError`` (or
+    ``HttpVersionNotSupported``) for a head that is malformed or over ``limits``, as soon as
+    the bytes seen so far prove it.
+    """
+    if start >= end:
+        return None
+    c = buf[start]
+    if c == 13 or c == 10:
+        s = _skip_empty_lines(buf, start, end)
+        if s < 0:
+            return None
+    else:
+        s = start
+
+    # Fast path: the whole head is there, ends in CRLF CRLF within max_header_bytes, and
+    # every line ends in CRLF with no control character anywhere (what real clients send).
+    lim = s + limits.max_header_bytes
+    if lim > end:
+        lim = end
+    t = buf.find(b"\r\n\r\n", s, lim)
+    if t >= 0:
+        raw = buf[s:t]  # request line and field lines without the final CRLF CRLF (small)
+        # Deleting every allowed byte must leave nothing but a run of CRLFs.
+        if not raw.translate(None, _FIELD_BYTES).replace(b"\r\n", b""):
+            lines = raw.decode("latin-1").split("\r\n")
+            head_end = t + 4
+            if len(lines[0]) > limits.max_request_line:
+                raise UriTooLong(f"request line longer than {limits.max_request_line} bytes")
+        else:
+            split = _split_head(buf, start, s, end, limits)
+            if split is None:  # pragma: no cover - t >= 0 means the head is complete
+                return None
+            lines, raw, head_end = split
+    else:
+        split = _split_head(buf, start, s, end, limits)
+        if split is None:
+            return None
+        lines, raw, head_end = split
+    if len(lines) - 1 > limits.max_headers:
+        raise HeadersTooLarge(f"more than {limits.max_headers} header fields")
+
+    # --- request line (RFC 9112 §3): method SP request-target SP HTTP-version
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise BadRequest(
+            "malformed request line: expected 'METHOD SP target SP HTTP-version'"
+            f" separated by single spaces (at byte {s - start})"
+        )
+    method, target, vstr = parts
+    if method not in _COMMON_METHODS and _TOKEN.fullmatch(method) is None:
+        raise BadRequest(f"malformed request line: method is not a token (at byte {s - start})")
+    if vstr == "HTTP/1.1":
+        version = 11
+    elif vstr == "HTTP/1.0":
+        version = 10
+    elif _HTTP_VERSION.fullmatch(vstr) is not None:
+        raise HttpVersionNotSupported(f"HTTP version {vstr} is not supported; use HTTP/1.1")
+    else:
+        raise BadRequest(f"malformed request line: bad HTTP version (at byte {s - start})")
+    if not target.isascii() or "\t" in target:
+        raise BadRequest(
+            "malformed request line: request target contains a control or non-ASCII"
+            f" character (at byte {s - start + len(method) + 1})"
+        )
+    if target[:1] != "/":
+        target = _non_origin_target(method, target, s - start + len(method) + 1)
+    path, _, query = target.partition("?")
+
+    # --- field lines (RFC 9112 §5)
+    headers: list[tuple[str, str]] = []
+    append = headers.append
+    hosts = 0
+    cl_values: list[str] | None = None
+    te_values: list[str] | None = None
+    conn_values: list[str] | None = None
+    expect_values: list[str] | None = None
+    content_type: str | None = None
+    names = _NAME_CACHE
+    special = _SPECIAL
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        lname = names.get(name)
+        if lname is None or not sep:
+            lname = _check_name(name, sep, line, raw, start, s)
+        value = value.strip(" \t")
+        append((lname, value))
+        if lname in special:
+            if lname == _H_HOST:
+                hosts += 1
+            elif lname == _H_CONTENT_LENGTH:
+                if cl_values is None:
+                    cl_values = [value]
+                else:
+                    cl_values.append(value)
+            elif lname == _H_CONTENT_TYPE:
+                if content_type is None:
+                    content_type = value
+            elif lname == _H_TRANSFER_ENCODING:
+                if te_values is None:
+                    te_values = [value]
+                else:
+                    te_values.append(value)
+            elif lname == _H_CONNECTION:
+                if conn_values is None:
+                    conn_values = [value]
+                else:
+                    conn_values.append(value)
+            elif expect_values is None:  # the one special name left: expect
+                expect_values = [value]
+            else:
+                expect_values.append(value)
+
+    # RFC 9112 §3.2: exactly one Host in HTTP/1.1; more than one is invalid in any version.
+    if hosts != 1 and (version == 11 or hosts > 1):
+        if hosts == 0:
+            raise BadRequest("HTTP/1.1 request without a Host header")
+        raise BadRequest("request with more than one Host header")
+
+    content_length: int | None = None
+    if cl_values is not None:
+        v = cl_values[0]
+        if len(cl_values) == 1 and len(v) <= 18 and v.isdigit() and v.isascii():
+            content_length = int(v)
+        else:
+            content_length = _content_length(cl_values)
+
+    chunked = False
+    if te_values is not None:
+        _check_transfer_encoding(te_values, version, content_length)
+        chunked = True
+
+    expect_continue = False
+    if expect_values is not None:
+        expect_continue = _expect(expect_values) and version == 11
+
+    if conn_values is None:
+        keep_alive = version == 11
+    else:
+        v = conn_values[0].lower() if len(conn_values) == 1 else ""
+        if v == "keep-alive":
+            keep_alive = True
+        elif v == "close":
+            keep_alive = False
+        else:
+            keep_alive = _keep_alive(conn_values, version)
+
+    return (
+        RequestHead(
+            method,
+            target,
+            path,
+            query,
+            version,
+            headers,
+            content_length,
+            chunked,
+            keep_alive,
+            expect_continue,
+            content_type,
+        ),
+        head_end,
+    )
+
+
+def _skip_empty_lines(buf: bytearray | bytes, start: int, end: int) -> int:
+    """Index of the first byte after the empty lines at start, or -1 if more may follow."""
+    s = start
+    skipped = 0
+    while s < end:
+        c = buf[s]
+        if c == 10:
+            s += 1
+        elif c == 13:
+            if s + 1 >= end:
+                return -1
+            if buf[s + 1] != 10:
+                return s  # bare CR: reported as a malformed request line
+            s += 2
+        else:
+            return s
+        skipped += 1
+        if skipped > MAX_EMPTY_LINES:
+            raise BadRequest(
+                f"more than {MAX_EMPTY_LINES} empty lines before the request line"
+                f" (at byte {s - start})"
+            )
+    return -1
+
+
+def _split_head(
+    buf: bytearray | bytes, start: int, s: int, end: int, limits: HttpLimits
+) -> tuple[list[str], bytearray | bytes, int] | None:
+    """The general case of finding and splitting a head: bare LF line endings, limits on an
+    incomplete head, and pointing at the offending byte. Answers (lines, raw head, index
+    after the head) or None while incomplete."""
+    # The request line's LF must come within max_request_line bytes (+ CR + LF).
+    max_rl = limits.max_request_line
+    lim = s + max_rl + 2
+    if lim > end:
+        lim = end
+    nl = buf.find(b"\n", s, lim)
+    if nl < 0:
+        if end - s >= max_rl + 2:
+            raise UriTooLong(f"request line longer than {max_rl} bytes")
+        if end - s >= limits.max_header_bytes:
+            raise HeadersTooLarge(f"request head larger than {limits.max_header_bytes} bytes")
+        return None
+    if nl - s > max_rl and (nl - s > max_rl + 1 or buf[nl - 1] != 13):
+        raise UriTooLong(f"request line longer than {max_rl} bytes")
+
+    # The empty line ending the head is an LF followed by CRLF or by a bare LF (RFC 9112
+    # §2.2); it must end within max_header_bytes of the request line's first byte.
+    max_hb = limits.max_header_bytes
+    lim = s + max_hb
+    if lim > end:
+        lim = end
+    t = buf.find(b"\n\r\n", nl, lim)
+    if t >= 0:
+        u = buf.find(b"\n\n", nl, t)
+        if u >= 0:
+            t = u
+            head_end = u + 2
+        else:
+            head_end = t + 3
+    else:
+        t = buf.find(b"\n\n", nl, lim)
+        if t < 0:
+            if end - s >= max_hb:
+                raise HeadersTooLarge(f"request head larger than {max_hb} bytes")
+            if buf.count(b"\n", nl + 1, end) > limits.max_headers:
+                raise HeadersTooLarge(f"more than {limits.max_headers} header fields")
+            return None
+        head_end = t + 2
+
+    raw = buf[s : t + 1]  # up to and including the last field line's LF
+    if raw.translate(None, _FIELD_BYTES_CRLF):
+        _bad_control(raw, start, s)
+    text = raw.decode("latin-1").replace("\r\n", "\n")
+    if "\r" in text:
+        _bad_control(raw, start, s)
+    return text[:-1].split("\n"), raw, head_end
+
+
+def _bad_control(raw: bytearray | bytes, start: int, s: int) -> NoReturn:
+    """Raise for the first forbidden control character or bare CR in the raw head."""
+    n = len(raw)
+    for i in range(n):
+        c = raw[i]
+        if c == 13:
+            if i + 1 < n and raw[i + 1] == 10:
+                continue
+            what = "bare CR"
+        elif c < 32 and c != 9 and c != 10 or c == 127:
+            what = f"control character 0x{c:02x}"
+        else:
+            continue
+        where = "request line" if raw.find(b"\n", 0, i) < 0 else "header section"
+        raise BadRequest(f"{what} in the {where} (at byte {s - start + i})")
+    raise AssertionError("no forbidden byte found")  # pragma: no cover
+
+
+def _non_origin_target(method: str, target: str, offset: int) -> str:
+    """Asterisk-form and absolute-form targets (RFC 9112 §3.2.3, §3.2.2), as origin form."""
+    if target == "*":
+        if method == "OPTIONS":
+            return target
+        raise BadRequest(f"request target '*' is only allowed with OPTIONS (at byte {offset})")
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        i = len(rest)
+        for ch in "/?":
+            j = rest.find(ch)
+            if 0 <= j < i:
+                i = j
+        authority = rest[:i]
+        if authority and "@" not in authority and "#" not in authority:
+            path = rest[i:]
+            return path if path[:1] == "/" else "/" + path
+        raise BadRequest(f"malformed absolute-form request target (at byte {offset})")
+    raise BadRequest(
+        f"malformed request line: request target must start with '/' (at byte {offset})"
+    )
+
+
+def _check_name(name: str, sep: str, line: str, raw: bytearray | bytes, start: int, s: int) -> str:
+    """Validate a field name the cache did not know; answer its lower-case form or raise."""
+    if line[:1] in (" ", "\t"):
+        # RFC 9112 §5.2: obs-fold is refused (400) rather than unfolded.
+        problem = "obsolete line folding (field line starts with whitespace)"
+    elif not sep:
+        problem = "field line without a colon"
+    elif not name:
+        problem = "empty field name"
+    elif name[-1] in " \t":
+        problem = "whitespace between field name and colon"
+    elif _TOKEN.fullmatch(name) is None:
+        problem = "field name is not a token"
+    else:
+        lname = name.lower()
+        if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+            _NAME_CACHE[name] = lname
+        return lname
+    i = raw.find(line.encode("latin-1"))
+    raise BadRequest(f"malformed field line: {problem} (at byte {s - start + max(i, 0)})")
+
+
+def _content_length(values: list[str]) -> int:
+    """RFC 9112 §6.3 (5): a list of identical decimal values is that value; else 400."""
+    n = -1
+    for value in values:
+        for item in value.split(","):
+            item = item.strip(" \t")
+            if not (item.isdigit() and item.isascii()):
+                raise BadRequest(f"invalid Content-Length {value!r}: not a decimal number")
+            if len(item) > 18:
+                raise BadRequest(f"invalid Content-Length {value!r}: more than 18 digits")
+            k = int(item)
+            if n < 0:
+                n = k
+            elif n != k:
+                raise BadRequest("conflicting Content-Length values")
+    return n
+
+
+def _check_transfer_encoding(values: list[str], version: int, content_length: int | None) -> None:
+    """RFC 9112 §6.1, §6.3: accept exactly ``chunked``; refuse every ambiguous framing."""
+    if version == 10:
+        # §6.1: a server MUST treat a TE in an HTTP/1.0 request as faulty framing.
+        raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+    if content_length is not None:
+        # §6.1, §6.3 (3): both present is the classic request-smuggling vector.
+        raise BadRequest("both Transfer-Encoding and Content-Length")
+    codings = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip(" \t")
+            if item:  # RFC 9110 §5.6.1: empty list elements are ignored
+                codings.append(item)
+    if not codings:
+        raise BadRequest("empty Transfer-Encoding")
+    last = len(codings) - 1
+    unknown = None
+    for i, coding in enumerate(codings):
+        name, _, params = coding.partition(";")
+        name = name.rstrip(" \t")
+        if _TOKEN.fullmatch(name) is None:
+            raise BadRequest(f"malformed transfer coding {coding!r}")
+        if name.lower() == "chunked":
+            if i != last:
+                raise BadRequest("chunked is not the final transfer coding")
+            if params:
+                raise BadRequest("the chunked transfer coding takes no parameters")
+        elif unknown is None:
+            unknown = name
+    if unknown is not None:
+        raise NotImplementedByGateway(
+            f"transfer coding {unknown!r} is not supported; only 'chunked' is"
+        )
+
+
+def _expect(values: list[str]) -> bool:
+    """True for ``100-continue``; any other expectation is refused (RFC 9110 §10.1.1)."""
+    seen = False
+    for value in values:
+        for item in value.split(","):
+            item = item.strip(" \t")
+            if not item:
+                continue
+            if item.lower() != "100-continue":
+                raise ExpectationFailed(f"unsupported expectation {item!r}")
+            seen = True
+    return seen
+
+
+def _keep_alive(values: list[str], version: int) -> bool:
+    """RFC 9112 §9.3: ``close`` ends the connection; HTTP/1.0 persists only on ``keep-alive``."""
+    keep = False
+    for value in values:
+        for item in value.split(","):
+            item = item.strip(" \t").lower()
+            if item == "close":
+                return False
+            if item == "keep-alive":
+                keep = True
+    return version == 11 or keep
+
+
+# --- chunked body ------------------------------------------------------------------------
+
+_S_SIZE = 0  # reading a chunk-size line (possibly partly held in _line)
+_S_DATA = 1  # inside chunk data, _remaining bytes to go
+_S_DATA_CR = 2  # chunk data done: expect CR or LF
+_S_DATA_LF = 3  # got the CR after chunk data: expect LF
+_S_TRAILER = 4  # after the last chunk: trailer field lines until an empty line
+_S_DONE = 5
+
+_HEXDIGITS = b"0123456789abcdefABCDEF"
+_MAX_SIZE_DIGITS = 16
+# The common size line, whole and without extensions; one match finds, checks and bounds it.
+_PLAIN_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})\r?\n")
+_QDTEXT = r"\t !#-\[\]-~\x80-\xff"
+# RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] );
+# matched from the first ';' (the BWS before it is stripped with the size).
+_CHUNK_EXT = re.compile(
+    (
+        rf'(?:;[ \t]*[{_TCHAR}]+(?:[ \t]*=[ \t]*(?:[{_TCHAR}]+|"(?:[{_QDTEXT}]|\\[\t -~\x80-\xff])*"))?'
+        r"[ \t]*)*"
+    ).encode("latin-1")
+)
+_TRAILER_NAME = re.compile(f"[{_TCHAR}]+".encode())
+_TRAILER_FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class ChunkedDecoder:
+    """Decode a chunked request body (RFC 9112 §7.1) fed in any split.
+
+    ``feed(buf, pos, end)`` consumes framing and answers ``(new_pos, data_start, data_end)``:
+    when ``data_end > data_start`` the window is body data (and ``new_pos == data_end``); call
+    again from ``new_pos``. Otherwise every byte up to ``end`` went into the decoder's state,
+    or ``done`` became true and ``new_pos`` is just past the body (what follows belongs to the
+    next pipelined request). Chunk extensions and trailer fields are checked and dropped.
+    """
+
+    __slots__ = (
+        "done",
+        "bytes_received",
+        "_state",
+        "_remaining",
+        "_line",
+        "_max_line",
+        "_max_trailer",
+        "_trailer_bytes",
+        "_consumed",
+    )
+
+    def __init__(self, limits: HttpLimits = DEFAULT_LIMITS) -> None:
+        self.done = False
+        self.bytes_received = 0  # body data bytes handed out so far
+        self._state = _S_SIZE
+        self._remaining = 0
+        self._line = bytearray()  # a size or trailer line split across feeds (bounded)
+        self._max_line = limits.max_chunk_line
+        self._max_trailer = limits.max_trailer_bytes
+        self._trailer_bytes = 0
+        self._consumed = 0  # body bytes consumed before the current feed, for error offsets
+
+    def feed(self, buf: bytearray | bytes, pos: int, end: int) -> tuple[int, int, int]:
+        start = pos
+        state = self._state
+        while pos < end:
+            if state == _S_DATA:
+                rem = self._remaining
+                n = end - pos
+                if n >= rem:
+                    n = rem
+                    self._remaining = 0
+                    self._state = _S_DATA_CR
+                else:
+                    self._remaining = rem - n
+                    self._state = _S_DATA
+                self.bytes_received += n
+                q = pos + n
+                self._consumed += q - start
+                return q, pos, q
+            if state == _S_DATA_CR:
+                c = buf[pos]
+                if c == 13:
+                    if pos + 1 < end and buf[pos + 1] == 10:  # the usual CRLF in one go
+                        pos += 2
+                        state = _S_SIZE
+                        continue
+                    state = _S_DATA_LF
+                elif c == 10:
+                    state = _S_SIZE
+                else:
+                    raise self._error(
+                        "chunk data not followed by CRLF (chunk longer than its size?)",
+                        pos - start,
+                    )
+                pos += 1
+            elif state == _S_SIZE:
+                # Fast path for the per-chunk cost (a streaming client may send one small
+                # record per chunk): a whole, plain "hex CRLF" line with nothing held over.
+                if not self._line:
+                    m = _PLAIN_SIZE_LINE.match(buf, pos, end)
+                    if m is not None:
+                        size = int(m[1], 16)
+                        pos = m.end()
+                        if size:
+                            self._remaining = size
+                            state = _S_DATA
+                        else:
+                            state = _S_TRAILER
+                        continue
+                pos, state = self._size_line(buf, pos, end, start)
+            elif state == _S_DATA_LF:
+                if buf[pos] != 10:
+                    raise self._error("chunk data followed by CR without LF", pos - start)
+                state = _S_SIZE
+                pos += 1
+            elif state == _S_TRAILER:
+                pos, state = self._trailer_line(buf, pos, end, start)
+                if state == _S_DONE:
+                    self.done = True
+                    break
+            else:  # _S_DONE: bytes after the body are not ours
+                break
+        self._state = state
+        self._consumed += pos - start
+        return pos, pos, pos
+
+    def _error(self, message: str, offset: int) -> BadRequest:
+        return BadRequest(
+            f"malformed chunked body: {message} (at body byte {self._consumed + offset})"
+        )
+
+    def _take_line(
+        self, buf: bytearray | bytes, pos: int, end: int, room: int
+    ) -> tuple[int, bytes | bytearray | None]:
+        """Find the line starting at pos (plus any held partial line) whose LF is within
+        ``room`` more bytes. Answers (new_pos, line without LF) or (end, None) if incomplete;
+        raises LookupError when no LF can come within room."""
+        lim = pos + room
+        if lim > end:
+            lim = end
+        nl = buf.find(b"\n", pos, lim)
+        part = self._line
+        if nl < 0:
+            if end - pos >= room:
+                raise LookupError
+            part += buf[pos:end]
+            return end, None
+        if part:
+            part += buf[pos:nl]
+            line: bytes | bytearray = bytes(part)
+            part.clear()
+        else:
+            line = buf[pos:nl]
+        return nl + 1, line
+
+    def _size_line(self, buf: bytearray | bytes, pos: int, end: int, start: int) -> tuple[int, int]:
+        max_line = self._max_line
+        try:
+            new_pos, line = self._take_line(buf, pos, end, max_line + 2 - len(self._line))
+        except LookupError:
+            raise self._error(
+                f"chunk-size line longer than {max_line} bytes", pos - start - len(self._line)
+            ) from None
+        if line is None:
+            return new_pos, _S_SIZE
+        line_start = new_pos - start - len(line) - 1
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if len(line) > max_line:
+            raise self._error(f"chunk-size line longer than {max_line} bytes", line_start)
+        semi = line.find(b";")
+        if semi >= 0:
+            digits = line[:semi].rstrip(b" \t")
+            if _CHUNK_EXT.fullmatch(line, semi) is None:
+                raise self._error("malformed chunk extension", line_start + semi)
+        else:
+            digits = line
+        if not digits or len(digits) > _MAX_SIZE_DIGITS or digits.translate(None, _HEXDIGITS):
+            raise self._error(
+                f"chunk size must be 1 to {_MAX_SIZE_DIGITS} hex digits, got {bytes(digits)[:40]!r}",
+                line_start,
+            )
+        size = int(digits, 16)
+        if size:
+            self._remaining = size
+            return new_pos, _S_DATA
+        return new_pos, _S_TRAILER
+
+    def _trailer_line(
+        self, buf: bytearray | bytes, pos: int, end: int, start: int
+    ) -> tuple[int, int]:
+        budget = self._max_trailer - self._trailer_bytes
+        # +2 so the final empty line (not counted) is still recognised with no budget left.
+        room = budget - len(self._line) + 2
+        try:
+            new_pos, line = self._take_line(buf, pos, end, room)
+        except LookupError:
+            raise HeadersTooLarge(
+                f"chunked trailer section larger than {self._max_trailer} bytes"
+            ) from None
+        if line is None:
+            return new_pos, _S_TRAILER
+        size = len(line) + 1
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if not line:
+            return new_pos, _S_DONE
+        if size > budget:
+            raise HeadersTooLarge(f"chunked trailer section larger than {self._max_trailer} bytes")
+        self._trailer_bytes += size
+        line_start = new_pos - start - size
+        colon = line.find(b":")
+        if colon < 0 or _TRAILER_NAME.fullmatch(line, 0, colon) is None:
+            raise self._error("malformed trailer field line", line_start)
+        if _TRAILER_FORBIDDEN.search(line, colon) is not None:
+            raise self._error("control character in a trailer field", line_start)
+        return new_pos, _S_TRAILER
