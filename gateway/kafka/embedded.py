@@ -322,7 +322,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 close_fds=True,
-                start_new_session=False,  # our process group: a terminal Ctrl-C stops it too
+                start_new_session=True,  # a terminal Ctrl-C reaches only the gateway, which stops it after flushing
                 preexec_fn=_pdeathsig_preexec(),
             )
         except BaseException:

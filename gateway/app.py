@@ -1,0 +1,114 @@
+"""Process lifecycle: embedded broker, topics, producer, metadata, listener, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from gateway.config import Config
+from gateway.kafka.metadata import MetadataCache
+from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
+from gateway.server import Server
+
+log = logging.getLogger("gateway")
+
+
+def producer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
+    conf: dict[str, Any] = dict(DEFAULT_PRODUCER_CONFIG)
+    conf["bootstrap.servers"] = bootstrap
+    conf.update(cfg.producer_properties)
+    return conf
+
+
+def admin_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
+    """Connection settings shared with the producer (security, addresses), nothing else."""
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    for key, value in cfg.producer_properties.items():
+        if key.startswith(("security.", "sasl.", "ssl.", "client.", "socket.", "broker.")):
+            conf[key] = value
+    return conf
+
+
+def create_topics(admin: Any, topics: list[tuple[str, int]], timeout: float = 15.0) -> None:
+    """Create missing topics (blocking; runs on a worker thread at start-up)."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import NewTopic
+
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [NewTopic(name, parts, replication_factor=-1) for name, parts in topics if name not in existing]
+    for name, parts in topics:
+        if name in existing and len(existing[name].partitions) != parts:
+            log.warning(
+                "topic %s exists with %d partitions (asked for %d): left as it is",
+                name,
+                len(existing[name].partitions),
+                parts,
+            )
+    if not missing:
+        return
+    for name, fut in admin.create_topics(missing, request_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+            log.info("created topic %s", name)
+        except Exception as exc:
+            err = exc.args[0] if exc.args else None
+            if getattr(err, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+
+
+async def run(cfg: Config) -> int:
+    loop = asyncio.get_running_loop()
+    broker = None
+    bootstrap = cfg.bootstrap_servers
+    if bootstrap is None:
+        from gateway.kafka.embedded import EmbeddedBroker
+
+        host, port = cfg.embedded_broker
+        broker = EmbeddedBroker(host, port)
+        log.info(
+            "starting the embedded broker on %s:%d; it keeps data in memory only: "
+            "everything is lost when the gateway stops",
+            host,
+            port,
+        )
+        # On this thread: the broker is tied to the lifetime of the thread that starts it
+        # (parent-death signal), and nothing is being served yet.
+        broker.start()
+        bootstrap = broker.bootstrap
+    try:
+        return await _serve(cfg, loop, bootstrap)
+    finally:
+        if broker is not None:
+            broker.stop()
+            log.info("embedded broker stopped")
+
+
+async def _serve(cfg: Config, loop: asyncio.AbstractEventLoop, bootstrap: str) -> int:
+    metadata = MetadataCache(admin_config(cfg, bootstrap), loop)
+    if cfg.topics:
+        await loop.run_in_executor(None, create_topics, metadata.admin, cfg.topics)
+    producer = KafkaProducer(producer_config(cfg, bootstrap), loop)
+    server = Server(cfg, loop, producer, metadata)
+    info = await metadata.refresh()
+    if info is None:
+        log.warning("Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap)
+    metadata.start()
+    addresses = await server.start()
+    for host, port in addresses:
+        log.info("listening on http://%s:%d (Kafka %s)", host, port, bootstrap)
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: no new connections, finishing in-flight records (up to %gs)", cfg.shutdown_timeout)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    await server.shutdown(loop.time() + cfg.shutdown_timeout)
+    producer.close()
+    metadata.close()
+    log.info("stopped: %s", server.summary())
+    return 0

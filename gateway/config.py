@@ -1,0 +1,67 @@
+"""Gateway settings: defaults, and parsing of the values flags and environment variables give."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Invalid configuration: the message says which setting and why."""
+
+
+def parse_host_port(text: str, *, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
+    n = int(port)
+    if not 0 <= n <= 65535:
+        raise ConfigError(f"{what}: port {n} is out of range")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, n
+
+
+def parse_topic(text: str) -> tuple[str, int]:
+    name, sep, parts = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"--topic: empty topic name in {text!r}")
+    if not sep:
+        return name, 1
+    if not parts.isdigit() or int(parts) < 1:
+        raise ConfigError(f"--topic: partitions must be a positive integer in {text!r}")
+    return name, int(parts)
+
+
+def parse_property(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"-X: expected key=value, got {text!r}")
+    return key.strip(), value.strip()
+
+
+@dataclass
+class Config:
+    listen: tuple[str, int] = ("0.0.0.0", 8082)
+    bootstrap_servers: str | None = None
+    embedded_broker: tuple[str, int] = ("127.0.0.1", 9092)
+    topics: list[tuple[str, int]] = field(default_factory=list)
+    producer_properties: dict[str, Any] = field(default_factory=dict)
+    shutdown_timeout: float = 30.0
+    max_in_flight: int = 16384  # records per connection between "parsed" and "report written"
+    max_record_bytes: int = 2 * 1024 * 1024  # JSON bytes of one record in a v3 stream
+    max_request_bytes: int = 0  # Content-Length limit (0: none; chunked streams are unbounded)
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    stream_idle_timeout: float = 300.0
+    validate_cluster_id: bool = False
+    log_level: str = "info"
+
+    def validate(self) -> None:
+        if self.max_in_flight < 1:
+            raise ConfigError("--max-in-flight must be at least 1")
+        if self.max_record_bytes < 2:
+            raise ConfigError("--max-record-bytes must be at least 2")
+        for name in ("shutdown_timeout", "header_timeout", "idle_timeout", "stream_idle_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative")

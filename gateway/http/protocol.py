@@ -1,0 +1,475 @@
+"""HTTP/1.1 server connection on ``asyncio.BufferedProtocol`` (RFC 9112), no framework.
+
+The protocol owns a fixed read buffer; the event loop reads straight into its free tail, and
+``_process`` parses heads and body framing in place, handing body bytes to the request's body
+consumer as memoryviews that do not outlive the call. Unparsed bytes move to the front.
+
+One request is served at a time, in arrival order (pipelined requests wait in the buffer until
+the response before them has ended). A request's application handler gets a ``Request`` and
+answers with ``respond`` (a whole response) or ``start_stream`` (a chunked response fed while
+the body is still arriving: the v3 produce stream), or defers with ``defer`` while it waits for
+something (cluster metadata) and answers later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway import errors
+from gateway.http import writer
+from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE
+from gateway.http.parser import ChunkedDecoder, HttpLimits, RequestHead, parse_head
+
+if TYPE_CHECKING:
+    from gateway.server import Server
+
+log = logging.getLogger("gateway.http")
+
+READ_BUFFER_SIZE = 256 * 1024
+MIN_READ_SPACE = 16 * 1024  # compact or pause when less than this is free
+WRITE_HIGH_WATER = 256 * 1024
+WRITE_LOW_WATER = 64 * 1024
+
+# Connection states (one explicit state, moved only by _set_state).
+ST_HEAD = 0  # waiting for (more of) a request head
+ST_BODY = 1  # delivering the request body to its consumer
+ST_RESPONDING = 2  # body done (or abandoned); the response has not ended yet
+ST_CLOSED = 3
+
+_ALLOWED = {
+    ST_HEAD: {ST_BODY, ST_RESPONDING, ST_CLOSED},
+    ST_BODY: {ST_RESPONDING, ST_CLOSED},
+    ST_RESPONDING: {ST_HEAD, ST_CLOSED},
+    ST_CLOSED: set(),
+}
+
+
+class BodyConsumer(Protocol):
+    accepting: bool
+
+    def on_body(self, data: memoryview) -> None: ...
+    def on_body_end(self) -> None: ...
+    def on_connection_lost(self) -> None: ...
+    def on_shutdown(self) -> None: ...
+
+
+class HttpProtocol(asyncio.BufferedProtocol):
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._limits: HttpLimits = server.http_limits
+        self._buf = bytearray(READ_BUFFER_SIZE)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._state = ST_HEAD
+        self._transport: asyncio.Transport | None = None
+        self._paused = 0
+        self.head: RequestHead | None = None
+        self._consumer: BodyConsumer | None = None
+        self._cl_remaining = 0
+        self._chunked: ChunkedDecoder | None = None
+        self._body_done = False
+        self._stream_open = False  # a chunked response is in progress
+        self._stream_http10 = False
+        self._response_done = True
+        self._keep_alive = True
+        self._must_close = False
+        self._process_scheduled = False
+        self._shutting_down = False
+        now = time.monotonic()
+        self.last_activity = now
+        self.head_started = 0.0  # when the first byte of the current head arrived (0: none yet)
+        self._write_paused_at = 0.0
+        self.requests = 0
+
+    # -- state ------------------------------------------------------------------------
+    def _set_state(self, state: int) -> None:
+        if state not in _ALLOWED[self._state]:
+            raise errors.GatewayBug(f"illegal connection state move {self._state} -> {state}")
+        self._state = state
+
+    @property
+    def state(self) -> int:
+        return self._state
+
+    @property
+    def paused_reasons(self) -> int:
+        return self._paused
+
+    # -- asyncio callbacks ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        self._server.connection_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        prev = self._state
+        self._state = ST_CLOSED
+        self._transport = None
+        consumer = self._consumer
+        self._consumer = None
+        if consumer is not None and prev != ST_CLOSED:
+            consumer.on_connection_lost()
+        self._server.connection_closed(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if len(self._buf) - self._end < MIN_READ_SPACE:
+            self._compact()
+        return self._view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._state == ST_CLOSED:
+            return
+        self._end += nbytes
+        now = time.monotonic()
+        self.last_activity = now
+        if self._state == ST_HEAD and self.head_started == 0.0:
+            self.head_started = now
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        # A half-close ends the request body if it was close-delimited; for us (Content-Length
+        # or chunked) it means the client will send nothing more. Reports still go out: keep
+        # the transport open for writing until the response ends.
+        if self._state == ST_BODY:
+            # The body is incomplete: the client gave up on it.
+            self._abandon_body()
+            return True
+        if self._state == ST_RESPONDING:
+            self._keep_alive = False
+            return True
+        return False
+
+    def pause_writing(self) -> None:
+        self._write_paused_at = time.monotonic()
+        self.pause_reading(PAUSE_WRITE)
+
+    def resume_writing(self) -> None:
+        self.last_activity = time.monotonic()
+        self.resume_reading(PAUSE_WRITE)
+
+    # -- flow control (reasons bitmask) ----------------------------------------------
+    def pause_reading(self, reason: int) -> None:
+        was = self._paused
+        self._paused = was | reason
+        if not was and self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_reading(self, reason: int) -> None:
+        was = self._paused
+        if not was & reason:
+            return
+        self._paused = was & ~reason
+        if was and not self._paused and self._state != ST_CLOSED and self._transport is not None:
+            self._transport.resume_reading()
+            self._schedule_process()
+
+    def stop_reading(self) -> None:
+        """The body consumer will take no more bytes; the connection closes after the response."""
+        self._must_close = True
+        self._keep_alive = False
+        self.pause_reading(PAUSE_STOPPED)
+        if self._state == ST_BODY:
+            self._consumer_done_reading()
+
+    def _schedule_process(self) -> None:
+        if not self._process_scheduled:
+            self._process_scheduled = True
+            self._server.loop.call_soon(self._deferred_process)
+
+    def _deferred_process(self) -> None:
+        self._process_scheduled = False
+        if self._state != ST_CLOSED:
+            self._process()
+
+    # -- parsing loop -----------------------------------------------------------------
+    def _process(self) -> None:
+        buf = self._buf
+        try:
+            while not self._paused:
+                state = self._state
+                if state == ST_HEAD:
+                    if self._start == self._end:
+                        break
+                    res = parse_head(buf, self._start, self._end, self._limits)
+                    if res is None:
+                        break
+                    head, self._start = res
+                    self._on_head(head)
+                elif state == ST_BODY:
+                    if not self._feed_body():
+                        break
+                else:
+                    break
+        except errors.PeerError as exc:
+            self._protocol_error(exc)
+            return
+        if self._state == ST_CLOSED:
+            return
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._buf) - self._end < MIN_READ_SPACE:
+            self._compact()
+            if len(self._buf) - self._end < MIN_READ_SPACE:
+                self.pause_reading(PAUSE_BUFFER)
+        if self._paused & PAUSE_BUFFER and len(self._buf) - self._end >= MIN_READ_SPACE:
+            self.resume_reading(PAUSE_BUFFER)
+
+    def _compact(self) -> None:
+        start, end = self._start, self._end
+        if start == 0:
+            return
+        n = end - start
+        if n:
+            self._buf[0:n] = self._buf[start:end]
+        self._start = 0
+        self._end = n
+
+    def _feed_body(self) -> bool:
+        """Deliver buffered body bytes; False when nothing more can be done now."""
+        consumer = self._consumer
+        assert consumer is not None
+        if not consumer.accepting:
+            return False
+        chunked = self._chunked
+        if chunked is None:
+            n = min(self._cl_remaining, self._end - self._start)
+            if n:
+                start = self._start
+                self._start = start + n
+                self._cl_remaining -= n
+                consumer.on_body(self._view[start : start + n])
+                if self._state != ST_BODY:
+                    return False  # the consumer stopped reading the body
+            if self._cl_remaining == 0:
+                self._body_complete()
+                return True
+            return n > 0
+        if self._start == self._end:
+            return False
+        pos, ds, de = chunked.feed(self._buf, self._start, self._end)
+        self._start = pos
+        if de > ds:
+            consumer.on_body(self._view[ds:de])
+            if self._state != ST_BODY:
+                return False  # the consumer stopped reading the body
+        if chunked.done:
+            self._body_complete()
+        return True
+
+    def _body_complete(self) -> None:
+        self._body_done = True
+        consumer = self._consumer
+        self._set_state(ST_RESPONDING)
+        if self._response_done:
+            self._after_response()
+        elif consumer is not None:
+            consumer.on_body_end()
+
+    def _consumer_done_reading(self) -> None:
+        # The consumer gave up on the body (fatal record error, shutdown): stop reading it.
+        self._set_state(ST_RESPONDING)
+
+    def _abandon_body(self) -> None:
+        self._must_close = True
+        self._keep_alive = False
+        consumer = self._consumer
+        if self._state == ST_BODY:
+            self._set_state(ST_RESPONDING)
+        self.pause_reading(PAUSE_STOPPED)
+        if consumer is not None:
+            consumer.on_body_end()
+
+    # -- requests ---------------------------------------------------------------------
+    def _on_head(self, head: RequestHead) -> None:
+        self.head = head
+        self.requests += 1
+        self.head_started = 0.0
+        self._keep_alive = head.keep_alive and not self._shutting_down
+        self._body_done = False
+        self._response_done = False
+        self._consumer = None
+        self._chunked = ChunkedDecoder(self._limits) if head.chunked else None
+        self._cl_remaining = head.content_length or 0
+        self._set_state(ST_BODY)
+        self._server.dispatch(self, head)
+
+    def has_body(self) -> bool:
+        head = self.head
+        return head is not None and (head.chunked or bool(head.content_length))
+
+    def defer(self) -> None:
+        """The handler answers later (e.g. after a metadata refresh): read nothing meanwhile."""
+        self.pause_reading(PAUSE_WAITING)
+
+    def respond(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: bytes = writer.JSON_TYPE,
+        close: bool = False,
+        extra_headers: bytes = b"",
+    ) -> None:
+        """A whole response to the current request. An unread request body is not read: the
+        connection closes after the response (RFC 9112 §9.6)."""
+        if self._state == ST_CLOSED or self._transport is None:
+            return
+        if self._state == ST_BODY and self._consumer is None:
+            if self.has_body():
+                close = True
+            else:
+                self._body_done = True
+                self._set_state(ST_RESPONDING)
+        if close or not self._keep_alive:
+            self._keep_alive = False
+            close = True
+        self._transport.write(
+            writer.fixed_response(
+                status, body, content_type=content_type, close=close, extra_headers=extra_headers
+            )
+        )
+        self._response_done = True
+        if close:
+            self._must_close = True
+            self._close_after_write()
+            return
+        self._after_response()
+
+    def respond_error(self, exc: errors.GatewayError, *, close: bool = False) -> None:
+        self.respond(exc.status, exc.body(), close=close)
+
+    def start_stream(self, consumer: BodyConsumer, *, status: int = 200) -> None:
+        """Begin a chunked response and start feeding the request body to ``consumer``."""
+        head = self.head
+        transport = self._transport
+        if head is None or transport is None or self._state != ST_BODY:
+            return
+        self._consumer = consumer
+        self._stream_open = True
+        self._stream_http10 = head.version == 10
+        if head.expect_continue and self.has_body():
+            transport.write(writer.CONTINUE_100)
+        transport.write(
+            writer.chunked_head(status, close=not self._keep_alive, http10=self._stream_http10)
+        )
+        if not self.has_body():
+            self._body_complete()
+        self.resume_reading(PAUSE_WAITING)
+        if not self._paused:
+            self._schedule_process()
+
+    def write_body(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or not self._stream_open:
+            return
+        transport.write(data if self._stream_http10 else writer.chunk(data))
+
+    def end_body(self) -> None:
+        transport = self._transport
+        if not self._stream_open:
+            return
+        self._stream_open = False
+        if transport is not None and not self._stream_http10:
+            transport.write(writer.LAST_CHUNK)
+        if self._stream_http10:
+            self._must_close = True
+        self._response_done = True
+        if self._state == ST_BODY:
+            # The response ended before the body: the rest of the body is never read.
+            self._must_close = True
+        if self._must_close or not self._keep_alive or not self._body_done:
+            self._close_after_write()
+            return
+        self._after_response()
+
+    def _after_response(self) -> None:
+        """The response has ended and the body was fully read: serve the next request."""
+        if self._state == ST_CLOSED:
+            return
+        if not self._keep_alive or self._must_close:
+            self._close_after_write()
+            return
+        self._consumer = None
+        self.head = None
+        self._set_state(ST_HEAD)
+        self.resume_reading(PAUSE_WAITING)
+        if self._start < self._end:
+            self.head_started = time.monotonic()
+            self._schedule_process()
+        if self._shutting_down:
+            self._close_after_write()
+
+    def _close_after_write(self) -> None:
+        transport = self._transport
+        self.pause_reading(PAUSE_STOPPED)
+        if transport is not None and not transport.is_closing():
+            transport.close()  # flushes what is buffered, then closes
+
+    def _protocol_error(self, exc: errors.PeerError) -> None:
+        """Malformed framing: answer once and close (we cannot find the next request)."""
+        if self._state == ST_CLOSED or self._transport is None:
+            return
+        if self._stream_open:
+            # Mid-stream framing error: the consumer ends its reports, then we close.
+            self._abandon_body()
+            return
+        self._keep_alive = False
+        self._transport.write(writer.fixed_response(exc.status, exc.body(), close=True))
+        self._response_done = True
+        self._close_after_write()
+
+    # -- server-driven ----------------------------------------------------------------
+    def check_timeouts(self, now: float, header_timeout: float, idle_timeout: float,
+                       body_timeout: float) -> None:
+        state = self._state
+        if state == ST_HEAD:
+            if self.head_started and now - self.head_started > header_timeout:
+                self._protocol_error(errors.RequestTimeout("timed out reading the request head"))
+            elif not self.head_started and now - self.last_activity > idle_timeout:
+                self._close_now()
+        elif state in (ST_BODY, ST_RESPONDING) and body_timeout:
+            if self._paused & PAUSE_WRITE:
+                if now - self._write_paused_at > body_timeout:
+                    # The peer stopped reading our responses for too long: give up on it.
+                    log.info("peer read nothing for %.0fs: closing the connection", body_timeout)
+                    self._abort()
+            elif state == ST_BODY and not self._paused and now - self.last_activity > body_timeout:
+                # Waiting for the client's bytes (not for Kafka): the stream is idle.
+                if self._consumer is not None:
+                    log.info("stream idle for %.0fs: ending it", body_timeout)
+                    self._consumer.on_shutdown()
+                else:
+                    self._abort()
+
+    def shutdown(self) -> None:
+        """Graceful stop: idle connections close now; a stream stops reading, finishes its
+        in-flight records and ends its response; then the connection closes."""
+        self._shutting_down = True
+        self._keep_alive = False
+        if self._state == ST_HEAD:
+            if self._start == self._end:
+                self._close_now()
+            else:
+                self.pause_reading(PAUSE_STOPPED)
+                self._close_now()
+        elif self._consumer is not None:
+            self._consumer.on_shutdown()
+        else:
+            self.pause_reading(PAUSE_STOPPED)
+
+    def _close_now(self) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def _abort(self) -> None:
+        transport = self._transport
+        if transport is not None:
+            transport.abort()
+
+    def info(self) -> dict[str, Any]:
+        return {"state": self._state, "paused": self._paused, "buffered": self._end - self._start}

@@ -1,0 +1,65 @@
+"""Response framing: precomputed status lines, fixed-length and chunked bodies (RFC 9112 §7.1)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+SERVER_HEADER = b"Server: kafka-gateway\r\n"
+
+# "HTTP/1.1 404 Not Found\r\n" for every status we may send, built once.
+STATUS_LINES: dict[int, bytes] = {
+    int(s): b"HTTP/1.1 %d %s\r\n" % (int(s), s.phrase.encode("latin-1")) for s in HTTPStatus
+}
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+JSON_TYPE = b"application/json"
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d Unknown\r\n" % status
+    return line
+
+
+def fixed_response(
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = JSON_TYPE,
+    close: bool = False,
+    extra_headers: bytes = b"",
+) -> bytes:
+    """A whole response with Content-Length, as one bytes object (one transport.write)."""
+    return b"".join(
+        (
+            status_line(status),
+            SERVER_HEADER,
+            b"Content-Type: ",
+            content_type,
+            b"\r\nContent-Length: %d\r\n" % len(body),
+            b"Connection: close\r\n" if close else b"",
+            extra_headers,
+            b"\r\n",
+            body,
+        )
+    )
+
+
+def chunked_head(
+    status: int, *, content_type: bytes = JSON_TYPE, close: bool = False, http10: bool = False
+) -> bytes:
+    """Head of a streamed response. HTTP/1.0 peers cannot take chunked framing: they get a
+    close-delimited body instead (RFC 9112 §6.3 rule 8)."""
+    if http10:
+        framing = b"Connection: close\r\n"
+    else:
+        framing = b"Transfer-Encoding: chunked\r\n" + (b"Connection: close\r\n" if close else b"")
+    return b"".join(
+        (status_line(status), SERVER_HEADER, b"Content-Type: ", content_type, b"\r\n", framing, b"\r\n")
+    )
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)

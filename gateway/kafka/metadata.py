@@ -1,0 +1,156 @@
+"""Cached cluster metadata: which topics exist and how many partitions each has.
+
+Topic existence is decided from a full metadata listing, which never auto-creates a topic
+(a produce or a per-topic metadata request may, on brokers with auto-creation on). The listing
+is a blocking librdkafka call, so it runs on a worker thread; the loop only ever reads the cache
+or awaits a refresh future. Concurrent misses share one refresh, and misses refresh at most once
+per ``miss_refresh_interval`` so a client cannot turn unknown topics into a metadata storm: a
+miss that comes sooner waits for the next allowed refresh rather than being answered from a
+listing older than the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+log = logging.getLogger("gateway.metadata")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    cluster_id: str
+    topics: dict[str, int]  # topic -> number of partitions
+    brokers: tuple[int, ...]
+    fetched_at: float  # time.monotonic()
+
+
+class MetadataCache:
+    def __init__(
+        self,
+        client_config: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        *,
+        refresh_interval: float = 30.0,
+        miss_refresh_interval: float = 0.5,
+        max_age: float = 120.0,
+        request_timeout: float = 5.0,
+    ) -> None:
+        self._loop = loop
+        self._admin = AdminClient(client_config)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="gateway-metadata"
+        )
+        self.refresh_interval = refresh_interval
+        self.miss_refresh_interval = miss_refresh_interval
+        self.max_age = max_age
+        self.request_timeout = request_timeout
+        self.info: ClusterInfo | None = None
+        self.last_error: str | None = None
+        self._refreshing: asyncio.Future[ClusterInfo | None] | None = None
+        self._last_attempt = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending_miss: asyncio.Future[ClusterInfo | None] | None = None
+
+    @property
+    def admin(self) -> AdminClient:
+        return self._admin
+
+    def _fetch(self) -> ClusterInfo:
+        md = self._admin.list_topics(timeout=self.request_timeout)
+        topics = {
+            name: len(t.partitions)
+            for name, t in md.topics.items()
+            if t.error is None and not name.startswith("__")
+        }
+        return ClusterInfo(
+            cluster_id=md.cluster_id or "",
+            topics=topics,
+            brokers=tuple(sorted(md.brokers)),
+            fetched_at=time.monotonic(),
+        )
+
+    def refresh(self) -> asyncio.Future[ClusterInfo | None]:
+        """Start (or join) a refresh; the future gives the new info, or None if Kafka could not
+        be reached (the old info, if any, stays in place until it is older than max_age)."""
+        if self._refreshing is not None:
+            return self._refreshing
+        self._last_attempt = time.monotonic()
+        fut: asyncio.Future[ClusterInfo | None] = self._loop.create_future()
+        self._refreshing = fut
+        work = self._loop.run_in_executor(self._executor, self._fetch)
+
+        def done(w: asyncio.Future[ClusterInfo]) -> None:
+            self._refreshing = None
+            exc = w.exception()
+            if exc is None:
+                self.info = w.result()
+                self.last_error = None
+                result: ClusterInfo | None = self.info
+            else:
+                self.last_error = str(exc)
+                log.warning("metadata refresh failed: %s", exc)
+                if self.info is not None and time.monotonic() - self.info.fetched_at > self.max_age:
+                    self.info = None
+                result = None
+            if not fut.done():
+                fut.set_result(result)
+
+        work.add_done_callback(done)
+        return fut
+
+    def start(self) -> None:
+        """Refresh now and then every refresh_interval seconds."""
+        self.refresh()
+        self._timer = self._loop.call_later(self.refresh_interval, self._tick)
+
+    def _tick(self) -> None:
+        self.refresh()
+        self._timer = self._loop.call_later(self.refresh_interval, self._tick)
+
+    def partitions(self, topic: str) -> int | None:
+        """Partition count from the cache, None if unknown (topic missing or no metadata)."""
+        info = self.info
+        if info is None:
+            return None
+        return info.topics.get(topic)
+
+    def refresh_for_miss(self) -> asyncio.Future[ClusterInfo | None]:
+        """A refresh for a topic the cache does not know: joins one in progress, else starts
+        one now or at the next allowed time (shared by every miss until then)."""
+        if self._refreshing is not None:
+            return self._refreshing
+        delay = self._last_attempt + self.miss_refresh_interval - time.monotonic()
+        if delay <= 0:
+            return self.refresh()
+        if self._pending_miss is None:
+            waiter: asyncio.Future[ClusterInfo | None] = self._loop.create_future()
+            self._pending_miss = waiter
+
+            def start() -> None:
+                self._pending_miss = None
+                self.refresh().add_done_callback(
+                    lambda f: waiter.done() or waiter.set_result(f.result())
+                )
+
+            self._loop.call_later(delay, start)
+        return self._pending_miss
+
+    def note_topic_created(self, topic: str, partitions: int) -> None:
+        info = self.info
+        if info is not None and topic not in info.topics:
+            topics = dict(info.topics)
+            topics[topic] = partitions
+            self.info = ClusterInfo(info.cluster_id, topics, info.brokers, info.fetched_at)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,221 @@
+"""The gateway process: listener, request dispatch, the v3 produce endpoint, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from gateway import errors
+from gateway.config import Config
+from gateway.http import routes
+from gateway.http.parser import HttpLimits, RequestHead
+from gateway.http.protocol import ST_BODY, HttpProtocol
+from gateway.kafka.metadata import MetadataCache
+from gateway.kafka.producer import KafkaProducer
+from gateway.produce import JsonSplitter
+from gateway.produce.session import ProduceSession, SessionStats
+
+log = logging.getLogger("gateway")
+
+NOT_FOUND = errors.NotFound("HTTP 404 Not Found")
+SWEEP_INTERVAL = 1.0
+
+
+def _is_json(content_type: str | None) -> bool:
+    """``application/json``, optionally with ``charset=utf-8`` (docs/api.md §1)."""
+    if content_type is None:
+        return False
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    for param in params.split(";"):
+        if not param.strip():
+            continue
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "charset" or value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
+class Server:
+    def __init__(
+        self,
+        config: Config,
+        loop: asyncio.AbstractEventLoop,
+        producer: KafkaProducer,
+        metadata: MetadataCache,
+    ) -> None:
+        self.config = config
+        self.loop = loop
+        self.producer = producer
+        self.metadata = metadata
+        self.http_limits = HttpLimits()
+        self.stats = SessionStats()
+        self.connections: set[HttpProtocol] = set()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- listener -----------------------------------------------------------------------
+    async def start(self) -> list[tuple[str, int]]:
+        host, port = self.config.listen
+        server = await self.loop.create_server(
+            lambda: HttpProtocol(self), host, port, backlog=1024, reuse_address=True
+        )
+        self._servers.append(server)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+        return [s.getsockname()[:2] for s in server.sockets]
+
+    def connection_opened(self, conn: HttpProtocol) -> None:
+        self.connections.add(conn)
+        self._idle.clear()
+        if self._closing:
+            conn.shutdown()
+
+    def connection_closed(self, conn: HttpProtocol) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            self._idle.set()
+
+    def _sweep(self) -> None:
+        cfg = self.config
+        now = time.monotonic()
+        for conn in list(self.connections):
+            conn.check_timeouts(now, cfg.header_timeout, cfg.idle_timeout, cfg.stream_idle_timeout)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    # -- dispatch -------------------------------------------------------------------------
+    def dispatch(self, conn: HttpProtocol, head: RequestHead) -> None:
+        found = routes.match(head.path)
+        if found is None:
+            conn.respond_error(NOT_FOUND)
+            return
+        endpoint, params = found
+        if head.method not in routes.METHODS[endpoint]:
+            allow = ", ".join(routes.METHODS[endpoint]).encode()
+            conn.respond(
+                405,
+                errors.error_body(405, "HTTP 405 Method Not Allowed"),
+                extra_headers=b"Allow: " + allow + b"\r\n",
+            )
+            return
+        if endpoint == routes.PRODUCE_V3:
+            self.on_produce_v3(conn, head, params["cluster_id"], params["topic"])
+        elif endpoint == routes.ROOT:
+            conn.respond(200, b"{}")
+        elif endpoint == routes.HEALTHZ:
+            conn.respond(200, b'{"status":"ok"}')
+
+    # -- v3 produce -----------------------------------------------------------------------
+    def on_produce_v3(self, conn: HttpProtocol, head: RequestHead, cluster_id: str, topic: str) -> None:
+        """Checks before the 200 (docs/api.md §1), then the stream."""
+        if self._closing:
+            conn.respond_error(errors.ShuttingDown("the gateway is shutting down"))
+            return
+        if head.content_length is None and not head.chunked:
+            conn.respond_error(
+                errors.LengthRequired("a request body with Content-Length or chunked encoding is required")
+            )
+            return
+        if not _is_json(head.content_type):
+            conn.respond_error(
+                errors.UnsupportedMediaType(
+                    f"Content-Type must be application/json, not {head.content_type or 'missing'}"
+                )
+            )
+            return
+        if head.content_length == 0:
+            conn.respond_error(errors.EmptyBody("the request body is empty: send one or more records"))
+            return
+        if (
+            self.config.max_request_bytes
+            and head.content_length is not None
+            and head.content_length > self.config.max_request_bytes
+        ):
+            conn.respond_error(
+                errors.PayloadTooLarge(
+                    f"request body of {head.content_length} bytes is over the "
+                    f"{self.config.max_request_bytes}-byte limit"
+                )
+            )
+            return
+        if self.config.validate_cluster_id:
+            info = self.metadata.info
+            if info is not None and cluster_id != info.cluster_id:
+                conn.respond_error(errors.NotFound(f"cluster {cluster_id} not found"))
+                return
+        partitions = self.metadata.partitions(topic)
+        if partitions is not None:
+            self._start_produce(conn, cluster_id, topic, partitions)
+            return
+        # Unknown topic, or no metadata yet: refresh (shared with concurrent misses), then decide.
+        conn.defer()
+        fut = self.metadata.refresh_for_miss()
+        fut.add_done_callback(lambda _f: self._after_refresh(conn, cluster_id, topic))
+
+    def _after_refresh(self, conn: HttpProtocol, cluster_id: str, topic: str) -> None:
+        if conn.head is None or conn.state != ST_BODY:  # the client went away meanwhile
+            return
+        if self.metadata.info is None:
+            conn.respond_error(
+                errors.KafkaUnavailable(
+                    f"the Kafka cluster cannot be reached: {self.metadata.last_error or 'no metadata'}"
+                )
+            )
+            return
+        partitions = self.metadata.partitions(topic)
+        if partitions is None:
+            conn.respond_error(errors.TopicNotFound(f"topic {topic} not found"))
+            return
+        self._start_produce(conn, cluster_id, topic, partitions)
+
+    def _start_produce(self, conn: HttpProtocol, cluster_id: str, topic: str, partitions: int) -> None:
+        session = ProduceSession(
+            conn,
+            self.producer,
+            JsonSplitter(self.config.max_record_bytes),
+            cluster_id=cluster_id,
+            topic=topic,
+            partitions=partitions,
+            max_in_flight=self.config.max_in_flight,
+            stats=self.stats,
+        )
+        conn.start_stream(session)
+
+    # -- shutdown -------------------------------------------------------------------------
+    async def shutdown(self, deadline: float) -> None:
+        """Stop accepting, stop reading, let in-flight records finish and their reports go
+        out, flush the producer before ``deadline`` (loop time)."""
+        self._closing = True
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        purged = await self.producer.drain(deadline)
+        if purged:
+            log.warning("%d records were failed at the shutdown deadline", purged)
+        # Reports are out once the producer has drained; give the sockets until the deadline.
+        remaining = max(0.0, deadline - self.loop.time())
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=max(remaining, 0.5))
+        except TimeoutError:
+            log.warning("%d connections still open at the deadline: closing them", len(self.connections))
+            for conn in list(self.connections):
+                conn._abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for server in self._servers:
+            await server.wait_closed()
+
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "streams": s.streams,
+            "records_ok": s.records_ok,
+            "records_failed": s.records_failed,
+            "records_dropped_no_client": s.records_dropped_no_client,
+        }

@@ -1,0 +1,321 @@
+"""Produce session ordering, flow control and failure paths, with a fake librdkafka producer.
+
+The fake stands in for confluent_kafka.Producer only; KafkaProducer (the poll loop, batching,
+waiters) and ProduceSession are the real ones."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from gateway.kafka.producer import KafkaProducer
+from gateway.produce.items import RecordError
+from gateway.produce.reports import ReportQueue
+from gateway.produce.session import PAUSE_IN_FLIGHT, PAUSE_KAFKA_QUEUE, ProduceSession, SessionStats
+
+
+class FakeMsg:
+    def __init__(self, topic: str, partition: int, offset: int, ts: int) -> None:
+        self._t, self._p, self._o, self._ts = topic, partition, offset, ts
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._ts)
+
+    def topic(self) -> str:
+        return self._t
+
+
+class FakeRdProducer:
+    """Records produce() calls; the test decides when and how each is reported."""
+
+    def __init__(self, conf: dict[str, Any], queue_limit: int = 1_000_000) -> None:
+        self.conf = conf
+        self.queue_limit = queue_limit
+        self.queued: list[list[Any]] = []  # [topic, value, key, partition, cb, ts, headers]
+        self.ready: list[tuple[Any, Any, Any]] = []  # (cb, err, msg) to hand out on poll
+        self.offsets: dict[int, int] = {}
+        self.raise_on_produce: KafkaException | None = None
+
+    def produce(self, topic, value, key, partition, cb, on_delivery, ts, headers):  # noqa: ANN001
+        assert on_delivery is None
+        if self.raise_on_produce is not None:
+            raise self.raise_on_produce
+        if len(self) >= self.queue_limit:
+            raise BufferError("queue full")
+        self.queued.append([topic, value, key, partition, cb, ts, headers])
+
+    def deliver(self, i: int, err: KafkaError | None = None) -> None:
+        topic, value, key, partition, cb, ts, headers = self.queued[i]
+        p = partition if partition >= 0 else 0
+        off = self.offsets.get(p, 0)
+        self.offsets[p] = off + 1
+        self.ready.append((cb, err, FakeMsg(topic, p, off, ts or 1_700_000_000_123)))
+        self.queued[i] = None  # type: ignore[call-overload]
+
+    def poll(self, timeout: float = 0) -> int:
+        ready, self.ready = self.ready, []
+        for cb, err, msg in ready:
+            cb(err, msg)
+        return len(ready)
+
+    def __len__(self) -> int:
+        return sum(1 for q in self.queued if q is not None) + len(self.ready)
+
+    def purge(self, **kw: Any) -> None:
+        pass
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ended = False
+        self.paused = 0
+        self.stopped = False
+        self.pause_calls: list[tuple[str, int]] = []
+
+    def write_body(self, data: bytes) -> None:
+        assert not self.ended
+        self.data += data
+
+    def end_body(self) -> None:
+        assert not self.ended
+        self.ended = True
+
+    def pause_reading(self, reason: int) -> None:
+        self.paused |= reason
+        self.pause_calls.append(("pause", reason))
+
+    def resume_reading(self, reason: int) -> None:
+        assert self.paused & reason, "resume of a reason that was not paused"
+        self.paused &= ~reason
+        self.pause_calls.append(("resume", reason))
+
+    def stop_reading(self) -> None:
+        self.stopped = True
+
+    def reports(self) -> list[dict[str, Any]]:
+        lines = bytes(self.data).split(b"\r\n")
+        assert lines[-1] == b""
+        return [json.loads(x) for x in lines[:-1]]
+
+
+class ListSplitter:
+    """Hands out prepared items: one list per feed() call."""
+
+    def __init__(self, batches: list[list[Any]], tail: list[Any] | None = None) -> None:
+        self.batches = list(batches)
+        self.tail = tail or []
+
+    def feed(self, data: Any) -> list[Any]:
+        return self.batches.pop(0) if self.batches else []
+
+    def finish(self) -> list[Any]:
+        return self.tail
+
+
+def rec(i: int, partition: int = -1, key: bytes | None = None, value: bytes | None = b"v") -> tuple:
+    return (i, partition, key, value, None, 0, "BINARY" if key is not None else None, "BINARY")
+
+
+@pytest.fixture
+def loop() -> Any:
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+def make(loop: Any, batches: list[list[Any]], *, max_in_flight: int = 1000, queue_limit: int = 10**6,
+         tail: list[Any] | None = None, partitions: int = 3):
+    kp = KafkaProducer({}, loop, producer_factory=lambda conf: FakeRdProducer(conf, queue_limit))
+    stream = FakeStream()
+    stats = SessionStats()
+    s = ProduceSession(stream, kp, ListSplitter(batches, tail), cluster_id="c1", topic="t",
+                       partitions=partitions, max_in_flight=max_in_flight, stats=stats)
+    return kp, kp._producer, stream, s, stats
+
+
+def test_reports_leave_in_send_order_whatever_order_kafka_acknowledges(loop: Any) -> None:
+    seed = random.randrange(1 << 30)
+    rnd = random.Random(seed)
+    n = 200
+    kp, fake, stream, s, _ = make(loop, [[rec(i, partition=i % 3) for i in range(n)]])
+    s.on_body(memoryview(b"x"))
+    s.on_body_end()
+    order = list(range(n))
+    rnd.shuffle(order)
+    released = 0
+    for step, i in enumerate(order):
+        fake.deliver(i)
+        if step % 17 == 0:
+            kp.poll_now()
+            got = stream.reports()
+            # Only a prefix with every earlier report known may have been written.
+            delivered = {order[j] for j in range(step + 1)}
+            prefix = 0
+            while prefix in delivered:
+                prefix += 1
+            assert len(got) == prefix, f"seed={seed}"
+            released = prefix
+    kp.poll_now()
+    got = stream.reports()
+    assert len(got) == n >= released
+    for i, r in enumerate(got):
+        assert r["error_code"] == 200
+        assert r["partition_id"] == i % 3
+    assert stream.ended
+
+
+def test_success_report_shape_and_field_order(loop: Any) -> None:
+    item = (0, 2, b"abc", b"x" * 42, None, 1_763_720_082_123, "BINARY", "JSON")
+    kp, fake, stream, s, _ = make(loop, [[item]])
+    s.on_body(memoryview(b"x"))
+    fake.deliver(0)
+    kp.poll_now()
+    assert bytes(stream.data) == (
+        b'{"error_code":200,"cluster_id":"c1","topic_name":"t","partition_id":2,"offset":0,'
+        b'"timestamp":"2025-11-21T10:14:42.123Z","key":{"type":"BINARY","size":3},'
+        b'"value":{"type":"JSON","size":42}}\r\n'
+    )
+    assert not stream.ended  # the body has not ended: the stream stays open
+
+
+def test_record_errors_get_their_own_report_in_place(loop: Any) -> None:
+    items = [rec(0), RecordError(1, 400, "record 1 at byte 9: bad"), rec(2), rec(3, partition=7)]
+    kp, fake, stream, s, _ = make(loop, [items])
+    s.on_body(memoryview(b"x"))
+    s.on_body_end()
+    kp.poll_now()
+    assert stream.data == b""  # record 0 is not reported yet, so nothing after it may be
+    fake.deliver(1)  # the fake's queue index 1 is record 2
+    fake.deliver(0)
+    kp.poll_now()
+    got = stream.reports()
+    assert [r["error_code"] for r in got] == [200, 400, 200, 40402]
+    assert got[1] == {"error_code": 400, "message": "record 1 at byte 9: bad"}
+    assert "partition_id 7 does not exist" in got[3]["message"]
+    assert stream.ended
+
+
+def test_failed_delivery_maps_kafka_errors(loop: Any) -> None:
+    kp, fake, stream, s, _ = make(loop, [[rec(0), rec(1), rec(2)]])
+    s.on_body(memoryview(b"x"))
+    s.on_body_end()
+    fake.deliver(0, KafkaError(KafkaError._MSG_TIMED_OUT))
+    fake.deliver(1, KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    fake.deliver(2, KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    kp.poll_now()
+    assert [r["error_code"] for r in stream.reports()] == [50003, 413, 40301]
+    assert list(stream.reports()[0]) == ["error_code", "message"]
+
+
+def test_produce_call_errors_are_reported_per_record(loop: Any) -> None:
+    kp, fake, stream, s, _ = make(loop, [[rec(0)]])
+    fake.raise_on_produce = KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION))
+    s.on_body(memoryview(b"x"))
+    s.on_body_end()
+    assert [r["error_code"] for r in stream.reports()] == [40402]
+    assert stream.ended
+
+
+def test_in_flight_limit_pauses_and_resumes_without_losing_records(loop: Any) -> None:
+    n = 50
+    kp, fake, stream, s, _ = make(loop, [[rec(i) for i in range(n)]], max_in_flight=8)
+    s.on_body(memoryview(b"x"))
+    assert stream.paused == PAUSE_IN_FLIGHT
+    assert not s.accepting
+    assert len(fake.queued) == 8
+    delivered = 0
+    while delivered < n:
+        for i in range(delivered, len(fake.queued)):
+            fake.deliver(i)
+        delivered = len(fake.queued)
+        kp.poll_now()
+    assert stream.paused == 0 and s.accepting
+    s.on_body_end()
+    got = stream.reports()
+    assert len(got) == n and all(r["error_code"] == 200 for r in got)
+    assert [r["offset"] for r in got] == list(range(n))
+    assert stream.ended
+
+
+def test_full_kafka_queue_pauses_until_reports_make_room(loop: Any) -> None:
+    n = 30
+    kp, fake, stream, s, _ = make(loop, [[rec(i) for i in range(n)]], queue_limit=10)
+    s.on_body(memoryview(b"x"))
+    assert stream.paused == PAUSE_KAFKA_QUEUE
+    for _ in range(100):
+        if not len(fake) and s.accepting:
+            break
+        for i, q in enumerate(fake.queued):
+            if q is not None:
+                fake.deliver(i)
+        kp.poll_now()
+    s.on_body_end()
+    kp.poll_now()
+    got = stream.reports()
+    assert len(got) == n and stream.paused == 0
+    assert ("resume", PAUSE_KAFKA_QUEUE) in stream.pause_calls
+
+
+def test_fatal_splitter_error_stops_reading_and_ends_after_outstanding_reports(loop: Any) -> None:
+    items = [rec(0), rec(1), RecordError(2, 400, "record 2 at byte 30: expected '{'", fatal=True)]
+    kp, fake, stream, s, _ = make(loop, [items])
+    s.on_body(memoryview(b"x"))
+    assert stream.stopped
+    assert not stream.ended  # records 0 and 1 are still in flight
+    fake.deliver(0)
+    fake.deliver(1)
+    kp.poll_now()
+    assert [r["error_code"] for r in stream.reports()] == [200, 200, 400]
+    assert stream.ended
+
+
+def test_client_gone_records_in_kafka_still_counted(loop: Any) -> None:
+    kp, fake, stream, s, stats = make(loop, [[rec(0), rec(1)]])
+    s.on_body(memoryview(b"x"))
+    s.on_connection_lost()
+    fake.deliver(0)
+    fake.deliver(1, KafkaError(KafkaError._MSG_TIMED_OUT))
+    kp.poll_now()
+    assert stream.data == b"" and not stream.ended
+    assert s.finished
+    assert (stats.records_ok, stats.records_failed) == (1, 1)
+
+
+def test_shutdown_fails_parked_records_with_retriable_reports(loop: Any) -> None:
+    kp, fake, stream, s, _ = make(loop, [[rec(i) for i in range(20)]], queue_limit=5)
+    s.on_body(memoryview(b"x"))
+    s.on_shutdown()
+    assert stream.stopped
+    for i in range(5):
+        fake.deliver(i)
+    kp.poll_now()
+    got = stream.reports()
+    assert [r["error_code"] for r in got] == [200] * 5 + [50003] * 15
+    assert stream.ended
+
+
+def test_report_queue_grows_by_doubling_and_keeps_order() -> None:
+    q = ReportQueue(100, initial=2)
+    for i in range(100):
+        assert q.push((i,)) == i
+    assert q.full()
+    with pytest.raises(OverflowError):
+        q.push((0,))
+    for i in reversed(range(100)):
+        q.complete(i, b"%d," % i)
+        if i:
+            assert q.pop_ready() == b""
+    assert q.pop_ready() == b"".join(b"%d," % i for i in range(100))
+    assert len(q) == 0
