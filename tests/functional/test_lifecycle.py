@@ -1,0 +1,95 @@
+"""Start-up and graceful stop of the real gateway process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+from support.http import ProduceStream, request
+from support.kafka import consume_topic
+
+from gateway.kafka.embedded import find_free_port
+
+
+def test_sigterm_during_heavy_streaming_loses_nothing_acknowledged(gateway_factory, topic_factory) -> None:
+    g = gateway_factory("--shutdown-timeout", "20")
+    topic = topic_factory(3)
+    rec = json.dumps({"value": {"type": "STRING", "data": "y" * 80}}).encode()
+    batch = rec * 500
+    reports: list[dict] = []
+    sent = [0]
+    with ProduceStream(g.host, g.port, topic, timeout=60) as s:
+        assert s.read_status(10) == 200
+
+        def send() -> None:
+            try:
+                for _ in range(400):  # up to 200,000 records
+                    s.send(batch)
+                    sent[0] += 500
+            except OSError:
+                pass  # the gateway stopped reading and closed: expected
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        reports.extend(s.read_reports(5000, timeout=30))
+        os.kill(g.proc.pid, signal.SIGTERM)
+        reports.extend(s.read_rest(60))  # the response ends properly: last chunk
+        sender.join(30)
+    assert g.proc.wait(30) == 0
+    assert 5000 <= len(reports) <= sent[0] + 500
+    codes = {r["error_code"] for r in reports}
+    assert codes <= {200, 50003}, codes
+    ok = [(r["partition_id"], r["offset"]) for r in reports if r["error_code"] == 200]
+    got = consume_topic(g.bootstrap, topic, 3, len(ok), timeout=60, quiet_period=1.0)
+    landed = {(p, r.offset) for p, recs in got.items() for r in recs}
+    assert landed == set(ok)
+    assert "stopped:" in g.log()
+
+
+def test_embedded_broker_topics_and_clean_exit(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    port, broker_port = find_free_port(), find_free_port()
+    log = open(tmp_path / "gw.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--listen", f"127.0.0.1:{port}",
+         "--embedded-broker", f"127.0.0.1:{broker_port}", "--topic", "events:3", "--topic", "other"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = request("127.0.0.1", port, "GET", "/", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "gw.log").read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert r.status == 200
+        with ProduceStream("127.0.0.1", port, "events") as s:
+            s.send_records([{"key": {"type": "STRING", "data": f"k{i}"}} for i in range(30)])
+            s.end()
+            reports = s.read_rest(10)
+        assert {r["partition_id"] for r in reports} <= {0, 1, 2}
+        assert all(r["error_code"] == 200 for r in reports)
+        got = consume_topic(f"127.0.0.1:{broker_port}", "events", 3, 30)
+        assert sum(len(v) for v in got.values()) == 30
+        text = (tmp_path / "gw.log").read_text()
+        assert "memory only" in text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        log.close()
+    # The embedded broker went with the gateway.
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", broker_port), timeout=1).close()
+        raise AssertionError("the embedded broker is still listening")
+    except OSError:
+        pass
