@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from gateway import errors
 from gateway.http import writer
@@ -48,7 +48,8 @@ _ALLOWED = {
 
 
 class BodyConsumer(Protocol):
-    accepting: bool
+    @property
+    def accepting(self) -> bool: ...
 
     def on_body(self, data: memoryview) -> None: ...
     def on_body_end(self) -> None: ...
@@ -101,8 +102,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     # -- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        # uvloop's TCPTransport is not an asyncio.Transport subclass, but has its interface.
+        t = cast(asyncio.Transport, transport)
+        self._transport = t
+        t.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
         self._server.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -133,11 +133,13 @@ class MetadataCache:
             waiter: asyncio.Future[ClusterInfo | None] = self._loop.create_future()
             self._pending_miss = waiter
 
+            def relay(f: asyncio.Future[ClusterInfo | None]) -> None:
+                if not waiter.done():
+                    waiter.set_result(f.result())
+
             def start() -> None:
                 self._pending_miss = None
-                self.refresh().add_done_callback(
-                    lambda f: waiter.done() or waiter.set_result(f.result())
-                )
+                self.refresh().add_done_callback(relay)
 
             self._loop.call_later(delay, start)
         return self._pending_miss

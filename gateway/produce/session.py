@@ -220,7 +220,7 @@ class ProduceSession:
         if backlog is None:
             return
         rq = self._reports
-        for item in backlog[self._backlog_pos :]:
+        for _ in range(len(backlog) - self._backlog_pos):
             # Shutdown ends reading, so the queue has room once earlier reports drain; the
             # in-flight bound still holds because nothing new is read.
             rq.push(error_report(50003, SHUTDOWN_MESSAGE), force=True)

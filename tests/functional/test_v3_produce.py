@@ -378,3 +378,24 @@ def test_curl_streams_a_chunked_upload_from_a_pipe(gateway, topic_factory) -> No
     assert len(reports) == 500 and all(r["error_code"] == 200 for r in reports)
     got = consume_topic(gateway_bootstrap(gateway), topic, 2, 500)
     assert sorted(r.value for recs in got.values() for r in recs) == sorted(b"curl-%d" % i for i in range(500))
+
+
+def test_full_librdkafka_queue_pauses_reading_and_drops_nothing(gateway_factory, topic_factory) -> None:
+    # A tiny producer queue (any librdkafka property passes through -X) forces the
+    # queue-full path on nearly every read.
+    g = gateway_factory("-X", "queue.buffering.max.messages=200", "-X", "linger.ms=20")
+    topic = topic_factory(2)
+    n = 30_000
+    rec = json.dumps({"value": {"type": "BINARY", "data": B64(b"z" * 60)}}).encode()
+    with ProduceStream(g.host, g.port, topic) as s:
+        reports: list[dict[str, Any]] = []
+        reader = threading.Thread(target=lambda: reports.extend(s.read_rest(120)))
+        reader.start()
+        for _ in range(n // 1000):
+            s.send(rec * 1000)
+        s.end()
+        reader.join(120)
+    assert len(reports) == n
+    assert all(r["error_code"] == 200 for r in reports)
+    got = consume_topic(g.bootstrap, topic, 2, n, quiet_period=0.5)
+    assert sum(len(v) for v in got.values()) == n
