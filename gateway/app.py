@@ -100,6 +100,7 @@ async def _serve(cfg: Config, loop: asyncio.AbstractEventLoop, bootstrap: str) -
     for host, port in addresses:
         log.info("listening on http://%s:%d (Kafka %s)", host, port, bootstrap)
 
+    loop.add_signal_handler(signal.SIGUSR1, server.dump_state)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

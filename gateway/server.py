@@ -81,6 +81,12 @@ class Server:
         if not self.connections:
             self._idle.set()
 
+    def dump_state(self) -> None:
+        """SIGUSR1: log every connection's state (reading paused and why, buffers, stream)."""
+        log.info("%d connections; producer holds %d records", len(self.connections), self.producer.outstanding())
+        for conn in list(self.connections):
+            log.info("connection %s", conn.info())
+
     def _sweep(self) -> None:
         cfg = self.config
         now = time.monotonic()

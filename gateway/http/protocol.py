@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from gateway import errors
 from gateway.http import writer
-from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE
+from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE, describe
 from gateway.http.parser import ChunkedDecoder, HttpLimits, RequestHead, parse_head
 
 if TYPE_CHECKING:
@@ -32,8 +32,12 @@ READ_BUFFER_SIZE = 256 * 1024
 MIN_READ_SPACE = 16 * 1024  # compact or pause when less than this is free
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
+LINGER_TIMEOUT = 2.0  # seconds to drain an abandoned request body before closing
 
 # Connection states (one explicit state, moved only by _set_state).
+# Every pause reason stops the parser too, except a full buffer (parsing is what empties it).
+PARSE_BLOCKERS = ~PAUSE_BUFFER
+
 ST_HEAD = 0  # waiting for (more of) a request head
 ST_BODY = 1  # delivering the request body to its consumer
 ST_RESPONDING = 2  # body done (or abandoned); the response has not ended yet
@@ -84,6 +88,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.last_activity = now
         self.head_started = 0.0  # when the first byte of the current head arrived (0: none yet)
         self._write_paused_at = 0.0
+        self._lingering = False  # response done, discarding input until the peer closes
         self.requests = 0
 
     # -- state ------------------------------------------------------------------------
@@ -126,6 +131,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self._state == ST_CLOSED:
             return
+        if self._lingering:
+            return  # discarding the rest of an abandoned body (the buffer is not advanced)
         self._end += nbytes
         now = time.monotonic()
         self.last_activity = now
@@ -134,6 +141,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._process()
 
     def eof_received(self) -> bool | None:
+        if self._lingering:
+            return False  # the peer finished too: close
         # A half-close ends the request body if it was close-delimited; for us (Content-Length
         # or chunked) it means the client will send nothing more. Reports still go out: keep
         # the transport open for writing until the response ends.
@@ -156,6 +165,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     # -- flow control (reasons bitmask) ----------------------------------------------
     def pause_reading(self, reason: int) -> None:
+        if self._lingering:
+            return
         was = self._paused
         self._paused = was | reason
         if not was and self._transport is not None:
@@ -165,9 +176,14 @@ class HttpProtocol(asyncio.BufferedProtocol):
         was = self._paused
         if not was & reason:
             return
-        self._paused = was & ~reason
-        if was and not self._paused and self._state != ST_CLOSED and self._transport is not None:
+        self._paused = now = was & ~reason
+        if self._state == ST_CLOSED or self._transport is None:
+            return
+        if not now:
             self._transport.resume_reading()
+        if not now & PARSE_BLOCKERS:
+            # Bytes already buffered can be parsed again (a full buffer stops the socket,
+            # not the parser: parsing is what empties it).
             self._schedule_process()
 
     def stop_reading(self) -> None:
@@ -192,7 +208,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def _process(self) -> None:
         buf = self._buf
         try:
-            while not self._paused:
+            while not self._paused & PARSE_BLOCKERS:
                 state = self._state
                 if state == ST_HEAD:
                     if self._start == self._end:
@@ -362,7 +378,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if not self.has_body():
             self._body_complete()
         self.resume_reading(PAUSE_WAITING)
-        if not self._paused:
+        if not self._paused & PARSE_BLOCKERS:
             self._schedule_process()
 
     def write_body(self, data: bytes) -> None:
@@ -408,9 +424,25 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     def _close_after_write(self) -> None:
         transport = self._transport
-        self.pause_reading(PAUSE_STOPPED)
-        if transport is not None and not transport.is_closing():
+        if transport is None or transport.is_closing() or self._lingering:
+            return
+        if self._body_done and self._start == self._end:
+            self.pause_reading(PAUSE_STOPPED)
             transport.close()  # flushes what is buffered, then closes
+            return
+        # The client may still be sending a body we will not read. Closing now with unread
+        # bytes would reset the connection and could destroy responses it has not read yet:
+        # send FIN after our last byte, read and discard until its EOF or LINGER_TIMEOUT.
+        self._lingering = True
+        try:
+            transport.write_eof()
+        except (OSError, RuntimeError, NotImplementedError):
+            transport.close()
+            return
+        self._start = self._end = 0
+        self._paused = 0
+        transport.resume_reading()
+        self._server.loop.call_later(LINGER_TIMEOUT, self._close_now)
 
     def _protocol_error(self, exc: errors.PeerError) -> None:
         """Malformed framing: answer once and close (we cannot find the next request)."""
@@ -475,4 +507,16 @@ class HttpProtocol(asyncio.BufferedProtocol):
             transport.abort()
 
     def info(self) -> dict[str, Any]:
-        return {"state": self._state, "paused": self._paused, "buffered": self._end - self._start}
+        """State for the SIGUSR1 connection dump."""
+        c = self._consumer
+        t = self._transport
+        extra = c.debug_info() if c is not None and hasattr(c, "debug_info") else {}
+        return {
+            "peer": t.get_extra_info("peername") if t is not None else None,
+            "state": self._state,
+            "paused": describe(self._paused),
+            "buffered": self._end - self._start,
+            "unsent": t.get_write_buffer_size() if t is not None else None,
+            "requests": self.requests,
+            **extra,
+        }

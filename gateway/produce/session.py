@@ -131,7 +131,12 @@ class ProduceSession:
             return
         items = self._splitter.finish()
         if items:
-            self._handle(items, 0)
+            if self._backlog is not None:
+                # Behind the records still waiting for room, in order.
+                self._backlog = self._backlog[self._backlog_pos :] + items
+                self._backlog_pos = 0
+            else:
+                self._handle(items, 0)
         self._input_done = True
         self.flush_reports()
 
@@ -320,6 +325,18 @@ class ProduceSession:
         if self._backlog is not None:
             self._fail_backlog()
         self.flush_reports()
+
+    def debug_info(self) -> dict[str, Any]:
+        """State for the SIGUSR1 connection dump."""
+        return {
+            "topic": self._topic,
+            "session_paused": self._paused,
+            "backlog": None if self._backlog is None else len(self._backlog) - self._backlog_pos,
+            "reports_pending": len(self._reports),
+            "input_done": self._input_done,
+            "ok": self.records_ok,
+            "failed": self.records_failed,
+        }
 
     @property
     def finished(self) -> bool:

@@ -272,13 +272,17 @@ def test_slow_reader_is_paused_not_buffered_and_loses_nothing(gateway_factory, t
         rss_stalled = _rss_bytes(g.proc.pid)
         # Bounded: what the gateway holds for this client is far below what was sent.
         assert rss_stalled - rss_before < 64 * 1024 * 1024, (rss_before, rss_stalled)
-        # Finish the chunk in progress, then read everything while sending the rest.
+        # Now read (on another thread: the gateway reads our bytes only as we read its
+        # reports), finish the chunk in progress and end the body.
         sock.setblocking(True)
+        reports: list[dict[str, Any]] = []
+        reader = threading.Thread(target=lambda: reports.extend(s.read_rest(120)))
+        reader.start()
         sock.sendall(view)
         sent_chunks += 1
         total = sent_chunks * per_chunk
         s.end()
-        reports = s.read_rest(120)
+        reader.join(150)
     assert len(reports) == total
     assert all(r["error_code"] == 200 for r in reports)
     assert [r["offset"] for r in reports] == list(range(total))
