@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest Content-Length body; 0 means no limit (default 0)",
     )
     p.add_argument(
+        "--max-batch-entries",
+        type=int,
+        metavar="N",
+        help=f"entries allowed in one records:batch request, 1 to 50 (default {d.max_batch_entries})",
+    )
+    p.add_argument(
         "--header-timeout",
         type=float,
         metavar="SECONDS",
@@ -129,6 +135,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         ("max_in_flight", int),
         ("max_record_bytes", int),
         ("max_request_bytes", int),
+        ("max_batch_entries", int),
         ("header_timeout", float),
         ("idle_timeout", float),
         ("stream_idle_timeout", float),

@@ -51,6 +51,8 @@ class Config:
     max_in_flight: int = 16384  # records per connection between "parsed" and "report written"
     max_record_bytes: int = 2 * 1024 * 1024  # JSON bytes of one record in a v3 stream
     max_request_bytes: int = 0  # Content-Length limit (0: none; chunked streams are unbounded)
+    max_batch_entries: int = 10  # entries in one records:batch request (at most 50)
+    max_batch_bytes: int = 16 * 1024 * 1024  # body of one records:batch request
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
     stream_idle_timeout: float = 300.0
@@ -60,6 +62,8 @@ class Config:
     def validate(self) -> None:
         if self.max_in_flight < 1:
             raise ConfigError("--max-in-flight must be at least 1")
+        if not 1 <= self.max_batch_entries <= 50:
+            raise ConfigError("--max-batch-entries must be between 1 and 50")
         if self.max_record_bytes < 2:
             raise ConfigError("--max-record-bytes must be at least 2")
         for name in ("shutdown_timeout", "header_timeout", "idle_timeout", "stream_idle_timeout"):

@@ -15,6 +15,7 @@ from gateway.http.protocol import ST_BODY, HttpProtocol
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
 from gateway.produce import JsonSplitter
+from gateway.produce.batch import BatchRequest
 from gateway.produce.session import ProduceSession, SessionStats
 
 log = logging.getLogger("gateway")
@@ -111,14 +112,24 @@ class Server:
             return
         if endpoint == routes.PRODUCE_V3:
             self.on_produce_v3(conn, head, params["cluster_id"], params["topic"])
+        elif endpoint == routes.PRODUCE_V3_BATCH:
+            self.on_produce_v3(conn, head, params["cluster_id"], params["topic"], batch=True)
         elif endpoint == routes.ROOT:
             conn.respond(200, b"{}")
         elif endpoint == routes.HEALTHZ:
             conn.respond(200, b'{"status":"ok"}')
 
     # -- v3 produce -----------------------------------------------------------------------
-    def on_produce_v3(self, conn: HttpProtocol, head: RequestHead, cluster_id: str, topic: str) -> None:
-        """Checks before the 200 (docs/api.md §1), then the stream."""
+    def on_produce_v3(
+        self,
+        conn: HttpProtocol,
+        head: RequestHead,
+        cluster_id: str,
+        topic: str,
+        *,
+        batch: bool = False,
+    ) -> None:
+        """Checks before the 200 (docs/api.md §1), then the stream (or the batch)."""
         if self._closing:
             conn.respond_error(errors.ShuttingDown("the gateway is shutting down"))
             return
@@ -137,15 +148,13 @@ class Server:
         if head.content_length == 0:
             conn.respond_error(errors.EmptyBody("the request body is empty: send one or more records"))
             return
-        if (
-            self.config.max_request_bytes
-            and head.content_length is not None
-            and head.content_length > self.config.max_request_bytes
-        ):
+        limit = self.config.max_request_bytes
+        if batch:
+            limit = min(limit, self.config.max_batch_bytes) if limit else self.config.max_batch_bytes
+        if limit and head.content_length is not None and head.content_length > limit:
             conn.respond_error(
                 errors.PayloadTooLarge(
-                    f"request body of {head.content_length} bytes is over the "
-                    f"{self.config.max_request_bytes}-byte limit"
+                    f"request body of {head.content_length} bytes is over the {limit}-byte limit"
                 )
             )
             return
@@ -156,14 +165,14 @@ class Server:
                 return
         partitions = self.metadata.partitions(topic)
         if partitions is not None:
-            self._start_produce(conn, cluster_id, topic, partitions)
+            self._start_produce(conn, cluster_id, topic, partitions, batch)
             return
         # Unknown topic, or no metadata yet: refresh (shared with concurrent misses), then decide.
         conn.defer()
         fut = self.metadata.refresh_for_miss()
-        fut.add_done_callback(lambda _f: self._after_refresh(conn, cluster_id, topic))
+        fut.add_done_callback(lambda _f: self._after_refresh(conn, cluster_id, topic, batch))
 
-    def _after_refresh(self, conn: HttpProtocol, cluster_id: str, topic: str) -> None:
+    def _after_refresh(self, conn: HttpProtocol, cluster_id: str, topic: str, batch: bool) -> None:
         if conn.head is None or conn.state != ST_BODY:  # the client went away meanwhile
             return
         if self.metadata.info is None:
@@ -177,17 +186,34 @@ class Server:
         if partitions is None:
             conn.respond_error(errors.TopicNotFound(f"topic {topic} not found"))
             return
-        self._start_produce(conn, cluster_id, topic, partitions)
+        self._start_produce(conn, cluster_id, topic, partitions, batch)
 
-    def _start_produce(self, conn: HttpProtocol, cluster_id: str, topic: str, partitions: int) -> None:
+    def _start_produce(
+        self, conn: HttpProtocol, cluster_id: str, topic: str, partitions: int, batch: bool
+    ) -> None:
+        cfg = self.config
+        if batch:
+            conn.read_body(
+                BatchRequest(
+                    conn,
+                    self.producer,
+                    lambda: JsonSplitter(cfg.max_record_bytes),
+                    cluster_id=cluster_id,
+                    topic=topic,
+                    partitions=partitions,
+                    max_entries=cfg.max_batch_entries,
+                    max_bytes=cfg.max_batch_bytes,
+                )
+            )
+            return
         session = ProduceSession(
             conn,
             self.producer,
-            JsonSplitter(self.config.max_record_bytes),
+            JsonSplitter(cfg.max_record_bytes),
             cluster_id=cluster_id,
             topic=topic,
             partitions=partitions,
-            max_in_flight=self.config.max_in_flight,
+            max_in_flight=cfg.max_in_flight,
             stats=self.stats,
         )
         conn.start_stream(session)

@@ -381,6 +381,22 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if not self._paused & PARSE_BLOCKERS:
             self._schedule_process()
 
+    def read_body(self, consumer: BodyConsumer) -> None:
+        """Feed the request body to ``consumer``, which answers with ``respond`` once it has
+        what it needs (a request answered as a whole, e.g. the v3 batch)."""
+        head = self.head
+        transport = self._transport
+        if head is None or transport is None or self._state != ST_BODY:
+            return
+        self._consumer = consumer
+        if head.expect_continue and self.has_body():
+            transport.write(writer.CONTINUE_100)
+        if not self.has_body():
+            self._body_complete()
+        self.resume_reading(PAUSE_WAITING)
+        if not self._paused & PARSE_BLOCKERS:
+            self._schedule_process()
+
     def write_body(self, data: bytes) -> None:
         transport = self._transport
         if transport is None or not self._stream_open:

@@ -6,11 +6,13 @@ from urllib.parse import unquote
 
 # Endpoint names and the methods each accepts.
 PRODUCE_V3 = "produce_v3"
+PRODUCE_V3_BATCH = "produce_v3_batch"
 ROOT = "root"
 HEALTHZ = "healthz"
 
 METHODS = {
     PRODUCE_V3: ("POST",),
+    PRODUCE_V3_BATCH: ("POST",),
     ROOT: ("GET",),
     HEALTHZ: ("GET",),
 }
@@ -26,8 +28,12 @@ def match(path: str) -> tuple[str, dict[str, str]] | None:
         parts = parts[1:]
     n = len(parts)
     if n == 7 and parts[1] == "v3" and parts[2] == "clusters" and parts[4] == "topics":
-        if parts[6] == "records" and parts[3] and parts[5]:
-            return PRODUCE_V3, {"cluster_id": unquote(parts[3]), "topic": unquote(parts[5])}
+        if parts[3] and parts[5]:
+            params = {"cluster_id": unquote(parts[3]), "topic": unquote(parts[5])}
+            if parts[6] == "records":
+                return PRODUCE_V3, params
+            if parts[6] == "records:batch":
+                return PRODUCE_V3_BATCH, params
         return None
     if path == "/healthz":
         return HEALTHZ, {}

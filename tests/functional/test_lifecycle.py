@@ -93,3 +93,42 @@ def test_embedded_broker_topics_and_clean_exit(tmp_path) -> None:
         raise AssertionError("the embedded broker is still listening")
     except OSError:
         pass
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_aborted_streams_leak_nothing(gateway_factory, topic_factory) -> None:
+    import socket
+    import struct
+
+    g = gateway_factory()
+    topic = topic_factory(2)
+    rec = json.dumps({"value": {"type": "STRING", "data": "q" * 40}}).encode()
+    # Warm up (first connections allocate the loop's and librdkafka's long-lived state).
+    with ProduceStream(g.host, g.port, topic) as s:
+        s.send(rec * 10)
+        s.end()
+        s.read_rest(10)
+    time.sleep(0.5)
+    fds_before = _fds(g.proc.pid)
+    for _round in range(3):
+        streams = [ProduceStream(g.host, g.port, topic) for _ in range(100)]
+        for s in streams:
+            s.send(rec * 50 + rec[:10])  # a partial record keeps the body open
+        for s in streams:
+            # Once its reports are back the gateway has read the records: an RST can no
+            # longer discard them in the kernel before the gateway sees them.
+            s.read_reports(50, timeout=30)
+            s.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # abortive close (RST) mid-stream
+    deadline = time.monotonic() + 15
+    while _fds(g.proc.pid) > fds_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _fds(g.proc.pid) <= fds_before, "sockets of aborted streams are still open"
+    # Every complete record sent before the aborts was still delivered.
+    got = consume_topic(g.bootstrap, topic, 2, 10 + 300 * 50, timeout=60, quiet_period=0.5)
+    assert sum(len(v) for v in got.values()) == 10 + 300 * 50
+    # The gateway still serves.
+    assert request(g.host, g.port, "GET", "/").status == 200

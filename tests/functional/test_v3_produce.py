@@ -403,3 +403,46 @@ def test_full_librdkafka_queue_pauses_reading_and_drops_nothing(gateway_factory,
     assert all(r["error_code"] == 200 for r in reports)
     got = consume_topic(g.bootstrap, topic, 2, n, quiet_period=0.5)
     assert sum(len(v) for v in got.values()) == n
+
+
+def test_batch_variant_answers_207_with_successes_and_failures(gateway, topic_factory) -> None:
+    topic = topic_factory(2)
+    body = json.dumps({"entries": [
+        {"id": "a1", "partition_id": 1, "value": {"type": "STRING", "data": "first"}},
+        {"id": "b-2", "value": {"type": "BINARY", "data": "%%%"}},
+        {"id": "c_3", "partition_id": 9, "value": None},
+        {"id": "d4", "key": {"type": "STRING", "data": "k"}, "value": {"type": "JSON", "data": [1, {"x": 2}]}},
+    ]}).encode()
+    for prefix in ("/v3", "/kafka/v3"):
+        r = request(gateway.host, gateway.port, "POST", f"{prefix}/clusters/cl/topics/{topic}/records:batch",
+                    body, {"Content-Type": "application/json"})
+        assert r.status == 207, r
+        doc = r.json()
+        assert [s["id"] for s in doc["successes"]] == ["a1", "d4"]
+        first = doc["successes"][0]
+        assert list(first) == ["id", "cluster_id", "topic_name", "partition_id", "offset", "timestamp", "value"]
+        assert (first["cluster_id"], first["topic_name"], first["partition_id"]) == ("cl", topic, 1)
+        assert doc["successes"][1]["key"] == {"type": "STRING", "size": 1}
+        assert doc["successes"][1]["partition_id"] == partition_for_key(b"k", 2)
+        assert [(f["id"], f["error_code"]) for f in doc["failures"]] == [("b-2", 400), ("c_3", 40402)]
+        assert "base64" in doc["failures"][0]["message"]
+    got = consume_topic(gateway.bootstrap, topic, 2, 4)
+    assert sorted(x.value for v in got.values() for x in v) == sorted([b"first", b'[1,{"x":2}]'] * 2)
+
+
+@pytest.mark.parametrize(
+    "doc,status,code",
+    [
+        ({"entries": []}, 422, 42208),
+        ({"entries": [{"id": str(i)} for i in range(11)]}, 422, 42208),
+        ({"entries": [{"id": "x"}, {"id": "x"}]}, 422, 42208),
+        ({"entries": [{"id": "bad id!"}]}, 422, 42208),
+        ({"entries": [{"value": None}]}, 422, 42208),
+        ({"records": []}, 422, 42208),
+    ],
+)
+def test_batch_variant_rejects_bad_batches(gateway, topic_factory, doc, status, code) -> None:
+    topic = topic_factory(1)
+    r = request(gateway.host, gateway.port, "POST", f"/v3/clusters/c/topics/{topic}/records:batch",
+                json.dumps(doc).encode(), {"Content-Type": "application/json"})
+    assert (r.status, r.json()["error_code"]) == (status, code), r
