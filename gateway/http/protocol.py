@@ -456,7 +456,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             transport.close()
             return
         self._start = self._end = 0
-        self._paused = 0
+        self._paused = PAUSE_STOPPED  # the parser stays stopped; the socket is drained
         transport.resume_reading()
         self._server.loop.call_later(LINGER_TIMEOUT, self._close_now)
 

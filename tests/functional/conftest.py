@@ -50,7 +50,8 @@ class GatewayProcess:
         raise RuntimeError(f"gateway did not listen within {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def terminate(self, timeout: float = 60.0) -> int:
@@ -60,6 +61,11 @@ class GatewayProcess:
             return self.proc.wait(timeout)
         finally:
             self._log.close()
+
+    def assert_no_crash(self) -> None:
+        """An unhandled exception in the gateway is a bug, even when the client saw no harm."""
+        text = self.log()
+        assert "Traceback" not in text and "Fatal error" not in text, text[-5000:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -93,6 +99,7 @@ def gateway(
         yield g
     finally:
         g.stop()
+    g.assert_no_crash()
 
 
 @pytest.fixture
@@ -116,3 +123,5 @@ def gateway_factory(
     finally:
         for g in started:
             g.stop()
+    for g in started:
+        g.assert_no_crash()

@@ -166,3 +166,15 @@ def test_many_connections_each_served(gateway) -> None:
     finally:
         for s in socks:
             s.close()
+
+
+def test_error_before_an_unread_body_is_answered_and_the_rest_drained(gateway) -> None:
+    with Conn(gateway.host, gateway.port) as c:
+        c.send(build_request("POST", "/no/such/path", b"x" * 100_000, {"Content-Type": "application/json"}))
+        r = c.read_response(5)
+        assert r.status == 404 and r.header("connection") == "close"
+        assert c.is_closed_by_peer(5)
+    with Conn(gateway.host, gateway.port) as c:
+        c.send(build_request("PUT", "/", b"abc"))
+        r = c.read_response(5)
+        assert r.status == 405 and r.header("allow") == "GET"
