@@ -81,6 +81,21 @@ class UnsupportedMediaType(PeerError):
     error_code = 415
 
 
+class NotAcceptable(PeerError):
+    status = 406
+    error_code = 406
+
+
+class OffsetOutOfRange(PeerError):
+    status = 416
+    error_code = 41601
+
+
+class Unprocessable(PeerError):
+    status = 422
+    error_code = 422
+
+
 class ExpectationFailed(PeerError):
     status = 417
     error_code = 417
@@ -114,6 +129,13 @@ class PartitionNotFound(PeerError):
 class UpstreamError(GatewayError):
     status = 500
     error_code = 50002
+
+
+class KafkaRequestFailed(UpstreamError):
+    """The whole request could not be handed to Kafka (Confluent's 50001)."""
+
+    status = 500
+    error_code = 50001
 
 
 class KafkaUnavailable(UpstreamError):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from gateway import errors
 from gateway.config import Config
@@ -55,6 +56,7 @@ class Server:
         self.http_limits = HttpLimits()
         self.stats = SessionStats()
         self.connections: set[HttpProtocol] = set()
+        self.consumers: Any = None  # gateway.consume.pool.ConsumerPool, set by gateway.app
         self._servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
@@ -101,23 +103,35 @@ class Server:
         if found is None:
             conn.respond_error(NOT_FOUND)
             return
-        endpoint, params = found
-        if head.method not in routes.METHODS[endpoint]:
-            allow = ", ".join(routes.METHODS[endpoint]).encode()
+        methods, params = found
+        endpoint = methods.get(head.method)
+        if endpoint is None:
             conn.respond(
                 405,
                 errors.error_body(405, "HTTP 405 Method Not Allowed"),
-                extra_headers=b"Allow: " + allow + b"\r\n",
+                extra_headers=b"Allow: " + ", ".join(methods).encode() + b"\r\n",
             )
             return
         if endpoint == routes.PRODUCE_V3:
             self.on_produce_v3(conn, head, params["cluster_id"], params["topic"])
         elif endpoint == routes.PRODUCE_V3_BATCH:
             self.on_produce_v3(conn, head, params["cluster_id"], params["topic"], batch=True)
+        elif endpoint == routes.PRODUCE_V1:
+            from gateway.produce.v1 import on_produce_v1
+
+            on_produce_v1(self, conn, head, params)
+        elif endpoint == routes.CONSUME_V1 or (
+            endpoint == routes.PARTITION_OR_CONSUME and "offset" in parse_qs(head.query, keep_blank_values=True)
+        ):
+            from gateway.consume.v1 import on_consume_v1
+
+            on_consume_v1(self, conn, head, params)
         elif endpoint == routes.ROOT:
             conn.respond(200, b"{}")
         elif endpoint == routes.HEALTHZ:
             conn.respond(200, b'{"status":"ok"}')
+        else:
+            conn.respond_error(NOT_FOUND)
 
     # -- v3 produce -----------------------------------------------------------------------
     def on_produce_v3(

@@ -1,40 +1,68 @@
-"""URL routing: which endpoint a request path names (knows HTTP paths, not Kafka)."""
+"""URL routing: which endpoint a request path and method name (knows HTTP paths, not Kafka)."""
 
 from __future__ import annotations
 
 from urllib.parse import unquote
 
-# Endpoint names and the methods each accepts.
+# Endpoint names.
 PRODUCE_V3 = "produce_v3"
 PRODUCE_V3_BATCH = "produce_v3_batch"
+PRODUCE_V1 = "produce_v1"  # POST /topics/{t} and /topics/{t}/partitions/{p} (v1 and v2 bodies)
+CONSUME_V1 = "consume_v1"
+PARTITION_OR_CONSUME = "partition_or_consume"  # GET /topics/{t}/partitions/{p}[?offset=N]
+TOPICS = "topics"
+TOPIC = "topic"
+PARTITIONS = "partitions"
+BROKERS = "brokers"
+CLUSTERS = "clusters"
 ROOT = "root"
 HEALTHZ = "healthz"
 
-METHODS = {
-    PRODUCE_V3: ("POST",),
-    PRODUCE_V3_BATCH: ("POST",),
-    ROOT: ("GET",),
-    HEALTHZ: ("GET",),
+Route = tuple[dict[str, str], dict[str, str]]  # (method -> endpoint, path parameters)
+
+_STATIC: dict[str, dict[str, str]] = {
+    "/": {"GET": ROOT},
+    "/healthz": {"GET": HEALTHZ},
+    "/topics": {"GET": TOPICS},
+    "/brokers": {"GET": BROKERS},
+    "/v3/clusters": {"GET": CLUSTERS},
+    "/kafka/v3/clusters": {"GET": CLUSTERS},
 }
 
 
-def match(path: str) -> tuple[str, dict[str, str]] | None:
-    """The endpoint for ``path`` and its path parameters, or None (404)."""
-    if path == "/":
-        return ROOT, {}
+def match(path: str) -> Route | None:
+    """The endpoints ``path`` names, by method, with its parameters; None for an unknown path
+    (404). A known path whose method is missing from the map is a 405."""
+    static = _STATIC.get(path)
+    if static is not None:
+        return static, {}
     parts = path.split("/")
+    n = len(parts)
+    if n >= 3 and parts[1] == "topics" and parts[2]:
+        topic = unquote(parts[2])
+        if n == 3:
+            return {"GET": TOPIC, "POST": PRODUCE_V1}, {"topic": topic}
+        if parts[3] != "partitions":
+            return None
+        if n == 4:
+            return {"GET": PARTITIONS}, {"topic": topic}
+        params = {"topic": topic, "partition": unquote(parts[4])}
+        if n == 5 and parts[4]:
+            return {"GET": PARTITION_OR_CONSUME, "POST": PRODUCE_V1}, params
+        if n == 6 and parts[4] and parts[5] == "messages":
+            return {"GET": CONSUME_V1}, params
+        return None
+    if n == 5 and parts[1] == "consume" and parts[2] and parts[3] == "partitions" and parts[4]:
+        return {"GET": CONSUME_V1}, {"topic": unquote(parts[2]), "partition": unquote(parts[4])}
     # ['', 'kafka', 'v3', 'clusters', C, 'topics', T, 'records'] or without 'kafka'
     if parts[1:2] == ["kafka"]:
         parts = parts[1:]
-    n = len(parts)
+        n -= 1
     if n == 7 and parts[1] == "v3" and parts[2] == "clusters" and parts[4] == "topics":
         if parts[3] and parts[5]:
             params = {"cluster_id": unquote(parts[3]), "topic": unquote(parts[5])}
             if parts[6] == "records":
-                return PRODUCE_V3, params
+                return {"POST": PRODUCE_V3}, params
             if parts[6] == "records:batch":
-                return PRODUCE_V3_BATCH, params
-        return None
-    if path == "/healthz":
-        return HEALTHZ, {}
+                return {"POST": PRODUCE_V3_BATCH}, params
     return None
