@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
-from gateway import errors
+from gateway import errors, metadata_api
 from gateway.config import Config
 from gateway.http import routes
 from gateway.http.parser import HttpLimits, RequestHead
@@ -22,6 +23,17 @@ from gateway.produce.session import ProduceSession, SessionStats
 log = logging.getLogger("gateway")
 
 NOT_FOUND = errors.NotFound("HTTP 404 Not Found")
+_METADATA_READS = frozenset(
+    {
+        routes.TOPICS,
+        routes.TOPIC,
+        routes.PARTITIONS,
+        routes.PARTITION_OR_CONSUME,
+        routes.BROKERS,
+        routes.CLUSTERS,
+        routes.CLUSTER,
+    }
+)
 SWEEP_INTERVAL = 1.0
 
 
@@ -126,12 +138,55 @@ class Server:
             from gateway.consume.v1 import on_consume_v1
 
             on_consume_v1(self, conn, head, params)
+        elif endpoint in _METADATA_READS:
+            self.run_request(conn, self._metadata_read(endpoint, head, params))
         elif endpoint == routes.ROOT:
             conn.respond(200, b"{}")
         elif endpoint == routes.HEALTHZ:
             conn.respond(200, b'{"status":"ok"}')
         else:
             conn.respond_error(NOT_FOUND)
+
+    def run_request(self, conn: HttpProtocol, work: Coroutine[Any, Any, tuple[bytes, bytes]]) -> None:
+        """Answer a request from a coroutine giving (content type, body): one task per request,
+        for reads that wait on Kafka. Errors with an HTTP meaning answer as such."""
+        conn.defer()
+        task = self.loop.create_task(work)
+
+        def done(t: asyncio.Task[tuple[bytes, bytes]]) -> None:
+            if conn.state != ST_BODY:
+                return  # the client went away
+            exc = t.exception() if not t.cancelled() else errors.ShuttingDown("cancelled")
+            if exc is None:
+                content_type, body = t.result()
+                conn.respond(200, body, content_type=content_type)
+            elif isinstance(exc, errors.GatewayError):
+                conn.respond_error(exc)
+            else:
+                log.error("request failed", exc_info=exc)
+                conn.respond_error(errors.GatewayBug("internal error"))
+
+        task.add_done_callback(done)
+
+    async def _metadata_read(
+        self, endpoint: str, head: RequestHead, params: dict[str, str]
+    ) -> tuple[bytes, bytes]:
+        md = self.metadata
+        if endpoint == routes.TOPICS:
+            return await metadata_api.list_topics(md)
+        if endpoint == routes.TOPIC:
+            return await metadata_api.get_topic(md, params["topic"], self.loop)
+        if endpoint == routes.PARTITIONS:
+            return await metadata_api.get_partitions(md, params["topic"])
+        if endpoint == routes.PARTITION_OR_CONSUME:
+            return await metadata_api.get_partition(md, params["topic"], params["partition"])
+        if endpoint == routes.BROKERS:
+            return await metadata_api.list_brokers(md)
+        if endpoint == routes.CLUSTERS:
+            return await metadata_api.list_clusters(md, head)
+        if endpoint == routes.CLUSTER:
+            return await metadata_api.get_cluster(md, head, params["cluster_id"])
+        raise errors.GatewayBug(f"no metadata read for {endpoint}")
 
     # -- v3 produce -----------------------------------------------------------------------
     def on_produce_v3(

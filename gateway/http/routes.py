@@ -15,6 +15,7 @@ TOPIC = "topic"
 PARTITIONS = "partitions"
 BROKERS = "brokers"
 CLUSTERS = "clusters"
+CLUSTER = "cluster"
 ROOT = "root"
 HEALTHZ = "healthz"
 
@@ -58,6 +59,8 @@ def match(path: str) -> Route | None:
     if parts[1:2] == ["kafka"]:
         parts = parts[1:]
         n -= 1
+    if n == 4 and parts[1] == "v3" and parts[2] == "clusters" and parts[3]:
+        return {"GET": CLUSTER}, {"cluster_id": unquote(parts[3])}
     if n == 7 and parts[1] == "v3" and parts[2] == "clusters" and parts[4] == "topics":
         if parts[3] and parts[5]:
             params = {"cluster_id": unquote(parts[3]), "topic": unquote(parts[5])}

@@ -24,11 +24,21 @@ log = logging.getLogger("gateway.metadata")
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    in_sync: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterInfo:
     cluster_id: str
     topics: dict[str, int]  # topic -> number of partitions
     brokers: tuple[int, ...]
     fetched_at: float  # time.monotonic()
+    controller: int = -1
+    partitions: dict[str, tuple[PartitionInfo, ...]] | None = None  # topic -> by partition id
 
 
 class MetadataCache:
@@ -64,16 +74,23 @@ class MetadataCache:
 
     def _fetch(self) -> ClusterInfo:
         md = self._admin.list_topics(timeout=self.request_timeout)
-        topics = {
-            name: len(t.partitions)
-            for name, t in md.topics.items()
-            if t.error is None and not name.startswith("__")
-        }
+        topics: dict[str, int] = {}
+        partitions: dict[str, tuple[PartitionInfo, ...]] = {}
+        for name, t in md.topics.items():
+            if t.error is not None or name.startswith("__"):
+                continue  # broken or internal topics are neither listed nor produced to
+            topics[name] = len(t.partitions)
+            partitions[name] = tuple(
+                PartitionInfo(p.id, p.leader, tuple(p.replicas), tuple(p.isrs))
+                for p in sorted(t.partitions.values(), key=lambda p: p.id)
+            )
         return ClusterInfo(
             cluster_id=md.cluster_id or "",
             topics=topics,
             brokers=tuple(sorted(md.brokers)),
             fetched_at=time.monotonic(),
+            controller=md.controller_id,
+            partitions=partitions,
         )
 
     def refresh(self) -> asyncio.Future[ClusterInfo | None]:
@@ -143,13 +160,6 @@ class MetadataCache:
 
             self._loop.call_later(delay, start)
         return self._pending_miss
-
-    def note_topic_created(self, topic: str, partitions: int) -> None:
-        info = self.info
-        if info is not None and topic not in info.topics:
-            topics = dict(info.topics)
-            topics[topic] = partitions
-            self.info = ClusterInfo(info.cluster_id, topics, info.brokers, info.fetched_at)
 
     def close(self) -> None:
         if self._timer is not None:
