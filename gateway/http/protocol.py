@@ -89,6 +89,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.head_started = 0.0  # when the first byte of the current head arrived (0: none yet)
         self._write_paused_at = 0.0
         self._lingering = False  # response done, discarding input until the peer closes
+        self._peer_eof = False  # the client half-closed: it sends nothing more
         self.requests = 0
 
     # -- state ------------------------------------------------------------------------
@@ -143,17 +144,36 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def eof_received(self) -> bool | None:
         if self._lingering:
             return False  # the peer finished too: close
-        # A half-close ends the request body if it was close-delimited; for us (Content-Length
-        # or chunked) it means the client will send nothing more. Reports still go out: keep
-        # the transport open for writing until the response ends.
-        if self._state == ST_BODY:
-            # The body is incomplete: the client gave up on it.
+        # The client will send nothing more. What it sent before may still sit unparsed in
+        # our buffer (reading resumes before the parser runs again), so the body is judged
+        # incomplete only once that is consumed. Responses still go out: keep the transport
+        # open for writing until the response ends.
+        self._peer_eof = True
+        if self._state == ST_HEAD and self._start == self._end:
+            return False
+        if not self._paused & PARSE_BLOCKERS:
+            self._process()
+        else:
+            self._check_eof()
+        return True
+
+    def _check_eof(self) -> None:
+        if not self._peer_eof:
+            return
+        if self._state == ST_HEAD:
+            if not self._paused & PARSE_BLOCKERS:
+                # The parser has run: what is left is no whole request, and never will be.
+                self._close_now()
+            return
+        if self._state != ST_BODY or self._start != self._end:
+            return
+        if not self.has_body():
+            return  # a whole request is in; its (deferred) answer still goes out
+        # The body was cut short: the client gave up on it.
+        if self._consumer is None:
+            self._close_now()  # nothing was started for it yet
+        else:
             self._abandon_body()
-            return True
-        if self._state == ST_RESPONDING:
-            self._keep_alive = False
-            return True
-        return False
 
     def pause_writing(self) -> None:
         self._write_paused_at = time.monotonic()
@@ -228,6 +248,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         if self._state == ST_CLOSED:
             return
+        if self._peer_eof:
+            self._check_eof()
         if self._start == self._end:
             self._start = self._end = 0
         elif len(self._buf) - self._end < MIN_READ_SPACE:
@@ -435,6 +457,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if self._start < self._end:
             self.head_started = time.monotonic()
             self._schedule_process()
+        elif self._peer_eof:
+            self._close_now()  # every request the client sent is answered
         if self._shutting_down:
             self._close_after_write()
 

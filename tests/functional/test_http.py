@@ -178,3 +178,41 @@ def test_error_before_an_unread_body_is_answered_and_the_rest_drained(gateway) -
         c.send(build_request("PUT", "/", b"abc"))
         r = c.read_response(5)
         assert r.status == 405 and r.header("allow") == "GET"
+
+
+def test_half_closed_client_gets_every_answer(gateway, topic_factory) -> None:
+    topic = topic_factory(1)
+    rec = b'{"value":{"type":"STRING","data":"half"}}'
+    with Conn(gateway.host, gateway.port) as c:
+        c.send(
+            build_request("GET", "/topics")
+            + build_request("POST", f"/v3/clusters/c/topics/{topic}/records", rec * 3000,
+                            {"Content-Type": "application/json"})
+            + build_request("GET", "/healthz")
+        )
+        c.sock.shutdown(socket.SHUT_WR)  # like `nc -N`: everything is sent, then EOF
+        first = c.read_response(10)
+        produced = c.read_response(30)
+        last = c.read_response(10)
+        assert c.is_closed_by_peer(5)
+    assert first.status == 200 and topic in first.json()
+    reports = [json.loads(x) for x in produced.body.split(b"\r\n") if x]
+    assert len(reports) == 3000 and all(r["error_code"] == 200 for r in reports)
+    assert last.status == 200
+
+
+def test_body_cut_short_by_half_close(gateway, topic_factory) -> None:
+    topic = topic_factory(1)
+    rec = b'{"value":{"type":"STRING","data":"cut"}}'
+    with Conn(gateway.host, gateway.port) as c:
+        c.send(
+            f"POST /v3/clusters/c/topics/{topic}/records HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + b"%x\r\n%s\r\n" % (len(rec) * 2 + 5, rec * 2 + rec[:5])
+        )
+        c.sock.shutdown(socket.SHUT_WR)
+        r = c.read_response(10)
+        assert c.is_closed_by_peer(5)
+    reports = [json.loads(x) for x in r.body.split(b"\r\n") if x]
+    assert [x["error_code"] for x in reports] == [200, 200, 400]
+    assert "body ended inside the record" in reports[2]["message"]
