@@ -112,7 +112,9 @@ class MockTransport:
         self.eof_written = False
         self.eof_stopped = False  # eof_received kept the transport open: it stopped reading
         self.limits: tuple[int | None, int | None] | None = None
-        self.unsent = 0  # bytes the peer has not taken yet (set by tests)
+        self.unsent = 0  # bytes the peer has not taken yet
+        self.peer_reading = True  # False: writes pile up in ``unsent``
+        self.write_paused = False  # pause_writing() was called and not yet resume_writing()
         self.extra: dict[str, Any] = {"peername": ("127.0.0.1", 40000)}
         self.protocol_eof_again = False  # resumed after EOF: the next read answers EOF again
 
@@ -127,6 +129,15 @@ class MockTransport:
         data = bytes(data)
         self.writes.append(data)
         self.written += data
+        if not self.peer_reading:
+            # The bytes stay in our buffer; above the high mark the protocol is told, as the
+            # real transport does from inside write().
+            before = self.unsent
+            self.unsent += len(data)
+            high = self.limits[0] if self.limits and self.limits[0] is not None else 65536
+            if before <= high < self.unsent and not self.write_paused:
+                self.write_paused = True
+                self.protocol.pause_writing()
 
     def writelines(self, chunks: list[bytes]) -> None:
         for c in chunks:
@@ -158,7 +169,10 @@ class MockTransport:
             return
         want = what == "resume"
         if self.reading == want:
-            self.violations.append(f"{what}_reading() twice in a row (calls: {self.reading_calls})")
+            where = " (at the start of a lingering close)" if want and self.eof_written else ""
+            self.violations.append(
+                f"{what}_reading() twice in a row{where} (calls: {self.reading_calls})"
+            )
         self.reading = want
 
     def is_reading(self) -> bool:
@@ -237,9 +251,12 @@ class FakeConsumer:
     reading, or end its response. By default it answers ``<len>:<sha1>`` of the body at its
     end and ends the response."""
 
-    def __init__(self, conn: HttpProtocol, *, auto_end: bool = True) -> None:
+    def __init__(
+        self, conn: HttpProtocol, *, auto_end: bool = True, whole: bool = False
+    ) -> None:
         self.conn = conn
         self.auto_end = auto_end
+        self.whole = whole  # answers with respond() (read_body), not a chunked stream
         self.body = bytearray()
         self.events: list[tuple[str, int]] = []
         self.body_ends = 0
@@ -297,10 +314,13 @@ class FakeConsumer:
     def write(self, data: bytes) -> None:
         self.conn.write_body(data)
 
-    def finish(self) -> None:
+    def finish(self, *, close: bool = False) -> None:
         if self.response_ended:
             return
         self.response_ended = True
+        if self.whole:
+            self.conn.respond(200, body_digest(self.body), close=close)
+            return
         self.conn.write_body(body_digest(self.body))
         self.conn.end_body()
 
@@ -311,6 +331,7 @@ def path_handler(harness: Harness) -> Callable[[HttpProtocol, RequestHead], None
     /r/<x>       200 with body ``<x>`` (the body of the request, if any, is not read)
     /stream      start_stream with a FakeConsumer (harness.consumers)
     /hold        start_stream with a FakeConsumer that does not end its response by itself
+    /whole       read_body with a FakeConsumer that answers with respond() at the body's end
     /defer       defer (harness.deferred), the test answers later
     /nothing     no answer at all (a handler bug)
     """
@@ -323,6 +344,10 @@ def path_handler(harness: Harness) -> Callable[[HttpProtocol, RequestHead], None
             consumer = FakeConsumer(conn, auto_end=path == "/stream")
             harness.consumers.append(consumer)
             conn.start_stream(consumer)
+        elif path == "/whole":
+            consumer = FakeConsumer(conn, whole=True)
+            harness.consumers.append(consumer)
+            conn.read_body(consumer)
         elif path == "/defer":
             harness.deferred.append(conn)
             conn.defer()
@@ -414,6 +439,11 @@ class Harness:
         else:
             self.transport.close()
 
+    def read_before_callbacks(self) -> bool:
+        """One read (or EOF) before the ready callbacks run: the order a loop may pick when
+        reading resumed from an I/O callback of the same poll phase."""
+        return self._read_once()
+
     def run(self, max_steps: int = 200_000) -> None:
         """Ready callbacks, then one read, until nothing moves (uvloop: idle before poll)."""
         for _ in range(max_steps):
@@ -424,15 +454,25 @@ class Harness:
         raise AssertionError("the connection never settles (livelock)")
 
     # the peer's reading of our output
-    def peer_stops_reading(self, unsent: int = 300 * 1024) -> None:
-        self.transport.unsent = unsent
-        self.proto.pause_writing()
+    def peer_stops_reading(self, unsent: int = 0) -> None:
+        """From now on our writes stay unsent. ``unsent`` > 0: that much is already stuck
+        (over the high mark: pause_writing at once)."""
+        t = self.transport
+        t.peer_reading = False
+        if unsent:
+            t.unsent = unsent
+            if not t.write_paused:
+                t.write_paused = True
+                self.proto.pause_writing()
 
     def peer_reads_all(self) -> None:
         t = self.transport
+        t.peer_reading = True
         t.unsent = 0
-        if not t.lost:
-            self.proto.resume_writing()
+        if t.write_paused:
+            t.write_paused = False
+            if not t.lost:
+                self.proto.resume_writing()
         if t.closing and not t.lost:
             self.loop.call_soon(t._lose, None)
         self.run()
