@@ -181,6 +181,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.last_activity = time.monotonic()
+        self._write_paused_at = 0.0
         self.resume_reading(PAUSE_WRITE)
 
     # -- flow control (reasons bitmask) ----------------------------------------------
@@ -204,6 +205,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if not now & PARSE_BLOCKERS:
             # Bytes already buffered can be parsed again (a full buffer stops the socket,
             # not the parser: parsing is what empties it).
+            if self._state == ST_HEAD and self._start < self._end:
+                self.head_started = time.monotonic()  # waiting on us was not the client's delay
             self._schedule_process()
 
     def stop_reading(self) -> None:
@@ -359,9 +362,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
         connection closes after the response (RFC 9112 §9.6)."""
         if self._state == ST_CLOSED or self._transport is None:
             return
-        if self._state == ST_BODY and self._consumer is None:
+        if self._state == ST_BODY:
             if self.has_body():
-                close = True
+                close = True  # answered before its body was read
             else:
                 self._body_done = True
                 self._set_state(ST_RESPONDING)
@@ -421,8 +424,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     def write_body(self, data: bytes) -> None:
         transport = self._transport
-        if transport is None or not self._stream_open:
-            return
+        if transport is None or not self._stream_open or not data:
+            return  # (an empty chunk would be the last-chunk)
         transport.write(data if self._stream_http10 else writer.chunk(data))
 
     def end_body(self) -> None:
@@ -452,6 +455,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         self._consumer = None
         self.head = None
+        self.last_activity = time.monotonic()  # keep-alive idleness counts from here
         self._set_state(ST_HEAD)
         self.resume_reading(PAUSE_WAITING)
         if self._start < self._end:
@@ -480,20 +484,26 @@ class HttpProtocol(asyncio.BufferedProtocol):
             transport.close()
             return
         self._start = self._end = 0
+        was_paused = self._paused
         self._paused = PAUSE_STOPPED  # the parser stays stopped; the socket is drained
-        transport.resume_reading()
+        if was_paused:
+            transport.resume_reading()
         self._server.loop.call_later(LINGER_TIMEOUT, self._close_now)
 
     def _protocol_error(self, exc: errors.PeerError) -> None:
         """Malformed framing: answer once and close (we cannot find the next request)."""
-        if self._state == ST_CLOSED or self._transport is None:
+        transport = self._transport
+        if self._state == ST_CLOSED or transport is None:
             return
+        self.head_started = 0.0
+        if self._lingering or transport.is_closing():
+            return  # already answered and closing
         if self._stream_open:
             # Mid-stream framing error: the consumer ends its reports, then we close.
             self._abandon_body()
             return
         self._keep_alive = False
-        self._transport.write(writer.fixed_response(exc.status, exc.body(), close=True))
+        transport.write(writer.fixed_response(exc.status, exc.body(), close=True))
         self._response_done = True
         self._close_after_write()
 
@@ -501,18 +511,23 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def check_timeouts(self, now: float, header_timeout: float, idle_timeout: float,
                        body_timeout: float) -> None:
         state = self._state
+        if body_timeout and self._write_paused_at and now - self._write_paused_at > body_timeout:
+            # The peer stopped reading our responses for too long (whatever the state, even
+            # while closing: close() would wait for it forever): give up on it.
+            log.info("peer read nothing for %.0fs: dropping the connection", body_timeout)
+            self._abort()
+            return
+        if self._lingering:
+            return
         if state == ST_HEAD:
-            if self.head_started and now - self.head_started > header_timeout:
+            if self._paused & PARSE_BLOCKERS:
+                pass  # complete requests may wait behind a response: not the client's delay
+            elif self.head_started and now - self.head_started > header_timeout:
                 self._protocol_error(errors.RequestTimeout("timed out reading the request head"))
             elif not self.head_started and now - self.last_activity > idle_timeout:
                 self._close_now()
-        elif state in (ST_BODY, ST_RESPONDING) and body_timeout:
-            if self._paused & PAUSE_WRITE:
-                if now - self._write_paused_at > body_timeout:
-                    # The peer stopped reading our responses for too long: give up on it.
-                    log.info("peer read nothing for %.0fs: closing the connection", body_timeout)
-                    self._abort()
-            elif state == ST_BODY and not self._paused and now - self.last_activity > body_timeout:
+        elif state == ST_BODY and body_timeout:
+            if not self._paused and now - self.last_activity > body_timeout:
                 # Waiting for the client's bytes (not for Kafka): the stream is idle.
                 if self._consumer is not None:
                     log.info("stream idle for %.0fs: ending it", body_timeout)
