@@ -1,9 +1,18 @@
-"""The v3 batch variant: ``POST .../records:batch`` with ``{"entries":[{"id":..., record}, ...]}``
-answered once, with HTTP 207 ``{"successes":[...], "failures":[...]}`` (docs/api.md §1).
+"""Produce requests answered once, as a whole, when every record has its outcome.
 
-Each entry is checked by the same record rules as the stream (it goes through the splitter), so
-both paths accept and refuse exactly the same records. The body is read whole (it is small and
-bounded: at most 50 entries and ``max_bytes``) and parsed once it has ended.
+``WholeRequest`` is the shared body consumer: it reads the body whole (bounded by ``max_bytes``),
+lets its subclass parse it into records, hands them to the producer (waiting for room when the
+librdkafka queue is full), collects one delivery report per record, and answers when the last
+one is in. Subclasses say what the body looks like and what the answer is:
+
+- ``BatchRequest``: the v3 batch variant, ``POST .../records:batch`` with
+  ``{"entries":[{"id":..., record}, ...]}`` answered with HTTP 207
+  ``{"successes":[...], "failures":[...]}`` (docs/api.md §1).
+- ``gateway.produce.v1.V1ProduceRequest``: v1/v2 ``POST /topics/{t}`` (docs/api.md §2, §3).
+
+Each batch entry is checked by the same record rules as the stream (it goes through the
+splitter), so both paths accept and refuse exactly the same records. The batch body is small and
+bounded (at most 50 entries and ``max_bytes``) and parsed once it has ended.
 """
 
 from __future__ import annotations
@@ -15,8 +24,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
+from gateway.errors import error_body
+from gateway.http.writer import JSON_TYPE
 from gateway.kafka.producer import KafkaProducer, error_code_for
 from gateway.produce.items import RecordError
 from gateway.produce.reports import TimestampFormatter
@@ -28,12 +39,14 @@ _MESSAGE_PREFIX = re.compile(r"^record \d+ at byte \d+: ")
 BATCH_ERROR = 42208
 
 
-class BatchResponder(Protocol):
-    def respond(self, status: int, body: bytes, *, close: bool = False) -> None: ...
+class Responder(Protocol):
+    def respond(
+        self, status: int, body: bytes, *, content_type: bytes = ..., close: bool = False
+    ) -> None: ...
 
 
-class BatchError(Exception):
-    """The batch as a whole is refused: (status, error_code, message)."""
+class RequestRefused(Exception):
+    """The request as a whole is refused: (status, error_code, message)."""
 
     def __init__(self, status: int, error_code: int, message: str) -> None:
         super().__init__(message)
@@ -42,16 +55,171 @@ class BatchError(Exception):
         self.message = message
 
 
-def _body(error_code: int, message: str) -> bytes:
-    return json.dumps({"error_code": error_code, "message": message}, separators=(",", ":")).encode()
+class WholeRequest:
+    """Body consumer for one produce request answered as a whole.
 
+    A subclass implements ``_begin`` (parse the body, raise ``RequestRefused`` or fill
+    ``self._todo``), ``_delivered`` (one delivery report), ``_not_handed`` (``produce()`` itself
+    refused a record) and ``_answer`` (the final status and body). ``self._todo`` holds one
+    ``(value, key, partition, timestamp_ms, headers, ctx)`` tuple per record; ``ctx`` is what
+    the record's report is filed under. The tuples are dropped once all are handed to Kafka.
+    """
 
-class BatchRequest:
-    """Body consumer for one batch request; answers when every entry has its outcome."""
+    _noun = "records"  # for the log
+    _too_large = "request body"  # for the 413 message
 
     def __init__(
         self,
-        conn: BatchResponder,
+        conn: Responder,
+        producer: KafkaProducer,
+        *,
+        topic: str,
+        max_bytes: int,
+        content_type: bytes = JSON_TYPE,
+    ) -> None:
+        self._conn = conn
+        self._producer = producer
+        self._topic = topic
+        self._max_bytes = max_bytes
+        self._content_type = content_type
+        self._buf = bytearray()
+        self._done = False  # answered (or the client left)
+        self._started = False  # the body was parsed and producing has begun
+        self._todo: list[tuple[Any, ...]] = []
+        self._next = 0
+        self._waiting = 0  # handed to Kafka, report not in yet
+        self._dirty = False
+        self._failed_without_client = 0
+
+    @property
+    def accepting(self) -> bool:
+        return not self._done
+
+    # -- to implement -------------------------------------------------------------------
+    def _begin(self, body: bytes) -> None:
+        raise NotImplementedError
+
+    def _delivered(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
+        raise NotImplementedError
+
+    def _not_handed(self, ctx: Any, err: KafkaError) -> None:
+        raise NotImplementedError
+
+    def _answer(self) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+    # -- body ---------------------------------------------------------------------------
+    def on_body(self, data: memoryview) -> None:
+        if self._done:
+            return
+        if len(self._buf) + len(data) > self._max_bytes:
+            self._answer_error(
+                413, 413, f"{self._too_large} is over the {self._max_bytes}-byte limit", close=True
+            )
+            return
+        self._buf += data
+
+    def on_body_end(self) -> None:
+        if self._done:
+            return
+        body = bytes(self._buf)
+        self._buf = bytearray()
+        try:
+            self._begin(body)
+        except RequestRefused as exc:
+            self._answer_error(exc.status, exc.error_code, exc.message)
+            return
+        self._started = True
+        self._produce_more()
+
+    # -- producing ----------------------------------------------------------------------
+    def _produce_more(self) -> None:
+        todo = self._todo
+        n = len(todo)
+        produce = self._producer.produce
+        topic = self._topic
+        on_dr = self._on_dr
+        i = self._next
+        while i < n:
+            value, key, partition, timestamp, headers, ctx = todo[i]
+            try:
+                produce(topic, value, key, partition, partial(on_dr, ctx), None, timestamp, headers)
+            except BufferError:
+                # librdkafka's queue is full: go on when the producer says there is room.
+                self._next = i
+                self._producer.wait_for_space(self)
+                return
+            except KafkaException as exc:
+                self._not_handed(ctx, exc.args[0])
+            else:
+                self._waiting += 1
+            i += 1
+        # Every record is with librdkafka (which copied the bytes): drop our references.
+        self._todo = []
+        self._next = 0
+        self._producer.kick()
+        self._maybe_answer()
+
+    def on_queue_space(self) -> None:
+        if not self._done:
+            self._produce_more()
+
+    def _on_dr(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
+        self._waiting -= 1
+        if self._done:
+            # The client left: the record was still delivered or failed; say so in the log.
+            if err is not None:
+                self._failed_without_client += 1
+            if not self._waiting and self._failed_without_client:
+                log.warning("client gone: %d of its %s failed in Kafka", self._failed_without_client,
+                            self._noun)
+                self._failed_without_client = 0
+            return
+        self._delivered(ctx, err, msg)
+        if not self._dirty:
+            self._dirty = True
+            self._producer.mark_dirty(self)
+
+    def flush_reports(self) -> None:
+        self._dirty = False
+        self._maybe_answer()
+
+    def _maybe_answer(self) -> None:
+        if self._done or not self._started or self._waiting or self._next < len(self._todo):
+            return
+        self._done = True
+        status, body = self._answer()
+        self._conn.respond(status, body, content_type=self._content_type)
+
+    def _answer_error(self, status: int, error_code: int, message: str, *, close: bool = False) -> None:
+        self._done = True
+        self._conn.respond(
+            status, error_body(error_code, message), content_type=self._content_type, close=close
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def on_connection_lost(self) -> None:
+        self._producer.cancel_wait(self)
+        if not self._done and self._next < len(self._todo):
+            log.warning("client gone: %d %s were never handed to Kafka",
+                        len(self._todo) - self._next, self._noun)
+        self._done = True
+
+    def on_shutdown(self) -> None:
+        # Still reading the body: refuse. Records already with Kafka finish and are answered.
+        if not self._done and not self._started:
+            self._answer_error(503, 50003, "the gateway is shutting down", close=True)
+
+
+class BatchRequest(WholeRequest):
+    """The v3 batch variant; answers when every entry has its outcome."""
+
+    _noun = "batch entries"
+    _too_large = "batch body"
+
+    def __init__(
+        self,
+        conn: Responder,
         producer: KafkaProducer,
         make_splitter: Callable[[], Any],
         *,
@@ -61,46 +229,18 @@ class BatchRequest:
         max_entries: int,
         max_bytes: int,
     ) -> None:
-        self._conn = conn
-        self._producer = producer
+        super().__init__(conn, producer, topic=topic, max_bytes=max_bytes)
         self._make_splitter = make_splitter
         self._cluster_id = cluster_id
-        self._topic = topic
         self._partitions = partitions
         self._max_entries = max_entries
-        self._max_bytes = max_bytes
-        self._buf = bytearray()
-        self._done = False  # answered (or the client left)
         self._ids: list[str] = []
         self._outcomes: list[dict[str, Any] | None] = []
-        self._to_produce: list[tuple[int, tuple[Any, ...]]] = []
-        self._next = 0
-        self._waiting = 0
         self._fmt_ts = TimestampFormatter()
-        self._dirty = False
 
-    @property
-    def accepting(self) -> bool:
-        return not self._done
-
-    # -- body ---------------------------------------------------------------------------
-    def on_body(self, data: memoryview) -> None:
-        if self._done:
-            return
-        if len(self._buf) + len(data) > self._max_bytes:
-            self._answer_error(413, 413, f"batch body is over the {self._max_bytes}-byte limit", close=True)
-            return
-        self._buf += data
-
-    def on_body_end(self) -> None:
-        if self._done:
-            return
-        try:
-            entries = self._parse(bytes(self._buf))
-        except BatchError as exc:
-            self._answer_error(exc.status, exc.error_code, exc.message)
-            return
-        self._buf = bytearray()
+    def _begin(self, body: bytes) -> None:
+        entries = self._parse(body)
+        todo = self._todo
         for index, (entry_id, fields) in enumerate(entries):
             self._ids.append(entry_id)
             self._outcomes.append(None)
@@ -111,34 +251,34 @@ class BatchRequest:
                 self._fail(index, 40402, f"partition_id {item[1]} does not exist: topic "
                            f"'{self._topic}' has {self._partitions} partitions")
             else:
-                self._to_produce.append((index, item))
-        self._produce_more()
+                _, partition, key, value, headers, ts, kt, vt = item
+                todo.append((value, key, partition, ts, headers, (index, kt, key, vt, value)))
 
     def _parse(self, body: bytes) -> list[tuple[str, dict[str, Any]]]:
         try:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BatchError(400, 400, f"the batch is not valid JSON: {exc}") from None
+            raise RequestRefused(400, 400, f"the batch is not valid JSON: {exc}") from None
         if not isinstance(doc, dict) or set(doc) != {"entries"} or not isinstance(doc["entries"], list):
-            raise BatchError(422, BATCH_ERROR, 'the batch must be {"entries": [...]}')
+            raise RequestRefused(422, BATCH_ERROR, 'the batch must be {"entries": [...]}')
         entries = doc["entries"]
         if not 1 <= len(entries) <= self._max_entries:
-            raise BatchError(
+            raise RequestRefused(
                 422, BATCH_ERROR, f"a batch has 1 to {self._max_entries} entries, not {len(entries)}"
             )
         out: list[tuple[str, dict[str, Any]]] = []
         seen: set[str] = set()
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict):
-                raise BatchError(422, BATCH_ERROR, f"entries[{i}] is not an object")
+                raise RequestRefused(422, BATCH_ERROR, f"entries[{i}] is not an object")
             fields = dict(entry)
             entry_id = fields.pop("id", None)
             if not isinstance(entry_id, str) or not ENTRY_ID.match(entry_id):
-                raise BatchError(
+                raise RequestRefused(
                     422, BATCH_ERROR, f"entries[{i}].id must be 1 to 80 characters of [0-9a-zA-Z_-]"
                 )
             if entry_id in seen:
-                raise BatchError(422, BATCH_ERROR, f"entries[{i}].id {entry_id} is not unique")
+                raise RequestRefused(422, BATCH_ERROR, f"entries[{i}].id {entry_id} is not unique")
             seen.add(entry_id)
             out.append((entry_id, fields))
         return out
@@ -149,84 +289,34 @@ class BatchRequest:
         items = splitter.feed(text) + splitter.finish()
         return items[0]
 
-    # -- producing ----------------------------------------------------------------------
-    def _produce_more(self) -> None:
-        todo = self._to_produce
-        produce = self._producer.produce
-        while self._next < len(todo):
-            index, item = todo[self._next]
-            _, partition, key, value, headers, ts, kt, vt = item
-            try:
-                produce(self._topic, value, key, partition, partial(self._on_dr, index, kt, key, vt, value),
-                        None, ts, headers)
-            except BufferError:
-                self._producer.wait_for_space(self)
-                return
-            except KafkaException as exc:
-                err = exc.args[0]
-                self._fail(index, error_code_for(err), err.str())
-            else:
-                self._waiting += 1
-            self._next += 1
-        self._producer.kick()
-        self._maybe_answer()
-
-    def on_queue_space(self) -> None:
-        if not self._done:
-            self._produce_more()
-
-    def _on_dr(self, index: int, kt: str | None, key: bytes | None, vt: str | None,
-               value: bytes | None, err: Any, msg: Any) -> None:
-        self._waiting -= 1
+    def _delivered(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
+        index, kt, key, vt, value = ctx
         if err is not None:
             self._fail(index, error_code_for(err), err.str())
-        else:
-            out: dict[str, Any] = {
-                "id": self._ids[index],
-                "cluster_id": self._cluster_id,
-                "topic_name": self._topic,
-                "partition_id": msg.partition(),
-                "offset": msg.offset(),
-                "timestamp": self._fmt_ts(msg.timestamp()[1]).decode(),
-            }
-            if kt is not None:
-                out["key"] = {"type": kt, "size": 0 if key is None else len(key)}
-            if vt is not None:
-                out["value"] = {"type": vt, "size": 0 if value is None else len(value)}
-            self._outcomes[index] = out
-        if not self._dirty:
-            self._dirty = True
-            self._producer.mark_dirty(self)
+            return
+        out: dict[str, Any] = {
+            "id": self._ids[index],
+            "cluster_id": self._cluster_id,
+            "topic_name": self._topic,
+            "partition_id": msg.partition(),
+            "offset": msg.offset(),
+            "timestamp": self._fmt_ts(msg.timestamp()[1]).decode(),
+        }
+        if kt is not None:
+            out["key"] = {"type": kt, "size": 0 if key is None else len(key)}
+        if vt is not None:
+            out["value"] = {"type": vt, "size": 0 if value is None else len(value)}
+        self._outcomes[index] = out
 
-    def flush_reports(self) -> None:
-        self._dirty = False
-        self._maybe_answer()
+    def _not_handed(self, ctx: Any, err: KafkaError) -> None:
+        self._fail(ctx[0], error_code_for(err), err.str())
 
     def _fail(self, index: int, error_code: int, message: str) -> None:
         self._outcomes[index] = {"id": self._ids[index], "error_code": error_code, "message": message}
 
-    def _maybe_answer(self) -> None:
-        if self._done or self._waiting or self._next < len(self._to_produce):
-            return
-        self._done = True
+    def _answer(self) -> tuple[int, bytes]:
         successes = [o for o in self._outcomes if o is not None and "error_code" not in o]
         failures = [o for o in self._outcomes if o is not None and "error_code" in o]
         body = json.dumps({"successes": successes, "failures": failures}, separators=(",", ":"),
                           ensure_ascii=False).encode()
-        self._conn.respond(207, body)
-
-    def _answer_error(self, status: int, error_code: int, message: str, *, close: bool = False) -> None:
-        self._done = True
-        self._conn.respond(status, _body(error_code, message), close=close)
-
-    # -- lifecycle ----------------------------------------------------------------------
-    def on_connection_lost(self) -> None:
-        self._producer.cancel_wait(self)
-        if not self._done and self._next < len(self._to_produce):
-            log.warning("client gone: %d batch entries were never handed to Kafka",
-                        len(self._to_produce) - self._next)
-        self._done = True
-
-    def on_shutdown(self) -> None:
-        if not self._done and not self._to_produce and not self._outcomes:
-            self._answer_error(503, 50003, "the gateway is shutting down", close=True)
+        return 207, body
