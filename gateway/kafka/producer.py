@@ -51,7 +51,17 @@ _CODE_MAP = {
     KafkaError.SASL_AUTHENTICATION_FAILED: 40101,
     KafkaError._AUTHENTICATION: 40101,
 }
+# The producer's idempotence state is no longer accepted by the broker (e.g. after a message
+# timeout bumped its epoch, or the broker lost its state): every later record would fail the
+# same way, so the producer is replaced, and the record may be resent (50003).
+_PRODUCER_STATE_LOST = {
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.UNKNOWN_PRODUCER_ID,
+    KafkaError._FENCED,
+}
 _RETRIABLE = {
+    *_PRODUCER_STATE_LOST,
     KafkaError._MSG_TIMED_OUT,
     KafkaError._TIMED_OUT,
     KafkaError._TRANSPORT,
@@ -117,6 +127,15 @@ class KafkaProducer:
         """Make sure a poll is scheduled (call after producing)."""
         if self._poll_handle is None and not self._closed:
             self._poll_handle = self._loop.call_later(POLL_INTERVAL, self._poll)
+
+    def error_code(self, err: KafkaError) -> int:
+        """``error_code_for`` a failed record, noticing errors that mean this producer is done
+        for (it is replaced after the current poll)."""
+        if err.code() in _PRODUCER_STATE_LOST and self._fatal is None:
+            log.error("producer state rejected by the broker (%s): starting a new producer", err)
+            self._fatal = err
+            self.kick()
+        return error_code_for(err)
 
     # -- the poll loop ----------------------------------------------------------------
     def outstanding(self) -> int:

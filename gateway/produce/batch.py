@@ -28,7 +28,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from gateway.errors import error_body
 from gateway.http.writer import JSON_TYPE
-from gateway.kafka.producer import KafkaProducer, error_code_for
+from gateway.kafka.producer import KafkaProducer
 from gateway.produce.items import RecordError
 from gateway.produce.reports import TimestampFormatter
 
@@ -292,7 +292,7 @@ class BatchRequest(WholeRequest):
     def _delivered(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
         index, kt, key, vt, value = ctx
         if err is not None:
-            self._fail(index, error_code_for(err), err.str())
+            self._fail(index, self._producer.error_code(err), err.str())
             return
         out: dict[str, Any] = {
             "id": self._ids[index],
@@ -309,7 +309,7 @@ class BatchRequest(WholeRequest):
         self._outcomes[index] = out
 
     def _not_handed(self, ctx: Any, err: KafkaError) -> None:
-        self._fail(ctx[0], error_code_for(err), err.str())
+        self._fail(ctx[0], self._producer.error_code(err), err.str())
 
     def _fail(self, index: int, error_code: int, message: str) -> None:
         self._outcomes[index] = {"id": self._ids[index], "error_code": error_code, "message": message}

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 
-from gateway.kafka.producer import KafkaProducer, error_code_for
+from gateway.kafka.producer import KafkaProducer
 from gateway.produce.items import RecordError
 from gateway.produce.reports import (
     ReportQueue,
@@ -175,7 +175,7 @@ class ProduceSession:
                         break
                     except KafkaException as exc:
                         err = exc.args[0]
-                        rq.push(error_report(error_code_for(err), err.str()))
+                        rq.push(error_report(self._producer.error_code(err), err.str()))
                         self.records_failed += 1
                     else:
                         rq.push((key_value_suffix(kt, key, vt, value),))
@@ -250,7 +250,7 @@ class ProduceSession:
             )
             self.records_ok += 1
         else:
-            rq.complete(seq, error_report(error_code_for(err), err.str()))
+            rq.complete(seq, error_report(self._producer.error_code(err), err.str()))
             self.records_failed += 1
         if not self._dirty:
             self._dirty = True

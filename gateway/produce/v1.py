@@ -47,7 +47,7 @@ from confluent_kafka import KafkaError
 from gateway import errors
 from gateway.errors import error_body
 from gateway.http.protocol import ST_BODY
-from gateway.kafka.producer import KafkaProducer, error_code_for
+from gateway.kafka.producer import KafkaProducer
 from gateway.produce.batch import RequestRefused, Responder, WholeRequest
 from gateway.produce.reports import json_str
 
@@ -358,9 +358,8 @@ _ANSWER_HEAD = b'{"offsets":['
 _ANSWER_TAIL = b'],"key_schema_id":null,"value_schema_id":null}'
 
 
-def record_error_code(err: KafkaError) -> int:
+def record_error_code(code: int) -> int:
     """Confluent's per-record code in an offsets entry: 50003 if a resend may succeed."""
-    code = error_code_for(err)
     return 50003 if code == 50003 or code == 40401 else 50002
 
 
@@ -410,13 +409,13 @@ class V1ProduceRequest(WholeRequest):
         if err is None:
             self._entries[ctx] = self._ok % (msg.partition(), msg.offset())
         else:
-            self._entries[ctx] = _FAILED % (record_error_code(err), json_str(err.str()))
+            self._entries[ctx] = _FAILED % (record_error_code(self._producer.error_code(err)), json_str(err.str()))
 
     def _not_handed(self, ctx: Any, err: KafkaError) -> None:
         if not self._refused:
             self._first_refusal = err.str()
         self._refused += 1
-        self._entries[ctx] = _FAILED % (record_error_code(err), json_str(err.str()))
+        self._entries[ctx] = _FAILED % (record_error_code(self._producer.error_code(err)), json_str(err.str()))
 
     def _answer(self) -> tuple[int, bytes]:
         entries = self._entries

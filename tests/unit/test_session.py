@@ -319,3 +319,27 @@ def test_report_queue_grows_by_doubling_and_keeps_order() -> None:
             assert q.pop_ready() == b""
     assert q.pop_ready() == b"".join(b"%d," % i for i in range(100))
     assert len(q) == 0
+
+
+def test_fenced_producer_is_replaced_and_its_records_are_retriable(loop: Any) -> None:
+    made: list[FakeRdProducer] = []
+
+    def factory(conf: dict[str, Any]) -> FakeRdProducer:
+        made.append(FakeRdProducer(conf))
+        return made[-1]
+
+    kp = KafkaProducer({}, loop, producer_factory=factory)
+    stream = FakeStream()
+    s = ProduceSession(stream, kp, ListSplitter([[rec(0), rec(1)], [rec(2)]]), cluster_id="c", topic="t",
+                       partitions=1, max_in_flight=100, stats=SessionStats())
+    s.on_body(memoryview(b"x"))
+    made[0].deliver(0, KafkaError(KafkaError.PRODUCER_FENCED))
+    made[0].deliver(1)
+    kp.poll_now()
+    assert len(made) == 2, "the fenced producer was not replaced"
+    s.on_body(memoryview(b"x"))
+    assert len(made[1].queued) == 1  # later records go to the new producer
+    made[1].deliver(0)
+    s.on_body_end()
+    kp.poll_now()
+    assert [r["error_code"] for r in stream.reports()] == [50003, 200, 200]
