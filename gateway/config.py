@@ -52,18 +52,30 @@ class Config:
     max_record_bytes: int = 2 * 1024 * 1024  # JSON bytes of one record in a v3 stream
     max_request_bytes: int = 0  # Content-Length limit (0: none; chunked streams are unbounded)
     max_batch_entries: int = 10  # entries in one records:batch request (at most 50)
-    max_batch_bytes: int = 16 * 1024 * 1024  # body of one records:batch request
+    # Body of a request answered as a whole (v3 records:batch, v1/v2 produce): it is held and
+    # parsed at once, and tiny records parse to ~25x their bytes in Python objects.
+    max_batch_bytes: int = 4 * 1024 * 1024
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
     stream_idle_timeout: float = 300.0
     validate_cluster_id: bool = False
+    consumer_pool_size: int = 4  # long-lived Kafka consumers (and threads) serving v1 consume
     log_level: str = "info"
+
+    def held_body_limit(self) -> int:
+        """Limit of a body held whole until parsed: max_batch_bytes, or --max-request-bytes
+        when that is lower."""
+        if self.max_request_bytes:
+            return min(self.max_batch_bytes, self.max_request_bytes)
+        return self.max_batch_bytes
 
     def validate(self) -> None:
         if self.max_in_flight < 1:
             raise ConfigError("--max-in-flight must be at least 1")
         if not 1 <= self.max_batch_entries <= 50:
             raise ConfigError("--max-batch-entries must be between 1 and 50")
+        if not 1 <= self.consumer_pool_size <= 256:
+            raise ConfigError("--consumer-pool-size must be between 1 and 256")
         if self.max_record_bytes < 2:
             raise ConfigError("--max-record-bytes must be at least 2")
         for name in ("shutdown_timeout", "header_timeout", "idle_timeout", "stream_idle_timeout"):

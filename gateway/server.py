@@ -217,9 +217,7 @@ class Server:
         if head.content_length == 0:
             conn.respond_error(errors.EmptyBody("the request body is empty: send one or more records"))
             return
-        limit = self.config.max_request_bytes
-        if batch:
-            limit = min(limit, self.config.max_batch_bytes) if limit else self.config.max_batch_bytes
+        limit = self.config.held_body_limit() if batch else self.config.max_request_bytes
         if limit and head.content_length is not None and head.content_length > limit:
             conn.respond_error(
                 errors.PayloadTooLarge(
@@ -271,7 +269,7 @@ class Server:
                     topic=topic,
                     partitions=partitions,
                     max_entries=cfg.max_batch_entries,
-                    max_bytes=cfg.max_batch_bytes,
+                    max_bytes=cfg.held_body_limit(),
                 )
             )
             return

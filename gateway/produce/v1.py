@@ -29,7 +29,7 @@ Decisions where the contract is silent (docs/api.md: the specs, then Confluent's
   another value contradicts the URL: 422. On the topic path a ``partition`` outside the topic is
   404/40402 for the whole request (Confluent's "Invalid partition"), nothing is produced.
 - The body is bounded by ``--max-request-bytes`` when set, and always by the batch body limit
-  (``max_batch_bytes``, 16 MiB): it is held whole until parsed. Over it: 413.
+  (``max_batch_bytes``, 4 MiB): it is held whole until parsed. Over it: 413.
 - A record Kafka refused gets ``{"partition":null,"offset":null,"error_code":...,"error":...}``:
   50003 when a resend may succeed (timeouts, broker down, topic vanished), else 50002. When
   ``produce()`` refused every record of the request, nothing reached Kafka: 500/50001.
@@ -52,7 +52,6 @@ from gateway.produce.batch import RequestRefused, Responder, WholeRequest
 from gateway.produce.reports import json_str
 
 if TYPE_CHECKING:
-    from gateway.config import Config
     from gateway.http.parser import RequestHead
     from gateway.http.protocol import HttpProtocol
     from gateway.server import Server
@@ -430,15 +429,6 @@ class V1ProduceRequest(WholeRequest):
 # -- the endpoint ------------------------------------------------------------------------
 
 
-def body_limit(config: Config) -> int:
-    """The body is held whole until it is parsed: the batch body limit, or --max-request-bytes
-    when that is lower."""
-    limit = config.max_batch_bytes
-    if config.max_request_bytes:
-        limit = min(limit, config.max_request_bytes)
-    return limit
-
-
 def _accept_header(head: RequestHead) -> str | None:
     # Several Accept field lines are one comma-separated list (RFC 9110 §5.3).
     values = [v for n, v in head.headers if n == "accept"]
@@ -476,7 +466,7 @@ def on_produce_v1(server: Server, conn: HttpProtocol, head: RequestHead, params:
         # No Content-Length and no chunked framing is a zero-length body (RFC 9112 §6.3).
         refuse(errors.Unprocessable('the request body is empty: send {"records":[...]}'))
         return
-    limit = body_limit(server.config)
+    limit = server.config.held_body_limit()
     if head.content_length is not None and head.content_length > limit:
         refuse(errors.PayloadTooLarge(
             f"request body of {head.content_length} bytes is over the {limit}-byte limit"
