@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from gateway.config import Config
+from gateway.consume.pool import ConsumerPool
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
 from gateway.server import Server
@@ -91,7 +92,9 @@ async def _serve(cfg: Config, loop: asyncio.AbstractEventLoop, bootstrap: str) -
     if cfg.topics:
         await loop.run_in_executor(None, create_topics, metadata.admin, cfg.topics)
     producer = KafkaProducer(producer_config(cfg, bootstrap), loop)
+    consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
     server = Server(cfg, loop, producer, metadata)
+    server.consumers = consumers
     info = await metadata.refresh()
     if info is None:
         log.warning("Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap)
@@ -110,6 +113,7 @@ async def _serve(cfg: Config, loop: asyncio.AbstractEventLoop, bootstrap: str) -
         loop.remove_signal_handler(sig)
     await server.shutdown(loop.time() + cfg.shutdown_timeout)
     producer.close()
+    await consumers.close()
     metadata.close()
     log.info("stopped: %s", server.summary())
     return 0

@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"entries allowed in one records:batch request, 1 to 50 (default {d.max_batch_entries})",
     )
     p.add_argument(
+        "--consumer-pool-size",
+        type=int,
+        metavar="N",
+        help="Kafka consumers (one thread each) serving v1 consume requests; requests beyond "
+        f"them queue (default {d.consumer_pool_size})",
+    )
+    p.add_argument(
         "--header-timeout",
         type=float,
         metavar="SECONDS",
@@ -136,6 +143,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         ("max_record_bytes", int),
         ("max_request_bytes", int),
         ("max_batch_entries", int),
+        ("consumer_pool_size", int),
         ("header_timeout", float),
         ("idle_timeout", float),
         ("stream_idle_timeout", float),

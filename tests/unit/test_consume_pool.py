@@ -1,0 +1,300 @@
+"""The v1 consume pieces below HTTP: request parsing, the answer's encoding, and the consumer
+pool (its bounds with a fake consumer; its reads against the session's Tansu broker and against
+librdkafka's mock cluster, which answers like Apache Kafka: OFFSET_OUT_OF_RANGE, true
+ListOffsets)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvloop
+from confluent_kafka import Producer
+
+from gateway import errors
+from gateway.consume import ConsumedRecord, ConsumerPool, ConsumerPoolBusy, OffsetOutOfRangeError
+from gateway.consume.v1 import DEFAULT_MAX_BYTES, MAX_BYTES_CEILING, encode_records, parse_request
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    lp = uvloop.new_event_loop()
+    yield lp
+    lp.close()
+
+
+# -- parsing ----------------------------------------------------------------------------------
+P = {"topic": "t", "partition": "2"}
+
+
+def test_parse_defaults_and_values() -> None:
+    r = parse_request(P, "offset=5")
+    assert (r.topic, r.partition, r.offset, r.count, r.max_bytes) == ("t", 2, 5, 100, DEFAULT_MAX_BYTES)
+    r = parse_request(P, "count=7&offset=0&max_bytes=10&other=x")
+    assert (r.offset, r.count, r.max_bytes) == (0, 7, 10)
+    assert parse_request(P, "offset=-3").offset == -3  # an integer: 416 later, not 400
+    assert parse_request(P, "offset=1&offset=2").offset == 1  # the first, like JAX-RS
+    assert parse_request(P, "offset=1&max_bytes=999999999999").max_bytes == MAX_BYTES_CEILING
+    assert parse_request(P, "offset=1&count=10000").count == 10000
+
+
+@pytest.mark.parametrize(
+    "partition, query, exc, code",
+    [
+        ("x", "offset=0", errors.NotFound, 404),
+        ("1.0", "offset=0", errors.NotFound, 404),
+        ("", "offset=0", errors.NotFound, 404),
+        ("-1", "offset=0", errors.PartitionNotFound, 40402),
+        ("0", "", errors.BadRequest, 400),
+        ("0", "offset=", errors.BadRequest, 400),
+        ("0", "offset=a", errors.BadRequest, 400),
+        ("0", "offset=1e3", errors.BadRequest, 400),
+        ("0", "offset=0&count=0", errors.BadRequest, 400),
+        ("0", "offset=0&count=10001", errors.BadRequest, 400),
+        ("0", "offset=0&count=", errors.BadRequest, 400),
+        ("0", "offset=0&max_bytes=0", errors.BadRequest, 400),
+        ("0", "offset=0&max_bytes=-1", errors.BadRequest, 400),
+    ],
+)
+def test_parse_errors(partition: str, query: str, exc: type, code: int) -> None:
+    with pytest.raises(exc) as info:
+        parse_request({"topic": "t", "partition": partition}, query)
+    assert info.value.error_code == code
+
+
+def test_encoding_matches_json_and_base64() -> None:
+    seed = random.randrange(1 << 30)
+    rnd = random.Random(seed)
+    records = [
+        ConsumedRecord(
+            1000 + i,
+            None if i % 3 == 0 else rnd.randbytes(rnd.randrange(0, 10)),
+            None if i % 5 == 0 else rnd.randbytes(rnd.randrange(0, 50)),
+        )
+        for i in range(50)
+    ]
+    body = encode_records(records, 7)
+    want = [
+        {
+            "key": None if k is None else base64.b64encode(k).decode(),
+            "value": None if v is None else base64.b64encode(v).decode(),
+            "partition": 7,
+            "offset": o,
+        }
+        for o, k, v in records
+    ]
+    assert body == json.dumps(want, separators=(",", ":")).encode(), seed
+    assert encode_records([], 0) == b"[]"
+
+
+# -- the pool's bounds, with a consumer that answers when told ---------------------------------
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int, err: Any = None) -> None:
+        self._t, self._p, self._o, self._e = topic, partition, offset, err
+
+    def error(self) -> Any:
+        return self._e
+
+    def topic(self) -> str:
+        return self._t
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def key(self) -> bytes | None:
+        return None
+
+    def value(self) -> bytes:
+        return b"v%d" % self._o
+
+
+class FakeConsumer:
+    """Holds each read until ``release`` is set, then answers one record and the end."""
+
+    release = threading.Event()
+    created: list[FakeConsumer] = []
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conf = conf
+        self.assigned: list[Any] = []
+        self.queue: list[FakeMessage] = []
+        self.closed = False
+        FakeConsumer.created.append(self)
+
+    def assign(self, tps: list[Any]) -> None:
+        self.assigned = tps
+        tp = tps[0]
+        self.queue = [FakeMessage(tp.topic, tp.partition, tp.offset)]
+
+    def unassign(self) -> None:
+        self.assigned = []
+
+    def poll(self, timeout: float) -> Any:
+        if not FakeConsumer.release.wait(timeout):
+            return None
+        return self.queue.pop(0) if self.queue else None
+
+    def consume(self, n: int, timeout: float) -> list[Any]:
+        return []
+
+    def get_watermark_offsets(self, tp: Any, timeout: float | None = None, cached: bool = False) -> tuple[int, int]:
+        return 0, self.assigned[0].offset + 1 if self.assigned else -1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake() -> Iterator[type[FakeConsumer]]:
+    FakeConsumer.release = threading.Event()
+    FakeConsumer.created = []
+    yield FakeConsumer
+    FakeConsumer.release.set()
+
+
+def test_required_settings_win_over_the_callers(loop: asyncio.AbstractEventLoop, fake: type[FakeConsumer]) -> None:
+    pool = ConsumerPool({"bootstrap.servers": "x:1", "enable.auto.commit": True, "fetch.wait.max.ms": 7},
+                        loop, size=1, consumer_factory=fake)
+    fake.release.set()
+    assert loop.run_until_complete(pool.fetch("t", 0, 3, 10, 100)) == [ConsumedRecord(3, None, b"v3")]
+    conf = fake.created[0].conf
+    assert conf["enable.auto.commit"] is False and conf["enable.partition.eof"] is True
+    assert conf["auto.offset.reset"] == "error" and conf["fetch.wait.max.ms"] == 7
+    loop.run_until_complete(pool.close())
+    assert fake.created[0].closed
+
+
+def test_requests_beyond_the_queue_bound_are_503_50301(loop: asyncio.AbstractEventLoop, fake: type[FakeConsumer]) -> None:
+    pool = ConsumerPool({}, loop, size=2, max_queued=3, consumer_factory=fake)
+    futs = [pool.submit("t", 0, i, 10, 100) for i in range(5)]  # 2 running + 3 waiting
+    with pytest.raises(ConsumerPoolBusy) as info:
+        pool.submit("t", 0, 9, 10, 100)
+    assert (info.value.status, info.value.error_code) == (503, 50301)
+    fake.release.set()
+    results = loop.run_until_complete(asyncio.gather(*futs))
+    assert [r[0].offset for r in results] == [0, 1, 2, 3, 4]
+    assert pool.outstanding == 0
+    assert loop.run_until_complete(pool.fetch("t", 0, 9, 10, 100))[0].offset == 9  # room again
+    assert len(fake.created) == 2  # the same two consumers served all seven
+    loop.run_until_complete(pool.close())
+
+
+def test_a_request_that_waits_too_long_for_a_consumer_is_503(loop: asyncio.AbstractEventLoop, fake: type[FakeConsumer]) -> None:
+    pool = ConsumerPool({}, loop, size=1, queue_timeout=0.05, consumer_factory=fake)
+    first = pool.submit("t", 0, 0, 10, 100)
+    second = pool.submit("t", 0, 1, 10, 100)
+    loop.run_until_complete(asyncio.sleep(0.1))
+    fake.release.set()
+    assert loop.run_until_complete(first)[0].offset == 0
+    with pytest.raises(ConsumerPoolBusy):
+        loop.run_until_complete(second)
+    loop.run_until_complete(pool.close())
+
+
+def test_a_cancelled_request_that_has_not_started_is_skipped(loop: asyncio.AbstractEventLoop, fake: type[FakeConsumer]) -> None:
+    pool = ConsumerPool({}, loop, size=1, consumer_factory=fake)
+    first = pool.submit("t", 0, 0, 10, 100)
+    second = pool.submit("t", 0, 1, 10, 100)
+    second.cancel()
+    fake.release.set()
+    assert loop.run_until_complete(first)[0].offset == 0
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert pool.outstanding == 0
+    loop.run_until_complete(pool.close())
+
+
+def test_close_fails_queued_requests_and_refuses_new_ones(loop: asyncio.AbstractEventLoop, fake: type[FakeConsumer]) -> None:
+    pool = ConsumerPool({}, loop, size=1, consumer_factory=fake)
+    first = pool.submit("t", 0, 0, 10, 100)
+    second = pool.submit("t", 0, 1, 10, 100)
+    loop.run_until_complete(asyncio.sleep(0.02))
+    closing = loop.create_task(pool.close())
+    loop.run_until_complete(asyncio.sleep(0))  # close() has begun: the pool is closed
+    fake.release.set()
+    loop.run_until_complete(closing)
+    assert loop.run_until_complete(first)[0].offset == 0  # the running read finishes
+    with pytest.raises(errors.ShuttingDown):
+        loop.run_until_complete(second)
+    with pytest.raises(errors.ShuttingDown):
+        pool.submit("t", 0, 2, 10, 100)
+
+
+def test_a_consumer_that_cannot_be_created_fails_requests_with_50001(loop: asyncio.AbstractEventLoop) -> None:
+    def broken(conf: dict[str, Any]) -> Any:
+        raise ValueError("No such configuration property: nonsense")
+
+    pool = ConsumerPool({}, loop, size=1, consumer_factory=broken)
+    with pytest.raises(errors.KafkaRequestFailed) as info:
+        loop.run_until_complete(pool.fetch("t", 0, 0, 10, 100))
+    assert "nonsense" in info.value.message and info.value.error_code == 50001
+    loop.run_until_complete(pool.close())
+
+
+# -- reads against real protocol implementations ----------------------------------------------
+def _produce(bootstrap_or_mock: dict[str, Any], topic: str, plan: list[tuple[int, int]]) -> dict[int, list[bytes]]:
+    """Batches (partition, n) written with a long linger: the records of one share a batch."""
+    p = Producer({**bootstrap_or_mock, "linger.ms": 100})
+    truth: dict[int, list[bytes]] = {}
+    rnd = random.Random(3)
+    for partition, n in plan:
+        for _ in range(n):
+            v = rnd.randbytes(rnd.randrange(1, 64))
+            p.produce(topic, value=v, partition=partition)
+            truth.setdefault(partition, []).append(v)
+        assert p.flush(10) == 0
+    return truth
+
+
+def _check_every_offset(loop: asyncio.AbstractEventLoop, pool: ConsumerPool, topic: str, truth: dict[int, list[bytes]]) -> None:
+    for partition, values in truth.items():
+        end = len(values)
+        for offset in range(end + 1):
+            got = loop.run_until_complete(pool.fetch(topic, partition, offset, 10_000, 1 << 20))
+            assert [r.offset for r in got] == list(range(offset, end)), (partition, offset)
+            assert [r.value for r in got] == values[offset:]
+        for offset in (end + 1, end + 50, -1):
+            with pytest.raises(OffsetOutOfRangeError) as info:
+                loop.run_until_complete(pool.fetch(topic, partition, offset, 10, 1 << 20))
+            assert (info.value.earliest, info.value.end) == (0, end)
+            assert (info.value.status, info.value.error_code) == (416, 41601)
+
+
+def test_reads_against_tansu_with_an_impatient_suspicion(loop: asyncio.AbstractEventLoop, broker: Any) -> None:
+    """With no patience at all, every read first suspects an out-of-range offset: the measured
+    range must clear every offset in range, and the records must still be exact."""
+    from support.kafka import create_topic
+
+    topic = create_topic(broker.bootstrap, f"pool-tansu-{random.randrange(1 << 30)}", 2)
+    truth = _produce({"bootstrap.servers": broker.bootstrap}, topic, [(0, 3), (0, 5), (1, 4), (0, 2)])
+    pool = ConsumerPool({"bootstrap.servers": broker.bootstrap}, loop, size=2, suspect_after=0.0)
+    try:
+        _check_every_offset(loop, pool, topic, truth)
+    finally:
+        loop.run_until_complete(pool.close())
+
+
+def test_reads_against_a_kafka_that_reports_out_of_range(loop: asyncio.AbstractEventLoop) -> None:
+    """librdkafka's mock cluster answers OFFSET_OUT_OF_RANGE like Apache Kafka. With a suspicion
+    window longer than the whole test, a 416 can only come from that answer."""
+    mock = Producer({"test.mock.num.brokers": 1})
+    brokers = mock.list_topics(timeout=10).brokers
+    bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers.values())
+    truth = _produce({"bootstrap.servers": bootstrap}, "mocked", [(0, 3), (0, 4), (1, 1)])
+    pool = ConsumerPool({"bootstrap.servers": bootstrap}, loop, size=2, suspect_after=600.0)
+    try:
+        t0 = time.monotonic()
+        _check_every_offset(loop, pool, "mocked", truth)
+        assert time.monotonic() - t0 < 60
+    finally:
+        loop.run_until_complete(pool.close())
+        mock.flush(1)
