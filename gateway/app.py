@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.config import Config
@@ -60,8 +61,9 @@ def create_topics(admin: Any, topics: list[tuple[str, int]], timeout: float = 15
             raise RuntimeError(f"could not create topic {name}: {exc}") from exc
 
 
-async def run(cfg: Config) -> int:
-    loop = asyncio.get_running_loop()
+def main(cfg: Config, argv: Sequence[str]) -> int:
+    """Start the embedded broker (unless a cluster is given) and create topics, once; then
+    serve in this process, or supervise ``--workers`` processes that do."""
     broker = None
     bootstrap = cfg.bootstrap_servers
     if bootstrap is None:
@@ -80,17 +82,26 @@ async def run(cfg: Config) -> int:
         broker.start()
         bootstrap = broker.bootstrap
     try:
-        return await _serve(cfg, loop, bootstrap)
+        if cfg.topics and cfg.worker_slot is None:
+            from confluent_kafka.admin import AdminClient
+
+            create_topics(AdminClient(admin_config(cfg, bootstrap)), cfg.topics)
+        if cfg.workers > 1:
+            from gateway.workers import Supervisor
+
+            return Supervisor(argv, bootstrap, cfg.workers, cfg.shutdown_timeout).run()
+        import uvloop
+
+        return uvloop.run(_serve(cfg, bootstrap))
     finally:
         if broker is not None:
             broker.stop()
             log.info("embedded broker stopped")
 
 
-async def _serve(cfg: Config, loop: asyncio.AbstractEventLoop, bootstrap: str) -> int:
+async def _serve(cfg: Config, bootstrap: str) -> int:
+    loop = asyncio.get_running_loop()
     metadata = MetadataCache(admin_config(cfg, bootstrap), loop)
-    if cfg.topics:
-        await loop.run_in_executor(None, create_topics, metadata.admin, cfg.topics)
     producer = KafkaProducer(producer_config(cfg, bootstrap), loop)
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
     server = Server(cfg, loop, producer, metadata)
@@ -109,8 +120,8 @@ async def _serve(cfg: Config, loop: asyncio.AbstractEventLoop, bootstrap: str) -
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: no new connections, finishing in-flight records (up to %gs)", cfg.shutdown_timeout)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
+    # The handlers stay: a second SIGTERM (a supervisor and a process-group kill both sending
+    # one) must not cut the drain short.
     await server.shutdown(loop.time() + cfg.shutdown_timeout)
     producer.close()
     await consumers.close()

@@ -117,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="answer 404 when the URL's cluster id is not the cluster's",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="serve from N processes sharing the listening address (SO_REUSEPORT), each with "
+        "its own producer (default 1)",
+    )
+    p.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     p.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error (default info)")
     return p
 
@@ -143,6 +151,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         ("max_record_bytes", int),
         ("max_request_bytes", int),
         ("max_batch_entries", int),
+        ("workers", int),
         ("consumer_pool_size", int),
         ("header_timeout", float),
         ("idle_timeout", float),
@@ -157,6 +166,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
     v = pick(args.validate_cluster_id, "VALIDATE_CLUSTER_ID")
     if v is not None:
         cfg.validate_cluster_id = v is True or str(v).lower() in ("1", "true", "yes", "on")
+    cfg.worker_slot = args.worker_slot
     if (v := pick(args.log_level, "LOG_LEVEL")) is not None:
         cfg.log_level = v.lower()
     if cfg.log_level not in ("debug", "info", "warning", "error"):
@@ -171,16 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"kafka-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    who = "" if cfg.worker_slot is None else f"[worker {cfg.worker_slot}] "
     logging.basicConfig(
         level=getattr(logging, cfg.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s",
         stream=sys.stderr,
     )
-    import uvloop
-
-    from gateway.app import run
+    from gateway.app import main as app_main
 
     try:
-        return uvloop.run(run(cfg))
+        return app_main(cfg, list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         return 0

@@ -60,6 +60,8 @@ class Config:
     stream_idle_timeout: float = 300.0
     validate_cluster_id: bool = False
     consumer_pool_size: int = 4  # long-lived Kafka consumers (and threads) serving v1 consume
+    workers: int = 1  # processes serving the same address (SO_REUSEPORT), one producer each
+    worker_slot: int | None = None  # set in a worker started by the --workers supervisor
     log_level: str = "info"
 
     def held_body_limit(self) -> int:
@@ -70,6 +72,10 @@ class Config:
         return self.max_batch_bytes
 
     def validate(self) -> None:
+        if not 1 <= self.workers <= 256:
+            raise ConfigError("--workers must be between 1 and 256")
+        if self.workers > 1 and self.listen[1] == 0:
+            raise ConfigError("--workers needs a fixed --listen port (port 0 would give each its own)")
         if self.max_in_flight < 1:
             raise ConfigError("--max-in-flight must be at least 1")
         if not 1 <= self.max_batch_entries <= 50:

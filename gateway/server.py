@@ -79,7 +79,12 @@ class Server:
     async def start(self) -> list[tuple[str, int]]:
         host, port = self.config.listen
         server = await self.loop.create_server(
-            lambda: HttpProtocol(self), host, port, backlog=1024, reuse_address=True
+            lambda: HttpProtocol(self),
+            host,
+            port,
+            backlog=1024,
+            reuse_address=True,
+            reuse_port=self.config.worker_slot is not None,  # --workers share the address
         )
         self._servers.append(server)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)

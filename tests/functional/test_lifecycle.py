@@ -132,3 +132,40 @@ def test_aborted_streams_leak_nothing(gateway_factory, topic_factory) -> None:
     assert sum(len(v) for v in got.values()) == 10 + 300 * 50
     # The gateway still serves.
     assert request(g.host, g.port, "GET", "/").status == 200
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(x) for x in f.read().split()]
+    return out
+
+
+def test_workers_share_the_address_and_each_serves(gateway_factory, topic_factory) -> None:
+    g = gateway_factory("--workers", "2")
+    topic = topic_factory(2)
+    deadline = time.monotonic() + 20
+    while len(_children(g.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = _children(g.proc.pid)
+    assert len(workers) == 2
+    body = b'{"value":{"type":"STRING","data":"w"}}'
+    for _ in range(200):  # new connection each time: the kernel spreads them over the workers
+        r = request(g.host, g.port, "POST", f"/v3/clusters/c/topics/{topic}/records", body,
+                    {"Content-Type": "application/json"})
+        assert r.status == 200 and json.loads(r.body)["error_code"] == 200
+    got = consume_topic(g.bootstrap, topic, 2, 200, quiet_period=0.5)
+    assert sum(len(v) for v in got.values()) == 200
+    text = g.log()
+    assert "[worker 0] gateway.produce: stream" in text and "[worker 1] gateway.produce: stream" in text
+    # A worker that dies is replaced; the address keeps being served.
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while (len(_children(g.proc.pid)) < 2 or workers[0] in _children(g.proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_children(g.proc.pid)) == 2 and "restarting it" in g.log()
+    for _ in range(20):
+        assert request(g.host, g.port, "GET", "/healthz").status == 200
+    assert g.terminate(60) == 0
+    assert "all workers stopped" in g.log()
