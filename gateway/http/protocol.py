@@ -28,8 +28,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.http")
 
-READ_BUFFER_SIZE = 256 * 1024
-MIN_READ_SPACE = 16 * 1024  # compact or pause when less than this is free
+# The read buffer starts small (an idle keep-alive or stream connection costs little: 10,000 open
+# streams must fit in a modest RSS), doubles while reads keep filling it (a busy stream reads in
+# large pieces), and shrinks back once the connection is idle with nothing buffered.
+READ_BUFFER_INITIAL = 4 * 1024
+READ_BUFFER_MAX = 256 * 1024
+MIN_READ_SPACE = 1024  # compact, grow or pause when less than this is free
+SHRINK_AFTER_IDLE = 2.0  # seconds without input before a grown, empty buffer is given back
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
 LINGER_TIMEOUT = 2.0  # seconds to drain an abandoned request body before closing
@@ -65,8 +70,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def __init__(self, server: Server) -> None:
         self._server = server
         self._limits: HttpLimits = server.http_limits
-        self._buf = bytearray(READ_BUFFER_SIZE)
+        self._buf = bytearray(READ_BUFFER_INITIAL)
         self._view = memoryview(self._buf)
+        self._offered = 0  # size of the space handed out by the last get_buffer
+        self._grow = False  # the last read filled what was offered: offer more next time
         self._start = 0
         self._end = 0
         self._state = ST_HEAD
@@ -125,9 +132,29 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._server.connection_closed(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if len(self._buf) - self._end < MIN_READ_SPACE:
-            self._compact()
+        if self._grow or len(self._buf) - self._end < MIN_READ_SPACE:
+            self._make_room()
+        self._offered = len(self._buf) - self._end
         return self._view[self._end :]
+
+    def _make_room(self) -> None:
+        """Compact; double the buffer (up to READ_BUFFER_MAX) if reads keep filling it or
+        compacting freed too little. A full maximum-size buffer pauses reading (_process)."""
+        self._compact()
+        size = len(self._buf)
+        if (self._grow or size - self._end < MIN_READ_SPACE) and size < READ_BUFFER_MAX:
+            self._resize(min(size * 2, READ_BUFFER_MAX))
+        self._grow = False
+
+    def _resize(self, size: int) -> None:
+        # Only between callbacks: no view of the old buffer is alive (body consumers copy).
+        n = self._end - self._start
+        buf = bytearray(size)
+        buf[0:n] = self._buf[self._start : self._end]
+        self._buf = buf
+        self._view = memoryview(buf)
+        self._start = 0
+        self._end = n
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._state == ST_CLOSED:
@@ -135,6 +162,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if self._lingering:
             return  # discarding the rest of an abandoned body (the buffer is not advanced)
         self._end += nbytes
+        if nbytes >= self._offered and len(self._buf) < READ_BUFFER_MAX:
+            self._grow = True
         now = time.monotonic()
         self.last_activity = now
         if self._state == ST_HEAD and self.head_started == 0.0:
@@ -256,7 +285,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if self._start == self._end:
             self._start = self._end = 0
         elif len(self._buf) - self._end < MIN_READ_SPACE:
-            self._compact()
+            self._make_room()
             if len(self._buf) - self._end < MIN_READ_SPACE:
                 self.pause_reading(PAUSE_BUFFER)
         if self._paused & PAUSE_BUFFER and len(self._buf) - self._end >= MIN_READ_SPACE:
@@ -511,6 +540,13 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def check_timeouts(self, now: float, header_timeout: float, idle_timeout: float,
                        body_timeout: float) -> None:
         state = self._state
+        if (
+            self._start == self._end
+            and len(self._buf) > READ_BUFFER_INITIAL
+            and now - self.last_activity > SHRINK_AFTER_IDLE
+            and not self._lingering
+        ):
+            self._resize(READ_BUFFER_INITIAL)
         if body_timeout and self._write_paused_at and now - self._write_paused_at > body_timeout:
             # The peer stopped reading our responses for too long (whatever the state, even
             # while closing: close() would wait for it forever): give up on it.
@@ -571,6 +607,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             "state": self._state,
             "paused": describe(self._paused),
             "buffered": self._end - self._start,
+            "buffer": len(self._buf),
             "unsent": t.get_write_buffer_size() if t is not None else None,
             "requests": self.requests,
             **extra,

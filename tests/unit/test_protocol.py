@@ -31,7 +31,8 @@ from gateway.http.parser import HttpLimits
 from gateway.http.protocol import (
     LINGER_TIMEOUT,
     MIN_READ_SPACE,
-    READ_BUFFER_SIZE,
+    READ_BUFFER_INITIAL,
+    READ_BUFFER_MAX,
     ST_BODY,
     ST_CLOSED,
     ST_HEAD,
@@ -286,11 +287,12 @@ def test_full_read_buffer_pauses_and_is_parsed_when_the_consumer_accepts_again(m
     h.send(req[:200], run=False)  # the head first: the stream exists before the flood
     h.run()
     c = h.consumers[0]
+    h.send(req[200 : 600 * 1024])  # reads keep filling the buffer: it grows to the most
     c.after_body = stop_once
-    h.send(req[200:])
-    assert h.reads[1] == READ_BUFFER_SIZE  # one read filled the whole buffer
+    h.send(req[600 * 1024 :])
+    assert h.proto.info()["buffer"] == READ_BUFFER_MAX  # reads filled it: it grew to the most
     assert h.proto.paused_reasons & PAUSE_BUFFER, "a full buffer must be a reason to pause"
-    assert READ_BUFFER_SIZE - h.proto.info()["buffered"] < MIN_READ_SPACE
+    assert READ_BUFFER_MAX - h.proto.info()["buffered"] < MIN_READ_SPACE
     assert h.proto.paused_reasons & CONSUMER_REASON
     assert not h.transport.reading and h.unread > 0
     delivered = len(c.body)
@@ -313,10 +315,11 @@ def test_client_fills_the_buffer_while_a_response_is_pending_then_everything_is_
     assert c.body_ends == 1 and not c.response_ended
     gets = [get(b"/r/%d" % i) for i in range(20000)]
     stream = b"".join(gets)
-    assert len(stream) > READ_BUFFER_SIZE
+    assert len(stream) > READ_BUFFER_MAX
     h.send(*(stream[i : i + 4096] for i in range(0, len(stream), 4096)))
     assert h.proto.paused_reasons == PAUSE_BUFFER
-    assert READ_BUFFER_SIZE - h.proto.info()["buffered"] < MIN_READ_SPACE
+    assert h.proto.info()["buffer"] == READ_BUFFER_MAX
+    assert READ_BUFFER_MAX - h.proto.info()["buffered"] < MIN_READ_SPACE
     assert not h.transport.reading and h.unread > 0
     assert len(h.responses) == 1 and not h.responses[0].complete  # nothing answered out of order
     assert h.min_buffer_seen > 0
@@ -725,7 +728,7 @@ def test_half_close_with_the_body_still_buffered_loses_nothing(make, eof_first):
     body sits in our buffer, the EOF in the socket. When the consumer accepts again, reading
     resumes and the parser is scheduled; the EOF may be read first. Either way every buffered
     byte reaches the consumer, then on_body_end, once; the response goes out, then close."""
-    body, req = _many_chunks(100 * 1024)
+    body, req = _many_chunks(700 * 1024)
     h = make()
     h.send(req[:200])
     c = h.consumers[0]
@@ -734,8 +737,9 @@ def test_half_close_with_the_body_still_buffered_loses_nothing(make, eof_first):
         c.after_body = None
         c.stop_accepting()
 
+    h.send(req[200 : 600 * 1024])  # grows the buffer to the most: the rest fits in one read
     c.after_body = stop_once
-    h.send(req[200:])
+    h.send(req[600 * 1024 :])
     h.send_eof(run=False)
     assert h.unread == 0 and not h.transport.reading and c.body_ends == 0
     c.accept_again()
@@ -1116,3 +1120,19 @@ def test_requests_waiting_behind_a_slow_reader_are_not_timed_out(make):
     h.timeouts(11)
     h.peer_reads_all()
     assert [r.status for r in h.responses] == [200] * 5
+
+
+def test_read_buffer_starts_small_grows_under_load_and_shrinks_when_idle(make):
+    body, req = _many_chunks(512 * 1024, size=8000)
+    h = make()
+    assert h.proto.info()["buffer"] == READ_BUFFER_INITIAL  # an idle connection costs little
+    h.send(req)
+    c = h.consumers[0]
+    assert bytes(c.body) == body
+    assert h.proto.info()["buffer"] == READ_BUFFER_MAX  # reads kept filling it
+    h.timeouts(1)
+    assert h.proto.info()["buffer"] == READ_BUFFER_MAX  # not idle long enough yet
+    h.timeouts(5)
+    assert h.proto.info()["buffer"] == READ_BUFFER_INITIAL
+    h.send(get(b"/r/after"))  # still serves
+    assert h.responses[-1].body == b"after"
