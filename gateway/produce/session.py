@@ -112,7 +112,8 @@ class ProduceSession:
         if n <= step:
             self._handle(self._splitter.feed(data), 0)
             return
-        # Feed bounded slices so a backlog never holds more than one slice's records.
+        # Feed bounded slices and stop at the first backlog: it then holds at most the records
+        # of what this one call delivered (bounded by the connection's read buffer).
         pos = 0
         while pos < n and self.accepting:
             self._handle(self._splitter.feed(data[pos : pos + step]), 0)
