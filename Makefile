@@ -49,8 +49,11 @@ lint: build
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy gateway
 
+# The benchmark set (bench/__main__.py): every row of the targets, a few minutes, loopback only.
+# wrk drives the request rows; it is installed here when missing, never for `make test`.
 bench: build
-	$(PY) -m bench.stream
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m bench
 
 clean:
 	rm -rf build gateway/*.so gateway/_speedups.c $(EXT_SO)

@@ -1,5 +1,16 @@
-"""Benchmarks of the gateway, each runnable as ``python -m bench.<name>``.
+"""Benchmarks of the gateway, each runnable as ``python -m bench.<name>``; ``python -m bench``
+(``make bench``) runs them all and prints the issue's target table.
 
-They print figures; none of them is a timed assertion in the test suite (docs/style.md,
+- ``stream``: v3 streaming over one chunked connection, CPU per record vs a plain producer
+- ``requests``: one record per request (v3 Content-Length, v2), 64 keep-alive connections (wrk)
+- ``batches``: v1 / v2 produce with 100 records per request (wrk)
+- ``consume``: v1 consume of existing records (wrk)
+- ``latency``: report latency of one stream at half the peak rate
+- ``memory``: RSS with 10,000 open streams; the cost of a client that never reads
+- ``plot``: the PNG (``--plot FILE.png`` on any of them)
+
+Shared pieces live in ``common`` (processes, /proc sampling, output), ``baseline`` (the plain
+confluent-kafka loops, in a child process) and ``wrk`` (the request load generator). They
+print figures; none of them is a timed assertion in the test suite (docs/style.md,
 practice 15).
 """

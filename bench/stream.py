@@ -1,13 +1,14 @@
 """Streaming produce through the gateway against a plain confluent-kafka producer.
 
-    .venv/bin/python -m bench.stream [--records N] [--json] ...
+    .venv/bin/python -m bench.stream [--records N] [--json] [--plot FILE.png] ...
 
 The gateway phase streams N records over ONE chunked HTTP/1.1 connection to
 ``POST /v3/clusters/{cluster_id}/topics/{topic}/records`` (docs/api.md §1) and reads the
 delivery reports on the same connection while it is still sending. The baseline phase runs
 a plain ``confluent_kafka.Producer`` with the gateway's librdkafka settings in a child
-process, sending the same records to a topic of the same layout on the same broker. Both
-figures are records/s and CPU µs per record of the process doing the work (all its threads).
+process (bench.baseline), sending the same records to a topic of the same layout on the same
+broker. Both figures are records/s and CPU µs per record of the process doing the work (all
+its threads). Target (issue 4): gateway CPU per record ≤ 1.0× the baseline's.
 
 Everything runs on 127.0.0.1: an embedded Tansu broker (unless ``--bootstrap-servers``), a
 fresh topic per phase, the gateway as a child process. Each phase has a timeout, and the
@@ -17,43 +18,53 @@ broker, the gateway and the baseline child are stopped on every exit path.
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
-import ctypes
 import json
 import os
-import platform
-import random
-import resource
-import secrets
 import select
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG
-
-REPO = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-# The baseline producer uses exactly the gateway's librdkafka defaults (docs/api.md §5), so
-# that the comparison is about the HTTP path.
-PRODUCER_SETTINGS: dict[str, Any] = dict(DEFAULT_PRODUCER_CONFIG)
+from bench import baseline
+from bench.common import (
+    CLK_TCK,
+    MAX_EXAMPLES,
+    BenchError,
+    CpuSampler,
+    GatewayProcess,
+    Rig,
+    bench_main,
+    common_arguments,
+    cpu_ticks,
+    describe_tcp,
+    fmt,
+    loop_warning,
+    machine_busy_ticks,
+    new_result,
+    other_load_warning,
+    print_gateway_processes,
+    print_header,
+    print_rows,
+    print_verdicts,
+    print_warnings,
+    ratio,
+    record_json,
+    records_path,
+    thread_cpu,
+    value_bytes,
+    verdict,
+)
 
 CHUNK_BYTES = 64 * 1024  # HTTP chunk payload size the body is cut into (whole records)
 RECV_BYTES = 256 * 1024
 SAMPLE_EVERY = 1000  # every SAMPLE_EVERY-th report is decoded with json.loads
-VALUE_SEED = 20261121  # the value bytes are the same in every run and in both phases
 OK_MARK = b'\r\n{"error_code":200,'  # every report is preceded by CRLF (see ReportStream)
-MAX_EXAMPLES = 5
-LOG_TAIL_LINES = 30
+SERIES_EVERY = 0.1  # seconds between throughput samples for the plot
+TARGET_RATIO = 1.0  # issue 4: gateway CPU per record <= 1.0x the plain producer loop's
 
 HELP_EPILOG = """\
 Memory: the embedded Tansu broker keeps every record in memory (memory storage has no
@@ -69,195 +80,7 @@ generator, the gateway, its librdkafka threads and the broker share the machine'
 """
 
 
-class BenchError(Exception):
-    """The run could not produce figures; the message says why."""
-
-
-# -- /proc helpers ---------------------------------------------------------------------------
-
-
-def cpu_ticks(pid: int | str = "self") -> int:
-    """utime + stime of a whole process (every thread, live or exited), in clock ticks."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    # Fields after "(comm)": state is field 3, utime field 14, stime field 15 (proc(5)).
-    rest = data[data.rindex(b")") + 2 :].split()
-    return int(rest[11]) + int(rest[12])
-
-
-def rss_mb(pid: int | str = "self") -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def machine_busy_ticks() -> int:
-    """Non-idle CPU time of the whole machine (all CPUs), in clock ticks, from /proc/stat.
-
-    Compared with our own processes' CPU it shows how much else ran during a phase: the
-    figures are only comparable between runs on an otherwise quiet machine.
-    """
-    with open("/proc/stat", "rb") as f:
-        fields = f.readline().split()
-    # cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is in user)
-    values = [int(x) for x in fields[1:9]]
-    return sum(values) - values[3] - values[4]
-
-
-def _tcp_queues(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, int] | None:
-    """(send queue, receive queue) in bytes of the IPv4 TCP socket local -> remote, from
-    /proc/net/tcp (proc(5)); None if not found."""
-    def hexaddr(addr: tuple[str, int]) -> str:
-        return f"{socket.inet_aton(addr[0])[::-1].hex().upper()}:{addr[1]:04X}"
-
-    want = (hexaddr(local), hexaddr(remote))
-    try:
-        with open("/proc/net/tcp") as f:
-            next(f, None)
-            for line in f:
-                fields = line.split()
-                if (fields[1], fields[2]) == want:
-                    tx, rx = fields[4].split(":")
-                    return int(tx, 16), int(rx, 16)
-    except (OSError, IndexError, ValueError):
-        pass
-    return None
-
-
-def describe_tcp(sock: socket.socket) -> str:
-    """Where the bytes are stuck on a stalled connection: both ends' kernel queues."""
-    try:
-        ours, theirs = sock.getsockname(), sock.getpeername()
-    except OSError:
-        return "connection gone"
-    client = _tcp_queues(ours, theirs)
-    server = _tcp_queues(theirs, ours)
-    parts = []
-    if server is not None:
-        parts.append(f"gateway socket: {server[1]:,} request bytes unread by the gateway, "
-                     f"{server[0]:,} response bytes unsent")
-    if client is not None:
-        parts.append(f"bench socket: {client[0]:,} request bytes unsent, "
-                     f"{client[1]:,} response bytes unread")
-    return "; ".join(parts) or "TCP queues unknown"
-
-
-def thread_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_THREAD)
-    return ru.ru_utime + ru.ru_stime
-
-
-def machine_info() -> dict[str, Any]:
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model or platform.processor() or "unknown",
-        "kernel": platform.release(),
-        "clk_tck": CLK_TCK,
-        "loadavg_1m_at_start": os.getloadavg()[0],
-    }
-
-
-def versions() -> dict[str, Any]:
-    import confluent_kafka
-
-    def first(v: Any) -> Any:  # version() is a string or a (string, int) tuple
-        return v[0] if isinstance(v, tuple) else v
-
-    out: dict[str, Any] = {
-        "python": platform.python_version(),
-        "confluent_kafka": first(confluent_kafka.version()),
-        "librdkafka": first(confluent_kafka.libversion()),
-    }
-    try:
-        import gateway
-
-        out["gateway"] = getattr(gateway, "__version__", None)
-    except ImportError:
-        out["gateway"] = None
-    try:
-        out["git"] = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True, text=True, timeout=5, check=False,
-        ).stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        out["git"] = None
-    return out
-
-
-def _die_with_parent(sig: int) -> Any:
-    """A preexec_fn asking Linux to send *sig* to the child when the bench dies.
-
-    A bench killed with SIGKILL then leaves no gateway or baseline child behind.
-    """
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(127)
-
-    return preexec
-
-
-def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            text = f.read().decode("utf-8", "replace")
-    except OSError as exc:
-        return f"  (cannot read {path}: {exc})"
-    tail = text.splitlines()[-lines:]
-    return "\n".join(f"  | {line}" for line in tail) if tail else "  (empty)"
-
-
-def log_findings(path: str) -> dict[str, Any]:
-    """Counts of WARNING/ERROR/CRITICAL lines and Tracebacks in the gateway log, with examples."""
-    counts: collections.Counter[str] = collections.Counter()
-    examples: list[str] = []
-    try:
-        with open(path, "rb") as f:
-            for raw in f:
-                line = raw.decode("utf-8", "replace").rstrip()
-                for level in ("WARNING", "ERROR", "CRITICAL", "Traceback"):
-                    if level in line:
-                        counts[level] += 1
-                        if len(examples) < MAX_EXAMPLES:
-                            examples.append(line[:300])
-                        break
-    except OSError:
-        pass
-    return {"counts": dict(counts), "examples": examples}
-
-
 # -- the request body ------------------------------------------------------------------------
-
-
-def value_bytes(size: int) -> bytes:
-    return random.Random(VALUE_SEED).randbytes(size)
-
-
-def record_json(value: bytes) -> bytes:
-    data = base64.b64encode(value)
-    return b'{"value":{"type":"BINARY","data":"' + data + b'"}}'
 
 
 @dataclass
@@ -558,6 +381,8 @@ def stream_records(
     t_first_report = t_last_report = 0.0
     t_prev = 0.0
     max_gap = 0.0
+    series: list[tuple[float, int]] = []  # (seconds from the first byte, reports so far)
+    t_sample = 0.0
     try:
         if on_start is not None:
             on_start()
@@ -600,8 +425,12 @@ def stream_records(
                 elif now - t_prev > max_gap:
                     max_gap = now - t_prev
                 t_prev = now
+                if now - t_sample >= SERIES_EVERY:
+                    series.append((round(now - state.t_first, 4), reports.count))
+                    t_sample = now
                 if reports.count >= body.records:
                     t_last_report = now
+                    series.append((round(now - state.t_first, 4), reports.count))
         if reports.status != 200:
             raise GatewayRefused(reports.status or 0, reports.error_body())
         reports.check_complete()
@@ -623,6 +452,7 @@ def stream_records(
         "max_report_gap_ms": max_gap * 1000,
         "sender_cpu_s": state.cpu,
         "reader_cpu_s": reader_cpu,
+        "series": series,
     }
 
 
@@ -630,10 +460,6 @@ class GatewayRefused(BenchError):
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"gateway answered HTTP {status}: {body.strip()[:500]}")
         self.status = status
-
-
-def records_path(cluster_id: str, topic: str) -> str:
-    return f"/v3/clusters/{cluster_id}/topics/{topic}/records"
 
 
 def warm_up_gateway(port: int, cluster_id: str, topic: str, args: argparse.Namespace) -> float:
@@ -663,9 +489,10 @@ def warm_up_gateway(port: int, cluster_id: str, topic: str, args: argparse.Names
 
 
 def run_gateway_phase(
-    port: int, gw_pid: int, broker_pid: int | None, cluster_id: str, topic: str,
+    gw: GatewayProcess, broker_pid: int | None, cluster_id: str, topic: str,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
+    port = gw.port
     warmup_s = warm_up_gateway(port, cluster_id, topic, args)
     n = args.records
     record = record_json(value_bytes(args.value_bytes))
@@ -674,14 +501,15 @@ def run_gateway_phase(
     ticks: dict[str, int] = {}
 
     def on_start() -> None:  # right before the first byte is sent
-        ticks["gw"] = cpu_ticks(gw_pid)
+        ticks["gw"] = gw.cpu_ticks()
         ticks["self"] = cpu_ticks()
         ticks["machine"] = machine_busy_ticks()
         if broker_pid is not None:
             ticks["broker"] = cpu_ticks(broker_pid)
 
-    t = stream_records(port, body, reports, args.timeout, args.stall_timeout, on_start)
-    gw_ticks = cpu_ticks(gw_pid) - ticks["gw"]
+    with CpuSampler(gw.pids) as sampler:
+        t = stream_records(port, body, reports, args.timeout, args.stall_timeout, on_start)
+    gw_ticks = gw.cpu_ticks() - ticks["gw"]
     broker_ticks = cpu_ticks(broker_pid) - ticks["broker"] if broker_pid is not None else None
     self_ticks = cpu_ticks() - ticks["self"]
     machine_ticks = machine_busy_ticks() - ticks["machine"]
@@ -693,6 +521,7 @@ def run_gateway_phase(
     if reports.problem_count:
         raise BenchError(f"{reports.problem_count} sampled reports are wrong: {reports.problems}")
     wall = t["t_last_report"] - t["t_first"]
+    t_end = t["t_last_report"]
     loadgen_s = t["sender_cpu_s"] + t["reader_cpu_s"]
     ours = gw_ticks + self_ticks + (broker_ticks or 0)
     return {
@@ -719,340 +548,80 @@ def run_gateway_phase(
         "chunks": len(body.chunks),
         "records_per_chunk": body.chunk_records,
         "partitions_seen": len(reports.last_offset),
-        "rss_mb_after": rss_mb(gw_pid),
+        "rss_mb_after": gw.rss_mb(),
         "warmup_s": warmup_s,
         "topic": topic,
+        "series": {"t": [s[0] for s in t["series"]], "count": [s[1] for s in t["series"]]},
+        "cpu_series": sampler.series(t["t_first"], t_end),
+        "peak_loop_share": sampler.peak_loop(t["t_first"], t_end),
     }
 
-
-# -- the gateway process ---------------------------------------------------------------------
-
-
-class GatewayProcess:
-    def __init__(self, bootstrap: str, port: int, log_path: str) -> None:
-        self.bootstrap = bootstrap
-        self.port = port
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.exit_code: int | None = None
-        self.stop_s: float | None = None
-
-    def start(self, timeout: float) -> None:
-        argv = [
-            sys.executable, "-m", "gateway",
-            "--listen", f"127.0.0.1:{self.port}",
-            "--bootstrap-servers", self.bootstrap,
-        ]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                close_fds=True, start_new_session=True,  # a Ctrl-C reaches only the bench
-                preexec_fn=_die_with_parent(signal.SIGTERM),
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            rc = self.proc.poll()
-            if rc is not None:
-                raise BenchError(f"the gateway exited with status {rc} while starting")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
-                return
-            except OSError as exc:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"the gateway did not listen within {timeout:g} s ({exc})") from None
-            time.sleep(0.02)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self, timeout: float) -> None:
-        proc = self.proc
-        if proc is None or self.exit_code is not None:
-            return
-        t0 = time.monotonic()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.exit_code = proc.returncode
-        self.stop_s = time.monotonic() - t0
-
-
-# -- the baseline phase ----------------------------------------------------------------------
-
-
-def baseline_child(params: dict[str, Any]) -> int:
-    """Runs in the child process: produce N records, then print one JSON line of results."""
-    from confluent_kafka import Producer
-
-    n, topic, timeout = params["records"], params["topic"], params["timeout"]
-    value = value_bytes(params["value_bytes"])
-    deadline = time.monotonic() + timeout
-    delivered = failed = 0
-    errors: collections.Counter[str] = collections.Counter()
-
-    def on_delivery(err: Any, msg: Any) -> None:
-        nonlocal delivered, failed
-        if err is None:
-            delivered += 1
-        else:
-            failed += 1
-            errors[str(err)] += 1
-
-    conf = dict(PRODUCER_SETTINGS, **{"bootstrap.servers": params["bootstrap"], "on_delivery": on_delivery})
-    producer = Producer(conf)
-    produce, poll = producer.produce, producer.poll
-    t_warm = time.monotonic()
-    for _ in range(max(1, params["warmup"])):
-        produce(topic, value)
-    if producer.flush(timeout) or failed:
-        print(json.dumps({"error": f"warm-up failed: {dict(errors)}"}))
-        return 1
-    warmup_s = time.monotonic() - t_warm
-    delivered = 0
-    buffer_full = 0
-
-    broker_pid = params["broker_pid"]
-    broker0 = cpu_ticks(broker_pid) if broker_pid is not None else None
-    machine0 = machine_busy_ticks()
-    ticks0 = cpu_ticks()
-    t0 = time.perf_counter()
-    for i in range(n):
-        while True:
-            try:
-                produce(topic, value)
-                break
-            except BufferError:  # queue.buffering.max.messages reached: serve reports
-                buffer_full += 1
-                poll(0.1)
-        poll(0)
-        if not i & 0xFFFF and time.monotonic() > deadline:
-            print(json.dumps({"error": f"timed out after {timeout:g} s at record {i}"}))
-            return 1
-    t_produced = time.perf_counter()
-    left = producer.flush(max(0.0, deadline - time.monotonic()))
-    t1 = time.perf_counter()
-    ticks = cpu_ticks() - ticks0
-    broker_ticks = cpu_ticks(broker_pid) - broker0 if broker0 is not None else None
-    machine_ticks = machine_busy_ticks() - machine0
-    others = max(0, machine_ticks - ticks - (broker_ticks or 0))
-    out = {
-        "records": n,
-        "delivered": delivered,
-        "failed": failed,
-        "errors": dict(errors),
-        "unflushed": left,
-        "wall_s": t1 - t0,
-        "produce_loop_s": t_produced - t0,
-        "cpu_s": ticks / CLK_TCK,
-        "broker_cpu_s": broker_ticks / CLK_TCK if broker_ticks is not None else None,
-        "machine_busy_cores": machine_ticks / CLK_TCK / (t1 - t0),
-        "other_load_cores": others / CLK_TCK / (t1 - t0),
-        "buffer_full": buffer_full,
-        "warmup_s": warmup_s,
-        "rss_mb_after": rss_mb(),
-    }
-    print(json.dumps(out))
-    return 0
-
-
-def run_baseline_phase(
-    bootstrap: str, broker_pid: int | None, topic: str, args: argparse.Namespace, log_path: str
-) -> dict[str, Any]:
-    params = {
-        "bootstrap": bootstrap,
-        "topic": topic,
-        "records": args.records,
-        "value_bytes": args.value_bytes,
-        "warmup": args.warmup,
-        "timeout": args.timeout,
-        "broker_pid": broker_pid,
-    }
-    argv = [sys.executable, "-m", "bench.stream", "--baseline-child", json.dumps(params)]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-            close_fds=True, start_new_session=True, preexec_fn=_die_with_parent(signal.SIGKILL),
-        )
-    try:
-        out, _ = proc.communicate(timeout=args.timeout + 30)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"the baseline producer did not finish within {args.timeout:g} s") from None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    lines = out.decode("utf-8", "replace").strip().splitlines()
-    try:
-        res = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        raise BenchError(
-            f"the baseline producer exited with status {proc.returncode} and no result "
-            f"(log: {log_path})\n{log_tail(log_path)}"
-        ) from None
-    if "error" in res:
-        raise BenchError(f"baseline: {res['error']} (log: {log_path})")
-    n = args.records
-    if res["delivered"] != n or res["failed"] or res["unflushed"]:
-        raise BenchError(
-            f"baseline: {res['delivered']} of {n} delivered, {res['failed']} failed "
-            f"{res['errors']}, {res['unflushed']} not flushed"
-        )
-    res.update(
-        records_per_s=n / res["wall_s"],
-        cpu_us_per_record=res["cpu_s"] / n * 1e6,
-        broker_cpu_us_per_record=(
-            res["broker_cpu_s"] / n * 1e6 if res["broker_cpu_s"] is not None else None
-        ),
-        topic=topic,
-    )
-    return res
-
-
-# -- set-up ----------------------------------------------------------------------------------
-
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
-def check_loopback(bootstrap: str) -> None:
-    for server in bootstrap.split(","):
-        host = server.strip().rsplit(":", 1)[0]
-        if host not in LOOPBACK:
-            raise BenchError(f"--bootstrap-servers: {server!r} is not on loopback; this bench targets 127.0.0.1 only")
-
-
-def create_topics(bootstrap: str, names: list[str], partitions: int, timeout: float) -> str:
-    """Create the topics, wait until metadata shows them whole; return the cluster id."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(name, partitions, replication_factor=1) for name in names],
-        request_timeout=timeout,
-    )
-    for name, fut in futures.items():
-        try:
-            fut.result(timeout)
-        except Exception as exc:
-            raise BenchError(f"could not create topic {name}: {exc}") from exc
-    deadline = time.monotonic() + timeout
-    while True:
-        md = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
-        if all(name in md.topics and len(md.topics[name].partitions) == partitions for name in names):
-            return md.cluster_id or "cluster"
-        if time.monotonic() > deadline:
-            raise BenchError(f"topics {names} not in metadata with {partitions} partitions")
-        time.sleep(0.1)
-
-
-def delete_topics(bootstrap: str, names: list[str], timeout: float = 15.0) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for fut in admin.delete_topics(names, request_timeout=timeout).values():
-        try:
-            fut.result(timeout)
-        except Exception:
-            pass
 
 
 # -- output ----------------------------------------------------------------------------------
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
 def print_table(result: dict[str, Any]) -> None:
-    m, v, p = result["machine"], result["versions"], result["params"]
-    gw, base, ratio = result.get("gateway"), result.get("baseline"), result.get("ratio", {})
-    print(
+    p = result["params"]
+    gw, base, r = result.get("gateway"), result.get("baseline"), result.get("ratio", {})
+    print_header(result,
         f"bench.stream: {p['records']:,} records, {p['value_bytes']}-byte BINARY values, no key, "
         f"{p['partitions']} partitions ({p['warmup']:,}-record warm-up per phase, not counted)"
     )
-    print(
-        f"machine:  {m['nproc']} CPUs, {m['cpu_model']}, Linux {m['kernel']}, "
-        f"load average {m['loadavg_1m_at_start']:.2f} at start"
-    )
-    print(
-        f"versions: Python {v['python']}, confluent-kafka {v['confluent_kafka']}, "
-        f"librdkafka {v['librdkafka']}, gateway {v['gateway']} ({v['git']})"
-    )
-    print(f"broker:   {result['broker']['kind']} at {result['broker']['bootstrap']}")
     print()
-
-    def f(x: float | None, fmt: str) -> str:
-        return "-" if x is None else format(x, fmt)
-
     rows = [("", "records/s", "CPU µs/rec", "broker µs/rec", "wall s", "other load")]
-    for name, r in (("gateway", gw), ("baseline", base)):
-        if r is not None:
+    for name, x in (("gateway", gw), ("baseline", base)):
+        if x is not None:
             rows.append((
                 name,
-                f(r["records_per_s"], ",.0f"),
-                f(r["cpu_us_per_record"], ".2f"),
-                f(r["broker_cpu_us_per_record"], ".2f"),
-                f(r["wall_s"], ".2f"),
-                f(r["other_load_cores"], ".2f") + " cores",
+                fmt(x["records_per_s"], ",.0f"),
+                fmt(x["cpu_us_per_record"], ".2f"),
+                fmt(x["broker_cpu_us_per_record"], ".2f"),
+                fmt(x["wall_s"], ".2f"),
+                fmt(x["other_load_cores"], ".2f") + " cores",
             ))
     if gw is not None and base is not None:
         rows.append((
             "gateway/baseline",
-            f(ratio.get("records_per_s"), ".3f"),
-            f(ratio.get("cpu_us_per_record"), ".2f"),
-            f(ratio.get("broker_cpu_us_per_record"), ".2f"),
+            fmt(r.get("records_per_s"), ".3f"),
+            fmt(r.get("cpu_us_per_record"), ".2f"),
+            fmt(r.get("broker_cpu_us_per_record"), ".2f"),
             "",
             "",
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]))
-    busy = [r["other_load_cores"] for r in (gw, base) if r is not None]
-    if busy and max(busy) > 0.2:
-        print(
-            f"WARNING: other processes used up to {max(busy):.2f} of {m['nproc']} cores during "
-            "the run ('other load'): these figures are not comparable with a quiet machine's"
-        )
+    print_rows(rows)
     print()
     if gw is not None:
         print(
             f"load generator: {gw['loadgen_cpu_us_per_record']:.2f} CPU µs/rec "
             f"(sender {gw['loadgen_sender_cpu_us_per_record']:.2f}, reader "
             f"{gw['loadgen_reader_cpu_us_per_record']:.2f}); body {gw['body_bytes'] / 1e6:,.1f} MB "
-            f"in {gw['chunks']:,} chunks of {gw['records_per_chunk']} records"
+            f"in {gw['chunks']:,} chunks of {gw['records_per_chunk']} records; gateway event loop "
+            f"at {fmt(gw['peak_loop_share'], '.0%')} of a core at peak (1 s)"
         )
         print(
             f"gateway stream: body sent after {gw['send_done_s']:.2f} s, first report after "
             f"{gw['first_report_ms']:.1f} ms, longest gap between reports {gw['max_report_gap_ms']:.1f} ms, "
-            f"{gw['reports_sampled']:,} reports decoded in full, RSS {f(gw['rss_mb_after'], '.0f')} MB; "
+            f"{gw['reports_sampled']:,} reports decoded in full, RSS {fmt(gw['rss_mb_after'], '.0f')} MB; "
             f"warm-up took {gw['warmup_s']:.2f} s"
         )
-        g = result.get("gateway_process", {})
-        findings = g.get("log_findings", {})
-        print(
-            f"gateway process: exit status {g.get('exit_code')} after SIGTERM "
-            f"({f(g.get('stop_s'), '.2f')} s); log {g.get('log')}: "
-            f"{findings.get('counts') or 'no warnings or errors'}"
-        )
-        for line in findings.get("examples", []):
-            print(f"  | {line}")
+    print_gateway_processes(result)
     if base is not None:
         print(
             f"baseline: produce loop {base['produce_loop_s']:.2f} s + flush, "
-            f"{base['buffer_full']:,} BufferError retries, RSS {f(base['rss_mb_after'], '.0f')} MB; "
+            f"{base['buffer_full']:,} BufferError retries, RSS {fmt(base['rss_mb_after'], '.0f')} MB; "
             f"warm-up took {base['warmup_s']:.2f} s"
         )
+    print_warnings(result)
+    if result["verdicts"]:
+        print()
+        print_verdicts(result["verdicts"])
 
 
 # -- main ------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(records: int = 1_000_000) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.stream",
         description=__doc__.split("\n\n")[0] + ": records/s and CPU µs per record of the gateway "
@@ -1062,18 +631,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--records", type=int, default=1_000_000, metavar="N",
-                   help="records per phase (default 1,000,000)")
+    p.add_argument("--records", type=int, default=records, metavar="N",
+                   help=f"records per phase (default {records:,})")
     p.add_argument("--value-bytes", type=int, default=100, metavar="N",
                    help="bytes per record value, sent as BINARY (base64) (default 100)")
     p.add_argument("--partitions", type=int, default=6, metavar="N",
                    help="partitions of the fresh topics (default 6)")
     p.add_argument("--warmup", type=int, default=1000, metavar="N",
                    help="records sent before each measured phase, not counted (default 1000)")
-    p.add_argument("--bootstrap-servers", metavar="LIST",
-                   help="use this (loopback) Kafka instead of an embedded Tansu broker")
-    p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
-                   help="limit for each phase (default 300)")
     p.add_argument("--stall-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="end the gateway phase when no report arrives for this long "
                    "(0: wait for --timeout) (default 30)")
@@ -1081,162 +646,102 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the baseline before the gateway")
     p.add_argument("--only", choices=("gateway", "baseline"),
                    help="run one phase only (no ratios)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--keep-logs", action="store_true",
-                   help="keep the temporary log directory even when the run succeeds")
-    p.add_argument("--baseline-child", metavar="PARAMS", help=argparse.SUPPRESS)
+    common_arguments(p, timeout=300.0)
     return p
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def check_args(args: argparse.Namespace) -> str | None:
+    for name in ("records", "value_bytes", "partitions"):
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be at least 1"
+    if args.stall_timeout < 0:
+        return "--stall-timeout must not be negative"
+    return None
 
 
 def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "benchmark": "bench.stream",
-        "params": {
-            "records": args.records,
-            "value_bytes": args.value_bytes,
-            "partitions": args.partitions,
-            "warmup": args.warmup,
-            "chunk_bytes": CHUNK_BYTES,
-            "timeout_s": args.timeout,
-            "stall_timeout_s": args.stall_timeout,
-            "producer_settings": PRODUCER_SETTINGS,
-        },
-        "machine": machine_info(),
-        "versions": versions(),
-        "log_dir": log_dir,
-    }
-    broker = None
-    gateway: GatewayProcess | None = None
-    topics: list[str] = []
-    bootstrap = args.bootstrap_servers
-    try:
-        if bootstrap is None:
-            from gateway.kafka.embedded import EmbeddedBroker, find_free_port
-
-            broker = EmbeddedBroker(
-                "127.0.0.1", find_free_port(), log_path=os.path.join(log_dir, "tansu.log")
-            )
-            broker.start(timeout=min(args.timeout, 60.0))
-            bootstrap = broker.bootstrap
-            result["broker"] = {"kind": "embedded Tansu (memory storage)", "bootstrap": bootstrap}
-        else:
-            check_loopback(bootstrap)
-            result["broker"] = {"kind": "external", "bootstrap": bootstrap}
-        broker_pid = broker.pid if broker is not None else None
-
-        run_id = f"bench-stream-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        gw_topic, base_topic = f"{run_id}-gw", f"{run_id}-base"
-        phases = ["baseline", "gateway"] if args.baseline_first else ["gateway", "baseline"]
-        if args.only:
-            phases = [args.only]
-        wanted = [gw_topic if ph == "gateway" else base_topic for ph in phases]
-        cluster_id = create_topics(bootstrap, wanted, args.partitions, args.timeout)
-        topics = wanted
-
-        if "gateway" in phases:
-            from gateway.kafka.embedded import find_free_port
-
-            gateway = GatewayProcess(bootstrap, find_free_port(), os.path.join(log_dir, "gateway.log"))
-            try:
-                gateway.start(args.timeout)
-            except BenchError as exc:
-                raise BenchError(f"{exc} (log: {gateway.log_path})\n{log_tail(gateway.log_path)}") from None
-        for phase in phases:
-            if phase == "gateway":
-                assert gateway is not None
-                try:
-                    result["gateway"] = run_gateway_phase(
-                        gateway.port, gateway.pid, broker_pid, cluster_id, gw_topic, args
+    result = new_result("bench.stream", args, {
+        "records": args.records,
+        "value_bytes": args.value_bytes,
+        "partitions": args.partitions,
+        "warmup": args.warmup,
+        "chunk_bytes": CHUNK_BYTES,
+        "stall_timeout_s": args.stall_timeout,
+        "producer_settings": baseline.PRODUCER_SETTINGS,
+    })
+    phases = ["baseline", "gateway"] if args.baseline_first else ["gateway", "baseline"]
+    if args.only:
+        phases = [args.only]
+    with Rig("bench-stream", args, log_dir) as rig:
+        result["broker"] = rig.info
+        topics = {phase: rig.topic("gw" if phase == "gateway" else "base", args.partitions)
+                  for phase in phases}
+        gateway = rig.start_gateway() if "gateway" in phases else None
+        try:
+            for phase in phases:
+                if phase == "gateway":
+                    assert gateway is not None
+                    try:
+                        result["gateway"] = run_gateway_phase(
+                            gateway, rig.broker_pid, rig.cluster_id, topics[phase], args
+                        )
+                    except BenchError as exc:
+                        raise rig.gateway_failed(gateway, exc, "gateway phase") from None
+                else:
+                    result["baseline"] = baseline.run_produce(
+                        rig.bootstrap, rig.broker_pid, topics[phase], args.records,
+                        args.value_bytes, args.warmup, args.timeout,
+                        os.path.join(log_dir, "baseline.log"),
                     )
-                except BenchError as exc:
-                    alive = gateway.proc is not None and gateway.proc.poll() is None
-                    raise BenchError(
-                        f"gateway phase: {exc}\n(gateway {'running' if alive else 'exited'}; "
-                        f"log: {gateway.log_path})\n{log_tail(gateway.log_path)}"
-                    ) from None
-            else:
-                result["baseline"] = run_baseline_phase(
-                    bootstrap, broker_pid, base_topic, args, os.path.join(log_dir, "baseline.log")
-                )
-    finally:
-        if gateway is not None:
-            gateway.stop(timeout=40.0)
-            result["gateway_process"] = {
-                "exit_code": gateway.exit_code,
-                "stop_s": gateway.stop_s,
-                "log": gateway.log_path,
-                "log_findings": log_findings(gateway.log_path),
-            }
-        if broker is not None:
-            broker.stop()
-        elif topics and bootstrap is not None:
-            delete_topics(bootstrap, topics)
-
-    gw, base = result.get("gateway"), result.get("baseline")
-    if gw is not None and base is not None:
-        result["ratio"] = {
-            "records_per_s": _ratio(gw["records_per_s"], base["records_per_s"]),
-            "cpu_us_per_record": _ratio(gw["cpu_us_per_record"], base["cpu_us_per_record"]),
-            "broker_cpu_us_per_record": _ratio(
-                gw["broker_cpu_us_per_record"], base["broker_cpu_us_per_record"]
-            ),
-        }
+        finally:
+            result["gateway_processes"] = [rig.stop_gateway(g) for g in rig.gateways]
+    summarize(result, args)
     return result
 
 
+def summarize(result: dict[str, Any], args: argparse.Namespace) -> None:
+    gw, base = result.get("gateway"), result.get("baseline")
+    if gw is not None:
+        other_load_warning(result, gw["other_load_cores"], "the gateway phase")
+        loop_warning(result, "stream", gw["peak_loop_share"])
+    if base is not None:
+        other_load_warning(result, base["other_load_cores"], "the baseline phase")
+    if gw is not None and base is not None:
+        result["ratio"] = {
+            "records_per_s": ratio(gw["records_per_s"], base["records_per_s"]),
+            "cpu_us_per_record": ratio(gw["cpu_us_per_record"], base["cpu_us_per_record"]),
+            "broker_cpu_us_per_record": ratio(
+                gw["broker_cpu_us_per_record"], base["broker_cpu_us_per_record"]
+            ),
+        }
+    result["verdicts"].append(verdict(
+        f"v3 streaming, {args.value_bytes}-byte BINARY values, 1 chunked connection",
+        "CPU/record", gw and gw["cpu_us_per_record"], base and base["cpu_us_per_record"],
+        "plain producer loop", TARGET_RATIO, target_on="ratio", unit="µs",
+    ))
+    result["series"]["throughput"] = []
+    if gw is not None:
+        result["series"]["throughput"].append(_rate_series("stream v3: gateway", gw["series"]))
+        result["series"]["cpu"] = [dict(gw["cpu_series"], label="stream v3: gateway")]
+    if base is not None:
+        s = base.pop("series")
+        result["series"]["throughput"].append(_rate_series(
+            "stream: plain producer", {"t": [x[0] for x in s], "count": [x[1] for x in s]}))
+
+
+def _rate_series(label: str, s: dict[str, list[float]]) -> dict[str, Any]:
+    """Records/s between consecutive samples of a cumulative count."""
+    t, n = s["t"], s["count"]
+    out: dict[str, Any] = {"label": label, "unit": "records/s", "t": [], "rate": []}
+    for i in range(1, len(t)):
+        if t[i] - t[i - 1] > SERIES_EVERY / 2:  # the last sample may come right after another
+            out["t"].append(t[i])
+            out["rate"].append((n[i] - n[i - 1]) / (t[i] - t[i - 1]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.baseline_child is not None:
-        return baseline_child(json.loads(args.baseline_child))
-    for name in ("records", "value_bytes", "partitions"):
-        if getattr(args, name) < 1:
-            print(f"bench.stream: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
-            return 2
-    if args.timeout <= 0 or args.stall_timeout < 0:
-        print("bench.stream: --timeout must be positive, --stall-timeout not negative",
-              file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    log_dir = tempfile.mkdtemp(prefix="bench-stream-")
-    ok = False
-    try:
-        result = run(args, log_dir)
-        ok = True
-    except BenchError as exc:
-        print(f"bench.stream: {exc}\n(logs in {log_dir})", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"bench.stream: interrupted (logs in {log_dir})", file=sys.stderr)
-        return 130
-    finally:
-        if ok and not args.keep_logs:
-            g = result.get("gateway_process", {})
-            if g.get("exit_code") in (0, None) and not g.get("log_findings", {}).get("counts"):
-                _remove_dir(log_dir)
-                result["log_dir"] = None
-                if g:
-                    g["log"] = "clean, removed (--keep-logs keeps it)"
-    if args.json:
-        print(json.dumps(result, indent=None))
-    else:
-        print_table(result)
-    return 0
-
-
-def _remove_dir(path: str) -> None:
-    for name in os.listdir(path):
-        try:
-            os.unlink(os.path.join(path, name))
-        except OSError:
-            return
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
+    return bench_main("bench.stream", build_parser(), run, print_table, argv, check_args)
 
 
 if __name__ == "__main__":
