@@ -96,6 +96,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.head_started = 0.0  # when the first byte of the current head arrived (0: none yet)
         self._write_paused_at = 0.0
         self._lingering = False  # response done, discarding input until the peer closes
+        self._held: bytes | None = None  # reports held to the end of the loop turn (CL request)
+        self._held_flush_scheduled = False
         self._peer_eof = False  # the client half-closed: it sends nothing more
         self.requests = 0
 
@@ -426,9 +428,14 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._stream_http10 = head.version == 10
         if head.expect_continue and self.has_body():
             transport.write(writer.CONTINUE_100)
-        transport.write(
-            writer.chunked_head(status, close=not self._keep_alive, http10=self._stream_http10)
+        stream_head = writer.chunked_head(
+            status, close=not self._keep_alive, http10=self._stream_http10
         )
+        transport.write(stream_head)  # at once (docs/api.md §1), the body may take long
+        if not head.chunked:
+            # A Content-Length request is short: its reports are held to the end of the loop
+            # turn, so the last ones and the end of the response leave in one write.
+            self._held = b""
         if not self.has_body():
             self._body_complete()
         self.resume_reading(PAUSE_WAITING)
@@ -455,15 +462,33 @@ class HttpProtocol(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is None or not self._stream_open or not data:
             return  # (an empty chunk would be the last-chunk)
-        transport.write(data if self._stream_http10 else writer.chunk(data))
+        framed = data if self._stream_http10 else writer.chunk(data)
+        if self._held is None:
+            transport.write(framed)
+            return
+        # Held output goes out at the end of this loop turn, or with the response's end.
+        if not self._held_flush_scheduled:
+            self._held_flush_scheduled = True
+            self._server.loop.call_soon(self._flush_held)
+        self._held += framed
+
+    def _flush_held(self) -> None:
+        self._held_flush_scheduled = False
+        held = self._held
+        self._held = None
+        if held and self._transport is not None:
+            self._transport.write(held)
 
     def end_body(self) -> None:
         transport = self._transport
         if not self._stream_open:
             return
         self._stream_open = False
-        if transport is not None and not self._stream_http10:
-            transport.write(writer.LAST_CHUNK)
+        tail = b"" if self._stream_http10 else writer.LAST_CHUNK
+        held = self._held
+        self._held = None
+        if transport is not None:
+            transport.write(held + tail if held is not None else tail)
         if self._stream_http10:
             self._must_close = True
         self._response_done = True

@@ -1136,3 +1136,33 @@ def test_read_buffer_starts_small_grows_under_load_and_shrinks_when_idle(make):
     assert h.proto.info()["buffer"] == READ_BUFFER_INITIAL
     h.send(get(b"/r/after"))  # still serves
     assert h.responses[-1].body == b"after"
+
+
+def test_content_length_stream_sends_its_last_reports_and_end_in_one_write(make):
+    # The head goes at once (docs/api.md §1); what a short request's stream writes in one loop
+    # turn, and the last-chunk, leave together: a one-record request costs two writes, not three.
+    h = make()
+    h.send(post(b"/hold", b"abc"))
+    c = h.consumers[0]
+    writes_before = len(h.transport.writes)
+    assert h.transport.writes[-1].startswith(b"HTTP/1.1 200 OK\r\n")
+    c.write(b"r1")
+    c.write(b"r2")
+    c.finish()
+    h.run()
+    new = h.transport.writes[writes_before:]
+    assert len(new) == 1, new
+    assert new[0].startswith(b"2\r\nr1\r\n2\r\nr2\r\n") and new[0].endswith(b"0\r\n\r\n")
+    assert h.responses[0].complete and h.responses[0].body.startswith(b"r1r2")
+
+
+def test_content_length_stream_held_reports_leave_within_the_loop_turn(make):
+    h = make()
+    h.send(post(b"/hold", b"abc"))
+    c = h.consumers[0]
+    c.write(b"early")
+    h.run()  # the turn ends: the held report is written although the stream goes on
+    assert h.transport.written.endswith(b"5\r\nearly\r\n")
+    c.finish()
+    h.run()
+    assert h.responses[0].complete
