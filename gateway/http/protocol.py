@@ -475,7 +475,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def _flush_held(self) -> None:
         self._held_flush_scheduled = False
         held = self._held
-        self._held = None
+        self._held = b"" if self._stream_open and held is not None else None
         if held and self._transport is not None:
             self._transport.write(held)
 
