@@ -1,29 +1,113 @@
-"""Builds the one compiled extension, gateway._speedups, from ext/."""
+"""Builds the one compiled extension, gateway._speedups, from ext/.
 
+``RdProducer`` (ext/producer.pxi) calls librdkafka's C API. It links the librdkafka shared library
+bundled in the confluent-kafka wheel (``site-packages/confluent_kafka.libs/librdkafka-<hash>.so.1``),
+the very file ``confluent_kafka.cimpl`` loads: both record the same soname, so the process maps
+one librdkafka whichever module is imported first. The run-time search path (rpath) is relative to
+the extension (``$ORIGIN``), so ``import gateway._speedups`` needs no LD_LIBRARY_PATH:
+
+- ``$ORIGIN/../confluent_kafka.libs`` when the extension is installed next to confluent_kafka in
+  site-packages;
+- ``$ORIGIN/<relative path>`` to the library found at build time, for the in-place build that
+  ``make`` does (gateway/ -> .venv/lib/python3.X/site-packages/confluent_kafka.libs).
+
+No librdkafka header is needed: ext/rdkafka.pxd declares the few functions we call.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
 import os
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext as _build_ext
 
+try:  # setuptools >= 59 vendors distutils' errors here
+    from setuptools.errors import CompileError
+except ImportError:  # pragma: no cover
+    from distutils.errors import CompileError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 debug = os.environ.get("GATEWAY_DEBUG") == "1"
 
-extensions = [
-    Extension(
-        "gateway._speedups",
-        sources=["ext/_speedups.pyx"],
-        extra_compile_args=["-O2"] if not debug else ["-O0", "-g"],
-    )
-]
 
-setup(
-    ext_modules=cythonize(
-        extensions,
-        language_level=3,
-        compiler_directives={
-            "boundscheck": debug,
-            "wraparound": False,
-            "cdivision": True,
-            "initializedcheck": debug,
-        },
-    ),
+def confluent_kafka_dir() -> str | None:
+    """Where confluent_kafka is installed (found without importing it), or None."""
+    spec = importlib.util.find_spec("confluent_kafka")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.abspath(next(iter(spec.submodule_search_locations)))
+
+
+def bundled_librdkafka() -> str:
+    """The librdkafka shared library of the confluent-kafka wheel; CompileError if none."""
+    pkg = confluent_kafka_dir()
+    if pkg is None:
+        raise CompileError("confluent-kafka is not installed: no librdkafka to link against")
+    found = sorted(
+        glob.glob(os.path.join(os.path.dirname(pkg), "confluent_kafka.libs", "librdkafka-*.so.1"))
+    )
+    if len(found) != 1:
+        raise CompileError(
+            f"expected one confluent_kafka.libs/librdkafka-*.so.1 next to {pkg}, found "
+            f"{found or 'none'} (a confluent-kafka built from source has no bundled librdkafka)"
+        )
+    return found[0]
+
+
+class build_ext(_build_ext):
+    """Links gateway._speedups against the bundled librdkafka, found when it is built (not when
+    setup.py is imported: pip reads the metadata before it installs the dependencies)."""
+
+    def run(self) -> None:
+        # setuptools clears `inplace` while it builds (it builds in build/, then copies).
+        self._to_source = bool(self.inplace or self.editable_mode)
+        super().run()
+
+    def build_extension(self, ext: Extension) -> None:
+        if ext.name == "gateway._speedups":
+            lib = bundled_librdkafka()
+            libdir = os.path.dirname(lib)
+            rpaths = ["$ORIGIN/../confluent_kafka.libs"]
+            if getattr(self, "_to_source", False):
+                # The extension ends up in the source tree: from gateway/ to the library found.
+                rel = os.path.relpath(libdir, os.path.join(HERE, "gateway"))
+                if rel != "../confluent_kafka.libs":
+                    rpaths.append(f"$ORIGIN/{rel}")
+            ext.library_dirs = [libdir]
+            # -l:<file> links that exact file; its soname (librdkafka-<hash>.so.1) becomes our
+            # DT_NEEDED, the same one confluent_kafka.cimpl has.
+            ext.extra_link_args = [
+                f"-l:{os.path.basename(lib)}",
+                *(f"-Wl,-rpath,{p}" for p in rpaths),
+            ]
+        super().build_extension(ext)
+
+
+# pip builds an editable install before it installs the dependencies: in a fresh venv there is
+# no confluent-kafka yet. Then (only then) the extension is optional and is skipped with a
+# warning; `make` builds it right after, once confluent-kafka is installed. Otherwise a failure
+# to find or link librdkafka is an error.
+extensions = cythonize(
+    [
+        Extension(
+            "gateway._speedups",
+            sources=["ext/_speedups.pyx"],
+            extra_compile_args=["-O2"] if not debug else ["-O0", "-g"],
+        )
+    ],
+    include_path=[os.path.join(HERE, "ext")],
+    language_level=3,
+    compiler_directives={
+        "boundscheck": debug,
+        "wraparound": False,
+        "cdivision": True,
+        "initializedcheck": debug,
+    },
 )
+for ext in extensions:  # set after cythonize(), which does not carry `optional` over
+    ext.optional = confluent_kafka_dir() is None
+
+setup(ext_modules=extensions, cmdclass={"build_ext": build_ext})

@@ -4,6 +4,8 @@ Import the public names from their packages (``gateway.produce.JsonSplitter``), 
 to the pure-Python twins when the extension is not built or ``GATEWAY_PURE_PYTHON=1``.
 """
 
+from collections.abc import Mapping, Sequence
+
 from gateway.produce.items import RecordError
 
 # (index, partition, key, value, headers, timestamp_ms, key_type, value_type);
@@ -75,3 +77,165 @@ class JsonSplitter:
     def buffered(self) -> int:
         """Bytes of an unfinished record held in the internal buffer (at most
         ``max_record_bytes``)."""
+
+class RdTopic:
+    """A librdkafka topic handle from ``RdProducer.topic(name)``; owned by that producer (it is
+    destroyed when the producer closes). Producing through a handle skips the name lookup."""
+
+    @property
+    def name(self) -> str: ...
+
+# The columns of a delivery report batch, each a read-only memoryview of ``reports_ready``
+# items: opaque ids ("Q"), partitions ("i"), offsets ("q"), timestamps ("q", ms), errors ("i").
+ReportColumns = tuple[memoryview, memoryview, memoryview, memoryview, memoryview]
+
+class RdProducer:
+    """A librdkafka producer over its C API, driven from one thread (the event loop's), with
+    delivery reports collected in C: no Python object, callback or future per record.
+
+    Records are handed over with ``produce()`` (or, from Cython code of this module,
+    ``produce_c()`` with ``const char*`` + length). librdkafka's delivery-report callback is a C
+    function that appends ``(opaque_id, partition, offset, timestamp_ms, error)`` to a C array,
+    the *batch*. ``poll()`` starts a new batch, serves librdkafka's queue without blocking and
+    returns how many reports it collected; read them with ``reports()`` (column views) or
+    ``report(i)``. The batch is valid until the next ``poll()``/``flush()``/``close()``.
+
+    The batch grows by doubling up to ``max_reports``; a poll that fills it stops there (the
+    rest stay queued in librdkafka, nothing is dropped) and sets ``batch_full``.
+
+    ``event_fd`` becomes readable when reports (or errors) are waiting: hand it to
+    ``loop.add_reader()`` and call ``poll()`` from the reader, instead of polling on a timer.
+    A full batch makes the fd readable again by itself, so the reader comes back for the rest.
+
+    Uses the librdkafka shared library bundled with confluent-kafka (one copy per process).
+    """
+
+    ERR_NO_ERROR: int
+    ERR_QUEUE_FULL: int
+    ERR_MSG_TIMED_OUT: int
+    ERR_PURGE_QUEUE: int
+    ERR_PURGE_INFLIGHT: int
+    ERR_FATAL: int
+    ERR_UNKNOWN_PARTITION: int
+    ERR_UNKNOWN_TOPIC: int
+    ERR_INVALID_ARG: int
+    ERR_STATE: int
+    ERR_MSG_SIZE_TOO_LARGE: int
+    PARTITION_UA: int
+
+    def __init__(
+        self, config: Mapping[str, str | int | float | bool], *, max_reports: int = 65536
+    ) -> None:
+        """Create the producer from librdkafka properties (CONFIGURATION.md; values str, int,
+        float or bool). An unknown property, a bad value or a configuration librdkafka refuses
+        raises ValueError naming it; a non-str name or a callable value, TypeError.
+        ``max_reports``: the largest delivery-report batch (1 to 2**26)."""
+
+    def topic(self, name: str) -> RdTopic:
+        """The producer's handle for topic ``name`` (created once, then cached)."""
+
+    def produce(
+        self,
+        topic: str | RdTopic,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str | bytes, bytes | None]] | None,
+        timestamp_ms: int,
+        opaque_id: int,
+    ) -> int:
+        """Hand one record to librdkafka (copied: RD_KAFKA_MSG_F_COPY); returns librdkafka's
+        error code, 0 on success. ``ERR_QUEUE_FULL`` (queue.buffering.max.messages/kbytes
+        reached) is a code, not an exception: poll and try again. ``partition`` -1
+        (``PARTITION_UA``) lets the partitioner choose; ``timestamp_ms`` 0 means now;
+        ``opaque_id`` (0 to 2**64-1) comes back in the record's delivery report.
+        Raises RuntimeError when closed, TypeError for a key/value/header of the wrong type."""
+
+    def poll(self) -> int:
+        """Start a new batch, serve librdkafka's queue without blocking (delivery reports and
+        error callbacks) and return the number of reports in the batch. BufferError while
+        views from ``reports()`` are alive."""
+
+    def flush(self, timeout_ms: int) -> int:
+        """Start a new batch and serve the queue, blocking up to ``timeout_ms``, until nothing
+        is outstanding or the batch is full; returns the records still outstanding. For
+        shutdown and tests only: never call it on the event loop."""
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = False) -> None:
+        """Fail queued (and in-flight) records: each gets a report with ``ERR_PURGE_QUEUE`` or
+        ``ERR_PURGE_INFLIGHT`` at a later poll."""
+
+    def close(self, timeout_ms: int = 5000) -> int:
+        """Wait up to ``timeout_ms`` for outstanding records (their reports are discarded),
+        purge the rest, destroy the producer and close ``event_fd``. Blocks: not on the loop.
+        Returns what librdkafka still held at the deadline (``len()``: records, which never
+        get a report, and unserved events). Idempotent (later calls return 0). Dropping the
+        last reference does the same with a 1 s limit. Topic handles die with the producer."""
+
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def event_fd(self) -> int:
+        """An eventfd, readable while delivery reports or errors wait for ``poll()``; -1 once
+        closed. Never read it yourself: ``poll()`` drains it."""
+
+    def __len__(self) -> int:
+        """Records and events librdkafka still holds (rd_kafka_outq_len); 0 once closed."""
+
+    @property
+    def reports_ready(self) -> int:
+        """Reports in the current batch."""
+
+    @property
+    def batch_full(self) -> bool:
+        """The last poll/flush stopped because the batch reached ``max_reports``."""
+
+    @property
+    def lost_reports(self) -> int:
+        """Reports that found no room in the batch: always 0 (anything else is a bug)."""
+
+    def report(self, i: int) -> tuple[int, int, int, int, int]:
+        """Report ``i`` of the batch: ``(opaque_id, partition, offset, timestamp_ms, error)``.
+        On error, offset is -1001 (RD_KAFKA_OFFSET_INVALID) and error is librdkafka's code."""
+
+    def reports(self) -> ReportColumns:
+        """The batch as five read-only column views (see ``ReportColumns``), no per-record
+        objects. Release them (``del`` or ``.release()``) before the next poll."""
+
+    @property
+    def fatal(self) -> bool:
+        """librdkafka raised a fatal error: the producer is unusable; replace it."""
+
+    def fatal_error(self) -> tuple[int, str] | None:
+        """The underlying fatal error ``(code, reason)`` (rd_kafka_fatal_error), or None."""
+
+    @property
+    def error_count(self) -> int:
+        """Error callbacks seen so far."""
+
+    def take_errors(self) -> list[tuple[int, str]]:
+        """Error callbacks ``(code, reason)`` since the last call, oldest first (at most the
+        16 most recent)."""
+
+    def _produce_many(
+        self, topic: str | RdTopic, partition: int, value: bytes | None, count: int,
+        first_opaque_id: int,
+    ) -> tuple[int, int]:
+        """Benchmark helper: produce ``count`` records with the same value from a C loop
+        (opaque ids counting up from ``first_opaque_id``); stops at the first error. Returns
+        ``(records produced, that error or 0)``."""
+
+    def _test_fatal_error(self, code: int, reason: str) -> int:
+        """Tests only: rd_kafka_test_fatal_error (idempotent producers)."""
+
+    @staticmethod
+    def error_name(code: int) -> str:
+        """librdkafka's name of an error code (rd_kafka_err2name), e.g. ``_QUEUE_FULL``."""
+
+    @staticmethod
+    def error_string(code: int) -> str:
+        """librdkafka's description of an error code (rd_kafka_err2str)."""
+
+    @staticmethod
+    def librdkafka_version() -> tuple[int, str]:
+        """The linked librdkafka's ``(rd_kafka_version(), rd_kafka_version_str())``."""
