@@ -12,6 +12,7 @@ from gateway.config import Config
 from gateway.consume.pool import ConsumerPool
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
+from gateway.log import flush_access_log
 from gateway.server import Server
 
 log = logging.getLogger("gateway")
@@ -20,6 +21,9 @@ log = logging.getLogger("gateway")
 def producer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
     conf: dict[str, Any] = dict(DEFAULT_PRODUCER_CONFIG)
     conf["bootstrap.servers"] = bootstrap
+    if cfg.kafka_stats_interval > 0:
+        # Broker states for /metrics (gateway.kafka.producer); -X statistics.interval.ms wins.
+        conf["statistics.interval.ms"] = max(1, round(cfg.kafka_stats_interval * 1000))
     conf.update(cfg.producer_properties)
     return conf
 
@@ -110,6 +114,7 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
     if info is None:
         log.warning("Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap)
     metadata.start()
+    producer.start()
     addresses = await server.start()
     for host, port in addresses:
         log.info("listening on http://%s:%d (Kafka %s)", host, port, bootstrap)
@@ -119,7 +124,10 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("stopping: no new connections, finishing in-flight records (up to %gs)", cfg.shutdown_timeout)
+    log.info(
+        "stopping: /readyz answers 503, no new work, finishing in-flight records (up to %gs)",
+        cfg.shutdown_timeout,
+    )
     # The handlers stay: a second SIGTERM (a supervisor and a process-group kill both sending
     # one) must not cut the drain short.
     await server.shutdown(loop.time() + cfg.shutdown_timeout)
@@ -127,4 +135,5 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
     await consumers.close()
     metadata.close()
     log.info("stopped: %s", server.summary())
+    flush_access_log()
     return 0

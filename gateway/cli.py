@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, parse_host_port, parse_property, parse_topic
+from gateway.log import configure as configure_logging
 
 log = logging.getLogger("gateway")
 
@@ -126,7 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     p.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error (default info)")
+    p.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one gateway.access line per request, per v3 stream when it ends (default on)",
+    )
+    p.add_argument(
+        "--kafka-stats-interval",
+        type=float,
+        metavar="SECONDS",
+        help="librdkafka statistics every SECONDS, for the broker metrics; 0 turns them off "
+        f"(default {d.kafka_stats_interval:g})",
+    )
     return p
+
+
+def _flag(value: object) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes", "on")
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> Config:
@@ -156,6 +174,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         ("header_timeout", float),
         ("idle_timeout", float),
         ("stream_idle_timeout", float),
+        ("kafka_stats_interval", float),
     ):
         v = pick(getattr(args, name), name.upper())
         if v is not None:
@@ -165,7 +184,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
                 raise ConfigError(f"--{name.replace('_', '-')}: not a number: {v!r}") from None
     v = pick(args.validate_cluster_id, "VALIDATE_CLUSTER_ID")
     if v is not None:
-        cfg.validate_cluster_id = v is True or str(v).lower() in ("1", "true", "yes", "on")
+        cfg.validate_cluster_id = _flag(v)
+    v = pick(args.access_log, "ACCESS_LOG")
+    if v is not None:
+        cfg.access_log = _flag(v)
     cfg.worker_slot = args.worker_slot
     if (v := pick(args.log_level, "LOG_LEVEL")) is not None:
         cfg.log_level = v.lower()
@@ -182,11 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kafka-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
     who = "" if cfg.worker_slot is None else f"[worker {cfg.worker_slot}] "
-    logging.basicConfig(
-        level=getattr(logging, cfg.log_level.upper()),
-        format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # The supervisor of --workers serves no request: its access log stays off.
+    configure_logging(cfg.log_level, who=who, access_log=cfg.access_log and cfg.workers == 1)
     from gateway.app import main as app_main
 
     try:

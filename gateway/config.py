@@ -63,6 +63,9 @@ class Config:
     workers: int = 1  # processes serving the same address (SO_REUSEPORT), one producer each
     worker_slot: int | None = None  # set in a worker started by the --workers supervisor
     log_level: str = "info"
+    access_log: bool = True  # one gateway.access line per request (per v3 stream)
+    # librdkafka statistics.interval.ms, in seconds (0: off): broker state for /metrics.
+    kafka_stats_interval: float = 5.0
 
     def held_body_limit(self) -> int:
         """Limit of a body held whole until parsed: max_batch_bytes, or --max-request-bytes
@@ -84,6 +87,8 @@ class Config:
             raise ConfigError("--consumer-pool-size must be between 1 and 256")
         if self.max_record_bytes < 2:
             raise ConfigError("--max-record-bytes must be at least 2")
+        if not (self.kafka_stats_interval == 0 or 0.1 <= self.kafka_stats_interval <= 86400):
+            raise ConfigError("--kafka-stats-interval must be 0 (off) or 0.1 to 86400 seconds")
         for name in ("shutdown_timeout", "header_timeout", "idle_timeout", "stream_idle_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")

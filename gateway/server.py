@@ -18,7 +18,8 @@ from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
 from gateway.produce import JsonSplitter
 from gateway.produce.batch import BatchRequest
-from gateway.produce.session import ProduceSession, SessionStats
+from gateway.produce.session import ProduceSession
+from gateway.stats import HttpStats, ProduceStats
 
 log = logging.getLogger("gateway")
 
@@ -35,6 +36,12 @@ _METADATA_READS = frozenset(
     }
 )
 SWEEP_INTERVAL = 1.0
+# During shutdown a connection that has sent nothing for this long is closed (one accepted
+# then, e.g. a client's spare connection, must not hold the drain to its deadline).
+SHUTDOWN_IDLE_TIMEOUT = 1.0
+# /readyz answers from the cached state, and refreshes the cluster metadata (in the background,
+# for the next probe) when it is older than this: a lost cluster shows within a probe or two.
+READY_METADATA_AGE = 5.0
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -66,10 +73,13 @@ class Server:
         self.producer = producer
         self.metadata = metadata
         self.http_limits = HttpLimits()
-        self.stats = SessionStats()
+        self.stats = ProduceStats()
+        self.http_stats = HttpStats()
+        self.access_log = config.access_log
         self.connections: set[HttpProtocol] = set()
         self.consumers: Any = None  # gateway.consume.pool.ConsumerPool, set by gateway.app
         self._servers: list[asyncio.base_events.Server] = []
+        self._registry: Any = None  # prometheus_client registry (gateway.metrics), from start()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
         self._idle = asyncio.Event()
@@ -77,6 +87,9 @@ class Server:
 
     # -- listener -----------------------------------------------------------------------
     async def start(self) -> list[tuple[str, int]]:
+        from gateway.metrics import make_registry  # (prometheus_client: imported once, here)
+
+        self._registry = make_registry(self, self.config.worker_slot)
         host, port = self.config.listen
         server = await self.loop.create_server(
             lambda: HttpProtocol(self),
@@ -94,7 +107,10 @@ class Server:
         self.connections.add(conn)
         self._idle.clear()
         if self._closing:
-            conn.shutdown()
+            # The listener stays open while we drain, so that /readyz can say 503 to a load
+            # balancer (and a client gets a 503 rather than a refused connection): one
+            # request, then the connection closes.
+            conn.last_request()
 
     def connection_closed(self, conn: HttpProtocol) -> None:
         self.connections.discard(conn)
@@ -110,25 +126,33 @@ class Server:
     def _sweep(self) -> None:
         cfg = self.config
         now = time.monotonic()
+        idle = min(cfg.idle_timeout, SHUTDOWN_IDLE_TIMEOUT) if self._closing else cfg.idle_timeout
         for conn in list(self.connections):
-            conn.check_timeouts(now, cfg.header_timeout, cfg.idle_timeout, cfg.stream_idle_timeout)
+            conn.check_timeouts(now, cfg.header_timeout, idle, cfg.stream_idle_timeout)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     # -- dispatch -------------------------------------------------------------------------
     def dispatch(self, conn: HttpProtocol, head: RequestHead) -> None:
         found = routes.match(head.path)
         if found is None:
+            conn.endpoint = routes.NOT_FOUND
             conn.respond_error(NOT_FOUND)
             return
         methods, params = found
         endpoint = methods.get(head.method)
         if endpoint is None:
+            conn.endpoint = "method_not_allowed"
             conn.respond(
                 405,
                 errors.error_body(405, "HTTP 405 Method Not Allowed"),
                 extra_headers=b"Allow: " + ", ".join(methods).encode() + b"\r\n",
             )
             return
+        if endpoint == routes.PARTITION_OR_CONSUME and "offset" in parse_qs(
+            head.query, keep_blank_values=True
+        ):
+            endpoint = routes.CONSUME_V1
+        conn.endpoint = endpoint
         if endpoint == routes.PRODUCE_V3:
             self.on_produce_v3(conn, head, params["cluster_id"], params["topic"])
         elif endpoint == routes.PRODUCE_V3_BATCH:
@@ -137,9 +161,10 @@ class Server:
             from gateway.produce.v1 import on_produce_v1
 
             on_produce_v1(self, conn, head, params)
-        elif endpoint == routes.CONSUME_V1 or (
-            endpoint == routes.PARTITION_OR_CONSUME and "offset" in parse_qs(head.query, keep_blank_values=True)
-        ):
+        elif endpoint == routes.CONSUME_V1:
+            if self._closing:
+                conn.respond_error(errors.ShuttingDown("the gateway is shutting down"))
+                return
             from gateway.consume.v1 import on_consume_v1
 
             on_consume_v1(self, conn, head, params)
@@ -149,8 +174,53 @@ class Server:
             conn.respond(200, b"{}")
         elif endpoint == routes.HEALTHZ:
             conn.respond(200, b'{"status":"ok"}')
+        elif endpoint == routes.READYZ:
+            self.on_readyz(conn)
+        elif endpoint == routes.METRICS:
+            self.on_metrics(conn, head)
         else:
             conn.respond_error(NOT_FOUND)
+
+    # -- health and metrics (docs/api.md §4) ---------------------------------------------
+    def readiness_problem(self) -> str | None:
+        """Why /readyz answers 503 (None: ready). Ready means: not shutting down, the producer
+        can take records, and the latest metadata refresh reached the cluster."""
+        if self._closing:
+            return "the gateway is shutting down"
+        problem = self.producer.health_problem()
+        if problem is not None:
+            return problem
+        md = self.metadata
+        if md.info is None:
+            return f"the Kafka cluster cannot be reached: {md.last_error or 'no metadata yet'}"
+        if md.last_error is not None:
+            return f"the Kafka cluster cannot be reached: the last metadata refresh failed ({md.last_error})"
+        return None
+
+    def on_readyz(self, conn: HttpProtocol) -> None:
+        problem = self.readiness_problem()
+        md = self.metadata
+        if not self._closing and (
+            md.info is None
+            or md.last_error is not None
+            or time.monotonic() - md.info.fetched_at > READY_METADATA_AGE
+        ):
+            # Probes keep the cluster check fresh (shared with topic misses, at most one
+            # metadata request per miss_refresh_interval); the answer is for the next probe.
+            md.refresh_for_miss()
+        if problem is None:
+            conn.respond(200, b'{"status":"ready"}')
+        elif self._closing:
+            conn.respond_error(errors.ShuttingDown(problem))
+        else:
+            conn.respond_error(errors.KafkaUnavailable(problem))
+
+    def on_metrics(self, conn: HttpProtocol, head: RequestHead) -> None:
+        from gateway.metrics import render
+
+        accept = ", ".join(v for n, v in head.headers if n == "accept") or None
+        body, content_type = render(self._registry, accept)
+        conn.respond(200, body, content_type=content_type)
 
     def run_request(self, conn: HttpProtocol, work: Coroutine[Any, Any, tuple[bytes, bytes]]) -> None:
         """Answer a request from a coroutine giving (content type, body): one task per request,
@@ -275,6 +345,7 @@ class Server:
                     partitions=partitions,
                     max_entries=cfg.max_batch_entries,
                     max_bytes=cfg.held_body_limit(),
+                    stats=self.stats,
                 )
             )
             return
@@ -292,11 +363,11 @@ class Server:
 
     # -- shutdown -------------------------------------------------------------------------
     async def shutdown(self, deadline: float) -> None:
-        """Stop accepting, stop reading, let in-flight records finish and their reports go
-        out, flush the producer before ``deadline`` (loop time)."""
+        """Stop taking work (/readyz says 503 from now on), stop reading, let in-flight records
+        finish and their reports go out, flush the producer before ``deadline`` (loop time).
+        The listener stays open until then: a connection accepted meanwhile gets one answer
+        (503 for produce and consume, health, readiness and metrics as usual) and closes."""
         self._closing = True
-        for server in self._servers:
-            server.close()
         for conn in list(self.connections):
             conn.shutdown()
         purged = await self.producer.drain(deadline)
@@ -310,6 +381,10 @@ class Server:
             log.warning("%d connections still open at the deadline: closing them", len(self.connections))
             for conn in list(self.connections):
                 conn._abort()
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn._abort()  # accepted in the last moment: nothing of theirs is in flight
         if self._sweeper is not None:
             self._sweeper.cancel()
         for server in self._servers:

@@ -22,6 +22,7 @@ from gateway import errors
 from gateway.http import writer
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE, describe
 from gateway.http.parser import ChunkedDecoder, HttpLimits, RequestHead, parse_head
+from gateway.log import write_access
 
 if TYPE_CHECKING:
     from gateway.server import Server
@@ -100,6 +101,18 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._held_flush_scheduled = False
         self._peer_eof = False  # the client half-closed: it sends nothing more
         self.requests = 0
+        # Observability: byte totals (gateway.stats), and what the access log line of the
+        # current request needs, gathered once per request and per body piece or write.
+        self._http = server.http_stats
+        self._peer = "-"
+        self.endpoint = "-"  # set by the server's dispatch
+        self._sent = 0  # bytes written on this connection
+        self._req_t0 = 0.0
+        self._req_in = 0  # head and body bytes of the current request
+        self._req_sent0 = 0
+        self._req_line = "-"
+        self._req_logged = True  # its access line is written (or no request has begun)
+        self._consumer_logs = False  # the body consumer writes the line (a v3 stream)
 
     # -- state ------------------------------------------------------------------------
     def _set_state(self, state: int) -> None:
@@ -121,6 +134,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
         t = cast(asyncio.Transport, transport)
         self._transport = t
         t.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        peer = t.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._peer = f"{peer[0]}:{peer[1]}"
+        self._http.connections += 1
         self._server.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -131,6 +148,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._consumer = None
         if consumer is not None and prev != ST_CLOSED:
             consumer.on_connection_lost()
+        if not self._req_logged and not self._consumer_logs:
+            self._finish_request(499, " (client gone)")  # nginx's "client closed request"
         self._server.connection_closed(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -164,6 +183,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if self._lingering:
             return  # discarding the rest of an abandoned body (the buffer is not advanced)
         self._end += nbytes
+        self._http.received_bytes += nbytes
         if nbytes >= self._offered and len(self._buf) < READ_BUFFER_MAX:
             self._grow = True
         now = time.monotonic()
@@ -270,7 +290,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
                     res = parse_head(buf, self._start, self._end, self._limits)
                     if res is None:
                         break
-                    head, self._start = res
+                    head, start = res
+                    self._req_in = start - self._start
+                    self._start = start
                     self._on_head(head)
                 elif state == ST_BODY:
                     if not self._feed_body():
@@ -315,6 +337,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             if n:
                 start = self._start
                 self._start = start + n
+                self._req_in += n
                 self._cl_remaining -= n
                 consumer.on_body(self._view[start : start + n])
                 if self._state != ST_BODY:
@@ -326,6 +349,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if self._start == self._end:
             return False
         pos, ds, de = chunked.feed(self._buf, self._start, self._end)
+        self._req_in += pos - self._start
         self._start = pos
         if de > ds:
             consumer.on_body(self._view[ds:de])
@@ -362,6 +386,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def _on_head(self, head: RequestHead) -> None:
         self.head = head
         self.requests += 1
+        self._begin_request(head)
         self.head_started = 0.0
         self._keep_alive = head.keep_alive and not self._shutting_down
         self._body_done = False
@@ -402,12 +427,13 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if close or not self._keep_alive:
             self._keep_alive = False
             close = True
-        self._transport.write(
+        self._write(
             writer.fixed_response(
                 status, body, content_type=content_type, close=close, extra_headers=extra_headers
             )
         )
         self._response_done = True
+        self._finish_request(status)
         if close:
             self._must_close = True
             self._close_after_write()
@@ -422,16 +448,18 @@ class HttpProtocol(asyncio.BufferedProtocol):
         head = self.head
         transport = self._transport
         if head is None or transport is None or self._state != ST_BODY:
+            consumer.on_connection_lost()
             return
         self._consumer = consumer
         self._stream_open = True
+        self._consumer_logs = True  # the stream's line comes with its counts (log_access)
         self._stream_http10 = head.version == 10
         if head.expect_continue and self.has_body():
-            transport.write(writer.CONTINUE_100)
+            self._write(writer.CONTINUE_100)
         stream_head = writer.chunked_head(
             status, close=not self._keep_alive, http10=self._stream_http10
         )
-        transport.write(stream_head)  # at once (docs/api.md §1), the body may take long
+        self._write(stream_head)  # at once (docs/api.md §1), the body may take long
         if not head.chunked:
             # A Content-Length request is short: its reports are held to the end of the loop
             # turn, so the last ones and the end of the response leave in one write.
@@ -451,7 +479,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         self._consumer = consumer
         if head.expect_continue and self.has_body():
-            transport.write(writer.CONTINUE_100)
+            self._write(writer.CONTINUE_100)
         if not self.has_body():
             self._body_complete()
         self.resume_reading(PAUSE_WAITING)
@@ -464,7 +492,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return  # (an empty chunk would be the last-chunk)
         framed = data if self._stream_http10 else writer.chunk(data)
         if self._held is None:
-            transport.write(framed)
+            self._write(framed)
             return
         # Held output goes out at the end of this loop turn, or with the response's end.
         if not self._held_flush_scheduled:
@@ -477,7 +505,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         held = self._held
         self._held = b"" if self._stream_open and held is not None else None
         if held and self._transport is not None:
-            self._transport.write(held)
+            self._write(held)
 
     def end_body(self) -> None:
         transport = self._transport
@@ -488,7 +516,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         held = self._held
         self._held = None
         if transport is not None:
-            transport.write(held + tail if held is not None else tail)
+            self._write(held + tail if held is not None else tail)
         if self._stream_http10:
             self._must_close = True
         self._response_done = True
@@ -557,9 +585,67 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._abandon_body()
             return
         self._keep_alive = False
-        transport.write(writer.fixed_response(exc.status, exc.body(), close=True))
+        if self._req_logged:  # a malformed head: no request had begun
+            self._req_t0 = time.monotonic()
+            self._req_sent0 = self._sent
+            self._req_line = "-"
+            self._req_logged = False
+            self.endpoint = "-"
+        self._write(writer.fixed_response(exc.status, exc.body(), close=True))
         self._response_done = True
+        self._finish_request(exc.status)
         self._close_after_write()
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is not None:
+            n = len(data)
+            self._sent += n
+            self._http.sent_bytes += n
+            transport.write(data)
+
+    # -- access log and request metrics (once per request) ----------------------------
+    def _begin_request(self, head: RequestHead) -> None:
+        self._req_t0 = time.monotonic()
+        self._req_sent0 = self._sent
+        target = head.target
+        if not target.isprintable():
+            target = repr(target)[1:-1]  # never a raw control character in the log
+        self._req_line = f"{head.method} {target}"
+        self._req_logged = False
+        self._consumer_logs = False
+        self.endpoint = "-"
+
+    def _finish_request(self, status: int, detail: str = "") -> None:
+        """The request is over: count it, and write its access log line (gateway.access)."""
+        if self._req_logged:
+            return
+        self._req_logged = True
+        self._http.response(self.endpoint, status)
+        if self._server.access_log:
+            write_access(
+                '%s "%s" %d in=%d out=%d ms=%.1f%s'
+                % (
+                    self._peer,
+                    self._req_line,
+                    status,
+                    self._req_in,
+                    self._sent - self._req_sent0,
+                    (time.monotonic() - self._req_t0) * 1000.0,
+                    detail,
+                )
+            )
+
+    def log_access(self, detail: str) -> None:
+        """A body consumer that answers with a stream (the v3 produce session) ends its
+        request here, with its counts in ``detail``, once its last report is out (or, with
+        the client gone, once every record has its outcome)."""
+        self._finish_request(200, " " + detail)
+
+    def last_request(self) -> None:
+        """A connection accepted during shutdown: serve one request, then close."""
+        self._shutting_down = True
+        self._keep_alive = False
 
     # -- server-driven ----------------------------------------------------------------
     def check_timeouts(self, now: float, header_timeout: float, idle_timeout: float,

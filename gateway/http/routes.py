@@ -18,12 +18,17 @@ CLUSTERS = "clusters"
 CLUSTER = "cluster"
 ROOT = "root"
 HEALTHZ = "healthz"
+READYZ = "readyz"
+METRICS = "metrics"
+NOT_FOUND = "not_found"  # no route: the name requests are counted under (never dispatched)
 
 Route = tuple[dict[str, str], dict[str, str]]  # (method -> endpoint, path parameters)
 
 _STATIC: dict[str, dict[str, str]] = {
     "/": {"GET": ROOT},
     "/healthz": {"GET": HEALTHZ},
+    "/readyz": {"GET": READYZ},
+    "/metrics": {"GET": METRICS},
     "/topics": {"GET": TOPICS},
     "/brokers": {"GET": BROKERS},
     "/v3/clusters": {"GET": CLUSTERS},

@@ -10,14 +10,22 @@ reported flush their reports once, and sessions that hit a full librdkafka queue
 A fatal producer error (an idempotent producer that lost its producer id, e.g. after the broker
 lost its state) makes librdkafka fail every queued record; the failed records are reported and
 a fresh producer takes over, so the gateway carries on.
+
+With ``statistics.interval.ms`` set, librdkafka's statistics (its STATISTICS.md JSON) arrive
+from the same ``poll(0)``; the broker connection states and round-trip times are kept from the
+latest one for /metrics. ``start()`` adds an idle poll every ``IDLE_POLL_INTERVAL`` seconds, so
+statistics and error events are served (and do not pile up in librdkafka's queue) while no
+record is outstanding.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError, Producer
 
@@ -32,6 +40,16 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
 }
 
 POLL_INTERVAL = 0.001  # seconds between poll(0) calls while records are outstanding
+IDLE_POLL_INTERVAL = 1.0  # seconds between poll(0) calls while nothing is outstanding
+
+
+class BrokerState(NamedTuple):
+    """One broker connection in librdkafka's statistics (STATISTICS.md, ``brokers``)."""
+
+    address: str  # nodename: host:port
+    node_id: int  # -1 for a bootstrap address not yet matched to a broker
+    state: str  # UP, DOWN, INIT, CONNECT, AUTH, APIVERSION_QUERY, ...
+    rtt_avg_s: float  # average request round trip in the last interval (0: none)
 
 
 class DeliveryListener(Protocol):
@@ -96,6 +114,12 @@ class KafkaProducer:
         self._factory = producer_factory
         self._config = dict(config)
         self._config["error_cb"] = self._on_error
+        if float(self._config.get("statistics.interval.ms", 0) or 0) > 0:
+            self._config["stats_cb"] = self._on_stats
+        # The latest statistics: broker connections and queued bytes (None: none yet).
+        self.brokers: dict[str, BrokerState] | None = None
+        self.queued_bytes: int | None = None
+        self.stats_at = 0.0  # time.monotonic() of the latest statistics
         self._producer = producer_factory(self._config)
         # Bound once: the hot path calls it per record.
         self.produce = self._producer.produce
@@ -104,6 +128,7 @@ class KafkaProducer:
         self._dirty: list[DeliveryListener] = []
         self._waiters: list[DeliveryListener] = []
         self._poll_handle: asyncio.TimerHandle | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
         self._closed = False
         self.fatal_errors = 0
 
@@ -167,6 +192,53 @@ class KafkaProducer:
         if (self.outstanding() or self._waiters) and self._poll_handle is None and not self._closed:
             self._poll_handle = self._loop.call_later(POLL_INTERVAL, self._poll)
 
+    def start(self) -> None:
+        """Poll every IDLE_POLL_INTERVAL while nothing is outstanding (statistics, errors)."""
+        if self._idle_handle is None and not self._closed:
+            self._idle_handle = self._loop.call_later(IDLE_POLL_INTERVAL, self._idle_poll)
+
+    def _idle_poll(self) -> None:
+        self._idle_handle = None
+        if self._closed:
+            return
+        if self._poll_handle is None:
+            self.poll_now()
+        self._idle_handle = self._loop.call_later(IDLE_POLL_INTERVAL, self._idle_poll)
+
+    def health_problem(self) -> str | None:
+        """Why this producer cannot take records now (None: it can), for /readyz."""
+        if self._closed:
+            return "the producer is closed"
+        if self._fatal is not None:
+            return f"the producer hit a fatal error ({self._fatal.str()}) and is being replaced"
+        return None
+
+    def _on_stats(self, text: str) -> None:
+        # Runs inside poll() on the loop thread, every statistics.interval.ms.
+        try:
+            doc = json.loads(text)
+            learned: dict[str, BrokerState] = {}
+            configured: dict[str, BrokerState] = {}
+            for b in doc.get("brokers", {}).values():
+                node_id = int(b.get("nodeid", -1))
+                source = b.get("source")
+                if source not in ("learned", "configured"):
+                    continue  # logical (coordinator) and internal handles are no connections
+                st = BrokerState(
+                    str(b.get("nodename", "")),
+                    node_id,
+                    str(b.get("state", "")),
+                    float((b.get("rtt") or {}).get("avg", 0)) / 1e6,
+                )
+                (learned if node_id >= 0 else configured)[f"{st.address}/{node_id}"] = st
+            # Once brokers are learned, the bootstrap handles say nothing about the cluster
+            # (librdkafka lets their connections go); before that they are all there is.
+            self.brokers = learned or configured
+            self.queued_bytes = int(doc.get("msg_size", 0))
+            self.stats_at = time.monotonic()
+        except (ValueError, TypeError, AttributeError):
+            log.debug("unreadable librdkafka statistics", exc_info=True)
+
     def _on_error(self, err: KafkaError) -> None:
         # Runs inside poll() on the loop thread.
         if err.fatal():
@@ -217,3 +289,6 @@ class KafkaProducer:
         if self._poll_handle is not None:
             self._poll_handle.cancel()
             self._poll_handle = None
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None

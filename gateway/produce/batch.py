@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ from gateway.http.writer import JSON_TYPE
 from gateway.kafka.producer import KafkaProducer
 from gateway.produce.items import RecordError
 from gateway.produce.reports import TimestampFormatter
+from gateway.stats import ProduceStats
 
 log = logging.getLogger("gateway.produce")
 
@@ -63,10 +65,16 @@ class WholeRequest:
     refused a record) and ``_answer`` (the final status and body). ``self._todo`` holds one
     ``(value, key, partition, timestamp_ms, headers, ctx)`` tuple per record; ``ctx`` is what
     the record's report is filed under. The tuples are dropped once all are handed to Kafka.
+
+    Metrics (gateway.stats) are counted per request, never per record: records handed to
+    Kafka per ``_produce_more`` call, failures where their entry is built (``_count_failure``),
+    and the delivered ones once every report is in (handed minus failed in Kafka). The report
+    latency is one sample per request: from its first ``produce()`` to its answer.
     """
 
     _noun = "records"  # for the log
     _too_large = "request body"  # for the 413 message
+    api = "v1"  # the report-latency histogram's label
 
     def __init__(
         self,
@@ -76,10 +84,17 @@ class WholeRequest:
         topic: str,
         max_bytes: int,
         content_type: bytes = JSON_TYPE,
+        stats: ProduceStats | None = None,
     ) -> None:
         self._conn = conn
         self._producer = producer
         self._topic = topic
+        self._stats = stats = stats if stats is not None else ProduceStats()
+        self._tc = stats.topic(topic)
+        self._handed = 0  # records produce() took
+        self._kafka_failed = 0  # of those, records Kafka failed
+        self._t0 = 0.0  # first produce()
+        self._live = False
         self._max_bytes = max_bytes
         self._content_type = content_type
         self._buf = bytearray()
@@ -112,6 +127,7 @@ class WholeRequest:
     def on_body(self, data: memoryview) -> None:
         if self._done:
             return
+        self._tc.bytes_in += len(data)
         if len(self._buf) + len(data) > self._max_bytes:
             self._answer_error(
                 413, 413, f"{self._too_large} is over the {self._max_bytes}-byte limit", close=True
@@ -130,6 +146,9 @@ class WholeRequest:
             self._answer_error(exc.status, exc.error_code, exc.message)
             return
         self._started = True
+        self._t0 = time.monotonic()
+        self._live = True
+        self._stats.live_requests.add(self)
         self._produce_more()
 
     # -- producing ----------------------------------------------------------------------
@@ -140,6 +159,7 @@ class WholeRequest:
         topic = self._topic
         on_dr = self._on_dr
         i = self._next
+        waiting0 = self._waiting  # no delivery callback runs inside produce()
         while i < n:
             value, key, partition, timestamp, headers, ctx = todo[i]
             try:
@@ -147,6 +167,7 @@ class WholeRequest:
             except BufferError:
                 # librdkafka's queue is full: go on when the producer says there is room.
                 self._next = i
+                self._count_handed(self._waiting - waiting0)
                 self._producer.wait_for_space(self)
                 return
             except KafkaException as exc:
@@ -154,6 +175,7 @@ class WholeRequest:
             else:
                 self._waiting += 1
             i += 1
+        self._count_handed(self._waiting - waiting0)
         # Every record is with librdkafka (which copied the bytes): drop our references.
         self._todo = []
         self._next = 0
@@ -164,16 +186,46 @@ class WholeRequest:
         if not self._done:
             self._produce_more()
 
+    def _failure_code(self, err: KafkaError) -> int:
+        """The error_code a record failed in Kafka gets in the answer."""
+        return self._producer.error_code(err)
+
+    def _count_handed(self, n: int) -> None:
+        self._handed += n
+        self._tc.accepted += n
+
+    def _count_failure(self, error_code: int, in_kafka: bool) -> None:
+        """A record's failure entry (called where it is built: failures are rare)."""
+        self._tc.fail(error_code)
+        if in_kafka:
+            self._kafka_failed += 1
+
+    def _settle(self) -> None:
+        """Every record has its outcome: count the delivered ones, leave the live set."""
+        if not self._live:
+            return
+        self._live = False
+        self._stats.live_requests.discard(self)
+        self._tc.delivered += self._handed - self._kafka_failed
+
+    def in_flight(self) -> int:
+        """Records of this request not yet with their outcome (the in-flight gauge)."""
+        return self._waiting + len(self._todo) - self._next
+
     def _on_dr(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
         self._waiting -= 1
         if self._done:
             # The client left: the record was still delivered or failed; say so in the log.
             if err is not None:
                 self._failed_without_client += 1
-            if not self._waiting and self._failed_without_client:
-                log.warning("client gone: %d of its %s failed in Kafka", self._failed_without_client,
-                            self._noun)
-                self._failed_without_client = 0
+                self._count_failure(self._failure_code(err), True)
+            if not self._waiting:
+                if self._failed_without_client:
+                    log.warning("client gone: %d of its %s failed in Kafka",
+                                self._failed_without_client, self._noun)
+                    self._failed_without_client = 0
+                if self._next >= len(self._todo):
+                    self._settle()
             return
         self._delivered(ctx, err, msg)
         if not self._dirty:
@@ -188,7 +240,9 @@ class WholeRequest:
         if self._done or not self._started or self._waiting or self._next < len(self._todo):
             return
         self._done = True
+        self._settle()
         status, body = self._answer()
+        self._stats.histogram(self.api).observe(time.monotonic() - self._t0)
         self._conn.respond(status, body, content_type=self._content_type)
 
     def _answer_error(self, status: int, error_code: int, message: str, *, close: bool = False) -> None:
@@ -201,9 +255,14 @@ class WholeRequest:
     def on_connection_lost(self) -> None:
         self._producer.cancel_wait(self)
         if not self._done and self._next < len(self._todo):
-            log.warning("client gone: %d %s were never handed to Kafka",
-                        len(self._todo) - self._next, self._noun)
+            left = len(self._todo) - self._next
+            log.warning("client gone: %d %s were never handed to Kafka", left, self._noun)
+            self._tc.dropped += left
+            self._todo = []
+            self._next = 0
         self._done = True
+        if not self._waiting:
+            self._settle()
 
     def on_shutdown(self) -> None:
         # Still reading the body: refuse. Records already with Kafka finish and are answered.
@@ -216,6 +275,7 @@ class BatchRequest(WholeRequest):
 
     _noun = "batch entries"
     _too_large = "batch body"
+    api = "v3_batch"
 
     def __init__(
         self,
@@ -228,8 +288,9 @@ class BatchRequest(WholeRequest):
         partitions: int,
         max_entries: int,
         max_bytes: int,
+        stats: ProduceStats | None = None,
     ) -> None:
-        super().__init__(conn, producer, topic=topic, max_bytes=max_bytes)
+        super().__init__(conn, producer, topic=topic, max_bytes=max_bytes, stats=stats)
         self._make_splitter = make_splitter
         self._cluster_id = cluster_id
         self._partitions = partitions
@@ -246,10 +307,10 @@ class BatchRequest(WholeRequest):
             self._outcomes.append(None)
             item = self._decode(fields)
             if isinstance(item, RecordError):
-                self._fail(index, item.error_code, _MESSAGE_PREFIX.sub("", item.message))
+                self._fail(index, item.error_code, _MESSAGE_PREFIX.sub("", item.message), False)
             elif item[1] >= self._partitions:
                 self._fail(index, 40402, f"partition_id {item[1]} does not exist: topic "
-                           f"'{self._topic}' has {self._partitions} partitions")
+                           f"'{self._topic}' has {self._partitions} partitions", False)
             else:
                 _, partition, key, value, headers, ts, kt, vt = item
                 todo.append((value, key, partition, ts, headers, (index, kt, key, vt, value)))
@@ -292,7 +353,7 @@ class BatchRequest(WholeRequest):
     def _delivered(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
         index, kt, key, vt, value = ctx
         if err is not None:
-            self._fail(index, self._producer.error_code(err), err.str())
+            self._fail(index, self._producer.error_code(err), err.str(), True)
             return
         out: dict[str, Any] = {
             "id": self._ids[index],
@@ -309,10 +370,11 @@ class BatchRequest(WholeRequest):
         self._outcomes[index] = out
 
     def _not_handed(self, ctx: Any, err: KafkaError) -> None:
-        self._fail(ctx[0], self._producer.error_code(err), err.str())
+        self._fail(ctx[0], self._producer.error_code(err), err.str(), False)
 
-    def _fail(self, index: int, error_code: int, message: str) -> None:
+    def _fail(self, index: int, error_code: int, message: str, in_kafka: bool) -> None:
         self._outcomes[index] = {"id": self._ids[index], "error_code": error_code, "message": message}
+        self._count_failure(error_code, in_kafka)
 
     def _answer(self) -> tuple[int, bytes]:
         successes = [o for o in self._outcomes if o is not None and "error_code" not in o]

@@ -28,6 +28,7 @@ from gateway.produce.reports import (
     json_str,
     key_value_suffix,
 )
+from gateway.stats import ProduceStats
 
 log = logging.getLogger("gateway.produce")
 
@@ -44,18 +45,7 @@ class ReportStream(Protocol):
     def pause_reading(self, reason: int) -> None: ...
     def resume_reading(self, reason: int) -> None: ...
     def stop_reading(self) -> None: ...
-
-
-class SessionStats:
-    """Totals across all sessions of the process (the log and, later, metrics read these)."""
-
-    __slots__ = ("records_ok", "records_failed", "records_dropped_no_client", "streams")
-
-    def __init__(self) -> None:
-        self.records_ok = 0
-        self.records_failed = 0
-        self.records_dropped_no_client = 0  # reports that had no client left to read them
-        self.streams = 0
+    def log_access(self, detail: str) -> None: ...
 
 
 class ProduceSession:
@@ -69,7 +59,7 @@ class ProduceSession:
         topic: str,
         partitions: int,
         max_in_flight: int,
-        stats: SessionStats,
+        stats: ProduceStats,
         max_feed: int = 64 * 1024,
     ) -> None:
         self._stream = stream
@@ -95,8 +85,17 @@ class ProduceSession:
         self._shutting_down = False
         self.records_ok = 0
         self.records_failed = 0
-        self._started = time.monotonic()
         stats.streams += 1
+        # Metrics (gateway.stats): folded at batch boundaries, never counted per record.
+        self._tc = tc = stats.topic(topic)
+        tc.streams += 1
+        self._folded_ok = 0  # records_ok already added to tc.delivered
+        # Report latency, sampled: the last record handed to Kafka from one body piece, from
+        # its produce() to its report being written; one sample outstanding per stream.
+        self._latency = stats.histogram("v3_stream")
+        self._sample_seq = -1
+        self._sample_t = 0.0
+        stats.live_streams.add(self)
 
     # -- input ------------------------------------------------------------------------
     @property
@@ -109,6 +108,7 @@ class ProduceSession:
             return
         step = self._max_feed
         n = len(data)
+        self._tc.bytes_in += n
         if n <= step:
             self._handle(self._splitter.feed(data), 0)
             return
@@ -148,6 +148,8 @@ class ProduceSession:
         on_dr = self._on_dr
         n = len(items)
         produced = False
+        tail0 = rq.tail
+        failed0 = self.records_failed
         while i < n:
             if rq.tail - rq.head >= rq.capacity:
                 self._park(items, i, PAUSE_IN_FLIGHT)
@@ -164,6 +166,7 @@ class ProduceSession:
                         )
                     )
                     self.records_failed += 1
+                    self._tc.fail(40402)
                 else:
                     try:
                         # Positional: (topic, value, key, partition, callback, on_delivery,
@@ -176,8 +179,10 @@ class ProduceSession:
                         break
                     except KafkaException as exc:
                         err = exc.args[0]
-                        rq.push(error_report(self._producer.error_code(err), err.str()))
+                        code = self._producer.error_code(err)
+                        rq.push(error_report(code, err.str()))
                         self.records_failed += 1
+                        self._tc.fail(code)
                     else:
                         rq.push((key_value_suffix(kt, key, vt, value),))
                         produced = True
@@ -185,6 +190,7 @@ class ProduceSession:
                 assert isinstance(item, RecordError)
                 rq.push(error_report(item.error_code, item.message))
                 self.records_failed += 1
+                self._tc.fail(item.error_code)
                 if item.fatal:
                     # The splitter cannot find the next record: read no more of this body.
                     self._input_done = True
@@ -194,7 +200,13 @@ class ProduceSession:
             if self._backlog is not None:
                 self._backlog = None
                 self._backlog_pos = 0
+        # Every slot pushed in this call is a record handed to Kafka or a failure report
+        # (produce() calls no delivery callback, so records_failed moved only here).
+        self._tc.accepted += rq.tail - tail0 - (self.records_failed - failed0)
         if produced:
+            if self._sample_seq < 0:
+                self._sample_seq = rq.tail - 1
+                self._sample_t = time.monotonic()
             self._producer.kick()
         self.flush_reports()
 
@@ -226,11 +238,13 @@ class ProduceSession:
         if backlog is None:
             return
         rq = self._reports
-        for _ in range(len(backlog) - self._backlog_pos):
+        count = len(backlog) - self._backlog_pos
+        for _ in range(count):
             # Shutdown ends reading, so the queue has room once earlier reports drain; the
             # in-flight bound still holds because nothing new is read.
             rq.push(error_report(50003, SHUTDOWN_MESSAGE), force=True)
-            self.records_failed += 1
+        self.records_failed += count
+        self._tc.fail(50003, count)
 
     # -- delivery reports -------------------------------------------------------------
     def _on_dr(self, seq: int, err: Any, msg: Any) -> None:
@@ -251,8 +265,10 @@ class ProduceSession:
             )
             self.records_ok += 1
         else:
-            rq.complete(seq, error_report(self._producer.error_code(err), err.str()))
+            code = self._producer.error_code(err)
+            rq.complete(seq, error_report(code, err.str()))
             self.records_failed += 1
+            self._tc.fail(code)
         if not self._dirty:
             self._dirty = True
             self._producer.mark_dirty(self)
@@ -264,6 +280,14 @@ class ProduceSession:
         data = rq.pop_ready()
         if data and not self._gone:
             self._stream.write_body(data)
+        ok = self.records_ok
+        if ok != self._folded_ok:
+            self._tc.delivered += ok - self._folded_ok
+            self._folded_ok = ok
+        if 0 <= self._sample_seq < rq.head:
+            if not self._gone:
+                self._latency.observe(time.monotonic() - self._sample_t)
+            self._sample_seq = -1
         if self._backlog is not None and self._paused & PAUSE_IN_FLIGHT and not rq.full():
             self._retry_backlog()
             return
@@ -282,17 +306,24 @@ class ProduceSession:
         stats = self._stats
         stats.records_ok += self.records_ok
         stats.records_failed += self.records_failed
-        log.info(
-            "stream topic=%s records=%d ok=%d failed=%d duration=%.3fs%s",
-            self._topic,
-            self.records_ok + self.records_failed,
-            self.records_ok,
-            self.records_failed,
-            time.monotonic() - self._started,
-            " (client gone)" if self._gone else "",
-        )
-        if not self._gone:
+        stats.live_streams.discard(self)
+        ok, failed = self.records_ok, self.records_failed
+        if self._gone:
+            if failed:
+                log.warning(
+                    "stream to topic %s ended after its client left: %d records delivered, "
+                    "%d failed (their reports had no reader)",
+                    self._topic,
+                    ok,
+                    failed,
+                )
+        else:
             self._stream.end_body()
+        # The access log line of the stream (gateway.access), once, when its last report is out.
+        self._stream.log_access(
+            "topic=%s records=%d ok=%d failed=%d%s"
+            % (self._topic, ok + failed, ok, failed, " (client gone)" if self._gone else "")
+        )
 
     # -- lifecycle --------------------------------------------------------------------
     def on_connection_lost(self) -> None:
@@ -306,6 +337,7 @@ class ProduceSession:
             dropped = len(self._backlog) - self._backlog_pos
             self._backlog = None
             self._stats.records_dropped_no_client += dropped
+            self._tc.dropped += dropped
             self.records_failed += dropped
             log.warning(
                 "client gone: %d parsed records of topic %s were never handed to Kafka",
@@ -326,6 +358,12 @@ class ProduceSession:
         if self._backlog is not None:
             self._fail_backlog()
         self.flush_reports()
+
+    def in_flight(self) -> int:
+        """Records read from the body whose report has not been written (or, with the client
+        gone, whose outcome is not known yet): the in-flight gauge, read at scrape time."""
+        waiting = 0 if self._backlog is None else len(self._backlog) - self._backlog_pos
+        return len(self._reports) + waiting
 
     def debug_info(self) -> dict[str, Any]:
         """State for the SIGUSR1 connection dump."""

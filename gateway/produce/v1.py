@@ -50,6 +50,7 @@ from gateway.http.protocol import ST_BODY
 from gateway.kafka.producer import KafkaProducer
 from gateway.produce.batch import RequestRefused, Responder, WholeRequest
 from gateway.produce.reports import json_str
+from gateway.stats import ProduceStats
 
 if TYPE_CHECKING:
     from gateway.http.parser import RequestHead
@@ -375,10 +376,17 @@ class V1ProduceRequest(WholeRequest):
         url_partition: int | None,
         negotiated: Negotiated,
         max_bytes: int,
+        stats: ProduceStats | None = None,
     ) -> None:
         super().__init__(
-            conn, producer, topic=topic, max_bytes=max_bytes, content_type=negotiated.response_type
+            conn,
+            producer,
+            topic=topic,
+            max_bytes=max_bytes,
+            content_type=negotiated.response_type,
+            stats=stats,
         )
+        self.api = "v2" if negotiated.version == 2 else "v1"
         self._partitions = partitions
         self._url_partition = url_partition
         self._embedded = negotiated.embedded
@@ -404,17 +412,24 @@ class V1ProduceRequest(WholeRequest):
             return
         super()._on_dr(ctx, err, msg)
 
+    def _failure_code(self, err: KafkaError) -> int:
+        return record_error_code(self._producer.error_code(err))
+
     def _delivered(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
         if err is None:
             self._entries[ctx] = self._ok % (msg.partition(), msg.offset())
         else:
-            self._entries[ctx] = _FAILED % (record_error_code(self._producer.error_code(err)), json_str(err.str()))
+            code = self._failure_code(err)
+            self._entries[ctx] = _FAILED % (code, json_str(err.str()))
+            self._count_failure(code, True)
 
     def _not_handed(self, ctx: Any, err: KafkaError) -> None:
         if not self._refused:
             self._first_refusal = err.str()
         self._refused += 1
-        self._entries[ctx] = _FAILED % (record_error_code(self._producer.error_code(err)), json_str(err.str()))
+        code = record_error_code(self._producer.error_code(err))
+        self._entries[ctx] = _FAILED % (code, json_str(err.str()))
+        self._count_failure(code, False)
 
     def _answer(self) -> tuple[int, bytes]:
         entries = self._entries
@@ -488,6 +503,7 @@ def on_produce_v1(server: Server, conn: HttpProtocol, head: RequestHead, params:
                 url_partition=url_partition,
                 negotiated=negotiated,
                 max_bytes=limit,
+                stats=server.stats,
             )
         )
 

@@ -158,7 +158,7 @@ def test_workers_share_the_address_and_each_serves(gateway_factory, topic_factor
     got = consume_topic(g.bootstrap, topic, 2, 200, quiet_period=0.5)
     assert sum(len(v) for v in got.values()) == 200
     text = g.log()
-    assert "[worker 0] gateway.produce: stream" in text and "[worker 1] gateway.produce: stream" in text
+    assert "[worker 0] gateway.access: " in text and "[worker 1] gateway.access: " in text
     # A worker that dies is replaced; the address keeps being served.
     os.kill(workers[0], signal.SIGKILL)
     deadline = time.monotonic() + 20

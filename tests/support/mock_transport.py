@@ -29,6 +29,7 @@ from typing import Any
 
 from gateway.http.parser import HttpLimits, RequestHead
 from gateway.http.protocol import HttpProtocol
+from gateway.stats import HttpStats
 
 CONSUMER_REASON = 1 << 4  # a bit of the mask that belongs to the body consumer
 CONSUMER_REASON_2 = 1 << 5
@@ -225,6 +226,8 @@ class FakeServer:
     ) -> None:
         self.loop = loop
         self.http_limits = limits or HttpLimits()
+        self.http_stats = HttpStats()
+        self.access_log = True
         self.handler = handler
         self.heads: list[RequestHead] = []
         self.opened: list[HttpProtocol] = []

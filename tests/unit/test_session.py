@@ -16,7 +16,8 @@ from confluent_kafka import KafkaError, KafkaException
 from gateway.kafka.producer import KafkaProducer
 from gateway.produce.items import RecordError
 from gateway.produce.reports import ReportQueue
-from gateway.produce.session import PAUSE_IN_FLIGHT, PAUSE_KAFKA_QUEUE, ProduceSession, SessionStats
+from gateway.produce.session import PAUSE_IN_FLIGHT, PAUSE_KAFKA_QUEUE, ProduceSession
+from gateway.stats import ProduceStats
 
 
 class FakeMsg:
@@ -83,6 +84,7 @@ class FakeStream:
         self.paused = 0
         self.stopped = False
         self.pause_calls: list[tuple[str, int]] = []
+        self.access: list[str] = []  # log_access calls: one per stream, at its end
 
     def write_body(self, data: bytes) -> None:
         assert not self.ended
@@ -103,6 +105,9 @@ class FakeStream:
 
     def stop_reading(self) -> None:
         self.stopped = True
+
+    def log_access(self, detail: str) -> None:
+        self.access.append(detail)
 
     def reports(self) -> list[dict[str, Any]]:
         lines = bytes(self.data).split(b"\r\n")
@@ -139,7 +144,7 @@ def make(loop: Any, batches: list[list[Any]], *, max_in_flight: int = 1000, queu
          tail: list[Any] | None = None, partitions: int = 3):
     kp = KafkaProducer({}, loop, producer_factory=lambda conf: FakeRdProducer(conf, queue_limit))
     stream = FakeStream()
-    stats = SessionStats()
+    stats = ProduceStats()
     s = ProduceSession(stream, kp, ListSplitter(batches, tail), cluster_id="c1", topic="t",
                        partitions=partitions, max_in_flight=max_in_flight, stats=stats)
     return kp, kp._producer, stream, s, stats
@@ -331,7 +336,7 @@ def test_fenced_producer_is_replaced_and_its_records_are_retriable(loop: Any) ->
     kp = KafkaProducer({}, loop, producer_factory=factory)
     stream = FakeStream()
     s = ProduceSession(stream, kp, ListSplitter([[rec(0), rec(1)], [rec(2)]]), cluster_id="c", topic="t",
-                       partitions=1, max_in_flight=100, stats=SessionStats())
+                       partitions=1, max_in_flight=100, stats=ProduceStats())
     s.on_body(memoryview(b"x"))
     made[0].deliver(0, KafkaError(KafkaError.PRODUCER_FENCED))
     made[0].deliver(1)
