@@ -47,6 +47,7 @@ class FakeRdProducer:
         self.ready: list[tuple[Any, Any, Any]] = []  # (cb, err, msg) to hand out on poll
         self.offsets: dict[int, int] = {}
         self.raise_on_produce: KafkaException | None = None
+        self.waiting = 0  # produced, not yet delivered (kept so len() is O(1))
 
     def produce(self, topic, value, key, partition, cb, on_delivery, ts, headers):  # noqa: ANN001
         assert on_delivery is None
@@ -55,6 +56,7 @@ class FakeRdProducer:
         if len(self) >= self.queue_limit:
             raise BufferError("queue full")
         self.queued.append([topic, value, key, partition, cb, ts, headers])
+        self.waiting += 1
 
     def deliver(self, i: int, err: KafkaError | None = None) -> None:
         topic, value, key, partition, cb, ts, headers = self.queued[i]
@@ -63,6 +65,7 @@ class FakeRdProducer:
         self.offsets[p] = off + 1
         self.ready.append((cb, err, FakeMsg(topic, p, off, ts or 1_700_000_000_123)))
         self.queued[i] = None  # type: ignore[call-overload]
+        self.waiting -= 1
 
     def poll(self, timeout: float = 0) -> int:
         ready, self.ready = self.ready, []
@@ -71,7 +74,7 @@ class FakeRdProducer:
         return len(ready)
 
     def __len__(self) -> int:
-        return sum(1 for q in self.queued if q is not None) + len(self.ready)
+        return self.waiting + len(self.ready)
 
     def purge(self, **kw: Any) -> None:
         pass
