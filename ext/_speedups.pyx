@@ -3,3 +3,4 @@
 # stays in one module (docs: style.md, "a hot path spread across several extension modules").
 include "splitter.pxi"
 include "producer.pxi"
+include "stream.pxi"

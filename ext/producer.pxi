@@ -20,7 +20,7 @@
 
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport strncpy
+from libc.string cimport memcpy, strncpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close as _rdp_close_fd, read as _rdp_read, write as _rdp_write
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES, PyBUF_WRITABLE
@@ -76,6 +76,9 @@ cdef struct _RdpState:
     unsigned long long errors_seen
     unsigned long long errors_taken
     _RdpError errors[_RDP_ERROR_RING]
+    # Statistics callback: the latest JSON document (statistics.interval.ms), not yet taken.
+    char* stats
+    size_t stats_len
 
 
 cdef int _rdp_grow(_RdpState* st) noexcept nogil:
@@ -153,6 +156,21 @@ cdef void cb_rdp_error(rd_kafka_t* rk, int err, const char* reason,
     st.errors_seen += 1
     if err == RD_KAFKA_RESP_ERR__FATAL:
         st.fatal = True
+
+
+cdef int cb_rdp_stats(rd_kafka_t* rk, char* json, size_t json_len, void* opaque) noexcept nogil:
+    # librdkafka's stats_cb, inside rd_kafka_poll(): keep the latest document only (an untaken
+    # older one is replaced). Returning 0 lets librdkafka free `json`.
+    cdef _RdpState* st = <_RdpState*>opaque
+    cdef char* copy = <char*>malloc(json_len + 1)
+    if copy == NULL:
+        return 0
+    memcpy(copy, json, json_len)
+    copy[json_len] = 0
+    free(st.stats)
+    st.stats = copy
+    st.stats_len = json_len
+    return 0
 
 
 cdef inline int64_t _rdp_now_ms() noexcept nogil:
@@ -369,6 +387,7 @@ cdef class RdProducer:
         # Set after the caller's properties, so they cannot be replaced.
         rd_kafka_conf_set_dr_msg_cb(conf, cb_rdp_delivery)
         rd_kafka_conf_set_error_cb(conf, cb_rdp_error)
+        rd_kafka_conf_set_stats_cb(conf, cb_rdp_stats)
         rd_kafka_conf_set_opaque(conf, <void*>st)
 
         self._efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
@@ -408,6 +427,7 @@ cdef class RdProducer:
             free(st.offset)
             free(st.timestamp)
             free(st.err)
+            free(st.stats)
             free(st)
             self._st = NULL
 
@@ -706,6 +726,17 @@ cdef class RdProducer:
             out.append((e.code, e.reason.decode("utf-8", "replace")))
         st.errors_taken = st.errors_seen
         return out
+
+    def take_stats(self):
+        cdef _RdpState* st = self._st
+        cdef bytes doc
+        if st.stats == NULL:
+            return None
+        doc = st.stats[:st.stats_len]
+        free(st.stats)
+        st.stats = NULL
+        st.stats_len = 0
+        return doc.decode("utf-8", "replace")
 
     def _test_fatal_error(self, int code, str reason not None):
         # rd_kafka_test_fatal_error(): makes an idempotent producer fail as a broker would.

@@ -64,6 +64,9 @@ cdef extern from *:
     void rd_kafka_conf_set_error_cb(rd_kafka_conf_t *conf,
                                     void (*error_cb)(rd_kafka_t *rk, int err,
                                                      const char *reason, void *opaque));
+    void rd_kafka_conf_set_stats_cb(rd_kafka_conf_t *conf,
+                                    int (*stats_cb)(rd_kafka_t *rk, char *json,
+                                                    size_t json_len, void *opaque));
     void rd_kafka_conf_set_opaque(rd_kafka_conf_t *conf, void *opaque);
 
     rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
@@ -135,6 +138,9 @@ cdef extern from *:
     void rd_kafka_conf_set_error_cb(
         rd_kafka_conf_t *conf,
         void (*error_cb)(rd_kafka_t *, int, const char *, void *) noexcept nogil) nogil
+    void rd_kafka_conf_set_stats_cb(
+        rd_kafka_conf_t *conf,
+        int (*stats_cb)(rd_kafka_t *, char *, size_t, void *) noexcept nogil) nogil
     void rd_kafka_conf_set_opaque(rd_kafka_conf_t *conf, void *opaque) nogil
 
     rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,

@@ -4,7 +4,8 @@ Import the public names from their packages (``gateway.produce.JsonSplitter``), 
 to the pure-Python twins when the extension is not built or ``GATEWAY_PURE_PYTHON=1``.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from gateway.produce.items import RecordError
 
@@ -217,6 +218,10 @@ class RdProducer:
         """Error callbacks ``(code, reason)`` since the last call, oldest first (at most the
         16 most recent)."""
 
+    def take_stats(self) -> str | None:
+        """The latest librdkafka statistics document (``statistics.interval.ms``) not taken
+        yet, or None; an untaken one is replaced by the next."""
+
     def _produce_many(
         self, topic: str | RdTopic, partition: int, value: bytes | None, count: int,
         first_opaque_id: int,
@@ -239,3 +244,71 @@ class RdProducer:
     @staticmethod
     def librdkafka_version() -> tuple[int, str]:
         """The linked librdkafka's ``(rd_kafka_version(), rd_kafka_version_str())``."""
+
+def format_timestamp(ms: int) -> bytes:
+    """Milliseconds since the epoch -> ``2026-11-21T10:14:42.123Z`` (UTC, as in reports)."""
+
+class ReportRouter:
+    """Delivery reports to their sinks by the sink id in each record's msg_opaque
+    (``sink_id << 32 | sequence number``); see ext/stream.pxi."""
+
+    orphans: int
+    dispatched: int
+
+    def register(self, sink: Callable[[int, int, int, int, int], None]) -> int:
+        """A Python sink, called ``sink(seq, err, partition, offset, timestamp_ms)`` once per
+        report (err 0: delivered). Returns its id."""
+
+    def unregister(self, sink_id: int) -> None: ...
+    def __len__(self) -> int: ...
+    def take_dirty(self) -> list[Any]:
+        """The listeners of the StreamCores that got reports since the last call."""
+
+    def dispatch(self, producer: Any) -> int:
+        """Deliver the producer's current batch of reports; returns how many."""
+
+class StreamCore:
+    """The per-record half of a v3 stream: records to librdkafka, reports in order (C ring).
+    See ext/stream.pxi."""
+
+    head: int
+    tail: int
+    capacity: int
+    listener: Any
+    ok: int
+    failed: int
+    produced: int
+    stop_reason: int
+    fatal_seen: bool
+    orphans: int
+
+    def __init__(
+        self,
+        router: ReportRouter,
+        producer: Any,
+        topic: str,
+        partitions: int,
+        capacity: int,
+        prefix: bytes,
+        listener: Any,
+        error_fn: Callable[[int], tuple[int, str]],
+        fail_fn: Callable[[int, int], None],
+        error_report: Callable[[int, str], bytes],
+    ) -> None: ...
+    def push(self, items: list[Any], i: int = 0) -> int:
+        """Hand items[i:] to Kafka in order; the index of the first item not taken."""
+
+    def push_failure(self, code: int, message: str, force: bool = False) -> None: ...
+    def take_ready(self) -> bytes:
+        """The reports whose predecessors are all known, in order, as one bytes object."""
+
+    def rebind(self, producer: Any) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def sink_id(self) -> int: ...
+    @property
+    def full(self) -> bool: ...
+    @property
+    def topic_name(self) -> str: ...
+    def __len__(self) -> int: ...
+    def debug_info(self) -> dict[str, Any]: ...

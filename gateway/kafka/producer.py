@@ -1,21 +1,27 @@
 """The process's one librdkafka producer, driven from the event loop.
 
-librdkafka runs its own threads; the loop only calls non-blocking entry points:
-``produce()`` and ``poll(0)``. Delivery reports are served by ``poll(0)`` on a loop timer while
-anything is outstanding, so every poll hands the loop a whole batch of reports: there is no
-future, task or cross-thread hop per record. After each poll the sessions whose records were
-reported flush their reports once, and sessions that hit a full librdkafka queue
-(``queue.buffering.max.messages``) are told there is room again.
+librdkafka runs its own threads; the loop only calls non-blocking entry points: produce and
+poll. The producer is ``gateway._speedups.RdProducer`` (librdkafka's C API): its delivery
+reports are collected in C arrays, and a ``ReportRouter`` hands each to the sink its record was
+produced for (the msg_opaque is ``sink id << 32 | sequence number``): a v3 stream's
+``StreamCore`` in C, or a Python callable for v1/v2 and records:batch requests. There is no
+future, task, thread hop or Python object per record on the report side.
+
+Polling: librdkafka writes an eventfd when an event lands on its empty queue; the loop watches it
+(``add_reader``) and polls once per wake-up, serving every report queued by then. After each
+poll the listeners whose records were reported flush their reports once, and listeners that hit
+a full librdkafka queue (``queue.buffering.max.messages``) are told there is room again. A slow
+timer polls too while records are outstanding (belt and braces; also the only driver for
+producers without an event fd, such as the fakes of the unit tests).
 
 A fatal producer error (an idempotent producer that lost its producer id, e.g. after the broker
 lost its state) makes librdkafka fail every queued record; the failed records are reported and
 a fresh producer takes over, so the gateway carries on.
 
 With ``statistics.interval.ms`` set, librdkafka's statistics (its STATISTICS.md JSON) arrive
-from the same ``poll(0)``; the broker connection states and round-trip times are kept from the
+from the same polls; the broker connection states and round-trip times are kept from the
 latest one for /metrics. ``start()`` adds an idle poll every ``IDLE_POLL_INTERVAL`` seconds, so
-statistics and error events are served (and do not pile up in librdkafka's queue) while no
-record is outstanding.
+statistics and error events are served while no record is outstanding.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError  # the librdkafka error codes, as ints
+
+from gateway._speedups import RdProducer, ReportRouter
 
 log = logging.getLogger("gateway.kafka")
 
@@ -39,7 +47,8 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "linger.ms": 5,
 }
 
-POLL_INTERVAL = 0.001  # seconds between poll(0) calls while records are outstanding
+POLL_INTERVAL = 0.001  # seconds between polls while records are outstanding, without event fd
+SAFETY_POLL_INTERVAL = 0.05  # the same with the event fd (which normally wakes the loop)
 IDLE_POLL_INTERVAL = 1.0  # seconds between poll(0) calls while nothing is outstanding
 
 
@@ -50,11 +59,6 @@ class BrokerState(NamedTuple):
     node_id: int  # -1 for a bootstrap address not yet matched to a broker
     state: str  # UP, DOWN, INIT, CONNECT, AUTH, APIVERSION_QUERY, ...
     rtt_avg_s: float  # average request round trip in the last interval (0: none)
-
-
-class DeliveryListener(Protocol):
-    def flush_reports(self) -> None: ...
-    def on_queue_space(self) -> None: ...
 
 
 # Kafka error -> Confluent per-record error_code (docs/api.md §1).
@@ -88,18 +92,46 @@ _RETRIABLE = {
     KafkaError._PURGE_INFLIGHT,
     KafkaError._QUEUE_FULL,
     KafkaError._FATAL,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    KafkaError.BROKER_NOT_AVAILABLE,
+    KafkaError.REPLICA_NOT_AVAILABLE,
+    KafkaError.KAFKA_STORAGE_ERROR,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
 }
 
 
-def error_code_for(err: KafkaError) -> int:
-    """Confluent's per-record code for a librdkafka error: 50003 means the client may resend."""
-    code = err.code()
-    mapped = _CODE_MAP.get(code)
+def error_code_for(err: int) -> int:
+    """Confluent's per-record code for a librdkafka error code: 50003 means the client may
+    resend."""
+    mapped = _CODE_MAP.get(err)
     if mapped is not None:
         return mapped
-    if code in _RETRIABLE or err.retriable():
+    if err in _RETRIABLE:
         return 50003
     return 50002
+
+
+def error_text(err: int) -> str:
+    """librdkafka's description of an error code."""
+    return RdProducer.error_string(err)
+
+
+class DeliveryListener(Protocol):
+    def flush_reports(self) -> None: ...
+    def on_queue_space(self) -> None: ...
+
+
+ReportSink = Callable[[int, int, int, int, int], None]
+
+
+def make_rdproducer(config: dict[str, Any]) -> Any:
+    return RdProducer(config)
 
 
 class KafkaProducer:
@@ -108,31 +140,56 @@ class KafkaProducer:
         config: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
         *,
-        producer_factory: Callable[[dict[str, Any]], Any] = Producer,
+        producer_factory: Callable[[dict[str, Any]], Any] = make_rdproducer,
     ) -> None:
         self._loop = loop
-        self._factory = producer_factory
+        self._factory = factory = producer_factory
         self._config = dict(config)
-        self._config["error_cb"] = self._on_error
-        if float(self._config.get("statistics.interval.ms", 0) or 0) > 0:
-            self._config["stats_cb"] = self._on_stats
         # The latest statistics: broker connections and queued bytes (None: none yet).
         self.brokers: dict[str, BrokerState] | None = None
         self.queued_bytes: int | None = None
         self.stats_at = 0.0  # time.monotonic() of the latest statistics
-        self._producer = producer_factory(self._config)
-        # Bound once: the hot path calls it per record.
-        self.produce = self._producer.produce
+        self.router = ReportRouter()
+        self._producer = factory(self._config)
+        self._reader_fd = -1
         self._retired: list[Any] = []  # producers replaced after a fatal error, being drained
-        self._fatal: KafkaError | None = None
+        self._fatal: str | None = None
         self._dirty: list[DeliveryListener] = []
         self._waiters: list[DeliveryListener] = []
         self._poll_handle: asyncio.TimerHandle | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         self._closed = False
         self.fatal_errors = 0
+        self._watch(self._producer)
 
-    # -- called by sessions -------------------------------------------------------------
+    @property
+    def current(self) -> Any:
+        """The producer records go to now (changes when a fatal error replaces it)."""
+        return self._producer
+
+    # -- called by sessions and requests ----------------------------------------------------
+    def produce(
+        self,
+        topic: Any,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any,
+        timestamp_ms: int,
+        opaque: int,
+    ) -> int:
+        """Hand one record to librdkafka; 0, or the librdkafka error code (``QUEUE_FULL``:
+        wait_for_space and try again)."""
+        return self._producer.produce(topic, partition, key, value, headers, timestamp_ms, opaque)
+
+    def register(self, sink: ReportSink) -> int:
+        """A sink id for records whose reports go to ``sink(seq, err, partition, offset,
+        timestamp_ms)``; produce them with opaque ``sink_id << 32 | seq``."""
+        return self.router.register(sink)
+
+    def unregister(self, sink_id: int) -> None:
+        self.router.unregister(sink_id)
+
     def mark_dirty(self, listener: DeliveryListener) -> None:
         """A listener got delivery reports in this poll; it flushes once after the batch."""
         self._dirty.append(listener)
@@ -151,31 +208,74 @@ class KafkaProducer:
     def kick(self) -> None:
         """Make sure a poll is scheduled (call after producing)."""
         if self._poll_handle is None and not self._closed:
-            self._poll_handle = self._loop.call_later(POLL_INTERVAL, self._poll)
+            interval = POLL_INTERVAL if self._reader_fd < 0 else SAFETY_POLL_INTERVAL
+            self._poll_handle = self._loop.call_later(interval, self._poll)
 
-    def error_code(self, err: KafkaError) -> int:
+    def error_code(self, err: int) -> int:
         """``error_code_for`` a failed record, noticing errors that mean this producer is done
         for (it is replaced after the current poll)."""
-        if err.code() in _PRODUCER_STATE_LOST and self._fatal is None:
-            log.error("producer state rejected by the broker (%s): starting a new producer", err)
-            self._fatal = err
+        if err in _PRODUCER_STATE_LOST and self._fatal is None:
+            log.error(
+                "producer state rejected by the broker (%s): starting a new producer",
+                error_text(err),
+            )
+            self._fatal = error_text(err)
             self.kick()
         return error_code_for(err)
+
+    def error_of(self, err: int) -> tuple[int, str]:
+        """(error_code, message) of a failed record."""
+        return self.error_code(err), error_text(err)
 
     # -- the poll loop ----------------------------------------------------------------
     def outstanding(self) -> int:
         """Records (and requests) librdkafka still holds, across current and retired producers."""
         return len(self._producer) + sum(len(p) for p in self._retired)
 
+    def _watch(self, producer: Any) -> None:
+        fd = getattr(producer, "event_fd", -1)
+        if self._reader_fd >= 0:
+            self._loop.remove_reader(self._reader_fd)
+            self._reader_fd = -1
+        if isinstance(fd, int) and fd >= 0 and not self._closed:
+            self._loop.add_reader(fd, self._on_event)
+            self._reader_fd = fd
+
+    def _on_event(self) -> None:
+        if not self._closed:
+            self.poll_now()
+
+    def _poll_one(self, producer: Any) -> None:
+        router = self.router
+        producer.poll()
+        router.dispatch(producer)
+        while producer.batch_full:
+            # The batch filled up: librdkafka kept the rest; serve it now.
+            producer.poll()
+            router.dispatch(producer)
+        stats = producer.take_stats()
+        if stats is not None:
+            self._on_stats(stats)
+        if producer.error_count:
+            for code, reason in producer.take_errors():
+                self._on_error(producer, code, reason)
+
     def poll_now(self) -> None:
-        self._poll_handle = None
-        self._producer.poll(0)
+        self._poll_one(self._producer)
         if self._retired:
             for p in self._retired:
-                p.poll(0)
-            self._retired = [p for p in self._retired if len(p) > 0]
+                self._poll_one(p)
+            still = []
+            for p in self._retired:
+                if len(p) > 0:
+                    still.append(p)
+                else:
+                    p.close(0)
+            self._retired = still
         if self._fatal is not None:
             self._replace_after_fatal()
+        for listener in self.router.take_dirty():
+            listener.flush_reports()
         dirty = self._dirty
         if dirty:
             self._dirty = []
@@ -188,9 +288,10 @@ class KafkaProducer:
                 listener.on_queue_space()
 
     def _poll(self) -> None:
+        self._poll_handle = None
         self.poll_now()
-        if (self.outstanding() or self._waiters) and self._poll_handle is None and not self._closed:
-            self._poll_handle = self._loop.call_later(POLL_INTERVAL, self._poll)
+        if (self.outstanding() or self._waiters) and not self._closed:
+            self.kick()
 
     def start(self) -> None:
         """Poll every IDLE_POLL_INTERVAL while nothing is outstanding (statistics, errors)."""
@@ -201,8 +302,9 @@ class KafkaProducer:
         self._idle_handle = None
         if self._closed:
             return
-        if self._poll_handle is None:
-            self.poll_now()
+        self.poll_now()
+        if self.outstanding() or self._retired:
+            self.kick()
         self._idle_handle = self._loop.call_later(IDLE_POLL_INTERVAL, self._idle_poll)
 
     def health_problem(self) -> str | None:
@@ -210,11 +312,10 @@ class KafkaProducer:
         if self._closed:
             return "the producer is closed"
         if self._fatal is not None:
-            return f"the producer hit a fatal error ({self._fatal.str()}) and is being replaced"
+            return f"the producer hit a fatal error ({self._fatal}) and is being replaced"
         return None
 
     def _on_stats(self, text: str) -> None:
-        # Runs inside poll() on the loop thread, every statistics.interval.ms.
         try:
             doc = json.loads(text)
             learned: dict[str, BrokerState] = {}
@@ -239,13 +340,21 @@ class KafkaProducer:
         except (ValueError, TypeError, AttributeError):
             log.debug("unreadable librdkafka statistics", exc_info=True)
 
-    def _on_error(self, err: KafkaError) -> None:
-        # Runs inside poll() on the loop thread.
-        if err.fatal():
-            log.error("fatal producer error: %s; failing its queued records and starting a new producer", err)
-            self._fatal = err
+    def _on_error(self, producer: Any, code: int, reason: str) -> None:
+        if code == KafkaError._FATAL or producer.fatal:
+            if producer is not self._producer:
+                return  # a retired producer: already replaced
+            fatal = producer.fatal_error()
+            text = f"{fatal[1]} ({RdProducer.error_name(fatal[0])})" if fatal else reason
+            if self._fatal is None:
+                log.error(
+                    "fatal producer error: %s; failing its queued records and starting a new "
+                    "producer",
+                    text,
+                )
+                self._fatal = text
         else:
-            log.warning("producer: %s", err)
+            log.warning("producer: %s: %s", RdProducer.error_name(code), reason)
 
     def _replace_after_fatal(self) -> None:
         self._fatal = None
@@ -259,7 +368,8 @@ class KafkaProducer:
             log.exception("purge of the failed producer")
         self._retired.append(old)
         self._producer = self._factory(self._config)
-        self.produce = self._producer.produce
+        self._watch(self._producer)
+        self.kick()
 
     # -- shutdown ---------------------------------------------------------------------
     async def drain(self, deadline: float) -> int:
@@ -286,9 +396,14 @@ class KafkaProducer:
 
     def close(self) -> None:
         self._closed = True
+        if self._reader_fd >= 0:
+            self._loop.remove_reader(self._reader_fd)
+            self._reader_fd = -1
         if self._poll_handle is not None:
             self._poll_handle.cancel()
             self._poll_handle = None
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
+        for p in [self._producer, *self._retired]:
+            p.close(0)

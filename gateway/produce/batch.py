@@ -22,16 +22,13 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException
-
+from gateway._speedups import RdProducer, format_timestamp
 from gateway.errors import error_body
 from gateway.http.writer import JSON_TYPE
-from gateway.kafka.producer import KafkaProducer
+from gateway.kafka.producer import KafkaProducer, error_text
 from gateway.produce.items import RecordError
-from gateway.produce.reports import TimestampFormatter
 from gateway.stats import ProduceStats
 
 log = logging.getLogger("gateway.produce")
@@ -39,6 +36,7 @@ log = logging.getLogger("gateway.produce")
 ENTRY_ID = re.compile(r"[0-9a-zA-Z_-]{1,80}\Z")
 _MESSAGE_PREFIX = re.compile(r"^record \d+ at byte \d+: ")
 BATCH_ERROR = 42208
+QUEUE_FULL = RdProducer.ERR_QUEUE_FULL
 
 
 class Responder(Protocol):
@@ -65,6 +63,8 @@ class WholeRequest:
     refused a record) and ``_answer`` (the final status and body). ``self._todo`` holds one
     ``(value, key, partition, timestamp_ms, headers, ctx)`` tuple per record; ``ctx`` is what
     the record's report is filed under. The tuples are dropped once all are handed to Kafka.
+    Records are produced for a report sink of their own (the producer's router calls
+    ``_on_report`` with the record's index in ``_todo`` as its sequence number).
 
     Metrics (gateway.stats) are counted per request, never per record: records handed to
     Kafka per ``_produce_more`` call, failures where their entry is built (``_count_failure``),
@@ -105,6 +105,8 @@ class WholeRequest:
         self._waiting = 0  # handed to Kafka, report not in yet
         self._dirty = False
         self._failed_without_client = 0
+        self._sink = 0  # the report sink id while records are with Kafka
+        self._ctxs: list[Any] = []
 
     @property
     def accepting(self) -> bool:
@@ -114,11 +116,16 @@ class WholeRequest:
     def _begin(self, body: bytes) -> None:
         raise NotImplementedError
 
-    def _delivered(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
+    def _delivered(self, ctx: Any, err: int, partition: int, offset: int, timestamp: int) -> None:
+        """One delivery report: ``err`` 0 (delivered) or a librdkafka error code."""
         raise NotImplementedError
 
-    def _not_handed(self, ctx: Any, err: KafkaError) -> None:
+    def _not_handed(self, ctx: Any, err: int) -> None:
         raise NotImplementedError
+
+    def _ctx_list(self, todo: list[tuple[Any, ...]]) -> list[Any]:
+        """The ctx of each record by its index (what ``_on_report`` looks up)."""
+        return [t[5] for t in todo]
 
     def _answer(self) -> tuple[int, bytes]:
         raise NotImplementedError
@@ -155,23 +162,26 @@ class WholeRequest:
     def _produce_more(self) -> None:
         todo = self._todo
         n = len(todo)
-        produce = self._producer.produce
+        producer = self._producer
+        if not self._sink:
+            self._sink = producer.register(self._on_report)
+            self._ctxs = self._ctx_list(todo)
+        produce = producer.produce
         topic = self._topic
-        on_dr = self._on_dr
+        base = self._sink << 32
         i = self._next
-        waiting0 = self._waiting  # no delivery callback runs inside produce()
+        waiting0 = self._waiting  # no delivery report is served inside produce()
         while i < n:
             value, key, partition, timestamp, headers, ctx = todo[i]
-            try:
-                produce(topic, value, key, partition, partial(on_dr, ctx), None, timestamp, headers)
-            except BufferError:
-                # librdkafka's queue is full: go on when the producer says there is room.
-                self._next = i
-                self._count_handed(self._waiting - waiting0)
-                self._producer.wait_for_space(self)
-                return
-            except KafkaException as exc:
-                self._not_handed(ctx, exc.args[0])
+            err = produce(topic, partition, key, value, headers, timestamp, base | i)
+            if err:
+                if err == QUEUE_FULL:
+                    # librdkafka's queue is full: go on when the producer says there is room.
+                    self._next = i
+                    self._count_handed(self._waiting - waiting0)
+                    producer.wait_for_space(self)
+                    return
+                self._not_handed(ctx, err)
             else:
                 self._waiting += 1
             i += 1
@@ -186,7 +196,7 @@ class WholeRequest:
         if not self._done:
             self._produce_more()
 
-    def _failure_code(self, err: KafkaError) -> int:
+    def _failure_code(self, err: int) -> int:
         """The error_code a record failed in Kafka gets in the answer."""
         return self._producer.error_code(err)
 
@@ -205,6 +215,8 @@ class WholeRequest:
         if not self._live:
             return
         self._live = False
+        if self._sink:
+            self._producer.unregister(self._sink)
         self._stats.live_requests.discard(self)
         self._tc.delivered += self._handed - self._kafka_failed
 
@@ -212,11 +224,11 @@ class WholeRequest:
         """Records of this request not yet with their outcome (the in-flight gauge)."""
         return self._waiting + len(self._todo) - self._next
 
-    def _on_dr(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
+    def _on_report(self, seq: int, err: int, partition: int, offset: int, timestamp: int) -> None:
         self._waiting -= 1
         if self._done:
             # The client left: the record was still delivered or failed; say so in the log.
-            if err is not None:
+            if err:
                 self._failed_without_client += 1
                 self._count_failure(self._failure_code(err), True)
             if not self._waiting:
@@ -227,7 +239,7 @@ class WholeRequest:
                 if self._next >= len(self._todo):
                     self._settle()
             return
-        self._delivered(ctx, err, msg)
+        self._delivered(self._ctxs[seq] if self._ctxs else seq, err, partition, offset, timestamp)
         if not self._dirty:
             self._dirty = True
             self._producer.mark_dirty(self)
@@ -297,7 +309,6 @@ class BatchRequest(WholeRequest):
         self._max_entries = max_entries
         self._ids: list[str] = []
         self._outcomes: list[dict[str, Any] | None] = []
-        self._fmt_ts = TimestampFormatter()
 
     def _begin(self, body: bytes) -> None:
         entries = self._parse(body)
@@ -350,18 +361,18 @@ class BatchRequest(WholeRequest):
         items = splitter.feed(text) + splitter.finish()
         return items[0]
 
-    def _delivered(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
+    def _delivered(self, ctx: Any, err: int, partition: int, offset: int, timestamp: int) -> None:
         index, kt, key, vt, value = ctx
-        if err is not None:
-            self._fail(index, self._producer.error_code(err), err.str(), True)
+        if err:
+            self._fail(index, self._producer.error_code(err), error_text(err), True)
             return
         out: dict[str, Any] = {
             "id": self._ids[index],
             "cluster_id": self._cluster_id,
             "topic_name": self._topic,
-            "partition_id": msg.partition(),
-            "offset": msg.offset(),
-            "timestamp": self._fmt_ts(msg.timestamp()[1]).decode(),
+            "partition_id": partition,
+            "offset": offset,
+            "timestamp": format_timestamp(timestamp).decode(),
         }
         if kt is not None:
             out["key"] = {"type": kt, "size": 0 if key is None else len(key)}
@@ -369,8 +380,8 @@ class BatchRequest(WholeRequest):
             out["value"] = {"type": vt, "size": 0 if value is None else len(value)}
         self._outcomes[index] = out
 
-    def _not_handed(self, ctx: Any, err: KafkaError) -> None:
-        self._fail(ctx[0], self._producer.error_code(err), err.str(), False)
+    def _not_handed(self, ctx: Any, err: int) -> None:
+        self._fail(ctx[0], self._producer.error_code(err), error_text(err), False)
 
     def _fail(self, index: int, error_code: int, message: str, in_kafka: bool) -> None:
         self._outcomes[index] = {"id": self._ids[index], "error_code": error_code, "message": message}

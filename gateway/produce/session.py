@@ -2,9 +2,12 @@
 
 The session knows records, order and reports, not sockets: it talks to the connection through
 ``ReportStream`` (write report bytes, end the response, pause/resume reading for a reason).
+What is done once per record (produce, file the report slot, complete it from the delivery
+report, format the report bytes) is in C: ``StreamCore`` (ext/stream.pxi). The session keeps the
+stream's lifecycle: body pieces, backlog, pausing, shutdown, metrics and the access log.
 
 Flow control (docs/api.md §1, style.md practice 6): the records between "parsed" and "report
-written" are bounded by the report queue's capacity (the per-connection in-flight limit). When
+written" are bounded by the core's window (the per-connection in-flight limit). When
 it is full, or librdkafka's queue is full, the remaining parsed records wait in a backlog (at
 most one body slice's worth) and reading pauses for that reason; it resumes when that reason
 clears, and the connection resumes the socket only when no other reason holds.
@@ -14,25 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException
-
+from gateway._speedups import StreamCore
 from gateway.kafka.producer import KafkaProducer
-from gateway.produce.items import RecordError
-from gateway.produce.reports import (
-    ReportQueue,
-    TimestampFormatter,
-    error_report,
-    json_str,
-    key_value_suffix,
-)
+from gateway.produce.reports import error_report, json_str
 from gateway.stats import ProduceStats
 
 log = logging.getLogger("gateway.produce")
 
-# Reasons a session asks its connection to stop reading (bits of the connection's mask).
+# Reasons a session asks its connection to stop reading (bits of the connection's mask); the
+# same values as StreamCore.stop_reason.
 PAUSE_IN_FLIGHT = 1 << 4
 PAUSE_KAFKA_QUEUE = 1 << 5
 
@@ -66,36 +61,57 @@ class ProduceSession:
         self._producer = producer
         self._splitter = splitter
         self._topic = topic
-        self._partitions = partitions
-        self._reports = ReportQueue(max_in_flight)
         self._stats = stats
         self._max_feed = max_feed
-        self._prefix = b'{"error_code":200,"cluster_id":%s,"topic_name":%s,"partition_id":' % (
-            json_str(cluster_id),
-            json_str(topic),
-        )
-        self._fmt_ts = TimestampFormatter()
+        # Metrics (gateway.stats): folded at batch boundaries, never counted per record.
+        self._tc = tc = stats.topic(topic)
+        self._core = self._new_core(producer, cluster_id, topic, partitions, max_in_flight)
         self._backlog: list[Any] | None = None
         self._backlog_pos = 0
         self._paused = 0
-        self._dirty = False
         self._input_done = False
         self._ended = False
         self._gone = False
         self._shutting_down = False
-        self.records_ok = 0
-        self.records_failed = 0
+        self._dropped = 0  # parsed records never handed to Kafka (client gone)
         stats.streams += 1
-        # Metrics (gateway.stats): folded at batch boundaries, never counted per record.
-        self._tc = tc = stats.topic(topic)
         tc.streams += 1
-        self._folded_ok = 0  # records_ok already added to tc.delivered
+        self._folded_ok = 0  # core.ok already added to tc.delivered
         # Report latency, sampled: the last record handed to Kafka from one body piece, from
-        # its produce() to its report being written; one sample outstanding per stream.
+        # its produce to its report being written; one sample outstanding per stream.
         self._latency = stats.histogram("v3_stream")
         self._sample_seq = -1
         self._sample_t = 0.0
         stats.live_streams.add(self)
+
+    def _new_core(
+        self, producer: KafkaProducer, cluster_id: str, topic: str, partitions: int, max_in_flight: int
+    ) -> StreamCore:
+        prefix = b'{"error_code":200,"cluster_id":%s,"topic_name":%s,"partition_id":' % (
+            json_str(cluster_id),
+            json_str(topic),
+        )
+        self._core_producer = producer.current
+        return StreamCore(
+            producer.router,
+            producer.current,
+            topic,
+            partitions,
+            max_in_flight,
+            prefix,
+            self,
+            producer.error_of,
+            self._tc.fail,
+            error_report,
+        )
+
+    @property
+    def records_ok(self) -> int:
+        return self._core.ok
+
+    @property
+    def records_failed(self) -> int:
+        return self._core.failed + self._dropped
 
     # -- input ------------------------------------------------------------------------
     @property
@@ -142,80 +158,44 @@ class ProduceSession:
         self.flush_reports()
 
     def _handle(self, items: list[Any], i: int) -> None:
-        rq = self._reports
-        produce = self._producer.produce
-        topic = self._topic
-        on_dr = self._on_dr
-        n = len(items)
-        produced = False
-        tail0 = rq.tail
-        failed0 = self.records_failed
-        while i < n:
-            if rq.tail - rq.head >= rq.capacity:
-                self._park(items, i, PAUSE_IN_FLIGHT)
-                break
-            item = items[i]
-            if type(item) is tuple:
-                _, partition, key, value, headers, ts, kt, vt = item
-                if partition >= self._partitions:
-                    rq.push(
-                        error_report(
-                            40402,
-                            f"partition_id {partition} does not exist: topic '{topic}' has "
-                            f"{self._partitions} partitions",
-                        )
-                    )
-                    self.records_failed += 1
-                    self._tc.fail(40402)
-                else:
-                    try:
-                        # Positional: (topic, value, key, partition, callback, on_delivery,
-                        # timestamp, headers), cheaper than keywords on this per-record call.
-                        produce(topic, value, key, partition, partial(on_dr, rq.tail), None, ts, headers)
-                    except BufferError:
-                        # librdkafka's queue is full: wait for delivery reports to make room.
-                        self._park(items, i, PAUSE_KAFKA_QUEUE)
-                        self._producer.wait_for_space(self)
-                        break
-                    except KafkaException as exc:
-                        err = exc.args[0]
-                        code = self._producer.error_code(err)
-                        rq.push(error_report(code, err.str()))
-                        self.records_failed += 1
-                        self._tc.fail(code)
-                    else:
-                        rq.push((key_value_suffix(kt, key, vt, value),))
-                        produced = True
-            else:
-                assert isinstance(item, RecordError)
-                rq.push(error_report(item.error_code, item.message))
-                self.records_failed += 1
-                self._tc.fail(item.error_code)
-                if item.fatal:
-                    # The splitter cannot find the next record: read no more of this body.
-                    self._input_done = True
-                    self._stream.stop_reading()
-            i += 1
-        else:
-            if self._backlog is not None:
-                self._backlog = None
-                self._backlog_pos = 0
-        # Every slot pushed in this call is a record handed to Kafka or a failure report
-        # (produce() calls no delivery callback, so records_failed moved only here).
-        self._tc.accepted += rq.tail - tail0 - (self.records_failed - failed0)
-        if produced:
+        core = self._core
+        if core.fatal_seen:
+            return
+        producer = self._producer
+        if producer.current is not self._core_producer:
+            # A fatal error replaced the producer: new records go to the new one; the records
+            # already handed over are still reported (from the retired one), in order.
+            self._core_producer = producer.current
+            core.rebind(producer.current)
+        tail0 = core.tail
+        failed0 = core.failed
+        produced0 = core.produced
+        i = core.push(items, i)
+        if i < len(items):
+            reason = core.stop_reason
+            self._backlog = items
+            self._backlog_pos = i
+            if not self._paused & reason:
+                self._paused |= reason
+                self._stream.pause_reading(reason)
+            if reason == PAUSE_KAFKA_QUEUE:
+                producer.wait_for_space(self)
+        elif self._backlog is not None:
+            self._backlog = None
+            self._backlog_pos = 0
+        if core.fatal_seen and not self._input_done:
+            # The splitter cannot find the next record: read no more of this body.
+            self._input_done = True
+            self._stream.stop_reading()
+        # Every slot filed in this call is a record handed to Kafka or a failure report (no
+        # delivery report is served inside push).
+        self._tc.accepted += core.tail - tail0 - (core.failed - failed0)
+        if core.produced != produced0:
             if self._sample_seq < 0:
-                self._sample_seq = rq.tail - 1
+                self._sample_seq = core.tail - 1
                 self._sample_t = time.monotonic()
-            self._producer.kick()
+            producer.kick()
         self.flush_reports()
-
-    def _park(self, items: list[Any], i: int, reason: int) -> None:
-        self._backlog = items
-        self._backlog_pos = i
-        if not self._paused & reason:
-            self._paused |= reason
-            self._stream.pause_reading(reason)
 
     def _retry_backlog(self) -> None:
         backlog = self._backlog
@@ -237,58 +217,30 @@ class ProduceSession:
         self._backlog = None
         if backlog is None:
             return
-        rq = self._reports
-        count = len(backlog) - self._backlog_pos
-        for _ in range(count):
-            # Shutdown ends reading, so the queue has room once earlier reports drain; the
+        core = self._core
+        for _ in range(len(backlog) - self._backlog_pos):
+            # Shutdown ends reading, so the window has room once earlier reports drain; the
             # in-flight bound still holds because nothing new is read.
-            rq.push(error_report(50003, SHUTDOWN_MESSAGE), force=True)
-        self.records_failed += count
-        self._tc.fail(50003, count)
+            core.push_failure(50003, SHUTDOWN_MESSAGE, True)
 
     # -- delivery reports -------------------------------------------------------------
-    def _on_dr(self, seq: int, err: Any, msg: Any) -> None:
-        # Called from producer.poll(0) on the loop thread, once per record of the batch.
-        rq = self._reports
-        if err is None:
-            slot = rq.pending(seq)
-            rq.complete(
-                seq,
-                b'%s%d,"offset":%d,"timestamp":"%s"%s}\r\n'
-                % (
-                    self._prefix,
-                    msg.partition(),
-                    msg.offset(),
-                    self._fmt_ts(msg.timestamp()[1]),
-                    slot[0],  # type: ignore[index]
-                ),
-            )
-            self.records_ok += 1
-        else:
-            code = self._producer.error_code(err)
-            rq.complete(seq, error_report(code, err.str()))
-            self.records_failed += 1
-            self._tc.fail(code)
-        if not self._dirty:
-            self._dirty = True
-            self._producer.mark_dirty(self)
-
     def flush_reports(self) -> None:
-        """Write every report whose predecessors are all known, as one chunk."""
-        self._dirty = False
-        rq = self._reports
-        data = rq.pop_ready()
+        """Write every report whose predecessors are all known, as one chunk. Called after a
+        poll that completed some of this stream's records (the router lists them), and after
+        each body piece."""
+        core = self._core
+        data = core.take_ready()
         if data and not self._gone:
             self._stream.write_body(data)
-        ok = self.records_ok
+        ok = core.ok
         if ok != self._folded_ok:
             self._tc.delivered += ok - self._folded_ok
             self._folded_ok = ok
-        if 0 <= self._sample_seq < rq.head:
+        if 0 <= self._sample_seq < core.head:
             if not self._gone:
                 self._latency.observe(time.monotonic() - self._sample_t)
             self._sample_seq = -1
-        if self._backlog is not None and self._paused & PAUSE_IN_FLIGHT and not rq.full():
+        if self._backlog is not None and self._paused & PAUSE_IN_FLIGHT and not core.full:
             self._retry_backlog()
             return
         self._maybe_end()
@@ -300,14 +252,16 @@ class ProduceSession:
     def _maybe_end(self) -> None:
         if self._ended or not self._input_done or self._backlog is not None:
             return
-        if len(self._reports):
+        core = self._core
+        if len(core):
             return
         self._ended = True
+        core.close()
         stats = self._stats
-        stats.records_ok += self.records_ok
-        stats.records_failed += self.records_failed
-        stats.live_streams.discard(self)
         ok, failed = self.records_ok, self.records_failed
+        stats.records_ok += ok
+        stats.records_failed += failed
+        stats.live_streams.discard(self)
         if self._gone:
             if failed:
                 log.warning(
@@ -338,7 +292,7 @@ class ProduceSession:
             self._backlog = None
             self._stats.records_dropped_no_client += dropped
             self._tc.dropped += dropped
-            self.records_failed += dropped
+            self._dropped += dropped
             log.warning(
                 "client gone: %d parsed records of topic %s were never handed to Kafka",
                 dropped,
@@ -363,7 +317,7 @@ class ProduceSession:
         """Records read from the body whose report has not been written (or, with the client
         gone, whose outcome is not known yet): the in-flight gauge, read at scrape time."""
         waiting = 0 if self._backlog is None else len(self._backlog) - self._backlog_pos
-        return len(self._reports) + waiting
+        return len(self._core) + waiting
 
     def debug_info(self) -> dict[str, Any]:
         """State for the SIGUSR1 connection dump."""
@@ -371,7 +325,8 @@ class ProduceSession:
             "topic": self._topic,
             "session_paused": self._paused,
             "backlog": None if self._backlog is None else len(self._backlog) - self._backlog_pos,
-            "reports_pending": len(self._reports),
+            "reports_pending": len(self._core),
+            "core": self._core.debug_info(),
             "input_done": self._input_done,
             "ok": self.records_ok,
             "failed": self.records_failed,

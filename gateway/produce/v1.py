@@ -42,12 +42,10 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from confluent_kafka import KafkaError
-
 from gateway import errors
 from gateway.errors import error_body
 from gateway.http.protocol import ST_BODY
-from gateway.kafka.producer import KafkaProducer
+from gateway.kafka.producer import KafkaProducer, error_text
 from gateway.produce.batch import RequestRefused, Responder, WholeRequest
 from gateway.produce.reports import json_str
 from gateway.stats import ProduceStats
@@ -400,35 +398,43 @@ class V1ProduceRequest(WholeRequest):
         self._todo = decode_records(records, self._embedded, self._partitions, self._url_partition)
         self._entries = [None] * len(self._todo)
 
-    def _on_dr(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
-        # Once per record: the common case (delivered, client still there) is inlined here
-        # rather than going through WholeRequest._on_dr -> _delivered (one call less).
-        if err is None and not self._done:
-            self._waiting -= 1
-            self._entries[ctx] = self._ok % (msg.partition(), msg.offset())
-            if not self._dirty:
-                self._dirty = True
-                self._producer.mark_dirty(self)
-            return
-        super()._on_dr(ctx, err, msg)
+    def _ctx_list(self, todo: list[tuple[Any, ...]]) -> list[Any]:
+        # A record's ctx is its index: no list needed (_on_report uses the sequence number).
+        return []
 
-    def _failure_code(self, err: KafkaError) -> int:
+    def _on_report(self, seq: int, err: int, partition: int, offset: int, timestamp: int) -> None:
+        # Once per record: the common case (delivered, client still there) is inlined here
+        # rather than going through WholeRequest._on_report -> _delivered (one call less).
+        self._waiting -= 1
+        if self._done:
+            self._waiting += 1
+            super()._on_report(seq, err, partition, offset, timestamp)
+            return
+        if err:
+            self._delivered(seq, err, partition, offset, timestamp)
+        else:
+            self._entries[seq] = self._ok % (partition, offset)
+        if not self._dirty:
+            self._dirty = True
+            self._producer.mark_dirty(self)
+
+    def _failure_code(self, err: int) -> int:
         return record_error_code(self._producer.error_code(err))
 
-    def _delivered(self, ctx: Any, err: KafkaError | None, msg: Any) -> None:
-        if err is None:
-            self._entries[ctx] = self._ok % (msg.partition(), msg.offset())
+    def _delivered(self, ctx: Any, err: int, partition: int, offset: int, timestamp: int) -> None:
+        if not err:
+            self._entries[ctx] = self._ok % (partition, offset)
         else:
             code = self._failure_code(err)
-            self._entries[ctx] = _FAILED % (code, json_str(err.str()))
+            self._entries[ctx] = _FAILED % (code, json_str(error_text(err)))
             self._count_failure(code, True)
 
-    def _not_handed(self, ctx: Any, err: KafkaError) -> None:
+    def _not_handed(self, ctx: Any, err: int) -> None:
         if not self._refused:
-            self._first_refusal = err.str()
+            self._first_refusal = error_text(err)
         self._refused += 1
         code = record_error_code(self._producer.error_code(err))
-        self._entries[ctx] = _FAILED % (code, json_str(err.str()))
+        self._entries[ctx] = _FAILED % (code, json_str(error_text(err)))
         self._count_failure(code, False)
 
     def _answer(self) -> tuple[int, bytes]:

@@ -17,7 +17,8 @@ import prometheus_client
 import pytest
 from confluent_kafka import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
-from test_session import FakeRdProducer, FakeStream, ListSplitter, rec
+from support.fake_producer import FakeRdProducer
+from test_session import FakeStream, ListSplitter, rec
 
 from gateway import metrics, stats
 from gateway.http.flow import PAUSE_WRITE

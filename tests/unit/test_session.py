@@ -1,6 +1,6 @@
 """Produce session ordering, flow control and failure paths, with a fake librdkafka producer.
 
-The fake stands in for confluent_kafka.Producer only; KafkaProducer (the poll loop, batching,
+The fake (tests/support/fake_producer.py) stands in for the compiled RdProducer only; KafkaProducer (the poll loop, batching,
 waiters) and ProduceSession are the real ones."""
 
 from __future__ import annotations
@@ -11,73 +11,13 @@ import random
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
+from support.fake_producer import FakeRdProducer
 
 from gateway.kafka.producer import KafkaProducer
 from gateway.produce.items import RecordError
-from gateway.produce.reports import ReportQueue
 from gateway.produce.session import PAUSE_IN_FLIGHT, PAUSE_KAFKA_QUEUE, ProduceSession
 from gateway.stats import ProduceStats
-
-
-class FakeMsg:
-    def __init__(self, topic: str, partition: int, offset: int, ts: int) -> None:
-        self._t, self._p, self._o, self._ts = topic, partition, offset, ts
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self._ts)
-
-    def topic(self) -> str:
-        return self._t
-
-
-class FakeRdProducer:
-    """Records produce() calls; the test decides when and how each is reported."""
-
-    def __init__(self, conf: dict[str, Any], queue_limit: int = 1_000_000) -> None:
-        self.conf = conf
-        self.queue_limit = queue_limit
-        self.queued: list[list[Any]] = []  # [topic, value, key, partition, cb, ts, headers]
-        self.ready: list[tuple[Any, Any, Any]] = []  # (cb, err, msg) to hand out on poll
-        self.offsets: dict[int, int] = {}
-        self.raise_on_produce: KafkaException | None = None
-        self.waiting = 0  # produced, not yet delivered (kept so len() is O(1))
-
-    def produce(self, topic, value, key, partition, cb, on_delivery, ts, headers):  # noqa: ANN001
-        assert on_delivery is None
-        if self.raise_on_produce is not None:
-            raise self.raise_on_produce
-        if len(self) >= self.queue_limit:
-            raise BufferError("queue full")
-        self.queued.append([topic, value, key, partition, cb, ts, headers])
-        self.waiting += 1
-
-    def deliver(self, i: int, err: KafkaError | None = None) -> None:
-        topic, value, key, partition, cb, ts, headers = self.queued[i]
-        p = partition if partition >= 0 else 0
-        off = self.offsets.get(p, 0)
-        self.offsets[p] = off + 1
-        self.ready.append((cb, err, FakeMsg(topic, p, off, ts or 1_700_000_000_123)))
-        self.queued[i] = None  # type: ignore[call-overload]
-        self.waiting -= 1
-
-    def poll(self, timeout: float = 0) -> int:
-        ready, self.ready = self.ready, []
-        for cb, err, msg in ready:
-            cb(err, msg)
-        return len(ready)
-
-    def __len__(self) -> int:
-        return self.waiting + len(self.ready)
-
-    def purge(self, **kw: Any) -> None:
-        pass
 
 
 class FakeStream:
@@ -229,7 +169,7 @@ def test_failed_delivery_maps_kafka_errors(loop: Any) -> None:
 
 def test_produce_call_errors_are_reported_per_record(loop: Any) -> None:
     kp, fake, stream, s, _ = make(loop, [[rec(0)]])
-    fake.raise_on_produce = KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION))
+    fake.fail_produce = KafkaError._UNKNOWN_PARTITION
     s.on_body(memoryview(b"x"))
     s.on_body_end()
     assert [r["error_code"] for r in stream.reports()] == [40402]
@@ -314,19 +254,38 @@ def test_shutdown_fails_parked_records_with_retriable_reports(loop: Any) -> None
     assert stream.ended
 
 
-def test_report_queue_grows_by_doubling_and_keeps_order() -> None:
-    q = ReportQueue(100, initial=2)
-    for i in range(100):
-        assert q.push((i,)) == i
-    assert q.full()
-    with pytest.raises(OverflowError):
-        q.push((0,))
-    for i in reversed(range(100)):
-        q.complete(i, b"%d," % i)
+def test_window_grows_from_a_few_slots_and_keeps_order(loop: Any) -> None:
+    # The ring starts at 16 slots; 1,000 records in flight make it double six times.
+    n = 1000
+    kp, fake, stream, s, _ = make(loop, [[rec(i) for i in range(n)]], max_in_flight=n)
+    s.on_body(memoryview(b"x"))
+    assert s.debug_info()["core"]["slots"] == 1024
+    for i in reversed(range(n)):
+        fake.deliver(i)
         if i:
-            assert q.pop_ready() == b""
-    assert q.pop_ready() == b"".join(b"%d," % i for i in range(100))
-    assert len(q) == 0
+            kp.poll_now()
+            assert stream.data == b""
+    kp.poll_now()
+    s.on_body_end()
+    offsets = [r["offset"] for r in stream.reports()]
+    assert offsets == list(reversed(range(n)))  # the fake numbers offsets in delivery order
+    assert stream.ended
+
+
+def test_timestamps_format_like_the_utc_calendar() -> None:
+    import time
+
+    from gateway._speedups import format_timestamp
+
+    rnd = random.Random(7)
+    samples = [0, 1, 999, 1000, -1, -1000, -1001, 86_399_999, 951_782_400_000, 253_402_300_799_999,
+               -62_135_596_800_000]  # 0001-01-01
+    samples += [rnd.randrange(-62_135_596_800_000, 253_402_300_800_000) for _ in range(2000)]
+    for ms in samples:
+        sec, milli = divmod(ms, 1000)
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        expected = expected.rjust(19, "0") + ".%03dZ" % milli
+        assert format_timestamp(ms).decode() == expected, ms
 
 
 def test_fenced_producer_is_replaced_and_its_records_are_retriable(loop: Any) -> None:

@@ -1,0 +1,91 @@
+"""A stand-in for ``gateway._speedups.RdProducer`` in unit tests of the produce paths.
+
+It records every produce call; the test decides when and how each record is reported
+(``deliver``), and ``poll()`` then collects the reports as one batch, exposed the way the real
+producer exposes its C arrays (``reports_ready`` and five columns from ``reports()``), so the
+real ``ReportRouter``, ``StreamCore`` and ``KafkaProducer`` run on top of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+QUEUE_FULL = -184  # RD_KAFKA_RESP_ERR__QUEUE_FULL
+
+
+def _code(err: Any) -> int:
+    """A librdkafka error code from an int or a confluent_kafka.KafkaError."""
+    if err is None:
+        return 0
+    return err if isinstance(err, int) else int(err.code())
+
+
+class FakeRdProducer:
+    event_fd = -1  # no eventfd: KafkaProducer falls back to its poll timer
+    batch_full = False
+    fatal = False
+    error_count = 0
+
+    def __init__(self, conf: dict[str, Any], queue_limit: int = 1_000_000) -> None:
+        self.conf = conf
+        self.queue_limit = queue_limit
+        # One entry per produce call: [topic, value, key, partition, opaque, ts, headers]; None
+        # once delivered.
+        self.queued: list[list[Any] | None] = []
+        self.ready: list[tuple[int, int, int, int, int]] = []  # reports for the next poll
+        self.batch: list[tuple[int, int, int, int, int]] = []  # the last poll's reports
+        self.offsets: dict[int, int] = {}
+        self.fail_produce = 0  # a librdkafka error code every produce call returns (0: none)
+        self.waiting = 0  # produced, not yet delivered (kept so len() is O(1))
+        self.closed = False
+
+    def produce(self, topic: Any, partition: int, key: Any, value: Any, headers: Any,
+                ts: int, opaque: int) -> int:
+        if self.fail_produce:
+            return self.fail_produce
+        if len(self) >= self.queue_limit:
+            return QUEUE_FULL
+        self.queued.append([topic, value, key, partition, opaque, ts, headers])
+        self.waiting += 1
+        return 0
+
+    def deliver(self, i: int, err: Any = None) -> None:
+        entry = self.queued[i]
+        assert entry is not None, f"record {i} was already delivered"
+        topic, value, key, partition, opaque, ts, headers = entry
+        p = partition if partition >= 0 else 0
+        off = self.offsets.get(p, 0)
+        self.offsets[p] = off + 1
+        self.ready.append((opaque, p, off, ts or 1_700_000_000_123, _code(err)))
+        self.queued[i] = None
+        self.waiting -= 1
+
+    def poll(self) -> int:
+        self.batch, self.ready = self.ready, []
+        return len(self.batch)
+
+    @property
+    def reports_ready(self) -> int:
+        return len(self.batch)
+
+    def reports(self) -> tuple[list[int], ...]:
+        cols: tuple[list[int], ...] = ([], [], [], [], [])
+        for row in self.batch:
+            for col, v in zip(cols, row, strict=True):
+                col.append(v)
+        return cols
+
+    def take_stats(self) -> None:
+        return None
+
+    def take_errors(self) -> list[tuple[int, str]]:
+        return []
+
+    def __len__(self) -> int:
+        return self.waiting + len(self.ready)
+
+    def purge(self, **kw: Any) -> None:
+        pass
+
+    def close(self, timeout_ms: int = 0) -> int:
+        self.closed = True
+        return 0
