@@ -106,7 +106,13 @@ def main(cfg: Config, argv: Sequence[str]) -> int:
 async def _serve(cfg: Config, bootstrap: str) -> int:
     loop = asyncio.get_running_loop()
     metadata = MetadataCache(admin_config(cfg, bootstrap), loop)
-    producer = KafkaProducer(producer_config(cfg, bootstrap), loop)
+    try:
+        producer = KafkaProducer(producer_config(cfg, bootstrap), loop)
+    except (ValueError, TypeError) as exc:
+        # librdkafka refused a property (a -X setting): say which, exit 2 like a bad flag.
+        log.error("invalid Kafka producer configuration: %s", exc)
+        metadata.close()
+        return 2
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
     server = Server(cfg, loop, producer, metadata)
     server.consumers = consumers

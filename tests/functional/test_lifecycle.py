@@ -95,6 +95,20 @@ def test_embedded_broker_topics_and_clean_exit(tmp_path) -> None:
         pass
 
 
+def test_a_librdkafka_property_librdkafka_refuses_stops_the_start_with_exit_2() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "--listen", f"127.0.0.1:{find_free_port()}",
+         "--bootstrap-servers", f"127.0.0.1:{find_free_port()}", "-X", "no.such.property=1"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "no.such.property" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

@@ -413,3 +413,82 @@ def test_callbacks_are_nogil_c_functions() -> None:
     for name in ("cb_rdp_delivery", "cb_rdp_error"):
         m = re.search(rf"^cdef void {name}\([^)]*\) noexcept nogil:", src, re.M | re.S)
         assert m, f"{name} must be a noexcept nogil C function"
+
+
+# -- statistics, the router and the stream core on a real producer ------------------------------
+
+
+def test_statistics_documents_are_kept_until_taken(make: Callable[..., RdProducer]) -> None:
+    p = make({"statistics.interval.ms": 100})
+    deadline = time.monotonic() + 10
+    doc = None
+    while doc is None:
+        assert time.monotonic() < deadline, "no statistics within 10 s"
+        if readable(p.event_fd, 0.5):
+            p.poll()
+            doc = p.take_stats()
+    stats = json.loads(doc)
+    assert stats["type"] == "producer"
+    assert "brokers" in stats
+    assert p.take_stats() is None  # taken: gone until the next interval
+
+
+def test_router_feeds_stream_cores_and_python_sinks_in_one_batch(make: Callable[..., RdProducer]) -> None:
+    from gateway._speedups import ReportRouter, StreamCore
+    from gateway.produce.reports import error_report
+
+    p = make()
+    router = ReportRouter()
+    flushed: list[str] = []
+    failed: list[tuple[int, int]] = []
+
+    class Listener:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    cores = [
+        StreamCore(router, p, "orders", MOCK_PARTITIONS, 1000, b'{"error_code":200,"partition_id":',
+                   Listener(f"s{k}"), lambda err: (50002, RdProducer.error_string(err)),
+                   lambda code, n: failed.append((code, n)), error_report)
+        for k in range(2)
+    ]
+    py_reports: list[tuple[int, int]] = []
+    sid = router.register(lambda seq, err, partition, offset, ts: py_reports.append((seq, err)))
+    n = 200
+    for core in cores:
+        items = [(i, i % MOCK_PARTITIONS if i % 2 else -1, None, b"v%d" % i, None, 0, None, "BINARY")
+                 for i in range(n)]
+        items.insert(5, (5, MOCK_PARTITIONS, None, b"x", None, 0, None, "STRING"))  # no such partition
+        assert core.push(items) == n + 1
+        assert core.produced == n and core.failed == 1
+    for seq in range(10):
+        assert p.produce("orders", 0, None, b"py", None, 0, (sid << 32) | seq) == 0
+    got = 0
+    deadline = time.monotonic() + 10
+    while got < 2 * n + 10:
+        assert time.monotonic() < deadline
+        if readable(p.event_fd, 0.5):
+            p.poll()
+            got += router.dispatch(p)
+            dirty = router.take_dirty()
+            assert len(dirty) == len(set(map(id, dirty)))  # each listener once per batch
+            flushed.extend(listener.name for listener in dirty)
+    assert router.orphans == 0
+    assert set(flushed) == {"s0", "s1"}
+    assert sorted(py_reports) == [(seq, 0) for seq in range(10)]
+    for core in cores:
+        lines = core.take_ready().split(b"\r\n")
+        assert lines[-1] == b""
+        reports = [json.loads(x) for x in lines[:-1]]
+        assert len(reports) == n + 1 and len(core) == 0
+        assert reports[5]["error_code"] == 40402
+        ok = reports[:5] + reports[6:]
+        assert all(r["error_code"] == 200 for r in ok)
+        assert [r["value"] for r in ok] == [{"type": "BINARY", "size": len(b"v%d" % i)} for i in range(n)]
+        for i, r in enumerate(ok):
+            if i % 2:
+                assert r["partition_id"] == i % MOCK_PARTITIONS
+        core.close()
+    assert failed == [(40402, 1), (40402, 1)]
+    router.unregister(sid)
+    assert len(router) == 0
