@@ -35,6 +35,11 @@ cdef enum:
     SC_STOP_NONE = 0
     SC_STOP_IN_FLIGHT = 1 << 4
     SC_STOP_KAFKA_QUEUE = 1 << 5
+    # Report formats (StreamCore mode): the v3 stream report followed by CRLF, or a v1/v2
+    # offsets entry followed by a comma (the caller drops the last one).
+    FORMAT_V3 = 0
+    FORMAT_V1 = 1
+    FORMAT_V2 = 2
     # The shared output buffer is freed after a take_ready() that needed more than this.
     _SC_KEEP_OUT = 1 << 20
 
@@ -226,8 +231,8 @@ cdef class ReportRouter:
         if type(sink) is StreamCore:
             core = <StreamCore>sink
             if core._complete(<uint32_t>(opaque & _SC_SEQ_MASK), err, partition, offset,
-                              timestamp) and not core._dirty:
-                core._dirty = True
+                              timestamp) and not core.dirty:
+                core.dirty = True
                 self._dirty.append(core.listener)
         else:
             sink(opaque & _SC_SEQ_MASK, err, partition, offset, timestamp)
@@ -285,6 +290,7 @@ cdef class StreamCore:
     cdef readonly uint64_t tail       # next sequence number
     cdef readonly Py_ssize_t capacity
     cdef ReportRouter _router
+    cdef public bint dirty           # in the router's dirty list since the last take_ready
     cdef object _producer
     cdef RdProducer _rdp             # the same producer when it is an RdProducer, else None
     cdef object _topic               # RdTopic (RdProducer) or the topic name (other producers)
@@ -292,7 +298,6 @@ cdef class StreamCore:
     cdef int32_t _partitions
     cdef bytes _prefix
     cdef uint64_t _sid
-    cdef bint _dirty
     cdef public object listener
     cdef object _error_fn            # (librdkafka error) -> (error_code, message)
     cdef object _fail_fn             # (error_code, count) -> None: failure metrics
@@ -303,6 +308,8 @@ cdef class StreamCore:
     cdef readonly int stop_reason        # why the last push() stopped early
     cdef readonly bint fatal_seen        # a fatal RecordError went by: read no more
     cdef readonly Py_ssize_t orphans     # reports for a slot not pending (a bug if not 0)
+    cdef readonly Py_ssize_t pending     # records with librdkafka, report not in yet
+    cdef readonly int mode               # report format: FORMAT_V3, FORMAT_V1 or FORMAT_V2
     # Timestamp formatting cache: the second last formatted and its text.
     cdef int64_t _ts_sec
     cdef char _ts_text[32]
@@ -313,11 +320,14 @@ cdef class StreamCore:
 
     def __init__(self, ReportRouter router not None, producer, topic, int32_t partitions,
                  Py_ssize_t capacity, bytes prefix not None, listener, error_fn, fail_fn,
-                 error_report):
+                 error_report, int mode=FORMAT_V3):
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         if capacity > (1 << 30):
             raise ValueError("capacity must be at most 2**30")
+        if mode not in (FORMAT_V3, FORMAT_V1, FORMAT_V2):
+            raise ValueError(f"unknown report format {mode}")
+        self.mode = mode
         self._router = router
         self._bind(producer, topic)
         self._partitions = partitions
@@ -507,8 +517,14 @@ cdef class StreamCore:
             slot.key_size = 0 if key is None else PyBytes_GET_SIZE(key)
             slot.value_size = 0 if value is None else PyBytes_GET_SIZE(value)
             self.produced += 1
+            self.pending += 1
             i += 1
         return i
+
+    @property
+    def producer(self):
+        """The producer records are handed to (see rebind)."""
+        return self._producer
 
     @property
     def topic_name(self):
@@ -526,6 +542,7 @@ cdef class StreamCore:
         if slot.state != _SC_PENDING:
             self.orphans += 1
             return False
+        self.pending -= 1
         if err == 0:
             slot.partition = partition
             slot.offset = offset
@@ -552,13 +569,31 @@ cdef class StreamCore:
         cdef int64_t sec, ms
         cdef int milli
         cdef char* o
-        self._dirty = False
+        self.dirty = False
         if self._ring == NULL:
             return b""
         plen = PyBytes_GET_SIZE(self._prefix)
         while s < tail:
             slot = &self._ring[s & self._mask]
-            if slot.state == _SC_OK:
+            if slot.state == _SC_OK and self.mode != FORMAT_V3:
+                need = pos + 128
+                if need > _sc_out_cap:
+                    _sc_reserve(need)
+                o = _sc_out + pos
+                memcpy(o, b'{"partition":', 13)
+                o += 13
+                o += _sc_int(o, slot.partition)
+                memcpy(o, b',"offset":', 10)
+                o += 10
+                o += _sc_int(o, slot.offset)
+                if self.mode == FORMAT_V2:
+                    memcpy(o, b',"error_code":null,"error":null', 31)
+                    o += 31
+                o[0] = 125
+                o[1] = 44
+                o += 2
+                pos = o - _sc_out
+            elif slot.state == _SC_OK:
                 # prefix + partition + offset + timestamp + key/value + "}\r\n": well under 256
                 need = pos + plen + 256
                 if need > _sc_out_cap:
@@ -633,6 +668,7 @@ cdef class StreamCore:
 
     def debug_info(self):
         return {"sink_id": self._sid, "head": self.head, "tail": self.tail,
+                "pending": self.pending,
                 "slots": 0 if self._ring == NULL else self._mask + 1, "ok": self.ok,
                 "failed": self.failed, "orphans": self.orphans}
 
@@ -642,3 +678,9 @@ cdef void _sc_free_out() noexcept:
     free(_sc_out)
     _sc_out = NULL
     _sc_out_cap = 0
+
+
+# The report formats for Python callers.
+REPORT_FORMAT_V3 = FORMAT_V3
+REPORT_FORMAT_V1 = FORMAT_V1
+REPORT_FORMAT_V2 = FORMAT_V2

@@ -267,6 +267,10 @@ class ReportRouter:
     def dispatch(self, producer: Any) -> int:
         """Deliver the producer's current batch of reports; returns how many."""
 
+REPORT_FORMAT_V3: int
+REPORT_FORMAT_V1: int
+REPORT_FORMAT_V2: int
+
 class StreamCore:
     """The per-record half of a v3 stream: records to librdkafka, reports in order (C ring).
     See ext/stream.pxi."""
@@ -281,6 +285,9 @@ class StreamCore:
     stop_reason: int
     fatal_seen: bool
     orphans: int
+    pending: int
+    mode: int
+    dirty: bool
 
     def __init__(
         self,
@@ -294,6 +301,7 @@ class StreamCore:
         error_fn: Callable[[int], tuple[int, str]],
         fail_fn: Callable[[int, int], None],
         error_report: Callable[[int, str], bytes],
+        mode: int = ...,
     ) -> None: ...
     def push(self, items: list[Any], i: int = 0) -> int:
         """Hand items[i:] to Kafka in order; the index of the first item not taken."""
@@ -310,5 +318,7 @@ class StreamCore:
     def full(self) -> bool: ...
     @property
     def topic_name(self) -> str: ...
+    @property
+    def producer(self) -> Any: ...
     def __len__(self) -> int: ...
     def debug_info(self) -> dict[str, Any]: ...

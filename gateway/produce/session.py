@@ -91,7 +91,6 @@ class ProduceSession:
             json_str(cluster_id),
             json_str(topic),
         )
-        self._core_producer = producer.current
         return StreamCore(
             producer.router,
             producer.current,
@@ -162,10 +161,9 @@ class ProduceSession:
         if core.fatal_seen:
             return
         producer = self._producer
-        if producer.current is not self._core_producer:
+        if producer.current is not core.producer:
             # A fatal error replaced the producer: new records go to the new one; the records
             # already handed over are still reported (from the retired one), in order.
-            self._core_producer = producer.current
             core.rebind(producer.current)
         tail0 = core.tail
         failed0 = core.failed

@@ -40,9 +40,11 @@ from __future__ import annotations
 import binascii
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway import errors
+from gateway._speedups import REPORT_FORMAT_V1, REPORT_FORMAT_V2, StreamCore
 from gateway.errors import error_body
 from gateway.http.protocol import ST_BODY
 from gateway.kafka.producer import KafkaProducer, error_text
@@ -301,8 +303,9 @@ def _convert(data: Any, embedded: str) -> bytes:
 def decode_records(
     records: list[Any], embedded: str, partitions: int, url_partition: int | None
 ) -> list[tuple[Any, ...]]:
-    """Check and convert every record: ``(value, key, partition, 0, None, index)`` per record
-    (``partition`` -1: the partitioner decides). RequestRefused at the first bad record."""
+    """Check and convert every record: ``(index, partition, key, value, None, 0, None, None)``
+    per record, the item shape ``StreamCore.push`` takes (``partition`` -1: the partitioner
+    decides). RequestRefused at the first bad record."""
     todo: list[tuple[Any, ...]] = []
     append = todo.append
     conv = _json_text if embedded == JSON else _decode_base64
@@ -341,16 +344,14 @@ def decode_records(
                 key = conv(key, strict_mode=True)
         except (ValueError, TypeError, RecursionError):
             raise _data_error(i, rec, embedded) from None
-        append((value, key, partition, 0, None, i))
+        append((i, partition, key, value, None, 0, None, None))
     return todo
 
 
 # -- the answer --------------------------------------------------------------------------
 
-_OK = {
-    1: b'{"partition":%d,"offset":%d}',
-    2: b'{"partition":%d,"offset":%d,"error_code":null,"error":null}',
-}
+# A delivered record's entry is formatted by StreamCore (REPORT_FORMAT_V1: {"partition":P,
+# "offset":O}; REPORT_FORMAT_V2 adds "error_code":null,"error":null).
 _FAILED = b'{"partition":null,"offset":null,"error_code":%d,"error":%s}'
 _ANSWER_HEAD = b'{"offsets":['
 _ANSWER_TAIL = b'],"key_schema_id":null,"value_schema_id":null}'
@@ -362,7 +363,12 @@ def record_error_code(code: int) -> int:
 
 
 class V1ProduceRequest(WholeRequest):
-    """Body consumer of one v1/v2 produce request."""
+    """Body consumer of one v1/v2 produce request.
+
+    The records go through a ``StreamCore`` in the v1 or v2 offsets format: produced from C,
+    their delivery reports completed in C by the producer's router, and the offsets entries
+    formatted in C, in request order, when the last report is in. Python runs once per request
+    (and once per poll that reported some of its records), never once per record."""
 
     def __init__(
         self,
@@ -385,66 +391,129 @@ class V1ProduceRequest(WholeRequest):
             stats=stats,
         )
         self.api = "v2" if negotiated.version == 2 else "v1"
+        self._version = negotiated.version
         self._partitions = partitions
         self._url_partition = url_partition
         self._embedded = negotiated.embedded
-        self._ok = _OK[negotiated.version]
-        self._entries: list[bytes | None] = []
-        self._refused = 0  # records produce() itself refused
+        self._core: StreamCore | None = None
         self._first_refusal = ""
 
     def _begin(self, body: bytes) -> None:
         records = parse_body(body)
         self._todo = decode_records(records, self._embedded, self._partitions, self._url_partition)
-        self._entries = [None] * len(self._todo)
 
-    def _ctx_list(self, todo: list[tuple[Any, ...]]) -> list[Any]:
-        # A record's ctx is its index: no list needed (_on_report uses the sequence number).
-        return []
+    def _error_of(self, err: int) -> tuple[int, str]:
+        # Produce refusals and failed deliveries alike (the core calls it; rare).
+        text = error_text(err)
+        if not self._first_refusal:
+            self._first_refusal = text
+        return record_error_code(self._producer.error_code(err)), text
 
-    def _on_report(self, seq: int, err: int, partition: int, offset: int, timestamp: int) -> None:
-        # Once per record: the common case (delivered, client still there) is inlined here
-        # rather than going through WholeRequest._on_report -> _delivered (one call less).
-        self._waiting -= 1
-        if self._done:
-            self._waiting += 1
-            super()._on_report(seq, err, partition, offset, timestamp)
+    @staticmethod
+    def _entry(code: int, message: str) -> bytes:
+        return _FAILED % (code, json_str(message)) + b","
+
+    def _produce_more(self) -> None:
+        producer = self._producer
+        core = self._core
+        if core is None:
+            core = self._core = StreamCore(
+                producer.router,
+                producer.current,
+                self._topic,
+                self._partitions,
+                max(1, len(self._todo)),
+                b"",
+                self,
+                self._error_of,
+                self._tc.fail,
+                self._entry,
+                REPORT_FORMAT_V2 if self._version == 2 else REPORT_FORMAT_V1,
+            )
+        elif producer.current is not core.producer:
+            core.rebind(producer.current)
+        todo = self._todo
+        handed0 = core.produced
+        i = core.push(todo, self._next)
+        self._count_handed(core.produced - handed0)
+        if i < len(todo):
+            # librdkafka's queue is full: go on when the producer says there is room.
+            self._next = i
+            producer.wait_for_space(self)
             return
-        if err:
-            self._delivered(seq, err, partition, offset, timestamp)
-        else:
-            self._entries[seq] = self._ok % (partition, offset)
-        if not self._dirty:
-            self._dirty = True
-            self._producer.mark_dirty(self)
+        # Every record is with librdkafka (which copied the bytes): drop our references.
+        self._todo = []
+        self._next = 0
+        producer.kick()
+        self._maybe_answer()
 
-    def _failure_code(self, err: int) -> int:
-        return record_error_code(self._producer.error_code(err))
+    def in_flight(self) -> int:
+        core = self._core
+        return (0 if core is None else core.pending) + len(self._todo) - self._next
 
-    def _delivered(self, ctx: Any, err: int, partition: int, offset: int, timestamp: int) -> None:
-        if not err:
-            self._entries[ctx] = self._ok % (partition, offset)
-        else:
-            code = self._failure_code(err)
-            self._entries[ctx] = _FAILED % (code, json_str(error_text(err)))
-            self._count_failure(code, True)
+    def flush_reports(self) -> None:
+        core = self._core
+        if core is None:
+            return
+        core.dirty = False
+        if self._done:
+            # The client left: settle once the last record has its outcome.
+            if not core.pending and self._next >= len(self._todo):
+                self._settle()
+            return
+        self._maybe_answer()
 
-    def _not_handed(self, ctx: Any, err: int) -> None:
-        if not self._refused:
-            self._first_refusal = error_text(err)
-        self._refused += 1
-        code = record_error_code(self._producer.error_code(err))
-        self._entries[ctx] = _FAILED % (code, json_str(error_text(err)))
-        self._count_failure(code, False)
+    def _maybe_answer(self) -> None:
+        core = self._core
+        if self._done or not self._started or core is None or core.pending or self._next < len(self._todo):
+            return
+        self._done = True
+        self._settle()
+        status, body = self._answer()
+        self._stats.histogram(self.api).observe(time.monotonic() - self._t0)
+        self._conn.respond(status, body, content_type=self._content_type)
+
+    def _settle(self) -> None:
+        if not self._live:
+            return
+        self._live = False
+        self._stats.live_requests.discard(self)
+        core = self._core
+        if core is not None:
+            self._tc.delivered += core.ok
+            if self._conn_gone:
+                if core.failed:
+                    log.warning("client gone: %d of its %s failed", core.failed, self._noun)
+                core.close()
 
     def _answer(self) -> tuple[int, bytes]:
-        entries = self._entries
-        if self._refused == len(entries):
+        core = self._core
+        assert core is not None
+        entries = core.take_ready()
+        produced = core.produced
+        core.close()
+        if not produced:
             # Not one record reached Kafka: the request as a whole failed (Confluent's 50001).
             return 500, error_body(
                 50001, f"the records could not be handed to Kafka: {self._first_refusal}"
             )
-        return 200, _ANSWER_HEAD + b",".join(entries) + _ANSWER_TAIL  # type: ignore[arg-type]
+        return 200, _ANSWER_HEAD + entries[:-1] + _ANSWER_TAIL
+
+    def on_connection_lost(self) -> None:
+        self._conn_gone = True
+        self._producer.cancel_wait(self)
+        if not self._done and self._next < len(self._todo):
+            left = len(self._todo) - self._next
+            log.warning("client gone: %d %s were never handed to Kafka", left, self._noun)
+            self._tc.dropped += left
+            self._todo = []
+            self._next = 0
+        self._done = True
+        core = self._core
+        if core is None or not core.pending:
+            self._settle()
+
+    _conn_gone = False
 
 
 # -- the endpoint ------------------------------------------------------------------------
