@@ -11,7 +11,7 @@
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.number cimport PyNumber_Index
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -1178,3 +1178,32 @@ cdef class JsonSplitter:
         self._r_timestamp = ms
         return q
 
+
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+
+
+def base64_decode(data):
+    # Strict standard base64 (RFC 4648 §4, padding required, nothing else) of a str or bytes:
+    # the decoder of the record splitter, for the v1/v2 produce bodies. ValueError when not
+    # valid, TypeError for other types. Docstring in gateway/_speedups.pyi.
+    cdef const unsigned char* p
+    cdef Py_ssize_t n
+    cdef object out
+    if type(data) is str:
+        if not PyUnicode_IS_COMPACT_ASCII(data):
+            raise ValueError("base64 text is ASCII")
+        p = <const unsigned char*>PyUnicode_DATA(data)
+        n = PyUnicode_GET_LENGTH(data)
+    elif type(data) is bytes:
+        p = <const unsigned char*>PyBytes_AS_STRING(data)
+        n = PyBytes_GET_SIZE(data)
+    else:
+        raise TypeError(f"base64 data must be str or bytes, not {type(data).__name__}")
+    out = _spl_base64(p, n)
+    if out is None:
+        raise ValueError("not valid base64 (standard alphabet, padded)")
+    return out
