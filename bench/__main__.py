@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from bench import batches, consume, latency, memory, plot, requests, stream
+from bench import batches, consume, latency, memory, plot, requests, stream, workers
 from bench.common import (
     REPO,
     BenchError,
@@ -39,12 +39,8 @@ SUITE: list[tuple[str, Any, list[str]]] = [
     ("consume", consume, ["--duration", "8"]),
     ("latency", latency, ["--duration", "10", "--probe-records", "300000"]),
     ("memory", memory, []),
+    ("workers", workers, ["--duration", "6"]),
 ]
-
-MULTI_CORE = {
-    "row": "--workers N (SO_REUSEPORT, one producer each)", "metric": "throughput vs cores",
-    "target_text": "scales with cores", "skipped": "not built yet",
-}
 
 OUT_DIR = REPO / "bench" / "out"
 
@@ -120,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             module.print_table(result)
             print(f"(bench.{name} took {summary['durations_s'][name]:.0f} s)\n", flush=True)
     summary["total_s"] = round(time.monotonic() - t0, 1)
-    verdicts = [v for r in summary["results"] for v in r["verdicts"]] + [MULTI_CORE]
+    verdicts = [v for r in summary["results"] for v in r["verdicts"]]
     summary["verdicts"] = verdicts
     if args.plot:
         os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
