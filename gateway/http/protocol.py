@@ -562,7 +562,13 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._lingering = True
         try:
             transport.write_eof()
-        except (OSError, RuntimeError, NotImplementedError):
+        except NotImplementedError:
+            # TLS has no half-close (the SSL transport refuses write_eof): the response says
+            # "Connection: close", so the client closes once it has read it; until then (or
+            # LINGER_TIMEOUT) its unread body is discarded the same way.
+            pass
+        except (OSError, RuntimeError):
+            self._paused |= PAUSE_STOPPED  # (pause_reading is a no-op once lingering)
             transport.close()
             return
         self._start = self._end = 0
