@@ -140,7 +140,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="librdkafka statistics every SECONDS, for the broker metrics; 0 turns them off "
         f"(default {d.kafka_stats_interval:g})",
     )
+    _add_security_flags(p)
     return p
+
+
+def _add_security_flags(p: argparse.ArgumentParser) -> None:
+    """Authentication, authorization and TLS (gateway.auth; README "Security")."""
+    g = p.add_argument_group(
+        "security",
+        "HTTP Basic against a users file, a topic ACL, TLS and client certificates. "
+        "With --users-file or --tls-client-ca every request except /, /healthz, /readyz and "
+        "/metrics must authenticate (401/40101), then be allowed by the ACL (403/40301).",
+    )
+    g.add_argument(
+        "--users-file",
+        metavar="FILE",
+        help="HTTP Basic users, NAME:ARGON2-HASH lines (make them with `kafka-gateway passwd NAME`)",
+    )
+    g.add_argument(
+        "--acl-file",
+        metavar="FILE",
+        help="topic ACL, PRINCIPAL produce|consume|all TOPIC-PATTERN lines; what no line allows "
+        "is denied (without it, any authenticated principal may do everything)",
+    )
+    g.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate (chain)")
+    g.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert (unless in that file)")
+    g.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="accept client certificates issued by these PEM CA(s); a certificate's subject CN "
+        "is the principal (Basic credentials, when sent, take precedence)",
+    )
+    g.add_argument(
+        "--tls-require-client-cert",
+        action="store_true",
+        default=None,
+        help="refuse a TLS handshake without a valid client certificate",
+    )
+
+
+def _security_from_args(args: argparse.Namespace, cfg: Config, pick: Any) -> None:
+    for name in ("users_file", "acl_file", "tls_cert", "tls_key", "tls_client_ca"):
+        v = pick(getattr(args, name), name.upper())
+        if v is not None:
+            setattr(cfg, name, v)
+    v = pick(args.tls_require_client_cert, "TLS_REQUIRE_CLIENT_CERT")
+    if v is not None:
+        cfg.tls_require_client_cert = _flag(v)
 
 
 def _flag(value: object) -> bool:
@@ -193,11 +239,17 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         cfg.log_level = v.lower()
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level: unknown level {cfg.log_level!r}")
+    _security_from_args(args, cfg, pick)
     cfg.validate()
     return cfg
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["passwd"]:  # kafka-gateway passwd NAME: a users-file entry
+        from gateway.auth.passwd import main as passwd_main
+
+        return passwd_main(args[1:])
     try:
         cfg = config_from_args(argv)
     except ConfigError as exc:

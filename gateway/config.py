@@ -66,6 +66,13 @@ class Config:
     access_log: bool = True  # one gateway.access line per request (per v3 stream)
     # librdkafka statistics.interval.ms, in seconds (0: off): broker state for /metrics.
     kafka_stats_interval: float = 5.0
+    # Security (gateway.auth, README "Security"): HTTP Basic users, the topic ACL, TLS.
+    users_file: str | None = None  # NAME:ARGON2-HASH lines; Basic authentication is on with it
+    acl_file: str | None = None  # PRINCIPAL OPERATION TOPIC-PATTERN lines; deny by default
+    tls_cert: str | None = None  # PEM certificate (chain) of the listener; TLS is on with it
+    tls_key: str | None = None  # its PEM private key (unless in tls_cert)
+    tls_client_ca: str | None = None  # CA(s) of client certificates; their CN is a principal
+    tls_require_client_cert: bool = False  # refuse the TLS handshake without a client cert
 
     def held_body_limit(self) -> int:
         """Limit of a body held whole until parsed: max_batch_bytes, or --max-request-bytes
@@ -92,3 +99,6 @@ class Config:
         for name in ("shutdown_timeout", "header_timeout", "idle_timeout", "stream_idle_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
+        from gateway.auth import validate_security  # reads the users, ACL and TLS files
+
+        validate_security(self)

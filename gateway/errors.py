@@ -46,6 +46,20 @@ class BadRequest(PeerError):
     error_code = 400
 
 
+class Unauthorized(PeerError):
+    """No credentials, or wrong ones (authentication is on; README "Security")."""
+
+    status = 401
+    error_code = 40101
+
+
+class Forbidden(PeerError):
+    """The principal is authenticated but the ACL does not allow the operation."""
+
+    status = 403
+    error_code = 40301
+
+
 class NotFound(PeerError):
     status = 404
     error_code = 404
@@ -144,6 +158,13 @@ class KafkaUnavailable(UpstreamError):
 
 
 class ShuttingDown(UpstreamError):
+    status = 503
+    error_code = 50003
+
+
+class AuthBusy(GatewayError):
+    """Too many password verifications are already running or queued: retry shortly."""
+
     status = 503
     error_code = 50003
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway import errors
@@ -66,9 +67,13 @@ def parse_partition(text: str, parts: tuple[PartitionInfo, ...]) -> PartitionInf
     raise errors.PartitionNotFound("Partition not found.")
 
 
-async def list_topics(metadata: MetadataCache) -> tuple[bytes, bytes]:
+async def list_topics(
+    metadata: MetadataCache, visible: Callable[[str], bool] | None = None
+) -> tuple[bytes, bytes]:
+    """Every topic's name, or those ``visible`` accepts (the ACL's view of a principal)."""
     info = await fresh_info(metadata)
-    return V2_TYPE, dumps(sorted(info.topics))
+    names = info.topics if visible is None else [t for t in info.topics if visible(t)]
+    return V2_TYPE, dumps(sorted(names))
 
 
 async def get_topic(metadata: MetadataCache, topic: str, loop: asyncio.AbstractEventLoop) -> tuple[bytes, bytes]:

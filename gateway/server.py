@@ -10,6 +10,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from gateway import errors, metadata_api
+from gateway.auth.acl import ANY, CONSUME, PRODUCE
+from gateway.auth.authenticator import RETRY_AFTER, Authenticator
+from gateway.auth.tls import cert_principal, server_context
 from gateway.config import Config
 from gateway.http import routes
 from gateway.http.parser import HttpLimits, RequestHead
@@ -35,6 +38,18 @@ _METADATA_READS = frozenset(
         routes.CLUSTER,
     }
 )
+METHOD_NOT_ALLOWED = "method_not_allowed"
+# What an endpoint needs on its topic when the ACL is on (README "Security"). Listings
+# (/topics, /brokers, clusters) need only authentication; /topics lists the allowed topics.
+_TOPIC_PERMISSION: dict[str, tuple[int, str]] = {
+    routes.PRODUCE_V3: (PRODUCE, "produce to"),
+    routes.PRODUCE_V3_BATCH: (PRODUCE, "produce to"),
+    routes.PRODUCE_V1: (PRODUCE, "produce to"),
+    routes.CONSUME_V1: (CONSUME, "consume from"),
+    routes.TOPIC: (ANY, "read the metadata of"),
+    routes.PARTITIONS: (ANY, "read the metadata of"),
+    routes.PARTITION_OR_CONSUME: (ANY, "read the metadata of"),
+}
 SWEEP_INTERVAL = 1.0
 # During shutdown a connection that has sent nothing for this long is closed (one accepted
 # then, e.g. a client's spare connection, must not hold the drain to its deadline).
@@ -78,6 +93,7 @@ class Server:
         self.access_log = config.access_log
         self.connections: set[HttpProtocol] = set()
         self.consumers: Any = None  # gateway.consume.pool.ConsumerPool, set by gateway.app
+        self.auth = Authenticator.from_config(config, loop)  # None: authentication is off
         self._servers: list[asyncio.base_events.Server] = []
         self._registry: Any = None  # prometheus_client registry (gateway.metrics), from start()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -91,6 +107,7 @@ class Server:
 
         self._registry = make_registry(self, self.config.worker_slot)
         host, port = self.config.listen
+        tls = server_context(self.config)
         server = await self.loop.create_server(
             lambda: HttpProtocol(self),
             host,
@@ -98,6 +115,10 @@ class Server:
             backlog=1024,
             reuse_address=True,
             reuse_port=self.config.worker_slot is not None,  # --workers share the address
+            ssl=tls,
+            # A handshake is part of sending the request head (slowloris): the protocol and
+            # its timeouts only exist once it is done.
+            ssl_handshake_timeout=(self.config.header_timeout or None) if tls is not None else None,
         )
         self._servers.append(server)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
@@ -133,27 +154,106 @@ class Server:
 
     # -- dispatch -------------------------------------------------------------------------
     def dispatch(self, conn: HttpProtocol, head: RequestHead) -> None:
+        endpoint, params, methods = self._resolve(head)
+        conn.endpoint = endpoint
+        auth = self.auth
+        if auth is None or head.path in routes.OPEN_PATHS:
+            self._serve(conn, head, endpoint, params, methods)
+            return
+        # Authentication first, then authorization, both before the endpoint's own checks
+        # and before any byte of the body is read (docs/api.md §1: 401 and 403 come first).
+        try:
+            who = auth.authenticate(head, cert_principal(conn.peer_cert) if auth.cert_auth else None)
+        except errors.GatewayError as exc:
+            self._refuse(conn, exc)
+            return
+        if isinstance(who, str):
+            self._authorize(conn, head, endpoint, params, methods, who)
+            return
+        # The password is being verified on a worker thread: read nothing meanwhile.
+        conn.defer()
+        who.add_done_callback(
+            lambda f: self._after_verify(conn, head, endpoint, params, methods, f.result())
+        )
+
+    def _after_verify(
+        self,
+        conn: HttpProtocol,
+        head: RequestHead,
+        endpoint: str,
+        params: dict[str, str],
+        methods: dict[str, str] | None,
+        outcome: str | errors.GatewayError,
+    ) -> None:
+        if conn.head is not head or conn.state != ST_BODY:  # the client went away meanwhile
+            return
+        if isinstance(outcome, errors.GatewayError):
+            self._refuse(conn, outcome)
+            return
+        self._authorize(conn, head, endpoint, params, methods, outcome)
+
+    def _authorize(
+        self,
+        conn: HttpProtocol,
+        head: RequestHead,
+        endpoint: str,
+        params: dict[str, str],
+        methods: dict[str, str] | None,
+        principal: str,
+    ) -> None:
+        conn.principal = principal
+        auth = self.auth
+        assert auth is not None
+        need = _TOPIC_PERMISSION.get(endpoint)
+        if need is not None:
+            operation, verb = need
+            topic = params["topic"]
+            if not auth.allows(principal, operation, topic):
+                self._refuse(conn, errors.Forbidden(f"{principal} may not {verb} topic {topic}"))
+                return
+        self._serve(conn, head, endpoint, params, methods)
+
+    def _refuse(self, conn: HttpProtocol, exc: errors.GatewayError) -> None:
+        extra = b""
+        if isinstance(exc, errors.Unauthorized) and self.auth is not None:
+            extra = self.auth.challenge  # RFC 9110 §11.6.1: a 401 names the scheme to use
+        elif isinstance(exc, errors.AuthBusy):
+            extra = RETRY_AFTER
+        conn.respond(exc.status, exc.body(), extra_headers=extra)
+
+    def _resolve(self, head: RequestHead) -> tuple[str, dict[str, str], dict[str, str] | None]:
+        """(endpoint, path parameters, the path's methods); NOT_FOUND and METHOD_NOT_ALLOWED
+        name the requests answered 404 and 405."""
         found = routes.match(head.path)
         if found is None:
-            conn.endpoint = routes.NOT_FOUND
-            conn.respond_error(NOT_FOUND)
-            return
+            return routes.NOT_FOUND, {}, None
         methods, params = found
         endpoint = methods.get(head.method)
         if endpoint is None:
-            conn.endpoint = "method_not_allowed"
-            conn.respond(
-                405,
-                errors.error_body(405, "HTTP 405 Method Not Allowed"),
-                extra_headers=b"Allow: " + ", ".join(methods).encode() + b"\r\n",
-            )
-            return
+            return METHOD_NOT_ALLOWED, params, methods
         if endpoint == routes.PARTITION_OR_CONSUME and "offset" in parse_qs(
             head.query, keep_blank_values=True
         ):
             endpoint = routes.CONSUME_V1
-        conn.endpoint = endpoint
-        if endpoint == routes.PRODUCE_V3:
+        return endpoint, params, methods
+
+    def _serve(
+        self,
+        conn: HttpProtocol,
+        head: RequestHead,
+        endpoint: str,
+        params: dict[str, str],
+        methods: dict[str, str] | None,
+    ) -> None:
+        if endpoint == routes.NOT_FOUND:
+            conn.respond_error(NOT_FOUND)
+        elif endpoint == METHOD_NOT_ALLOWED:
+            conn.respond(
+                405,
+                errors.error_body(405, "HTTP 405 Method Not Allowed"),
+                extra_headers=b"Allow: " + ", ".join(methods or ()).encode() + b"\r\n",
+            )
+        elif endpoint == routes.PRODUCE_V3:
             self.on_produce_v3(conn, head, params["cluster_id"], params["topic"])
         elif endpoint == routes.PRODUCE_V3_BATCH:
             self.on_produce_v3(conn, head, params["cluster_id"], params["topic"], batch=True)
@@ -169,7 +269,7 @@ class Server:
 
             on_consume_v1(self, conn, head, params)
         elif endpoint in _METADATA_READS:
-            self.run_request(conn, self._metadata_read(endpoint, head, params))
+            self.run_request(conn, self._metadata_read(endpoint, head, params, conn.principal))
         elif endpoint == routes.ROOT:
             conn.respond(200, b"{}")
         elif endpoint == routes.HEALTHZ:
@@ -244,11 +344,18 @@ class Server:
         task.add_done_callback(done)
 
     async def _metadata_read(
-        self, endpoint: str, head: RequestHead, params: dict[str, str]
+        self, endpoint: str, head: RequestHead, params: dict[str, str], principal: str | None
     ) -> tuple[bytes, bytes]:
         md = self.metadata
         if endpoint == routes.TOPICS:
-            return await metadata_api.list_topics(md)
+            auth = self.auth
+            if principal is None or auth is None or auth.acl is None:
+                return await metadata_api.list_topics(md)
+            # The listing shows the topics the principal has some permission on (as Kafka's
+            # own listing shows only the topics a client may describe).
+            return await metadata_api.list_topics(
+                md, lambda topic: auth.allows(principal, ANY, topic)
+            )
         if endpoint == routes.TOPIC:
             return await metadata_api.get_topic(md, params["topic"], self.loop)
         if endpoint == routes.PARTITIONS:
@@ -389,6 +496,8 @@ class Server:
             self._sweeper.cancel()
         for server in self._servers:
             await server.wait_closed()
+        if self.auth is not None:
+            self.auth.close()
 
     def summary(self) -> dict[str, Any]:
         s = self.stats

@@ -14,6 +14,7 @@ something (cluster metadata) and answers later.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -55,6 +56,13 @@ _ALLOWED = {
     ST_RESPONDING: {ST_HEAD, ST_CLOSED},
     ST_CLOSED: set(),
 }
+
+
+def _log_name(name: str) -> str:
+    """A principal as one access-log token (a certificate CN may hold spaces)."""
+    if name.isprintable() and " " not in name and '"' not in name:
+        return name
+    return json.dumps(name)
 
 
 class BodyConsumer(Protocol):
@@ -113,6 +121,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._req_line = "-"
         self._req_logged = True  # its access line is written (or no request has begun)
         self._consumer_logs = False  # the body consumer writes the line (a v3 stream)
+        # TLS: the client certificate the handshake verified ({} or None without one), and
+        # the principal the server's dispatch authenticated for the current request.
+        self.peer_cert: Any = None
+        self.principal: str | None = None
 
     # -- state ------------------------------------------------------------------------
     def _set_state(self, state: int) -> None:
@@ -137,6 +149,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         peer = t.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._peer = f"{peer[0]}:{peer[1]}"
+        self.peer_cert = t.get_extra_info("peercert")
         self._http.connections += 1
         self._server.connection_opened(self)
 
@@ -562,7 +575,13 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._lingering = True
         try:
             transport.write_eof()
-        except (OSError, RuntimeError, NotImplementedError):
+        except NotImplementedError:
+            # TLS has no half-close (the SSL transport refuses write_eof): the response says
+            # "Connection: close", so the client closes once it has read it; until then (or
+            # LINGER_TIMEOUT) its unread body is discarded the same way.
+            pass
+        except (OSError, RuntimeError):
+            self._paused |= PAUSE_STOPPED  # (pause_reading is a no-op once lingering)
             transport.close()
             return
         self._start = self._end = 0
@@ -615,6 +634,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._req_logged = False
         self._consumer_logs = False
         self.endpoint = "-"
+        self.principal = None
 
     def _finish_request(self, status: int, detail: str = "") -> None:
         """The request is over: count it, and write its access log line (gateway.access)."""
@@ -623,6 +643,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._req_logged = True
         self._http.response(self.endpoint, status)
         if self._server.access_log:
+            if self.principal is not None:
+                detail += " user=" + _log_name(self.principal)
             write_access(
                 '%s "%s" %d in=%d out=%d ms=%.1f%s'
                 % (

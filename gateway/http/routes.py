@@ -36,6 +36,11 @@ _STATIC: dict[str, dict[str, str]] = {
 }
 
 
+# Paths served without authentication (README "Security"): liveness, readiness and metrics
+# are for load balancers and scrapers, and reveal nothing of the data.
+OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+
+
 def match(path: str) -> Route | None:
     """The endpoints ``path`` names, by method, with its parameters; None for an unknown path
     (404). A known path whose method is missing from the map is a 405."""

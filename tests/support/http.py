@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -33,9 +34,14 @@ class HttpResponse:
 class Conn:
     """One TCP connection with a byte buffer and response readers."""
 
-    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(
+        self, host: str, port: int, timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:  # HTTPS: the handshake happens here
+            sock = ssl_context.wrap_socket(sock, server_hostname=host)
+        self.sock = sock
         self.buf = bytearray()
         self.host = host
         self.port = port
@@ -147,8 +153,9 @@ def request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> HttpResponse:
-    with Conn(host, port, timeout) as c:
+    with Conn(host, port, timeout, ssl_context) as c:
         c.send(build_request(method, path, body, headers))
         return c.read_response()
 
@@ -178,8 +185,9 @@ class ProduceStream:
         content_type: str = "application/json",
         timeout: float = 60.0,
         extra_headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.conn = Conn(host, port, timeout)
+        self.conn = Conn(host, port, timeout, ssl_context)
         self.path = f"{prefix}/clusters/{cluster_id}/topics/{topic}/records"
         h = {
             "Host": "gateway.test",
