@@ -30,7 +30,11 @@ cdef enum:
     _SC_PENDING = 1     # with librdkafka, report not in yet
     _SC_OK = 2          # delivered: partition, offset, timestamp filled
     _SC_FAILED = 3      # `report` holds the failure report's bytes
-    _SC_INITIAL_SLOTS = 16
+    # The ring is allocated with the first record (an idle stream has none), starts with a few
+    # slots, doubles as needed, and is given back when it empties after having grown past
+    # _SC_KEEP_SLOTS.
+    _SC_INITIAL_SLOTS = 4
+    _SC_KEEP_SLOTS = 1024
     # Why push() stopped before the end of its items (the session's pause reasons).
     SC_STOP_NONE = 0
     SC_STOP_IN_FLIGHT = 1 << 4
@@ -311,6 +315,7 @@ cdef class StreamCore:
     cdef readonly Py_ssize_t pending     # records with librdkafka, report not in yet
     cdef readonly int mode               # report format: FORMAT_V3, FORMAT_V1 or FORMAT_V2
     # Timestamp formatting cache: the second last formatted and its text.
+    cdef bint _closed
     cdef int64_t _ts_sec
     cdef char _ts_text[32]
     cdef Py_ssize_t _ts_len
@@ -337,7 +342,6 @@ cdef class StreamCore:
         self._error_fn = error_fn
         self._fail_fn = fail_fn
         self._error_report = error_report
-        self._grow(_SC_INITIAL_SLOTS)
         self._sid = router.register(self)
 
     def __dealloc__(self):
@@ -364,6 +368,7 @@ cdef class StreamCore:
     cdef void _release(self) noexcept:
         cdef uint64_t s
         cdef _Slot* slot
+        self._closed = True
         if self._ring == NULL:
             return
         s = self.head
@@ -395,6 +400,7 @@ cdef class StreamCore:
         return self.tail - self.head >= <uint64_t>self.capacity
 
     cdef int _grow(self, uint64_t size) except -1:
+        # Also the first allocation (no ring yet: head == tail, nothing to copy).
         cdef _Slot* ring = <_Slot*>calloc(size, sizeof(_Slot))
         cdef uint64_t s, mask = size - 1
         if ring == NULL:
@@ -412,8 +418,10 @@ cdef class StreamCore:
     cdef inline _Slot* _new_slot(self) except NULL:
         cdef _Slot* slot
         if self._ring == NULL:
-            raise RuntimeError("the stream core is closed")
-        if self.tail - self.head > self._mask:
+            if self._closed:
+                raise RuntimeError("the stream core is closed")
+            self._grow(_SC_INITIAL_SLOTS)
+        elif self.tail - self.head > self._mask:
             self._grow((self._mask + 1) * 2)
         slot = &self._ring[self.tail & self._mask]
         self.tail += 1
@@ -659,6 +667,11 @@ cdef class StreamCore:
             slot.state = _SC_FREE
             s += 1
         self.head = s
+        if s == tail and self._mask >= _SC_KEEP_SLOTS:
+            # Empty after a burst: give the big ring back (the next record allocates anew).
+            free(self._ring)
+            self._ring = NULL
+            self._mask = 0
         if pos == 0:
             return b""
         out = _sc_out[:pos]

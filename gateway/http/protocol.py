@@ -247,6 +247,15 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.last_activity = time.monotonic()
         self._write_paused_at = 0.0
         self.resume_reading(PAUSE_WRITE)
+        # A stream that kept its reports while the socket was full writes them now.
+        on_writable = getattr(self._consumer, "on_writable", None)
+        if on_writable is not None and self._stream_open:
+            on_writable()
+
+    @property
+    def write_blocked(self) -> bool:
+        """The transport's buffer is over its high-water mark (the peer is not reading)."""
+        return self._write_paused_at != 0.0
 
     # -- flow control (reasons bitmask) ----------------------------------------------
     def pause_reading(self, reason: int) -> None:

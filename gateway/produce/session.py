@@ -35,6 +35,8 @@ SHUTDOWN_MESSAGE = "gateway is shutting down before this record was handed to Ka
 
 
 class ReportStream(Protocol):
+    @property
+    def write_blocked(self) -> bool: ...
     def write_body(self, data: bytes) -> None: ...
     def end_body(self) -> None: ...
     def pause_reading(self, reason: int) -> None: ...
@@ -44,6 +46,14 @@ class ReportStream(Protocol):
 
 
 class ProduceSession:
+    # Slots: 10,000 open streams each hold one (issue 4's memory row).
+    __slots__ = (
+        "_backlog", "_backlog_pos", "_core", "_dropped", "_ended", "_folded_ok", "_gone",
+        "_input_done", "_latency", "_max_feed", "_paused", "_producer", "_sample_seq",
+        "_sample_t", "_shutting_down", "_splitter", "_stats", "_stream", "_tc", "_topic",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         stream: ReportStream,
@@ -225,8 +235,12 @@ class ProduceSession:
     def flush_reports(self) -> None:
         """Write every report whose predecessors are all known, as one chunk. Called after a
         poll that completed some of this stream's records (the router lists them), and after
-        each body piece."""
+        each body piece. While the peer does not read (the socket's buffer is full), reports
+        stay in the core's ring, a few dozen bytes each, until ``on_writable``; the full
+        window then pauses reading."""
         core = self._core
+        if self._stream.write_blocked and not self._gone and not self._shutting_down:
+            return
         data = core.take_ready()
         if data and not self._gone:
             self._stream.write_body(data)
@@ -242,6 +256,10 @@ class ProduceSession:
             self._retry_backlog()
             return
         self._maybe_end()
+
+    def on_writable(self) -> None:
+        """The socket's buffer drained below its low-water mark."""
+        self.flush_reports()
 
     def on_queue_space(self) -> None:
         if self._paused & PAUSE_KAFKA_QUEUE:

@@ -28,6 +28,7 @@ class FakeStream:
         self.stopped = False
         self.pause_calls: list[tuple[str, int]] = []
         self.access: list[str] = []  # log_access calls: one per stream, at its end
+        self.write_blocked = False  # the peer stopped reading (transport over high water)
 
     def write_body(self, data: bytes) -> None:
         assert not self.ended
@@ -252,6 +253,29 @@ def test_shutdown_fails_parked_records_with_retriable_reports(loop: Any) -> None
     got = stream.reports()
     assert [r["error_code"] for r in got] == [200] * 5 + [50003] * 15
     assert stream.ended
+
+
+def test_a_peer_that_stops_reading_keeps_reports_in_the_window_until_writable(loop: Any) -> None:
+    kp, fake, stream, s, _ = make(loop, [[rec(i) for i in range(6)], [rec(i) for i in range(6, 12)]],
+                                  max_in_flight=8)
+    s.on_body(memoryview(b"x"))
+    stream.write_blocked = True
+    for i in range(6):
+        fake.deliver(i)
+    kp.poll_now()
+    assert stream.data == b""  # known, but held in the ring while the socket is full
+    assert s.in_flight() == 6
+    s.on_body(memoryview(b"x"))  # 2 fit the window of 8; the rest wait, reading pauses
+    assert stream.paused == PAUSE_IN_FLIGHT and len(fake.queued) == 8
+    stream.write_blocked = False
+    s.on_writable()
+    assert len(stream.reports()) == 6
+    assert stream.paused == 0 and len(fake.queued) == 12  # room again: the backlog went on
+    for i in range(6, 12):
+        fake.deliver(i)
+    kp.poll_now()
+    s.on_body_end()
+    assert [r["error_code"] for r in stream.reports()] == [200] * 12 and stream.ended
 
 
 def test_window_grows_from_a_few_slots_and_keeps_order(loop: Any) -> None:
