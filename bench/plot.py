@@ -208,7 +208,10 @@ def _targets(ax: Any, verdicts: list[dict[str, Any]]) -> None:
         judged = v["gateway"] if v["target_on"] == "gateway" else v["ratio"]
         if judged is None:
             continue
-        rows.append((f"{v['row']} ({v['metric']})", judged / v["target"], v["pass"]))
+        # A "more is better" row (--workers scaling: the ratio must exceed its target) is drawn
+        # as target / figure, so that ≤ 1 meets every target alike.
+        figure = v["target"] / judged if v.get("higher_is_better") else judged / v["target"]
+        rows.append((f"{v['row']} ({v['metric']})", figure, v["pass"]))
     labels = [r[0] for r in rows][::-1]
     values = [r[1] for r in rows][::-1]
     colors = ["tab:green" if r[2] else "tab:red" for r in rows][::-1]

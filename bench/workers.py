@@ -106,6 +106,7 @@ def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
         "gateway": many["records_per_s"], "baseline": one["records_per_s"],
         "baseline_what": "--workers 1", "ratio": scale, "target": 1.0, "target_on": "ratio",
         "target_text": "> 1× (scales)", "pass": None if scale is None else scale > 1.0,
+        "higher_is_better": True,
     })
     result["series"]["throughput"] = [{
         "label": f"--workers {r['workers']}", "unit": "records/s",
