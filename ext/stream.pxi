@@ -314,6 +314,12 @@ cdef class StreamCore:
     cdef readonly Py_ssize_t orphans     # reports for a slot not pending (a bug if not 0)
     cdef readonly Py_ssize_t pending     # records with librdkafka, report not in yet
     cdef readonly int mode               # report format: FORMAT_V3, FORMAT_V1 or FORMAT_V2
+    # Rate limits (gateway.limits): what push() handed over, cumulative, and the records it
+    # dropped because the allowance it was given ran out (each gets `rate_report`).
+    cdef readonly int64_t used_records
+    cdef readonly int64_t used_bytes
+    cdef readonly Py_ssize_t rate_dropped
+    cdef public bytes rate_report
     # Timestamp formatting cache: the second last formatted and its text.
     cdef bint _closed
     cdef int64_t _ts_sec
@@ -437,6 +443,21 @@ cdef class StreamCore:
         self._fail_fn(code, 1)
         return 0
 
+    cdef int _file_rate_drop(self) except -1:
+        cdef bytes report = self.rate_report
+        cdef _Slot* slot
+        if report is None:
+            report = self._error_report(429, "record dropped: the produce rate limit is exceeded")
+            self.rate_report = report
+        slot = self._new_slot()
+        Py_INCREF(report)
+        slot.report = <PyObject*>report
+        slot.state = _SC_FAILED
+        self.failed += 1
+        self.rate_dropped += 1
+        self._fail_fn(429, 1)
+        return 0
+
     def push_failure(self, int code, message, bint force=False):
         """File a failure report for a record that never reaches Kafka. Over the capacity only
         with ``force``: a final, bounded batch after reading has stopped for good."""
@@ -444,10 +465,13 @@ cdef class StreamCore:
             raise OverflowError("the stream's in-flight window is full")
         self._file_failure(code, message)
 
-    def push(self, list items not None, Py_ssize_t i=0):
+    def push(self, list items not None, Py_ssize_t i=0, int64_t allow_records=-1,
+             int64_t allow_bytes=-1):
         """Hand items[i:] to Kafka in order; returns the index of the first item not taken
         (len(items) when all were). ``stop_reason`` says why it stopped early: the in-flight
-        window is full, or librdkafka's queue is (retry after reports come in)."""
+        window is full, or librdkafka's queue is (retry after reports come in). With
+        ``allow_records``/``allow_bytes`` (-1: no limit), records beyond that allowance are
+        dropped with ``rate_report`` (key and value bytes count)."""
         cdef Py_ssize_t n = PyList_GET_SIZE(items)
         cdef object item
         cdef tuple rec
@@ -461,6 +485,12 @@ cdef class StreamCore:
         cdef uint64_t seq
         cdef _Slot* slot
         cdef uint8_t kt, vt
+        cdef int64_t size
+        cdef bint limited = allow_records >= 0 or allow_bytes >= 0
+        if allow_records < 0:
+            allow_records = <int64_t>1 << 62
+        if allow_bytes < 0:
+            allow_bytes = <int64_t>1 << 62
         self.stop_reason = SC_STOP_NONE
         while i < n:
             if self.tail - self.head >= <uint64_t>self.capacity:
@@ -490,6 +520,17 @@ cdef class StreamCore:
             ts = <object>PyTuple_GET_ITEM(rec, 5)
             kt = _sc_type_code(<object>PyTuple_GET_ITEM(rec, 6))
             vt = _sc_type_code(<object>PyTuple_GET_ITEM(rec, 7))
+            if limited:
+                size = (0 if key is None else PyBytes_GET_SIZE(key)) + (
+                    0 if value is None else PyBytes_GET_SIZE(value))
+                if allow_records < 1 or size > allow_bytes:
+                    self._file_rate_drop()
+                    i += 1
+                    continue
+                allow_records -= 1
+                allow_bytes -= size
+                self.used_records += 1
+                self.used_bytes += size
             seq = self.tail
             if self._rdp is not None:
                 kp = NULL

@@ -303,8 +303,14 @@ class StreamCore:
         error_report: Callable[[int, str], bytes],
         mode: int = ...,
     ) -> None: ...
-    def push(self, items: list[Any], i: int = 0) -> int:
-        """Hand items[i:] to Kafka in order; the index of the first item not taken."""
+    used_records: int
+    used_bytes: int
+    rate_dropped: int
+    rate_report: bytes | None
+
+    def push(self, items: list[Any], i: int = 0, allow_records: int = -1, allow_bytes: int = -1) -> int:
+        """Hand items[i:] to Kafka in order; the index of the first item not taken. Records
+        beyond the allowance (-1: none) are dropped with ``rate_report`` (HTTP-level 429)."""
 
     def push_failure(self, code: int, message: str, force: bool = False) -> None: ...
     def take_ready(self) -> bytes:

@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-request-bytes",
         type=int,
         metavar="N",
-        help="largest Content-Length body; 0 means no limit (default 0)",
+        help="largest request body: a Content-Length over it is 413, a chunked v3 stream gets a "
+        "last 413 report at that byte; 0 means no limit (default 0)",
     )
     p.add_argument(
         "--max-batch-entries",
@@ -141,7 +142,64 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {d.kafka_stats_interval:g})",
     )
     _add_security_flags(p)
+    _add_limit_flags(p)
     return p
+
+
+# (flag, Config field, type, help): the produce limits (gateway.limits; README "Limits"), named
+# after Confluent's REST Proxy settings (their dots are dashes here).
+LIMIT_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--api-v3-produce-rate-limit-enabled", "rate_limit_enabled", bool,
+     "turn the record and byte rate limits on (records over them get in-stream 429 reports)"),
+    ("--api-v3-produce-rate-limit-max-requests-per-sec", "rate_limit_records", int,
+     "records/s per principal (default 10000)"),
+    ("--api-v3-produce-rate-limit-max-requests-global-per-sec", "rate_limit_records_global", int,
+     "records/s for the whole gateway process (default 10000)"),
+    ("--api-v3-produce-rate-limit-max-bytes-per-sec", "rate_limit_bytes", int,
+     "key+value bytes/s per principal (default 10000000)"),
+    ("--api-v3-produce-rate-limit-max-bytes-global-per-sec", "rate_limit_bytes_global", int,
+     "key+value bytes/s for the whole gateway process (default 10000000)"),
+    ("--max-concurrent", "max_concurrent", int,
+     "produce streams and requests one principal (without authentication: one client IP) may "
+     "have open at once; one more is refused with 429/42902 (default 0: no limit)"),
+    ("--streaming-connection-max-duration-ms", "stream_max_duration", float,
+     "a v3 stream open longer than this many ms stops reading: one last 408 report, then the "
+     "response ends and the connection closes (default 0: no limit)"),
+]
+
+
+def _add_limit_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "limits",
+        "Produce rates (token buckets holding one second of their rate), concurrency and stream "
+        "duration, named after Confluent's REST Proxy settings. --max-request-bytes is "
+        "Confluent's api.v3.produce.request.size.limit.max.bytes: a chunked v3 stream over it "
+        "gets one last 413 report and stops reading.",
+    )
+    for flag, dest, kind, text in LIMIT_FLAGS:
+        if kind is bool:
+            g.add_argument(flag, dest=dest, action="store_true", default=None, help=text)
+        else:
+            g.add_argument(flag, dest=dest, metavar="N", help=text)
+
+
+def _limits_from_args(args: argparse.Namespace, cfg: Config, pick: Any) -> None:
+    for flag, dest, kind, _ in LIMIT_FLAGS:
+        v = pick(getattr(args, dest), flag[2:].upper().replace("-", "_"))
+        if v is None:
+            continue
+        if kind is bool:
+            cfg.rate_limit_enabled = _flag(v)
+            continue
+        try:
+            number = kind(v)
+        except ValueError:
+            raise ConfigError(f"{flag}: not a number: {v!r}") from None
+        if number < 0 or (number == 0 and dest.startswith("rate_limit")):
+            raise ConfigError(f"{flag}: must be {'positive' if dest.startswith('rate') else 'at least 0'}, not {v}")
+        if dest == "stream_max_duration":
+            number = number / 1000.0
+        setattr(cfg, dest, number)
 
 
 def _add_security_flags(p: argparse.ArgumentParser) -> None:
@@ -240,6 +298,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level: unknown level {cfg.log_level!r}")
     _security_from_args(args, cfg, pick)
+    _limits_from_args(args, cfg, pick)
     cfg.validate()
     return cfg
 

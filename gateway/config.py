@@ -73,6 +73,14 @@ class Config:
     tls_key: str | None = None  # its PEM private key (unless in tls_cert)
     tls_client_ca: str | None = None  # CA(s) of client certificates; their CN is a principal
     tls_require_client_cert: bool = False  # refuse the TLS handshake without a client cert
+    # Limits (gateway.limits, README "Limits"), named after Confluent's REST Proxy settings.
+    rate_limit_enabled: bool = False  # api.v3.produce.rate.limit.enabled
+    rate_limit_records: int = 10000  # ...max.requests.per.sec: records/s per principal
+    rate_limit_records_global: int = 10000  # ...max.requests.global.per.sec: records/s in all
+    rate_limit_bytes: int = 10_000_000  # ...max.bytes.per.sec: key+value bytes/s per principal
+    rate_limit_bytes_global: int = 10_000_000  # ...max.bytes.global.per.sec
+    max_concurrent: int = 0  # produce streams and requests open at once per principal (0: any)
+    stream_max_duration: float = 0.0  # streaming.connection.max.duration.ms, in s (0: none)
 
     def held_body_limit(self) -> int:
         """Limit of a body held whole until parsed: max_batch_bytes, or --max-request-bytes

@@ -135,6 +135,13 @@ class TopicNotFound(PeerError):
     error_code = 40401
 
 
+class TooManyRequests(PeerError):
+    """Too many concurrent produce streams or requests for this principal (429/42902)."""
+
+    status = 429
+    error_code = 42902
+
+
 class PartitionNotFound(PeerError):
     status = 404
     error_code = 40402

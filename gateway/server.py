@@ -19,6 +19,7 @@ from gateway.http.parser import HttpLimits, RequestHead
 from gateway.http.protocol import ST_BODY, HttpProtocol
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
+from gateway.limits import ConcurrencyLimiter, RateLimiter, RateSettings
 from gateway.produce import JsonSplitter
 from gateway.produce.batch import BatchRequest
 from gateway.produce.session import ProduceSession
@@ -94,6 +95,14 @@ class Server:
         self.connections: set[HttpProtocol] = set()
         self.consumers: Any = None  # gateway.consume.pool.ConsumerPool, set by gateway.app
         self.auth = Authenticator.from_config(config, loop)  # None: authentication is off
+        self.rates = RateLimiter(RateSettings(
+            enabled=config.rate_limit_enabled,
+            records_per_principal=config.rate_limit_records,
+            records_global=config.rate_limit_records_global,
+            bytes_per_principal=config.rate_limit_bytes,
+            bytes_global=config.rate_limit_bytes_global,
+        ))
+        self.concurrency = ConcurrencyLimiter(config.max_concurrent)
         self._servers: list[asyncio.base_events.Server] = []
         self._registry: Any = None  # prometheus_client registry (gateway.metrics), from start()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -437,10 +446,26 @@ class Server:
             return
         self._start_produce(conn, cluster_id, topic, partitions, batch)
 
+    def take_slot(self, conn: HttpProtocol) -> bool:
+        """A concurrency slot for a produce stream or request of this connection's principal;
+        False (and the 429/42902 answer sent) when the principal has none left."""
+        if not self.concurrency.limit:
+            return True
+        who = conn.limit_principal
+        if not self.concurrency.acquire(who):
+            conn.respond_error(errors.TooManyRequests(
+                f"{who} already has {self.concurrency.limit} produce streams or requests open"
+            ))
+            return False
+        conn.hold_slot(self.concurrency, who)
+        return True
+
     def _start_produce(
         self, conn: HttpProtocol, cluster_id: str, topic: str, partitions: int, batch: bool
     ) -> None:
         cfg = self.config
+        if not self.take_slot(conn):
+            return
         if batch:
             conn.read_body(
                 BatchRequest(
@@ -465,6 +490,10 @@ class Server:
             partitions=partitions,
             max_in_flight=cfg.max_in_flight,
             stats=self.stats,
+            rates=self.rates,
+            principal=conn.limit_principal,
+            max_body_bytes=cfg.max_request_bytes,
+            max_duration=cfg.stream_max_duration,
         )
         conn.start_stream(session)
 

@@ -113,6 +113,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         # current request needs, gathered once per request and per body piece or write.
         self._http = server.http_stats
         self._peer = "-"
+        self.peer_host = "-"
         self.endpoint = "-"  # set by the server's dispatch
         self._sent = 0  # bytes written on this connection
         self._req_t0 = 0.0
@@ -125,6 +126,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         # the principal the server's dispatch authenticated for the current request.
         self.peer_cert: Any = None
         self.principal: str | None = None
+        # A concurrency slot (gateway.limits) the current request holds: (limiter, principal).
+        self._slot: tuple[Any, str] | None = None
 
     # -- state ------------------------------------------------------------------------
     def _set_state(self, state: int) -> None:
@@ -149,11 +152,13 @@ class HttpProtocol(asyncio.BufferedProtocol):
         peer = t.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._peer = f"{peer[0]}:{peer[1]}"
+            self.peer_host = str(peer[0])
         self.peer_cert = t.get_extra_info("peercert")
         self._http.connections += 1
         self._server.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.release_slot()
         prev = self._state
         self._state = ST_CLOSED
         self._transport = None
@@ -645,8 +650,25 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.endpoint = "-"
         self.principal = None
 
+    @property
+    def limit_principal(self) -> str:
+        """Who the produce limits count this request for: the authenticated principal, else
+        the client's IP address."""
+        return self.principal if self.principal is not None else self.peer_host
+
+    def hold_slot(self, limiter: Any, principal: str) -> None:
+        """The current request took a concurrency slot: given back when it ends."""
+        self._slot = (limiter, principal)
+
+    def release_slot(self) -> None:
+        slot = self._slot
+        if slot is not None:
+            self._slot = None
+            slot[0].release(slot[1])
+
     def _finish_request(self, status: int, detail: str = "") -> None:
         """The request is over: count it, and write its access log line (gateway.access)."""
+        self.release_slot()
         if self._req_logged:
             return
         self._req_logged = True

@@ -15,12 +15,14 @@ clears, and the connection resumes the socket only when no other reason holds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Protocol
 
 from gateway._speedups import StreamCore
 from gateway.kafka.producer import KafkaProducer
+from gateway.limits import RateLimiter
 from gateway.produce.reports import error_report, json_str
 from gateway.stats import ProduceStats
 
@@ -51,6 +53,7 @@ class ProduceSession:
         "_backlog", "_backlog_pos", "_core", "_dropped", "_ended", "_folded_ok", "_gone",
         "_input_done", "_latency", "_max_feed", "_paused", "_producer", "_sample_seq",
         "_sample_t", "_shutting_down", "_splitter", "_stats", "_stream", "_tc", "_topic",
+        "_rates", "_principal", "_max_body", "_body_bytes", "_timer", "_max_duration",
         "__weakref__",
     )
 
@@ -66,8 +69,22 @@ class ProduceSession:
         max_in_flight: int,
         stats: ProduceStats,
         max_feed: int = 64 * 1024,
+        rates: RateLimiter | None = None,
+        principal: str = "-",
+        max_body_bytes: int = 0,
+        max_duration: float = 0.0,
     ) -> None:
         self._stream = stream
+        # Limits (gateway.limits): the rate buckets, who they count this stream for, the body
+        # size limit (0: none) and the stream's maximum duration (0: none).
+        self._rates = rates if rates is not None and rates.enabled else None
+        self._principal = principal
+        self._max_body = max_body_bytes
+        self._body_bytes = 0
+        self._max_duration = max_duration
+        self._timer: asyncio.TimerHandle | None = None
+        if max_duration > 0:
+            self._timer = asyncio.get_running_loop().call_later(max_duration, self._on_max_duration)
         self._producer = producer
         self._splitter = splitter
         self._topic = topic
@@ -131,9 +148,29 @@ class ProduceSession:
     def on_body(self, data: memoryview) -> None:
         if self._input_done:
             return
-        step = self._max_feed
         n = len(data)
         self._tc.bytes_in += n
+        if self._max_body:
+            room = self._max_body - self._body_bytes
+            self._body_bytes += n
+            if n > room:
+                # Over the request size limit: the records complete within it go on; the rest
+                # of the body is not read and gets one last 413 report (docs/api.md §1).
+                if room > 0:
+                    self._feed(data[:room])
+                self._cut_input(
+                    413,
+                    f"the request body is over the {self._max_body}-byte limit "
+                    "(api.v3.produce.request.size.limit.max.bytes): reading stopped at byte "
+                    f"{self._max_body}; the records after this report were not read",
+                    413,
+                )
+                return
+        self._feed(data)
+
+    def _feed(self, data: memoryview) -> None:
+        step = self._max_feed
+        n = len(data)
         if n <= step:
             self._handle(self._splitter.feed(data), 0)
             return
@@ -178,7 +215,14 @@ class ProduceSession:
         tail0 = core.tail
         failed0 = core.failed
         produced0 = core.produced
-        i = core.push(items, i)
+        rates = self._rates
+        if rates is None:
+            i = core.push(items, i)
+        else:
+            allow_records, allow_bytes = rates.allowance(self._principal)
+            used_records, used_bytes = core.used_records, core.used_bytes
+            i = core.push(items, i, allow_records, allow_bytes)
+            rates.charge(self._principal, core.used_records - used_records, core.used_bytes - used_bytes)
         if i < len(items):
             reason = core.stop_reason
             self._backlog = items
@@ -220,16 +264,45 @@ class ProduceSession:
                 if reasons & reason:
                     self._stream.resume_reading(reason)
 
-    def _fail_backlog(self) -> None:
+    def _fail_backlog(self, code: int = 50003, message: str = SHUTDOWN_MESSAGE) -> None:
         backlog = self._backlog
         self._backlog = None
         if backlog is None:
             return
         core = self._core
         for _ in range(len(backlog) - self._backlog_pos):
-            # Shutdown ends reading, so the window has room once earlier reports drain; the
+            # Reading has ended, so the window has room once earlier reports drain; the
             # in-flight bound still holds because nothing new is read.
-            core.push_failure(50003, SHUTDOWN_MESSAGE, True)
+            core.push_failure(code, message, True)
+
+    def _cut_input(self, code: int, message: str, backlog_code: int) -> None:
+        """Read no more of this body: records waiting for room get ``backlog_code`` reports,
+        then one last report (``code``) stands for the rest of the body, which is not read."""
+        if self._input_done:
+            return
+        self._input_done = True
+        self._stream.stop_reading()
+        self._producer.cancel_wait(self)
+        if self._backlog is not None:
+            self._fail_backlog(
+                backlog_code,
+                "the stream ended before this record was handed to Kafka; resend it",
+            )
+        self._core.push_failure(code, message, True)
+        self.flush_reports()
+
+    def _on_max_duration(self) -> None:
+        self._timer = None
+        if self._input_done or self._gone:
+            return
+        ms = round(self._max_duration * 1000)
+        self._cut_input(
+            408,
+            f"the stream was open for its maximum of {ms} ms (streaming.connection.max.duration.ms): "
+            "reading stopped here; the records after this report were not read, send them on a "
+            "new connection",
+            408,
+        )
 
     # -- delivery reports -------------------------------------------------------------
     def flush_reports(self) -> None:
@@ -273,6 +346,9 @@ class ProduceSession:
             return
         self._ended = True
         core.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         stats = self._stats
         ok, failed = self.records_ok, self.records_failed
         stats.records_ok += ok

@@ -567,6 +567,8 @@ def on_produce_v1(server: Server, conn: HttpProtocol, head: RequestHead, params:
                 f"partition {url_partition} not found: topic {topic} has {partitions} partitions"
             ))
             return
+        if not server.take_slot(conn):
+            return
         conn.read_body(
             V1ProduceRequest(
                 conn,
