@@ -478,6 +478,8 @@ class Server:
                     max_entries=cfg.max_batch_entries,
                     max_bytes=cfg.held_body_limit(),
                     stats=self.stats,
+                    rates=self.rates,
+                    principal=conn.limit_principal,
                 )
             )
             return

@@ -28,6 +28,7 @@ from gateway._speedups import RdProducer, format_timestamp
 from gateway.errors import error_body
 from gateway.http.writer import JSON_TYPE
 from gateway.kafka.producer import KafkaProducer, error_text
+from gateway.limits import RateLimiter
 from gateway.produce.items import RecordError
 from gateway.stats import ProduceStats
 
@@ -301,8 +302,12 @@ class BatchRequest(WholeRequest):
         max_entries: int,
         max_bytes: int,
         stats: ProduceStats | None = None,
+        rates: RateLimiter | None = None,
+        principal: str = "-",
     ) -> None:
         super().__init__(conn, producer, topic=topic, max_bytes=max_bytes, stats=stats)
+        self._rates = rates if rates is not None and rates.enabled else None
+        self._principal = principal
         self._make_splitter = make_splitter
         self._cluster_id = cluster_id
         self._partitions = partitions
@@ -325,6 +330,28 @@ class BatchRequest(WholeRequest):
             else:
                 _, partition, key, value, headers, ts, kt, vt = item
                 todo.append((value, key, partition, ts, headers, (index, kt, key, vt, value)))
+        if self._rates is not None and todo:
+            self._todo = self._within_rate(todo)
+
+    def _within_rate(self, todo: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The entries the rate limits allow now; the others fail with 429 (gateway.limits)."""
+        rates = self._rates
+        assert rates is not None
+        records, nbytes = rates.allowance(self._principal)
+        kept: list[tuple[Any, ...]] = []
+        used = 0
+        for entry in todo:
+            value, key = entry[0], entry[1]
+            size = (0 if key is None else len(key)) + (0 if value is None else len(value))
+            if records < 1 or size > nbytes:
+                self._fail(entry[5][0], 429, "record dropped: the produce rate limit is exceeded", False)
+                continue
+            records -= 1
+            nbytes -= size
+            used += size
+            kept.append(entry)
+        rates.charge(self._principal, len(kept), used)
+        return kept
 
     def _parse(self, body: bytes) -> list[tuple[str, dict[str, Any]]]:
         try:

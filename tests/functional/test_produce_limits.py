@@ -82,3 +82,18 @@ def test_a_stream_open_past_its_maximum_duration_gets_408_then_ends(gateway_fact
         assert s.conn.is_closed_by_peer()
     assert [r["error_code"] for r in reports] == [408]
     assert "maximum" in reports[0]["message"]
+
+
+def test_batch_entries_over_the_rate_fail_with_429(gateway_factory, topic_factory) -> None:
+    g = gateway_factory(
+        "--api-v3-produce-rate-limit-enabled",
+        "--api-v3-produce-rate-limit-max-requests-global-per-sec", "3",
+    )
+    topic = topic_factory(1)
+    entries = [{"id": f"e{i}", "value": {"type": "STRING", "data": str(i)}} for i in range(5)]
+    r = request(g.host, g.port, "POST", f"/v3/clusters/c/topics/{topic}/records:batch",
+                body=json.dumps({"entries": entries}).encode(), headers={"Content-Type": "application/json"})
+    assert r.status == 207
+    doc = r.json()
+    assert [s["id"] for s in doc["successes"]] == ["e0", "e1", "e2"]
+    assert [(f["id"], f["error_code"]) for f in doc["failures"]] == [("e3", 429), ("e4", 429)]
