@@ -333,3 +333,10 @@ def base64_decode(data: str | bytes) -> bytes:
     """Strict standard base64 (RFC 4648 §4: standard alphabet, padding required, nothing else,
     no whitespace) of ASCII text or bytes; ValueError when not valid, TypeError for other
     types. The record splitter's decoder, also used for v1/v2 produce bodies."""
+
+def v1_binary_items(
+    records: list[Any], partitions: int, url_partition: int | None
+) -> list[tuple[int, int, bytes | None, bytes | None, None, int, None, None]] | None:
+    """The StreamCore items of v1/v2 binary records in the common shape (``value``, optional
+    ``key`` and ``partition``; base64 strings or null), or None when any record is not in it
+    (gateway.produce.v1.decode_records then decodes and words the error)."""

@@ -43,7 +43,13 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway import errors
-from gateway._speedups import REPORT_FORMAT_V1, REPORT_FORMAT_V2, StreamCore, base64_decode
+from gateway._speedups import (
+    REPORT_FORMAT_V1,
+    REPORT_FORMAT_V2,
+    StreamCore,
+    base64_decode,
+    v1_binary_items,
+)
 from gateway.errors import error_body
 from gateway.http.protocol import ST_BODY
 from gateway.kafka.producer import KafkaProducer, error_text
@@ -304,6 +310,10 @@ def decode_records(
     """Check and convert every record: ``(index, partition, key, value, None, 0, None, None)``
     per record, the item shape ``StreamCore.push`` takes (``partition`` -1: the partitioner
     decides). RequestRefused at the first bad record."""
+    if embedded != JSON:
+        fast = v1_binary_items(records, partitions, url_partition)
+        if fast is not None:
+            return fast
     todo: list[tuple[Any, ...]] = []
     append = todo.append
     conv = _json_text if embedded == JSON else _decode_base64
