@@ -237,11 +237,11 @@ def print_rows_table(result: dict[str, Any], first_line: str) -> None:
 
 
 def add_request_arguments(p: argparse.ArgumentParser, duration: float, connections: int,
-                          baseline_records: int = 300_000) -> None:
+                          baseline_records: int = 300_000, warmup: float = 1.0) -> None:
     p.add_argument("--duration", type=float, default=duration, metavar="S",
                    help=f"seconds of each measured wrk run (default {duration:g})")
-    p.add_argument("--warmup", type=float, default=1.0, metavar="S",
-                   help="seconds of the warm-up wrk run before each measured one (default 1)")
+    p.add_argument("--warmup", type=float, default=warmup, metavar="S",
+                   help=f"seconds of the warm-up wrk run before each measured one (default {warmup:g})")
     p.add_argument("--connections", type=int, default=connections, metavar="N",
                    help=f"keep-alive connections (default {connections})")
     p.add_argument("--threads", type=int, default=2, metavar="N", help="wrk threads (default 2)")
