@@ -388,11 +388,13 @@ cdef class StreamCore:
         self._ring = NULL
 
     def close(self):
-        """Leave the router and free the ring (once every report is taken, or to discard)."""
+        """Leave the router and free the ring (once every report is taken, or to discard).
+        The listener is dropped too: it usually holds the core (no reference cycle left)."""
         if self._router is not None:
             self._router.unregister(self._sid)
         self._release()
         self.head = self.tail
+        self.listener = None
 
     @property
     def sink_id(self):
