@@ -20,7 +20,10 @@ flag, the variable or the file and key.
 To add a setting: a field with its default on ``gateway.config.Config``, and one ``Option`` in
 ``OPTIONS`` (flag, kind with its limits, help, group). Its environment variable, file key,
 ``--help`` line, ``--print-config`` line and the hand-over to ``--workers`` processes follow.
-Checks that involve two settings go to ``Config.validate``.
+The kinds: ``Int(lo, hi)``, ``Seconds(lo, hi, zero_is_off=)``, ``Bool()`` (a --x/--no-x flag
+pair), ``Text(choices)``, ``File()`` (must be readable at start), ``HostPort()``, and the
+repeatable ``Topics()`` and ``Properties()``; another one subclasses ``Kind`` (from_text,
+from_file, to_file). Checks that involve two settings go to ``Config.validate``.
 """
 
 from __future__ import annotations
@@ -197,6 +200,25 @@ class Text(Kind):
             if value not in self.choices:
                 raise ValueError(f"expected one of {', '.join(self.choices)}, got {text!r}")
         return value
+
+
+class File(Kind):
+    """A path to a file the gateway reads (certificates, keys, users files): it must exist and
+    be readable at start. Kept as given (relative paths are from the working directory, the
+    same for --workers processes)."""
+
+    what = "a file path"
+
+    def from_text(self, text: str) -> str:
+        path = text.strip()
+        if not path:
+            raise ValueError("must not be empty")
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return path
 
 
 class HostPort(Kind):

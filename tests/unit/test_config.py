@@ -427,3 +427,17 @@ def test_invalid_hand_over_is_a_configuration_error() -> None:
         cfg_of(["--worker-slot", "0"], {options.ENV_WORKER_CONFIG: "{"})
     with pytest.raises(ConfigError, match="GATEWAY_WORKER_CONFIG: max-in-flight: must be between"):
         cfg_of(["--worker-slot", "0"], {options.ENV_WORKER_CONFIG: json.dumps({"max-in-flight": 0})})
+
+
+def test_file_kind_for_settings_that_name_a_file(tmp_path: Path) -> None:
+    """The kind for paths (certificates, keys, users files) checks the file at start."""
+    kind = options.File()
+    good = write(tmp_path, "x", "cert.pem")
+    assert kind.from_text(f" {good} ") == good
+    assert kind.from_file(good) == good
+    with pytest.raises(ValueError, match=r"cannot read .*missing.pem: No such file or directory"):
+        kind.from_text(str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match="expected a file path, got an integer 1"):
+        kind.from_file(1)
+    with pytest.raises(ValueError, match="must not be empty"):
+        kind.from_text(" ")
