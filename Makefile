@@ -11,7 +11,7 @@ EXT_SRC := $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi)
 EXT_SO := gateway/_speedups.stamp
 RUN_ARGS ?= --topic test:3
 
-.PHONY: all build run test test-unit lint bench clean distclean
+.PHONY: all build run test test-unit fuzz lint bench clean distclean
 
 all: build
 
@@ -44,6 +44,16 @@ test: build
 
 test-unit: build
 	$(PY) -m pytest -q tests/unit
+
+# The long fuzz run (tests/fuzz; `make test` runs a short, fixed one): hypothesis draws new
+# examples for FUZZ_SECONDS in all, shared by the targets; failures are kept in .hypothesis/
+# and replayed first next time. FUZZ_K selects targets (pytest -k), FUZZ_EXAMPLES the
+# examples per round.
+FUZZ_SECONDS ?= 480
+FUZZ_K ?=
+fuzz: build
+	HYPOTHESIS_PROFILE=fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q tests/fuzz \
+	  --timeout=$$(( $(FUZZ_SECONDS) + 600 )) $(if $(FUZZ_K),-k "$(FUZZ_K)")
 
 lint: build
 	$(BIN)/ruff check gateway tests bench

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
 from typing import Any
 
-from gateway.config import Config
+from gateway.config import Config, ConfigError
 from gateway.consume.pool import ConsumerPool
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
@@ -26,6 +25,23 @@ def producer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
         conf["statistics.interval.ms"] = max(1, round(cfg.kafka_stats_interval * 1000))
     conf.update(cfg.producer_properties)
     return conf
+
+
+def check_producer_config(cfg: Config) -> None:
+    """librdkafka checks property names and values only when a client is made: make one (with
+    no bootstrap servers it connects nowhere) so that a bad -X or [kafka] property stops the
+    start with a message, before a broker or a listener is started."""
+    from confluent_kafka import KafkaException, Producer
+
+    conf = producer_config(cfg, "")
+    del conf["bootstrap.servers"]
+    conf.setdefault("log_level", 0)  # not the "no bootstrap.servers" warning
+    try:
+        Producer(conf)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else exc
+        text = err.str() if hasattr(err, "str") else str(err)
+        raise ConfigError(f"Kafka producer properties (-X, GATEWAY_X, [kafka]): {text}") from None
 
 
 def admin_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
@@ -65,7 +81,7 @@ def create_topics(admin: Any, topics: list[tuple[str, int]], timeout: float = 15
             raise RuntimeError(f"could not create topic {name}: {exc}") from exc
 
 
-def main(cfg: Config, argv: Sequence[str]) -> int:
+def main(cfg: Config) -> int:
     """Start the embedded broker (unless a cluster is given) and create topics, once; then
     serve in this process, or supervise ``--workers`` processes that do."""
     broker = None
@@ -89,11 +105,11 @@ def main(cfg: Config, argv: Sequence[str]) -> int:
         if cfg.topics and cfg.worker_slot is None:
             from confluent_kafka.admin import AdminClient
 
-            create_topics(AdminClient(admin_config(cfg, bootstrap)), cfg.topics)
+            create_topics(AdminClient(admin_config(cfg, bootstrap)), list(cfg.topics.items()))
         if cfg.workers > 1:
             from gateway.workers import Supervisor
 
-            return Supervisor(argv, bootstrap, cfg.workers, cfg.shutdown_timeout).run()
+            return Supervisor(cfg, bootstrap).run()
         import uvloop
 
         return uvloop.run(_serve(cfg, bootstrap))

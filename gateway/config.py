@@ -1,43 +1,16 @@
-"""Gateway settings: defaults, and parsing of the values flags and environment variables give."""
+"""Gateway settings: the ``Config`` the gateway runs with, its defaults, and the checks that
+involve more than one setting. Where values come from (flags, environment, a TOML file) and
+each setting's type and limits are in ``gateway.options``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 
 class ConfigError(ValueError):
-    """Invalid configuration: the message says which setting and why."""
-
-
-def parse_host_port(text: str, *, what: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
-    n = int(port)
-    if not 0 <= n <= 65535:
-        raise ConfigError(f"{what}: port {n} is out of range")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, n
-
-
-def parse_topic(text: str) -> tuple[str, int]:
-    name, sep, parts = text.partition(":")
-    name = name.strip()
-    if not name:
-        raise ConfigError(f"--topic: empty topic name in {text!r}")
-    if not sep:
-        return name, 1
-    if not parts.isdigit() or int(parts) < 1:
-        raise ConfigError(f"--topic: partitions must be a positive integer in {text!r}")
-    return name, int(parts)
-
-
-def parse_property(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"-X: expected key=value, got {text!r}")
-    return key.strip(), value.strip()
+    """Invalid configuration: the message says which setting, where it came from, and why."""
 
 
 @dataclass
@@ -45,7 +18,7 @@ class Config:
     listen: tuple[str, int] = ("0.0.0.0", 8082)
     bootstrap_servers: str | None = None
     embedded_broker: tuple[str, int] = ("127.0.0.1", 9092)
-    topics: list[tuple[str, int]] = field(default_factory=list)
+    topics: dict[str, int] = field(default_factory=dict)  # created at start-up: name -> partitions
     producer_properties: dict[str, Any] = field(default_factory=dict)
     shutdown_timeout: float = 30.0
     max_in_flight: int = 16384  # records per connection between "parsed" and "report written"
@@ -80,7 +53,7 @@ class Config:
     rate_limit_bytes: int = 10_000_000  # ...max.bytes.per.sec: key+value bytes/s per principal
     rate_limit_bytes_global: int = 10_000_000  # ...max.bytes.global.per.sec
     max_concurrent: int = 0  # produce streams and requests open at once per principal (0: any)
-    stream_max_duration: float = 0.0  # streaming.connection.max.duration.ms, in s (0: none)
+    stream_max_duration_ms: int = 0  # streaming.connection.max.duration.ms (0: none)
 
     def held_body_limit(self) -> int:
         """Limit of a body held whole until parsed: max_batch_bytes, or --max-request-bytes
@@ -89,24 +62,19 @@ class Config:
             return min(self.max_batch_bytes, self.max_request_bytes)
         return self.max_batch_bytes
 
-    def validate(self) -> None:
-        if not 1 <= self.workers <= 256:
-            raise ConfigError("--workers must be between 1 and 256")
+    def validate(self, where: Mapping[str, str] | None = None) -> None:
+        """Checks across settings (each one's own type and range is checked where it is read).
+        ``where`` names the source of each value that is not a default, for the message."""
+        where = where or {}
+
+        def name(dest: str) -> str:
+            return where.get(dest) or "default " + dest.replace("_", "-")
+
         if self.workers > 1 and self.listen[1] == 0:
-            raise ConfigError("--workers needs a fixed --listen port (port 0 would give each its own)")
-        if self.max_in_flight < 1:
-            raise ConfigError("--max-in-flight must be at least 1")
-        if not 1 <= self.max_batch_entries <= 50:
-            raise ConfigError("--max-batch-entries must be between 1 and 50")
-        if not 1 <= self.consumer_pool_size <= 256:
-            raise ConfigError("--consumer-pool-size must be between 1 and 256")
-        if self.max_record_bytes < 2:
-            raise ConfigError("--max-record-bytes must be at least 2")
-        if not (self.kafka_stats_interval == 0 or 0.1 <= self.kafka_stats_interval <= 86400):
-            raise ConfigError("--kafka-stats-interval must be 0 (off) or 0.1 to 86400 seconds")
-        for name in ("shutdown_timeout", "header_timeout", "idle_timeout", "stream_idle_timeout"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
+            raise ConfigError(
+                f"{name('workers')}: {self.workers} workers need a fixed listen port "
+                f"(port 0 from {name('listen')} would give each its own)"
+            )
         from gateway.auth import validate_security  # reads the users, ACL and TLS files
 
         validate_security(self)

@@ -495,7 +495,7 @@ class Server:
             rates=self.rates,
             principal=conn.limit_principal,
             max_body_bytes=cfg.max_request_bytes,
-            max_duration=cfg.stream_max_duration,
+            max_duration=cfg.stream_max_duration_ms / 1000.0,
         )
         conn.start_stream(session)
 

@@ -1,57 +1,50 @@
 """``--workers N``: N gateway processes on one listening address (SO_REUSEPORT), one producer
 each, watched by a small supervisor.
 
-Workers are fresh interpreters started with the supervisor's own command line (never forked:
-by then librdkafka threads may exist, and a fork copies their locks but not the threads). The
-supervisor starts the embedded broker and creates topics once; workers only serve. It forwards
-SIGTERM/SIGINT (each worker then stops gracefully, see gateway.app) and SIGUSR1, restarts a
-worker that dies on its own (at most once a second per slot), and exits 0 when all have stopped.
+Workers are fresh interpreters (never forked: by then librdkafka threads may exist, and a fork
+copies their locks but not the threads). Each gets the configuration the supervisor resolved,
+in its environment (``gateway.options.worker_environ``): the same settings whatever flags,
+variables or configuration file produced them, even if the file changes or goes away while the
+gateway runs, and nothing of it on a command line that ``ps`` shows. The supervisor starts the
+embedded broker and creates topics once; workers only serve. It forwards SIGTERM/SIGINT (each
+worker then stops gracefully, see gateway.app) and SIGUSR1, restarts a worker that dies on its
+own (at most once a second per slot), and exits 0 when all have stopped.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from types import FrameType
+
+from gateway.config import Config
+from gateway.options import worker_environ
 
 log = logging.getLogger("gateway.workers")
 
 RESTART_BACKOFF = 1.0
 
 
-def worker_argv(argv: Sequence[str], bootstrap: str, slot: int) -> list[str]:
-    """The worker's command line: the supervisor's flags (later flags win in argparse) with
-    one worker, the cluster the supervisor settled on, and its slot."""
-    return [
-        sys.executable,
-        "-m",
-        "gateway",
-        *argv,
-        "--workers",
-        "1",
-        "--bootstrap-servers",
-        bootstrap,
-        "--worker-slot",
-        str(slot),
-    ]
+def worker_argv(slot: int) -> list[str]:
+    """A worker's command line: its slot; its settings come in GATEWAY_WORKER_CONFIG."""
+    return [sys.executable, "-m", "gateway", "--worker-slot", str(slot)]
 
 
 class Supervisor:
-    def __init__(self, argv: Sequence[str], bootstrap: str, count: int, shutdown_timeout: float) -> None:
-        self.argv = list(argv)
-        self.bootstrap = bootstrap
-        self.count = count
-        self.shutdown_timeout = shutdown_timeout
+    def __init__(self, cfg: Config, bootstrap: str) -> None:
+        self.count = cfg.workers
+        self.shutdown_timeout = cfg.shutdown_timeout
+        self.environ = worker_environ(cfg, bootstrap, os.environ)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.started_at: dict[int, float] = {}
         self.stopping = False
 
     def _start(self, slot: int) -> None:
-        proc = subprocess.Popen(worker_argv(self.argv, self.bootstrap, slot))
+        proc = subprocess.Popen(worker_argv(slot), env=self.environ)
         self.procs[slot] = proc
         self.started_at[slot] = time.monotonic()
         log.info("worker %d started (pid %d)", slot, proc.pid)

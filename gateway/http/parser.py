@@ -424,7 +424,9 @@ def _split_head(
         lim = end
     t = buf.find(b"\n\r\n", nl, lim)
     if t >= 0:
-        u = buf.find(b"\n\n", nl, t)
+        # A bare-LF end ("\n\n") may come first, even overlapping that match: "\n\n\r\n" is
+        # a head ending in LF LF followed by a body (or the next request) starting with CRLF.
+        u = buf.find(b"\n\n", nl, t + 1)
         if u >= 0:
             t = u
             head_end = u + 2

@@ -125,3 +125,23 @@ def gateway_factory(
             g.stop()
     for g in started:
         g.assert_no_crash()
+
+
+@pytest.fixture
+def gateway_command(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start a private gateway with exactly these arguments (and ``--listen``): no
+    ``--bootstrap-servers`` is added (e.g. a configuration file gives it). Stopped at the end."""
+    started: list[GatewayProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> GatewayProcess:
+        g = GatewayProcess(list(args), tmp_path / f"gateway-cmd-{len(started)}.log", env)
+        started.append(g)
+        return g
+
+    try:
+        yield start
+    finally:
+        for g in started:
+            g.stop()
+    for g in started:
+        g.assert_no_crash()

@@ -214,6 +214,25 @@ def test_bare_lf_blank_line_before_a_later_crlf_blank_line():
     assert (head.method, end) == ("GET", data.index(b"POST"))
 
 
+@pytest.mark.parametrize(
+    "after",
+    [b"\r\n", b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", b"\r\n\r\n", b"\r\nxyz"],
+    ids=["crlf", "next-request", "two-crlf", "body"],
+)
+@pytest.mark.parametrize("fields", [b"Host: h\n", b"Host: h\nContent-Length: 2\n"], ids=["host", "fields"])
+def test_bare_lf_blank_line_right_before_a_crlf(after, fields):
+    """Found by tests/fuzz: a head ending in LF LF whose next bytes start with CRLF (a body,
+    or the next request's leading empty line) was refused with 400 "field line without a
+    colon": the search for LF CR LF matched across the end of the head."""
+    data = b"POST / HTTP/1.1\n" + fields + b"\n"
+    head, end = parse(data + after)
+    assert end == len(data)
+    assert head.method == "POST" and len(head.headers) == fields.count(b"\n")
+    if after.startswith(b"\r\nGET"):
+        head2, end2 = parse_head(data + after, end, len(data + after), LIMITS)
+        assert (head2.method, end2) == ("GET", len(data + after))
+
+
 @pytest.mark.parametrize("n", range(MAX_EMPTY_LINES + 1))
 @pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
 def test_empty_lines_before_request_line_are_ignored(n, eol):
