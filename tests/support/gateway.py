@@ -108,6 +108,30 @@ class GatewayProcess:
                     return int(line.split()[1]) * 1024
         raise AssertionError(f"no VmRSS for gateway pid {self.proc.pid}")
 
+    def client_sockets(self) -> int:
+        """Open sockets of the gateway on its listening port other than the listener: its
+        client connections (from /proc: the process's socket inodes and /proc/net/tcp*)."""
+        inodes = set()
+        fd_dir = f"/proc/{self.proc.pid}/fd"
+        for fd in os.listdir(fd_dir):
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        n = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                    # st 0A is LISTEN
+                    if local_port == self.port and fields[3] != "0A" and fields[9] in inodes:
+                        n += 1
+        return n
+
     def scrape(self) -> Samples:
         """Every sample of GET /metrics, keyed by (name, labels)."""
         r = request(self.host, self.port, "GET", "/metrics", timeout=10)
