@@ -5,6 +5,10 @@
 missing broker is a broken environment, never a reason to skip. Tests that kill,
 stop or restart a broker must not do it to this one: they take their own from
 ``broker_factory``.
+
+``gateway_factory`` starts private gateway processes (``support.gateway.GatewayProcess``) in
+front of the session's broker or another one; a test fails if a gateway's log shows a
+Traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
+from support.gateway import GatewayProcess  # noqa: E402
 from support.kafka import create_topic  # noqa: E402
 
 from gateway.kafka.embedded import EmbeddedBroker, find_free_port  # noqa: E402
@@ -30,12 +35,15 @@ from gateway.kafka.embedded import EmbeddedBroker, find_free_port  # noqa: E402
 _START_ATTEMPTS = 2  # a second free port if another process grabbed the first one
 
 
-def _start_broker(log_dir: Path, name: str) -> EmbeddedBroker:
+def _start_broker(log_dir: Path, name: str, advertised: str | None = None) -> EmbeddedBroker:
     errors: list[str] = []
     for attempt in range(_START_ATTEMPTS):
         port = find_free_port("127.0.0.1")
         broker = EmbeddedBroker(
-            "127.0.0.1", port, log_path=str(log_dir / f"{name}-{port}-{attempt}.log")
+            "127.0.0.1",
+            port,
+            log_path=str(log_dir / f"{name}-{port}-{attempt}.log"),
+            advertised=advertised,
         )
         try:
             broker.start(timeout=15.0)
@@ -59,13 +67,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 @pytest.fixture
 def broker_factory(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[[], EmbeddedBroker]]:
-    """Start private brokers (for tests that kill or pause one); all stopped afterwards."""
+) -> Iterator[Callable[..., EmbeddedBroker]]:
+    """Start private brokers (for tests that kill or pause one); all stopped afterwards.
+
+    ``broker_factory(advertised="127.0.0.1:P")`` gives clients that address in metadata
+    (a proxy in front of the broker, see support.proxy)."""
     started: list[EmbeddedBroker] = []
     log_dir = tmp_path_factory.mktemp("tansu-private")
 
-    def start() -> EmbeddedBroker:
-        b = _start_broker(log_dir, f"private{len(started)}")
+    def start(advertised: str | None = None) -> EmbeddedBroker:
+        b = _start_broker(log_dir, f"private{len(started)}", advertised)
         started.append(b)
         return b
 
@@ -94,3 +105,32 @@ def topic_factory(
         return create_topic(broker.bootstrap, name, partitions)
 
     return make
+
+
+@pytest.fixture
+def gateway_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start a private gateway with extra flags (stopped at the end of the test), in front of
+    ``bootstrap`` or else the session's broker. A Traceback in its log fails the test."""
+    started: list[GatewayProcess] = []
+
+    def start(*args: str, bootstrap: str | None = None, env: dict[str, str] | None = None) -> GatewayProcess:
+        if bootstrap is None:
+            bootstrap = request.getfixturevalue("broker").bootstrap
+        g = GatewayProcess(
+            ["--bootstrap-servers", bootstrap, *args],
+            tmp_path / f"gateway-{len(started)}.log",
+            env,
+        )
+        started.append(g)
+        return g
+
+    try:
+        yield start
+    finally:
+        for g in started:
+            g.stop()
+    for g in started:
+        if not g.log_checked:
+            g.assert_no_crash()

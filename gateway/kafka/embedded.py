@@ -231,6 +231,10 @@ class EmbeddedBroker:
     The broker's output goes to *log_path* when given; otherwise the last lines are
     kept in memory for error messages. Usable as a context manager.
 
+    *advertised* (``host:port``) is the address the broker gives clients in its metadata,
+    when that is not its listener: e.g. a TCP proxy in front of it. Clients then reach the
+    broker only through that address, once they have bootstrapped.
+
     On Linux the broker gets SIGINT when the thread that started it ends (that is how
     ``PR_SET_PDEATHSIG`` works): call ``start()`` from the main thread, or from a
     thread that lives as long as the broker should.
@@ -243,6 +247,7 @@ class EmbeddedBroker:
         *,
         cluster_id: str = "kafka-gateway-embedded",
         log_path: str | None = None,
+        advertised: str | None = None,
     ) -> None:
         if not 0 < port < 65536:
             raise ValueError(f"port must be in 1..65535, got {port}")
@@ -250,6 +255,7 @@ class EmbeddedBroker:
         self.port = port
         self.cluster_id = cluster_id
         self.log_path = log_path
+        self.advertised = advertised
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL_LINES)
@@ -302,7 +308,8 @@ class EmbeddedBroker:
         argv = [
             binary, "broker",
             "--listener-url", url,
-            "--advertised-listener-url", url,
+            "--advertised-listener-url",
+            url if self.advertised is None else f"tcp://{self.advertised}",
             "--cluster-id", self.cluster_id,
             "--storage-engine", "memory://tansu/",
         ]

@@ -225,3 +225,33 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_fault_proxy_carries_every_client_of_a_broker_that_advertises_it(
+    broker_factory: Callable[..., EmbeddedBroker],
+) -> None:
+    """The adversity tests put support.proxy.FaultProxy between clients and a broker started
+    with ``advertised=`` the proxy's address: clients then reach that broker only through it."""
+    from confluent_kafka import KafkaException
+    from support.proxy import FaultProxy
+
+    proxy = FaultProxy("127.0.0.1", 0, find_free_port()).start()
+    try:
+        b = broker_factory(advertised=proxy.address)
+        proxy.upstream = ("127.0.0.1", b.port)
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5)
+        assert [(x.host, x.port) for x in md.brokers.values()] == [("127.0.0.1", proxy.port)]
+        p = _producer(proxy.address)
+        delivered: list[Message] = []
+        p.produce("via-proxy", b"v",
+                  on_delivery=lambda err, msg: delivered.append(msg) if err is None else None)
+        assert p.flush(10) == 0 and len(delivered) == 1
+        assert proxy.connections_accepted > 0
+        assert proxy.reject() > 0  # the producer's connections are reset, new ones too
+        with pytest.raises(KafkaException):
+            AdminClient({"bootstrap.servers": proxy.address}).list_topics(timeout=1)
+        proxy.heal()
+        md = AdminClient({"bootstrap.servers": proxy.address}).list_topics(timeout=5)
+        assert "via-proxy" in md.topics
+    finally:
+        proxy.stop()

@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 __all__ = [
     "Record",
+    "consume_all",
     "consume_partition",
     "consume_topic",
     "create_topic",
@@ -192,3 +193,46 @@ def consume_topic(
     for record in _read(bootstrap, topic, parts, count, timeout, quiet_period):
         by_partition[record.partition].append(record)
     return by_partition
+
+
+def consume_all(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    at_least: int = 0,
+    timeout: float = 30.0,
+    idle: float = 1.0,
+) -> list[Record]:
+    """Every record of *topic* (partitions 0..n-1) from offset 0: at least *at_least* of them
+    within *timeout* s, then whatever else arrives until nothing new has come for *idle* s.
+
+    For topics whose exact content is not known in advance (records that failed with a
+    timeout may still have been written); the caller decides what may be there.
+    """
+    consumer = _consumer(bootstrap)
+    records: list[Record] = []
+    errors: list[str] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if len(records) >= at_least and now - quiet_since >= idle:
+                return records
+            if now >= deadline:
+                raise AssertionError(
+                    f"{topic}: {len(records)} records read within {timeout} s, expected at "
+                    f"least {at_least}" + (f"; errors: {errors[-5:]}" if errors else "")
+                )
+            for msg in consumer.consume(num_messages=10000, timeout=0.2):
+                err = msg.error()
+                if err is None:
+                    records.append(Record.from_message(msg))
+                    quiet_since = time.monotonic()
+                elif err.fatal() or err.code() == KafkaError.OFFSET_OUT_OF_RANGE:
+                    raise KafkaException(err)
+                else:
+                    errors.append(str(err))
+    finally:
+        consumer.close()
