@@ -596,7 +596,9 @@ cdef class StreamCore:
         self.pending -= 1
         if err == 0:
             slot.partition = partition
-            slot.offset = offset
+            # A resend the broker already had (its first answer was lost) is acknowledged with
+            # no offset: reported as -1, Kafka's "unknown offset".
+            slot.offset = offset if offset >= 0 else -1
             slot.timestamp = timestamp
             slot.state = _SC_OK
             self.ok += 1

@@ -50,6 +50,12 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
 POLL_INTERVAL = 0.001  # seconds between polls while records are outstanding, without event fd
 SAFETY_POLL_INTERVAL = 0.05  # the same with the event fd (which normally wakes the loop)
 IDLE_POLL_INTERVAL = 1.0  # seconds between poll(0) calls while nothing is outstanding
+# Records timing out one after another, none delivered in between: after this many the
+# producer is replaced (a broker that lost its state may answer UnknownProducerId to every
+# request of our producer id, which librdkafka retries until the records time out), at most
+# once per TIMEOUT_RUN_INTERVAL seconds.
+TIMEOUT_RUN = 1000
+TIMEOUT_RUN_INTERVAL = 30.0
 
 
 class BrokerState(NamedTuple):
@@ -160,6 +166,10 @@ class KafkaProducer:
         self._idle_handle: asyncio.TimerHandle | None = None
         self._closed = False
         self.fatal_errors = 0
+        self._failures = 0  # failed records seen by error_code (delivery reports and refusals)
+        self._timeouts = 0  # of those, message timeouts
+        self._timeout_run = 0  # message timeouts since the last delivered record
+        self._replaced_at = -TIMEOUT_RUN_INTERVAL
         self._watch(self._producer)
 
     @property
@@ -214,6 +224,7 @@ class KafkaProducer:
     def error_code(self, err: int) -> int:
         """``error_code_for`` a failed record, noticing errors that mean this producer is done
         for (it is replaced after the current poll)."""
+        self._failures += 1
         if err in _PRODUCER_STATE_LOST and self._fatal is None:
             log.error(
                 "producer state rejected by the broker (%s): starting a new producer",
@@ -221,7 +232,29 @@ class KafkaProducer:
             )
             self._fatal = error_text(err)
             self.kick()
+        elif err == KafkaError._MSG_TIMED_OUT:
+            self._timeouts += 1
         return error_code_for(err)
+
+    def _after_batch(self, served: int, failures: int, timeouts: int) -> None:
+        """Count a run of timed-out records with nothing delivered in between (per poll
+        batch); a long one replaces the producer (see TIMEOUT_RUN)."""
+        if served > failures:
+            self._timeout_run = 0  # a record was delivered
+            return
+        self._timeout_run += timeouts
+        if (
+            self._timeout_run >= TIMEOUT_RUN
+            and self._fatal is None
+            and time.monotonic() - self._replaced_at >= TIMEOUT_RUN_INTERVAL
+        ):
+            log.error(
+                "%d records in a row timed out and none was delivered: starting a new producer "
+                "(the broker may have lost this producer's state)",
+                self._timeout_run,
+            )
+            self._fatal = f"{self._timeout_run} records in a row timed out"
+            self._timeout_run = 0
 
     def error_of(self, err: int) -> tuple[int, str]:
         """(error_code, message) of a failed record."""
@@ -247,12 +280,15 @@ class KafkaProducer:
 
     def _poll_one(self, producer: Any) -> None:
         router = self.router
+        failures, timeouts = self._failures, self._timeouts
         producer.poll()
-        router.dispatch(producer)
+        served = router.dispatch(producer)
         while producer.batch_full:
             # The batch filled up: librdkafka kept the rest; serve it now.
             producer.poll()
-            router.dispatch(producer)
+            served += router.dispatch(producer)
+        if served and producer is self._producer:
+            self._after_batch(served, self._failures - failures, self._timeouts - timeouts)
         stats = producer.take_stats()
         if stats is not None:
             self._on_stats(stats)
@@ -359,6 +395,7 @@ class KafkaProducer:
     def _replace_after_fatal(self) -> None:
         self._fatal = None
         self.fatal_errors += 1
+        self._replaced_at = time.monotonic()
         old = self._producer
         # Records still queued in the fatal producer get failed delivery reports (purged ->
         # 50003: the client may resend them); they are drained by polling the retired producer.

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-from support.gateway import GatewayCrashed, GatewayProcess, crash_checked
+from support.gateway import GatewayProcess, crash_checked
 from support.kafka import Record, consume_all, create_topic
 from support.proxy import FaultProxy
 from support.streaming import PacedStream, check_acknowledged
@@ -42,36 +42,6 @@ GATEWAY_FLAGS = (
 # Every report is known a message timeout after the outage at the latest; beyond this, a
 # record has been left without one.
 REPORT_WAIT = 8.0
-
-# A successful delivery whose offset librdkafka does not know (a batch sent again after its
-# acknowledgement was lost: the broker answers that it already has it) crashes the delivery
-# callback in gateway/produce/session.py, `ProduceSession._on_dr`: `b"...%d..." % (...,
-# msg.offset(), ...)` with `msg.offset()` None raises TypeError inside `Producer.poll()`
-# (confluent-kafka 2.16 on Python 3.11 turns it into "SystemError: _PyErr_SetObject: exception
-# <class 'str'> is not a BaseException subclass"). That record never gets a report, every later
-# report of its stream is held behind it: the stream stops answering for good.
-UNKNOWN_OFFSET_BUG = (
-    "gateway/produce/session.py _on_dr formats msg.offset() with %d: a delivery acknowledged "
-    "with an unknown offset (None) raises TypeError inside poll(), the record never gets a "
-    "report and its stream hangs"
-)
-# After a broker restart that lost its state, one of two things happens (timing decides):
-# 1. librdkafka raises a fatal error (UNKNOWN_PRODUCER_ID, "unable to retry without risking
-#    duplication/reordering"). confluent-kafka does not call error_cb for a fatal error:
-#    Producer.poll() raises it as KafkaException, and gateway/kafka/producer.py
-#    `KafkaProducer.poll_now` does not catch it: it escapes the `_poll` timer callback (asyncio
-#    logs a Traceback), `_fatal` is never set from it, produce() meanwhile fails every record
-#    with "Local: Fatal error", and the producer is replaced only when a delivery report with
-#    UNKNOWN_PRODUCER_ID happens to reach `error_code()` (1 to 19 s later in our runs).
-# 2. No fatal error: the new broker answers UnknownProducerId to every ProduceRequest (its log
-#    says so), librdkafka retries until each record times out, and every record gets 50003
-#    "Local: Message timed out" for as long as we watched (20 s): the delivery reports carry
-#    _MSG_TIMED_OUT, not a producer-state error, so the gateway never replaces its producer.
-BROKER_LOST_STATE_BUGS = (
-    "gateway/kafka/producer.py: a fatal error raised by Producer.poll() escapes poll_now "
-    "(Traceback, late producer replacement); or, without a fatal error, every record times "
-    "out and the producer is never replaced"
-)
 
 
 def _check_one_report_each(s: PacedStream) -> Counter[int]:
@@ -198,7 +168,6 @@ NETWORK_FAULTS = [
     # the answers of in-flight requests lost, then the connections reset
     pytest.param(
         "answers-lost", _answers_lost, False, id="answers-lost",
-        marks=pytest.mark.xfail(raises=GatewayCrashed, strict=True, reason=UNKNOWN_OFFSET_BUG),
     ),
 ]
 
@@ -220,14 +189,13 @@ def test_network_fault_between_gateway_and_broker(
         if must_fail:
             assert codes[50003] > 0, f"records held through a {OUTAGE}s {name} kept: {codes}"
         landed = consume_all(proxy.address, topic, PARTITIONS, at_least=codes[200], idle=0.5)
-        check_acknowledged([s], landed)
+        check_acknowledged([s], landed, resends_misplaced=name == "answers-lost")
         _no_duplicates(landed)
         assert s.reports[-1]["error_code"] == 200, s.reports[-20:]
         _fresh_stream_all_acknowledged(g, topic, f"{name}-after", proxy.address)
         _stop_cleanly(g)
 
 
-@pytest.mark.xfail(raises=AssertionError, strict=True, reason=BROKER_LOST_STATE_BUGS)
 def test_broker_killed_and_restarted_with_its_data_lost(broker_factory, gateway_factory) -> None:
     """SIGKILL and a restart on the same port: memory storage comes back empty, so what was
     acknowledged before is gone (expected), and the producer's idempotence state is unknown to

@@ -334,3 +334,39 @@ def test_fenced_producer_is_replaced_and_its_records_are_retriable(loop: Any) ->
     s.on_body_end()
     kp.poll_now()
     assert [r["error_code"] for r in stream.reports()] == [50003, 200, 200]
+
+
+def test_a_run_of_timeouts_with_nothing_delivered_replaces_the_producer(loop: Any, monkeypatch: Any) -> None:
+    from gateway.kafka import producer as producer_module
+
+    monkeypatch.setattr(producer_module, "TIMEOUT_RUN", 5)
+    made: list[FakeRdProducer] = []
+
+    def factory(conf: dict[str, Any]) -> FakeRdProducer:
+        made.append(FakeRdProducer(conf))
+        return made[-1]
+
+    kp = KafkaProducer({}, loop, producer_factory=factory)
+    stream = FakeStream()
+    s = ProduceSession(stream, kp, ListSplitter([[rec(i) for i in range(12)], [rec(12)]]), cluster_id="c",
+                       topic="t", partitions=1, max_in_flight=100, stats=ProduceStats())
+    s.on_body(memoryview(b"x"))
+    for i in range(4):
+        made[0].deliver(i, KafkaError(KafkaError._MSG_TIMED_OUT))
+    kp.poll_now()
+    made[0].deliver(4)  # a batch with a delivered record breaks the run
+    kp.poll_now()
+    for i in range(5, 9):
+        made[0].deliver(i, KafkaError(KafkaError._MSG_TIMED_OUT))
+    kp.poll_now()
+    assert len(made) == 1
+    for i in range(9, 12):
+        made[0].deliver(i, KafkaError(KafkaError._MSG_TIMED_OUT))
+    kp.poll_now()  # 7 timeouts in a row, nothing delivered: a new producer
+    assert len(made) == 2
+    s.on_body(memoryview(b"x"))
+    assert len(made[1].queued) == 1
+    made[1].deliver(0)
+    s.on_body_end()
+    kp.poll_now()
+    assert [r["error_code"] for r in stream.reports()] == [50003] * 4 + [200] + [50003] * 7 + [200]
