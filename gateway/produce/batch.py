@@ -274,8 +274,12 @@ class WholeRequest:
             self._todo = []
             self._next = 0
         self._done = True
-        if not self._waiting:
+        if not self._outstanding():
             self._settle()
+
+    def _outstanding(self) -> int:
+        """Records handed to Kafka whose report is not in yet."""
+        return self._waiting
 
     def on_shutdown(self) -> None:
         # Still reading the body: refuse. Records already with Kafka finish and are answered.

@@ -405,6 +405,7 @@ class V1ProduceRequest(WholeRequest):
         self._embedded = negotiated.embedded
         self._core: StreamCore | None = None
         self._first_refusal = ""
+        self._conn_gone = False
 
     def _begin(self, body: bytes) -> None:
         records = parse_body(body)
@@ -509,19 +510,11 @@ class V1ProduceRequest(WholeRequest):
 
     def on_connection_lost(self) -> None:
         self._conn_gone = True
-        self._producer.cancel_wait(self)
-        if not self._done and self._next < len(self._todo):
-            left = len(self._todo) - self._next
-            log.warning("client gone: %d %s were never handed to Kafka", left, self._noun)
-            self._tc.dropped += left
-            self._todo = []
-            self._next = 0
-        self._done = True
-        core = self._core
-        if core is None or not core.pending:
-            self._settle()
+        super().on_connection_lost()
 
-    _conn_gone = False
+    def _outstanding(self) -> int:
+        core = self._core
+        return 0 if core is None else core.pending
 
 
 # -- the endpoint ------------------------------------------------------------------------

@@ -312,7 +312,9 @@ def test_timestamps_format_like_the_utc_calendar() -> None:
         assert format_timestamp(ms).decode() == expected, ms
 
 
-def test_fenced_producer_is_replaced_and_its_records_are_retriable(loop: Any) -> None:
+def replaceable(loop: Any, batches: list[list[Any]]) -> tuple[KafkaProducer, list[FakeRdProducer], FakeStream,
+                                                              ProduceSession]:
+    """A session whose producer may be replaced: ``made`` lists every fake producer built."""
     made: list[FakeRdProducer] = []
 
     def factory(conf: dict[str, Any]) -> FakeRdProducer:
@@ -321,8 +323,13 @@ def test_fenced_producer_is_replaced_and_its_records_are_retriable(loop: Any) ->
 
     kp = KafkaProducer({}, loop, producer_factory=factory)
     stream = FakeStream()
-    s = ProduceSession(stream, kp, ListSplitter([[rec(0), rec(1)], [rec(2)]]), cluster_id="c", topic="t",
-                       partitions=1, max_in_flight=100, stats=ProduceStats())
+    s = ProduceSession(stream, kp, ListSplitter(batches), cluster_id="c", topic="t", partitions=1,
+                       max_in_flight=100, stats=ProduceStats())
+    return kp, made, stream, s
+
+
+def test_fenced_producer_is_replaced_and_its_records_are_retriable(loop: Any) -> None:
+    kp, made, stream, s = replaceable(loop, [[rec(0), rec(1)], [rec(2)]])
     s.on_body(memoryview(b"x"))
     made[0].deliver(0, KafkaError(KafkaError.PRODUCER_FENCED))
     made[0].deliver(1)
@@ -340,16 +347,7 @@ def test_a_run_of_timeouts_with_nothing_delivered_replaces_the_producer(loop: An
     from gateway.kafka import producer as producer_module
 
     monkeypatch.setattr(producer_module, "TIMEOUT_RUN", 5)
-    made: list[FakeRdProducer] = []
-
-    def factory(conf: dict[str, Any]) -> FakeRdProducer:
-        made.append(FakeRdProducer(conf))
-        return made[-1]
-
-    kp = KafkaProducer({}, loop, producer_factory=factory)
-    stream = FakeStream()
-    s = ProduceSession(stream, kp, ListSplitter([[rec(i) for i in range(12)], [rec(12)]]), cluster_id="c",
-                       topic="t", partitions=1, max_in_flight=100, stats=ProduceStats())
+    kp, made, stream, s = replaceable(loop, [[rec(i) for i in range(12)], [rec(12)]])
     s.on_body(memoryview(b"x"))
     for i in range(4):
         made[0].deliver(i, KafkaError(KafkaError._MSG_TIMED_OUT))
