@@ -180,6 +180,17 @@ cdef Py_ssize_t _SC_TYPE_PREFIX_LEN[4]
 _SC_TYPE_PREFIX_LEN[:] = [0, 24, 22, 24]
 
 
+cdef inline Py_ssize_t _sc_side(char* o, const char* name, Py_ssize_t name_len, uint8_t kind,
+                                int64_t size) noexcept:
+    # ,"key":{"type":"BINARY","size":N} (or "value"); returns the length written.
+    cdef Py_ssize_t k = name_len + _SC_TYPE_PREFIX_LEN[kind]
+    memcpy(o, name, <size_t>name_len)
+    memcpy(o + name_len, _SC_TYPE_PREFIX[kind], <size_t>_SC_TYPE_PREFIX_LEN[kind])
+    k += _sc_int(o + k, size)
+    o[k] = 125
+    return k + 1
+
+
 cdef inline uint8_t _sc_type_code(object t) except 255:
     # A record's key/value type as the splitters give it: None or one of the three names.
     if t is None:
@@ -675,23 +686,9 @@ cdef class StreamCore:
                 o[5] = 34
                 o += 6
                 if slot.key_type:
-                    memcpy(o, b',"key":', 7)
-                    o += 7
-                    memcpy(o, _SC_TYPE_PREFIX[slot.key_type],
-                           <size_t>_SC_TYPE_PREFIX_LEN[slot.key_type])
-                    o += _SC_TYPE_PREFIX_LEN[slot.key_type]
-                    o += _sc_int(o, slot.key_size)
-                    o[0] = 125
-                    o += 1
+                    o += _sc_side(o, b',"key":', 7, slot.key_type, slot.key_size)
                 if slot.value_type:
-                    memcpy(o, b',"value":', 9)
-                    o += 9
-                    memcpy(o, _SC_TYPE_PREFIX[slot.value_type],
-                           <size_t>_SC_TYPE_PREFIX_LEN[slot.value_type])
-                    o += _SC_TYPE_PREFIX_LEN[slot.value_type]
-                    o += _sc_int(o, slot.value_size)
-                    o[0] = 125
-                    o += 1
+                    o += _sc_side(o, b',"value":', 9, slot.value_type, slot.value_size)
                 o[0] = 125
                 o[1] = 13
                 o[2] = 10

@@ -219,11 +219,15 @@ class WholeRequest:
         if self._sink:
             self._producer.unregister(self._sink)
         self._stats.live_requests.discard(self)
-        self._tc.delivered += self._handed - self._kafka_failed
+        self._tc.delivered += self._delivered_total()
+
+    def _delivered_total(self) -> int:
+        """Records of this request Kafka acknowledged (once every outcome is in)."""
+        return self._handed - self._kafka_failed
 
     def in_flight(self) -> int:
         """Records of this request not yet with their outcome (the in-flight gauge)."""
-        return self._waiting + len(self._todo) - self._next
+        return self._outstanding() + len(self._todo) - self._next
 
     def _on_report(self, seq: int, err: int, partition: int, offset: int, timestamp: int) -> None:
         self._waiting -= 1
@@ -250,7 +254,7 @@ class WholeRequest:
         self._maybe_answer()
 
     def _maybe_answer(self) -> None:
-        if self._done or not self._started or self._waiting or self._next < len(self._todo):
+        if self._done or not self._started or self._outstanding() or self._next < len(self._todo):
             return
         self._done = True
         self._settle()

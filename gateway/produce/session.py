@@ -254,7 +254,7 @@ class ProduceSession:
         if backlog is None:
             return
         if self._shutting_down:
-            self._fail_backlog()
+            self._fail_backlog(50003, SHUTDOWN_MESSAGE)
             return
         self._handle(backlog, self._backlog_pos)
         if self._backlog is None and self._paused:
@@ -264,7 +264,7 @@ class ProduceSession:
                 if reasons & reason:
                     self._stream.resume_reading(reason)
 
-    def _fail_backlog(self, code: int = 50003, message: str = SHUTDOWN_MESSAGE) -> None:
+    def _fail_backlog(self, code: int, message: str) -> None:
         backlog = self._backlog
         self._backlog = None
         if backlog is None:
@@ -280,16 +280,18 @@ class ProduceSession:
         then one last report (``code``) stands for the rest of the body, which is not read."""
         if self._input_done:
             return
-        self._input_done = True
-        self._stream.stop_reading()
-        self._producer.cancel_wait(self)
-        if self._backlog is not None:
-            self._fail_backlog(
-                backlog_code,
-                "the stream ended before this record was handed to Kafka; resend it",
-            )
+        self._end_input(backlog_code, "the stream ended before this record was handed to Kafka; resend it")
         self._core.push_failure(code, message, True)
         self.flush_reports()
+
+    def _end_input(self, backlog_code: int, backlog_message: str) -> None:
+        """Read no more; parsed records still waiting for room get a failure report each."""
+        if not self._input_done:
+            self._input_done = True
+            self._stream.stop_reading()
+        self._producer.cancel_wait(self)
+        if self._backlog is not None:
+            self._fail_backlog(backlog_code, backlog_message)
 
     def _on_max_duration(self) -> None:
         self._timer = None
@@ -397,12 +399,7 @@ class ProduceSession:
         """Stop reading; records already handed to Kafka finish and their reports go out;
         parsed records still waiting for room get a retriable failure report."""
         self._shutting_down = True
-        if not self._input_done:
-            self._input_done = True
-            self._stream.stop_reading()
-        self._producer.cancel_wait(self)
-        if self._backlog is not None:
-            self._fail_backlog()
+        self._end_input(50003, SHUTDOWN_MESSAGE)
         self.flush_reports()
 
     def in_flight(self) -> int:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway import errors
@@ -456,10 +455,6 @@ class V1ProduceRequest(WholeRequest):
         producer.kick()
         self._maybe_answer()
 
-    def in_flight(self) -> int:
-        core = self._core
-        return (0 if core is None else core.pending) + len(self._todo) - self._next
-
     def flush_reports(self) -> None:
         core = self._core
         if core is None:
@@ -472,28 +467,17 @@ class V1ProduceRequest(WholeRequest):
             return
         self._maybe_answer()
 
-    def _maybe_answer(self) -> None:
-        core = self._core
-        if self._done or not self._started or core is None or core.pending or self._next < len(self._todo):
-            return
-        self._done = True
-        self._settle()
-        status, body = self._answer()
-        self._stats.histogram(self.api).observe(time.monotonic() - self._t0)
-        self._conn.respond(status, body, content_type=self._content_type)
+    def _delivered_total(self) -> int:
+        return 0 if self._core is None else self._core.ok
 
     def _settle(self) -> None:
-        if not self._live:
-            return
-        self._live = False
-        self._stats.live_requests.discard(self)
+        live = self._live
+        super()._settle()
         core = self._core
-        if core is not None:
-            self._tc.delivered += core.ok
-            if self._conn_gone:
-                if core.failed:
-                    log.warning("client gone: %d of its %s failed", core.failed, self._noun)
-                core.close()
+        if live and core is not None and self._conn_gone:
+            if core.failed:
+                log.warning("client gone: %d of its %s failed", core.failed, self._noun)
+            core.close()
 
     def _answer(self) -> tuple[int, bytes]:
         core = self._core

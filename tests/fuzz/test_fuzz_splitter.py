@@ -25,6 +25,7 @@ import json
 from hypothesis import example, given
 from hypothesis import strategies as st
 from support.fuzz import examples, mutated, splits
+from support.json_text import compact_reference
 
 from gateway import _speedups
 from gateway.produce import PyJsonSplitter, RecordError
@@ -101,25 +102,6 @@ json_values = st.recursive(
 WS = st.sampled_from(["", "", "", " ", "\n", "\t", "\r\n  "])
 
 
-def compact(text: str) -> bytes:
-    """JSON text without the whitespace outside strings (independent of the splitters)."""
-    out = []
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            out.append(ch)
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch not in " \t\n\r":
-            out.append(ch)
-            in_string = ch == '"'
-    return "".join(out).encode()
-
-
 @st.composite
 def dumps(draw: st.DrawFn, value: object) -> str:
     return json.dumps(
@@ -155,7 +137,7 @@ def side(draw: st.DrawFn) -> tuple[str, bytes | None, str | None]:
         v = draw(json_values)
         text = draw(dumps(v))
         members.append('"data":' + draw(WS) + text)
-        expected = None if v is None else compact(text)
+        expected = None if v is None else compact_reference(text)
     members = draw(st.permutations(members))
     sep = "," + draw(WS)
     return "{" + draw(WS) + sep.join(members) + draw(WS) + "}", expected, kind
@@ -322,6 +304,6 @@ def test_json_syntax_verdict_matches_pythons_json(soup: bytes, split: bool) -> N
         return
     if end == len(rec):
         data = value["value"]["data"]  # type: ignore[index]
-        assert first[3] == (None if data is None else compact(soup.decode()))
+        assert first[3] == (None if data is None else compact_reference(soup.decode()))
         if data is not None:
             assert json.loads(first[3]) == data

@@ -19,6 +19,7 @@ import tracemalloc
 from array import array
 
 import pytest
+from support.json_text import compact_reference
 
 from gateway import _speedups
 from gateway.produce import JsonSplitter, PyJsonSplitter, RecordError
@@ -908,7 +909,7 @@ def gen_record(rng, index: int) -> tuple[bytes, tuple]:
                 v = _json_value(rng)
                 text = _dumps(rng, v)
                 members.append(_name(rng, "data") + ":" + _ws(rng) + text)
-                data = None if v is None else _compact_reference(text)
+                data = None if v is None else compact_reference(text)
             rng.shuffle(members)
             fields.append((side, "{" + _ws(rng) + ("," + _ws(rng)).join(members) + _ws(rng) + "}"))
             exp[side] = data
@@ -934,27 +935,6 @@ def gen_record(rng, index: int) -> tuple[bytes, tuple]:
         + "}"
     )
     return body.encode(), rec(index, **exp)
-
-
-def _compact_reference(text: str) -> bytes:
-    """Whitespace outside strings removed, by a different route than the splitters'."""
-    out = []
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            out.append(ch)
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch in " \t\n\r":
-            continue
-        else:
-            out.append(ch)
-            in_string = ch == '"'
-    return "".join(out).encode()
 
 
 def _gen_body(seed: int, count: int) -> tuple[bytes, list]:
