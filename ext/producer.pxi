@@ -270,7 +270,7 @@ cdef class _RdpColumn:
     # One column of the current batch, exported read-only through the buffer protocol. While
     # any view is alive the producer refuses to start a new batch (BufferError), so a view
     # never sees a reallocated or overwritten array.
-    cdef RdProducer _owner
+    cdef ProducerBase _owner
     cdef int _which
     cdef Py_ssize_t _shape[1]
     cdef Py_ssize_t _strides[1]
@@ -311,18 +311,126 @@ cdef class _RdpColumn:
         self._owner._views -= 1
 
 
+cdef class ProducerBase:
+    # The producer interface of StreamCore and ReportRouter (stream.pxi). A record is handed over
+    # with produce_record(); its delivery report lands in the batch `_st` (five C arrays) until
+    # the next poll, where ReportRouter.dispatch() reads it. RdProducer implements it on
+    # librdkafka; a test double implements produce_record() in a Python subclass (cpdef: the C
+    # caller's vtable call reaches the override) and adds reports with add_report(), so the
+    # compiled code runs one path whatever the producer.
+    cdef _RdpState* _st
+    cdef Py_ssize_t _views
+
+    def __cinit__(self, *args, **kwargs):
+        self._st = <_RdpState*>calloc(1, sizeof(_RdpState))
+        if self._st == NULL:
+            raise MemoryError()
+
+    def __init__(self, *, max_reports=65536):
+        cdef _RdpState* st = self._st
+        cdef Py_ssize_t cap
+        if st.opaque != NULL:
+            raise RuntimeError(f"{type(self).__name__}.__init__ called twice")
+        if not 1 <= max_reports <= _RDP_MAX_REPORTS_LIMIT:
+            raise ValueError(f"max_reports must be between 1 and {_RDP_MAX_REPORTS_LIMIT}")
+        cap = min(<Py_ssize_t>max_reports, <Py_ssize_t>_RDP_INITIAL_REPORTS)
+        st.opaque = <uint64_t*>malloc(cap * sizeof(uint64_t))
+        st.partition = <int32_t*>malloc(cap * sizeof(int32_t))
+        st.offset = <int64_t*>malloc(cap * sizeof(int64_t))
+        st.timestamp = <int64_t*>malloc(cap * sizeof(int64_t))
+        st.err = <int32_t*>malloc(cap * sizeof(int32_t))
+        if (st.opaque == NULL or st.partition == NULL or st.offset == NULL
+                or st.timestamp == NULL or st.err == NULL):
+            raise MemoryError()  # __dealloc__ frees what was allocated
+        st.capacity = cap
+        st.max_reports = max_reports
+
+    def __dealloc__(self):
+        cdef _RdpState* st = self._st
+        if st != NULL:
+            free(st.opaque)
+            free(st.partition)
+            free(st.offset)
+            free(st.timestamp)
+            free(st.err)
+            free(st.stats)
+            free(st)
+            self._st = NULL
+
+    cpdef int produce_record(self, object topic, int32_t partition, object key, object value,
+                             object headers, int64_t timestamp_ms,
+                             uint64_t opaque_id) except? -32768:
+        raise NotImplementedError
+
+    def produce(self, topic, int32_t partition, key, value, headers, int64_t timestamp_ms,
+                uint64_t opaque_id):
+        return self.produce_record(topic, partition, key, value, headers, timestamp_ms,
+                                   opaque_id)
+
+    def topic(self, str name not None):
+        return name
+
+    cdef inline int _new_batch(self) except -1:
+        if self._views:
+            raise BufferError(
+                "delivery report views are still alive: release them before the next batch")
+        self._st.count = 0
+        self._st.full = False
+        return 0
+
+    def new_batch(self):
+        self._new_batch()
+
+    def add_report(self, uint64_t opaque_id, int32_t partition, int64_t offset,
+                   int64_t timestamp, int32_t err):
+        cdef _RdpState* st = self._st
+        cdef Py_ssize_t i = st.count
+        if self._views:
+            raise BufferError("delivery report views are still alive")
+        if i >= st.capacity and not _rdp_grow(st):
+            raise OverflowError(f"the report batch is full ({st.capacity} reports)")
+        st.opaque[i] = opaque_id
+        st.partition[i] = partition
+        st.offset[i] = offset
+        st.timestamp[i] = timestamp
+        st.err[i] = err
+        st.count = i + 1
+
+    @property
+    def reports_ready(self):
+        return self._st.count
+
+    @property
+    def lost_reports(self):
+        return self._st.lost
+
+    def report(self, Py_ssize_t i):
+        cdef _RdpState* st = self._st
+        if not 0 <= i < st.count:
+            raise IndexError(f"report {i} not in the batch of {st.count}")
+        return (st.opaque[i], st.partition[i], st.offset[i], st.timestamp[i], st.err[i])
+
+    def reports(self):
+        cdef _RdpColumn c
+        cols = []
+        for which in range(5):
+            c = _RdpColumn.__new__(_RdpColumn)
+            c._owner = self
+            c._which = which
+            cols.append(memoryview(c))
+        return tuple(cols)
+
+
 @cython.final
-cdef class RdProducer:
+cdef class RdProducer(ProducerBase):
     cdef rd_kafka_t* _rk
     cdef rd_kafka_queue_t* _mainq
-    cdef _RdpState* _st
     cdef int _efd
     # Topic handles, destroyed before the producer (rdkafka.h: destroy topics, then rk).
     cdef rd_kafka_topic_t** _rkts
     cdef Py_ssize_t _n_rkts
     cdef Py_ssize_t _cap_rkts
     cdef dict _topics
-    cdef Py_ssize_t _views
 
     ERR_NO_ERROR = RD_KAFKA_RESP_ERR_NO_ERROR
     ERR_QUEUE_FULL = RD_KAFKA_RESP_ERR__QUEUE_FULL
@@ -337,37 +445,21 @@ cdef class RdProducer:
     ERR_MSG_SIZE_TOO_LARGE = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
     PARTITION_UA = RD_KAFKA_PARTITION_UA
 
-    def __cinit__(self):
+    def __cinit__(self, *args, **kwargs):
         self._efd = -1
         self._topics = {}
-        self._st = <_RdpState*>calloc(1, sizeof(_RdpState))
-        if self._st == NULL:
-            raise MemoryError()
 
     def __init__(self, config, *, max_reports=65536):
         cdef char errstr[_RDP_ERRSTR_BYTES]
         cdef rd_kafka_conf_t* conf
         cdef rd_kafka_t* rk
         cdef _RdpState* st = self._st
-        cdef Py_ssize_t cap
         cdef bytes bname
         cdef bytes bvalue
-        if self._rk != NULL or st.opaque != NULL:
+        if self._rk != NULL:
             raise RuntimeError("RdProducer.__init__ called twice")
-        if not 1 <= max_reports <= _RDP_MAX_REPORTS_LIMIT:
-            raise ValueError(f"max_reports must be between 1 and {_RDP_MAX_REPORTS_LIMIT}")
         items = list(config.items())  # a mapping; iterated once, before anything is created
-        cap = min(<Py_ssize_t>max_reports, <Py_ssize_t>_RDP_INITIAL_REPORTS)
-        st.opaque = <uint64_t*>malloc(cap * sizeof(uint64_t))
-        st.partition = <int32_t*>malloc(cap * sizeof(int32_t))
-        st.offset = <int64_t*>malloc(cap * sizeof(int64_t))
-        st.timestamp = <int64_t*>malloc(cap * sizeof(int64_t))
-        st.err = <int32_t*>malloc(cap * sizeof(int32_t))
-        if (st.opaque == NULL or st.partition == NULL or st.offset == NULL
-                or st.timestamp == NULL or st.err == NULL):
-            raise MemoryError()  # __dealloc__ frees what was allocated
-        st.capacity = cap
-        st.max_reports = max_reports
+        ProducerBase.__init__(self, max_reports=max_reports)
 
         conf = rd_kafka_conf_new()
         try:
@@ -414,22 +506,13 @@ cdef class RdProducer:
         _rdp_write(self._efd, &_rdp_one, sizeof(_rdp_one))
 
     def __dealloc__(self):
-        cdef _RdpState* st = self._st
+        # Runs before ProducerBase.__dealloc__ frees the batch, which the shutdown still fills.
         if self._rk != NULL:
             self._shutdown(_RDP_DEALLOC_FLUSH_MS)
         if self._efd >= 0:
             _rdp_close_fd(self._efd)
             self._efd = -1
         free(self._rkts)
-        if st != NULL:
-            free(st.opaque)
-            free(st.partition)
-            free(st.offset)
-            free(st.timestamp)
-            free(st.err)
-            free(st.stats)
-            free(st)
-            self._st = NULL
 
     # ------------------------------------------------------------ lifecycle
 
@@ -437,14 +520,6 @@ cdef class RdProducer:
         if self._rk == NULL:
             raise RuntimeError("the producer is closed")
         return self._rk
-
-    cdef inline int _new_batch(self) except -1:
-        if self._views:
-            raise BufferError(
-                "delivery report views are still alive: release them before the next batch")
-        self._st.count = 0
-        self._st.full = False
-        return 0
 
     cdef int _shutdown(self, int timeout_ms) noexcept:
         # Returns what librdkafka still held at the deadline (records, which get no report,
@@ -572,8 +647,11 @@ cdef class RdProducer:
             return t
         return self.topic(topic)
 
-    def produce(self, topic, int32_t partition, key, value, headers, int64_t timestamp_ms,
-                uint64_t opaque_id):
+    cpdef int produce_record(self, object topic, int32_t partition, object key, object value,
+                             object headers, int64_t timestamp_ms,
+                             uint64_t opaque_id) except? -32768:
+        # The per-record call of StreamCore.push(): `topic` is this producer's RdTopic (a name
+        # is looked up), key/value bytes or None, headers a list of (name, value) or None.
         cdef RdTopic t
         cdef const char* kp = NULL
         cdef const char* vp = NULL
@@ -581,8 +659,12 @@ cdef class RdProducer:
         cdef size_t vl = 0
         cdef rd_kafka_headers_t* hdrs = NULL
         cdef rd_kafka_resp_err_t err
-        self._live()
-        t = self._topic_arg(topic)
+        if self._rk == NULL:
+            raise RuntimeError("the producer is closed")
+        if type(topic) is RdTopic and (<RdTopic>topic)._owner == <void*>self:
+            t = <RdTopic>topic
+        else:
+            t = self._topic_arg(topic)
         if key is not None:
             if not PyBytes_Check(key):
                 raise TypeError(f"key must be bytes or None, not {type(key).__name__}")
@@ -665,32 +747,8 @@ cdef class RdProducer:
             raise RuntimeError(f"purge failed: {rd_kafka_err2str(err).decode('utf-8', 'replace')}")
 
     @property
-    def reports_ready(self):
-        return self._st.count
-
-    @property
     def batch_full(self):
         return self._st.full
-
-    @property
-    def lost_reports(self):
-        return self._st.lost
-
-    def report(self, Py_ssize_t i):
-        cdef _RdpState* st = self._st
-        if not 0 <= i < st.count:
-            raise IndexError(f"report {i} not in the batch of {st.count}")
-        return (st.opaque[i], st.partition[i], st.offset[i], st.timestamp[i], st.err[i])
-
-    def reports(self):
-        cdef _RdpColumn c
-        cols = []
-        for which in range(5):
-            c = _RdpColumn.__new__(_RdpColumn)
-            c._owner = self
-            c._which = which
-            cols.append(memoryview(c))
-        return tuple(cols)
 
     # ------------------------------------------------------------ errors
 

@@ -5,31 +5,31 @@
 # stream's lifecycle: pausing, backlog, shutdown, logging. Everything done once per record is
 # here, with no Python call per record on the delivery side:
 #
-# - StreamCore.push(items, i) hands records to librdkafka (RdProducer.produce_c) and files each
+# - StreamCore.push(items, i) hands records to the producer (ProducerBase.produce_record:
+#   RdProducer's goes straight to librdkafka's C API) and files each
 #   one in a ring of C slots indexed by its sequence number. The ring is the per-connection
 #   in-flight window: it stops at `capacity` and grows by doubling from a few slots, so an idle
 #   stream costs little (10,000 open streams). Records that fail before Kafka (bad record,
 #   partition out of range, a refused produce) get their failure report in their slot at once.
 # - Each produced record's msg_opaque is (sink id << 32) | (sequence number & 0xFFFFFFFF).
 #   ReportRouter.dispatch() walks RdProducer's batch of delivery reports (C arrays filled by
-#   librdkafka's callback) and completes the slots of the sinks the ids name: a StreamCore's in C,
-#   a Python sink (v1/v2 and records:batch requests) through its callable, once per record.
-# - StreamCore.take_ready() formats the completed prefix of the ring into one bytes object: the
-#   exact report bytes of docs/api.md §1, in order.
+#   librdkafka's callback) and completes the slots of the StreamCores the ids name, in C. A v3
+#   stream, a v1/v2 request and a records:batch request each have one StreamCore.
+# - StreamCore.take_ready() formats the completed prefix of the ring into one bytes object
+#   (reports.pxi): the exact report bytes of docs/api.md §1, in order, or v1/v2 offsets entries.
+#   take_outcomes() hands the same prefix to Python instead (records:batch builds its answer).
+# - A Python callback that raises while a report is handled (the core's error and metrics
+#   functions) costs only its own stream: the router fails that core's pending records with an
+#   internal-error report (50003), keeps its listener and the exception for the producer to log
+#   and tell (take_failures), and goes on with the rest of the batch.
 #
 # Everything here runs on the event loop thread: no lock, no GIL release.
 
-from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from libc.stdint cimport uint8_t, uint32_t
 
 cdef enum:
-    _SC_FREE = 0
-    _SC_PENDING = 1     # with librdkafka, report not in yet
-    _SC_OK = 2          # delivered: partition, offset, timestamp filled
-    _SC_FAILED = 3      # `report` holds the failure report's bytes
     # The ring is allocated with the first record (an idle stream has none), starts with a few
     # slots, doubles as needed, and is given back when it empties after having grown past
     # _SC_KEEP_SLOTS.
@@ -39,156 +39,8 @@ cdef enum:
     SC_STOP_NONE = 0
     SC_STOP_IN_FLIGHT = 1 << 4
     SC_STOP_KAFKA_QUEUE = 1 << 5
-    # Report formats (StreamCore mode): the v3 stream report followed by CRLF, or a v1/v2
-    # offsets entry followed by a comma (the caller drops the last one).
-    FORMAT_V3 = 0
-    FORMAT_V1 = 1
-    FORMAT_V2 = 2
-    # The shared output buffer is freed after a take_ready() that needed more than this.
-    _SC_KEEP_OUT = 1 << 20
 
 cdef uint64_t _SC_SEQ_MASK = 0xFFFFFFFF
-
-
-cdef struct _Slot:
-    int64_t offset
-    int64_t timestamp
-    int64_t key_size
-    int64_t value_size
-    PyObject* report    # owned reference (state _SC_FAILED)
-    int32_t partition
-    uint8_t state
-    uint8_t key_type    # 0: the record had no key field; 1 BINARY, 2 JSON, 3 STRING
-    uint8_t value_type
-
-
-# The report bytes are assembled in one buffer shared by every stream (one event loop thread).
-cdef char* _sc_out = NULL
-cdef Py_ssize_t _sc_out_cap = 0
-
-
-cdef int _sc_reserve(Py_ssize_t need) except -1:
-    global _sc_out, _sc_out_cap
-    cdef Py_ssize_t cap
-    cdef char* grown
-    if need <= _sc_out_cap:
-        return 0
-    cap = _sc_out_cap * 2
-    if cap < 65536:
-        cap = 65536
-    if cap < need:
-        cap = need
-    grown = <char*>realloc(_sc_out, <size_t>cap)
-    if grown == NULL:
-        raise MemoryError()
-    _sc_out = grown
-    _sc_out_cap = cap
-    return 0
-
-
-cdef inline Py_ssize_t _sc_int(char* o, int64_t v) noexcept:
-    # Decimal digits of v at o; returns the length.
-    cdef char tmp[24]
-    cdef Py_ssize_t n = 0, k = 0
-    cdef uint64_t u
-    if v < 0:
-        o[0] = 45
-        k = 1
-        u = <uint64_t>(-(v + 1)) + 1
-    else:
-        u = <uint64_t>v
-    while True:
-        tmp[n] = <char>(48 + u % 10)
-        n += 1
-        u //= 10
-        if u == 0:
-            break
-    while n > 0:
-        n -= 1
-        o[k] = tmp[n]
-        k += 1
-    return k
-
-
-cdef inline void _sc_2(char* o, int v) noexcept:
-    o[0] = <char>(48 + v // 10)
-    o[1] = <char>(48 + v % 10)
-
-
-@cython.cdivision(True)
-cdef void _sc_civil(int64_t days, int64_t* year, int* month, int* day) noexcept:
-    # Days since 1970-01-01 -> proleptic Gregorian date (the inverse of the splitter's
-    # _spl_days_from_civil): eras of 400 years starting in March.
-    cdef int64_t z = days + 719468
-    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
-    cdef int64_t doe = z - era * 146097
-    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    cdef int64_t mp = (5 * doy + 2) // 153
-    cdef int m = <int>(mp + 3 if mp < 10 else mp - 9)
-    year[0] = yoe + era * 400 + (1 if m <= 2 else 0)
-    month[0] = m
-    day[0] = <int>(doy - (153 * mp + 2) // 5 + 1)
-
-
-cdef Py_ssize_t _sc_format_seconds(char* o, int64_t sec) noexcept:
-    # "YYYY-MM-DDTHH:MM:SS" (19 characters for years 0..9999) for seconds since the epoch (UTC).
-    cdef int64_t days = sec // 86400 if sec >= 0 else -((-sec + 86399) // 86400)
-    cdef int64_t rem = sec - days * 86400
-    cdef int64_t year
-    cdef int month, day
-    cdef Py_ssize_t k
-    _sc_civil(days, &year, &month, &day)
-    if 0 <= year <= 9999:
-        _sc_2(o, <int>(year // 100))
-        _sc_2(o + 2, <int>(year % 100))
-        k = 4
-    else:
-        k = _sc_int(o, year)
-    o[k] = 45
-    _sc_2(o + k + 1, month)
-    o[k + 3] = 45
-    _sc_2(o + k + 4, day)
-    o[k + 6] = 84
-    _sc_2(o + k + 7, <int>(rem // 3600))
-    o[k + 9] = 58
-    _sc_2(o + k + 10, <int>(rem // 60 % 60))
-    o[k + 12] = 58
-    _sc_2(o + k + 13, <int>(rem % 60))
-    return k + 15
-
-
-def format_timestamp(int64_t ms):
-    """Milliseconds since the epoch -> the report's ``2026-11-21T10:14:42.123Z`` (as bytes)."""
-    cdef char buf[48]
-    cdef int64_t sec = ms // 1000 if ms >= 0 else -((-ms + 999) // 1000)
-    cdef Py_ssize_t k = _sc_format_seconds(buf, sec)
-    cdef int milli = <int>(ms - sec * 1000)
-    buf[k] = 46
-    buf[k + 1] = <char>(48 + milli // 100)
-    _sc_2(buf + k + 2, milli % 100)
-    buf[k + 4] = 90
-    return buf[:k + 5]
-
-
-cdef const char* _SC_TYPE_PREFIX[4]
-_SC_TYPE_PREFIX[0] = b""
-_SC_TYPE_PREFIX[1] = b'{"type":"BINARY","size":'
-_SC_TYPE_PREFIX[2] = b'{"type":"JSON","size":'
-_SC_TYPE_PREFIX[3] = b'{"type":"STRING","size":'
-cdef Py_ssize_t _SC_TYPE_PREFIX_LEN[4]
-_SC_TYPE_PREFIX_LEN[:] = [0, 24, 22, 24]
-
-
-cdef inline Py_ssize_t _sc_side(char* o, const char* name, Py_ssize_t name_len, uint8_t kind,
-                                int64_t size) noexcept:
-    # ,"key":{"type":"BINARY","size":N} (or "value"); returns the length written.
-    cdef Py_ssize_t k = name_len + _SC_TYPE_PREFIX_LEN[kind]
-    memcpy(o, name, <size_t>name_len)
-    memcpy(o + name_len, _SC_TYPE_PREFIX[kind], <size_t>_SC_TYPE_PREFIX_LEN[kind])
-    k += _sc_int(o + k, size)
-    o[k] = 125
-    return k + 1
 
 
 cdef inline uint8_t _sc_type_code(object t) except 255:
@@ -204,28 +56,41 @@ cdef inline uint8_t _sc_type_code(object t) except 255:
     raise ValueError(f"unknown data type {t!r}")
 
 
+
+# The report of a record whose outcome was lost to an internal error in its stream's report
+# handling: it may or may not be in Kafka, so the client may resend it (at least once).
+_SC_INTERNAL_MESSAGE = (
+    "internal error of the gateway while reporting this record: its outcome is unknown; "
+    "resend it")
+cdef bytes _SC_INTERNAL_REPORT = (
+    b'{"error_code":50003,"message":"' + _SC_INTERNAL_MESSAGE.encode() + b'"}\r\n')
+cdef tuple _SC_TYPE_NAMES = (None, "BINARY", "JSON", "STRING")
+
+
 @cython.final
 cdef class ReportRouter:
-    # Sinks by id; see the top of this file. Ids start at 1 and are never reused (2**32 of
-    # them would take years of streams).
+    # StreamCores by sink id; see the top of this file. Ids start at 1 and are never reused
+    # (2**32 of them would take years of streams).
     cdef dict _sinks
     cdef uint64_t _next_id
     cdef list _dirty
-    cdef readonly Py_ssize_t orphans    # reports for no registered sink / no pending slot
+    cdef list _failures
+    cdef Py_ssize_t _at                 # the report being handled (for the failure path)
+    cdef readonly Py_ssize_t orphans    # reports for no registered core / no pending slot
     cdef readonly Py_ssize_t dispatched
 
     def __cinit__(self):
         self._sinks = {}
         self._next_id = 1
         self._dirty = []
+        self._failures = []
 
-    def register(self, sink):
-        """A Python sink: ``sink(seq, err, partition, offset, timestamp_ms)`` per report."""
+    cdef uint64_t _register(self, StreamCore core) except 0:
         cdef uint64_t sid = self._next_id
         if sid > _SC_SEQ_MASK:
             raise OverflowError("sink ids exhausted")
         self._next_id = sid + 1
-        self._sinks[sid] = sink
+        self._sinks[sid] = core
         return sid
 
     def unregister(self, uint64_t sid):
@@ -240,57 +105,51 @@ cdef class ReportRouter:
         self._dirty = []
         return dirty
 
-    cdef inline void _deliver(self, object sink, uint64_t opaque, int32_t err, int32_t partition,
-                              int64_t offset, int64_t timestamp) except *:
-        cdef StreamCore core
-        if type(sink) is StreamCore:
-            core = <StreamCore>sink
-            if core._complete(<uint32_t>(opaque & _SC_SEQ_MASK), err, partition, offset,
-                              timestamp) and not core.dirty:
+    def take_failures(self):
+        """(listener, exception) of each StreamCore whose report handling raised since the last
+        call; its pending records were failed with the internal-error report."""
+        cdef list failures = self._failures
+        self._failures = []
+        return failures
+
+    cdef Py_ssize_t _run(self, _RdpState* st, Py_ssize_t i, Py_ssize_t n) except -1:
+        cdef uint64_t opaque, sid, last_sid = 0
+        cdef object found
+        cdef StreamCore core = None
+        while i < n:
+            opaque = st.opaque[i]
+            sid = opaque >> 32
+            if sid != last_sid:
+                found = self._sinks.get(sid)
+                core = <StreamCore>found if found is not None else None
+                last_sid = sid
+            self._at = i
+            if core is None:
+                self.orphans += 1
+            elif core._complete(<uint32_t>(opaque & _SC_SEQ_MASK), st.err[i], st.partition[i],
+                                st.offset[i], st.timestamp[i]) and not core.dirty:
                 core.dirty = True
                 self._dirty.append(core.listener)
-        else:
-            sink(opaque & _SC_SEQ_MASK, err, partition, offset, timestamp)
+            i += 1
+        return n
 
-    def dispatch(self, producer):
-        """Deliver the batch of reports the producer's last poll() collected; returns how many.
-        ``producer`` is an RdProducer (read in C) or any object with ``reports_ready`` and
-        ``reports()`` (five columns: opaque, partition, offset, timestamp, error)."""
-        cdef RdProducer rdp
-        cdef _RdpState* st
-        cdef Py_ssize_t i, n
-        cdef uint64_t opaque, sid, last_sid = 0
-        cdef object sink = None
-        if type(producer) is RdProducer:
-            rdp = <RdProducer>producer
-            st = rdp._st
-            n = st.count
-            for i in range(n):
-                opaque = st.opaque[i]
-                sid = opaque >> 32
-                if sid != last_sid:
-                    sink = self._sinks.get(sid)
-                    last_sid = sid
-                if sink is None:
-                    self.orphans += 1
-                    continue
-                self._deliver(sink, opaque, st.err[i], st.partition[i], st.offset[i],
-                              st.timestamp[i])
-            self.dispatched += n
-            return n
-        n = producer.reports_ready
-        if not n:
-            return 0
-        cols = producer.reports()
-        ops, parts, offs, tss, errs = cols
-        for i in range(n):
-            opaque = ops[i]
-            sid = opaque >> 32
-            sink = self._sinks.get(sid)
-            if sink is None:
-                self.orphans += 1
-                continue
-            self._deliver(sink, opaque, errs[i], parts[i], offs[i], tss[i])
+    def dispatch(self, ProducerBase producer not None):
+        """Deliver the batch of reports the producer's last poll() collected; returns how many."""
+        cdef _RdpState* st = producer._st
+        cdef Py_ssize_t n = st.count
+        cdef Py_ssize_t i = 0
+        cdef object found
+        while i < n:
+            try:
+                i = self._run(st, i, n)
+            except Exception as exc:
+                # One stream's callback raised: that stream alone ends (its listener is told
+                # through take_failures); the rest of the batch is still delivered.
+                found = self._sinks.get(st.opaque[self._at] >> 32)
+                if found is not None:
+                    (<StreamCore>found)._break()
+                    self._failures.append(((<StreamCore>found).listener, exc))
+                i = self._at + 1
         self.dispatched += n
         return n
 
@@ -306,10 +165,9 @@ cdef class StreamCore:
     cdef readonly Py_ssize_t capacity
     cdef ReportRouter _router
     cdef public bint dirty           # in the router's dirty list since the last take_ready
-    cdef object _producer
-    cdef RdProducer _rdp             # the same producer when it is an RdProducer, else None
-    cdef object _topic               # RdTopic (RdProducer) or the topic name (other producers)
-    cdef rd_kafka_topic_t* _rkt
+    cdef ProducerBase _producer
+    cdef object _topic               # what the producer's topic(name) gave (RdTopic, or the name)
+    cdef readonly str topic_name
     cdef int32_t _partitions
     cdef bytes _prefix
     cdef uint64_t _sid
@@ -319,30 +177,32 @@ cdef class StreamCore:
     cdef object _error_report        # (error_code, message) -> report bytes
     cdef readonly Py_ssize_t ok          # records delivered (200 reports)
     cdef readonly Py_ssize_t failed      # failure reports filed
-    cdef readonly Py_ssize_t produced    # records handed to librdkafka
+    cdef readonly Py_ssize_t produced    # records handed to the producer
     cdef readonly int stop_reason        # why the last push() stopped early
     cdef readonly bint fatal_seen        # a fatal RecordError went by: read no more
     cdef readonly Py_ssize_t orphans     # reports for a slot not pending (a bug if not 0)
-    cdef readonly Py_ssize_t pending     # records with librdkafka, report not in yet
+    cdef readonly Py_ssize_t pending     # records with the producer, report not in yet
     cdef readonly int mode               # report format: FORMAT_V3, FORMAT_V1 or FORMAT_V2
+    # An internal error in this stream's report handling (see _break): its pending records got
+    # the internal-error report; reports that come for them later are counted in `late`.
+    cdef readonly bint broken
+    cdef readonly Py_ssize_t broken_failed
+    cdef readonly Py_ssize_t late
     # Rate limits (gateway.limits): what push() handed over, cumulative, and the records it
     # dropped because the allowance it was given ran out (each gets `rate_report`).
     cdef readonly int64_t used_records
     cdef readonly int64_t used_bytes
     cdef readonly Py_ssize_t rate_dropped
     cdef public bytes rate_report
-    # Timestamp formatting cache: the second last formatted and its text.
     cdef bint _closed
-    cdef int64_t _ts_sec
-    cdef char _ts_text[32]
-    cdef Py_ssize_t _ts_len
+    cdef _TsCache _ts
 
     def __cinit__(self):
-        self._ts_sec = -(1 << 62)
+        _ts_cache_init(&self._ts)
 
-    def __init__(self, ReportRouter router not None, producer, topic, int32_t partitions,
-                 Py_ssize_t capacity, bytes prefix not None, listener, error_fn, fail_fn,
-                 error_report, int mode=FORMAT_V3):
+    def __init__(self, ReportRouter router not None, ProducerBase producer not None, str topic not None,
+                 int32_t partitions, Py_ssize_t capacity, bytes prefix not None, listener,
+                 error_fn, fail_fn, error_report, int mode=FORMAT_V3):
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         if capacity > (1 << 30):
@@ -350,8 +210,8 @@ cdef class StreamCore:
         if mode not in (FORMAT_V3, FORMAT_V1, FORMAT_V2):
             raise ValueError(f"unknown report format {mode}")
         self.mode = mode
-        self._router = router
-        self._bind(producer, topic)
+        self.topic_name = topic
+        self._bind(producer)
         self._partitions = partitions
         self.capacity = capacity
         self._prefix = prefix
@@ -359,28 +219,21 @@ cdef class StreamCore:
         self._error_fn = error_fn
         self._fail_fn = fail_fn
         self._error_report = error_report
-        self._sid = router.register(self)
+        self._router = router
+        self._sid = router._register(self)
 
     def __dealloc__(self):
         self._release()
 
-    cdef int _bind(self, object producer, object topic) except -1:
-        cdef str name = topic.name if type(topic) is RdTopic else topic
+    cdef int _bind(self, ProducerBase producer) except -1:
         self._producer = producer
-        if type(producer) is RdProducer:
-            self._rdp = <RdProducer>producer
-            self._topic = self._rdp.topic(name)
-            self._rkt = (<RdTopic>self._topic)._rkt
-        else:
-            self._rdp = None
-            self._topic = name
-            self._rkt = NULL
+        self._topic = producer.topic(self.topic_name)
         return 0
 
-    def rebind(self, producer):
+    def rebind(self, ProducerBase producer not None):
         """Produce the next records with another producer (the old one was replaced after a
         fatal error). Reports of records already handed over still come, through the router."""
-        self._bind(producer, self._topic)
+        self._bind(producer)
 
     cdef void _release(self) noexcept:
         cdef uint64_t s
@@ -435,38 +288,34 @@ cdef class StreamCore:
         return 0
 
     cdef inline _Slot* _new_slot(self) except NULL:
-        cdef _Slot* slot
         if self._ring == NULL:
             if self._closed:
                 raise RuntimeError("the stream core is closed")
             self._grow(_SC_INITIAL_SLOTS)
         elif self.tail - self.head > self._mask:
             self._grow((self._mask + 1) * 2)
-        slot = &self._ring[self.tail & self._mask]
+        cdef _Slot* slot = &self._ring[self.tail & self._mask]
         self.tail += 1
         return slot
 
-    cdef int _file_failure(self, int code, object message) except -1:
-        cdef bytes report = self._error_report(code, message)
-        cdef _Slot* slot = self._new_slot()
+    cdef inline void _fill_failed(self, _Slot* slot, bytes report) noexcept:
         Py_INCREF(report)
         slot.report = <PyObject*>report
         slot.state = _SC_FAILED
         self.failed += 1
+
+    cdef int _file_failure(self, int code, object message) except -1:
+        cdef bytes report = self._error_report(code, message)
+        self._fill_failed(self._new_slot(), report)
         self._fail_fn(code, 1)
         return 0
 
     cdef int _file_rate_drop(self) except -1:
         cdef bytes report = self.rate_report
-        cdef _Slot* slot
         if report is None:
             report = self._error_report(429, "record dropped: the produce rate limit is exceeded")
             self.rate_report = report
-        slot = self._new_slot()
-        Py_INCREF(report)
-        slot.report = <PyObject*>report
-        slot.state = _SC_FAILED
-        self.failed += 1
+        self._fill_failed(self._new_slot(), report)
         self.rate_dropped += 1
         self._fail_fn(429, 1)
         return 0
@@ -490,16 +339,14 @@ cdef class StreamCore:
         cdef tuple rec
         cdef object key, value, headers
         cdef int64_t partition, ts
-        cdef const char* kp
-        cdef const char* vp
-        cdef size_t kl, vl
-        cdef rd_kafka_headers_t* hdrs
-        cdef rd_kafka_resp_err_t err
+        cdef int err
         cdef uint64_t seq
         cdef _Slot* slot
         cdef uint8_t kt, vt
         cdef int64_t size
         cdef bint limited = allow_records >= 0 or allow_bytes >= 0
+        if self.broken:
+            raise RuntimeError("the stream core is broken: it takes no more records")
         if allow_records < 0:
             allow_records = <int64_t>1 << 62
         if allow_bytes < 0:
@@ -545,25 +392,9 @@ cdef class StreamCore:
                 self.used_records += 1
                 self.used_bytes += size
             seq = self.tail
-            if self._rdp is not None:
-                kp = NULL
-                vp = NULL
-                kl = 0
-                vl = 0
-                if key is not None:
-                    kp = PyBytes_AS_STRING(key)
-                    kl = <size_t>PyBytes_GET_SIZE(key)
-                if value is not None:
-                    vp = PyBytes_AS_STRING(value)
-                    vl = <size_t>PyBytes_GET_SIZE(value)
-                hdrs = _rdp_headers(headers) if headers else NULL
-                err = self._rdp.produce_c(self._rkt, <int32_t>partition, kp, kl, vp, vl, hdrs,
-                                          ts, (self._sid << 32) | (seq & _SC_SEQ_MASK))
-                if err and hdrs != NULL:
-                    rd_kafka_headers_destroy(hdrs)
-            else:
-                err = self._producer.produce(self._topic, partition, key, value, headers, ts,
-                                             (self._sid << 32) | (seq & _SC_SEQ_MASK))
+            err = self._producer.produce_record(self._topic, <int32_t>partition, key, value,
+                                                headers, ts,
+                                                (self._sid << 32) | (seq & _SC_SEQ_MASK))
             if err:
                 if err == RD_KAFKA_RESP_ERR__QUEUE_FULL:
                     self.stop_reason = SC_STOP_KAFKA_QUEUE
@@ -588,15 +419,14 @@ cdef class StreamCore:
         """The producer records are handed to (see rebind)."""
         return self._producer
 
-    @property
-    def topic_name(self):
-        return self._topic.name if type(self._topic) is RdTopic else self._topic
-
     cdef bint _complete(self, uint32_t seq32, int32_t err, int32_t partition, int64_t offset,
                         int64_t timestamp) except -1:
         # One delivery report; True when a slot was completed.
         cdef _Slot* slot
         cdef bytes report
+        if self.broken:
+            self.late += 1
+            return False
         if self._ring == NULL:
             self.orphans += 1
             return False
@@ -604,7 +434,6 @@ cdef class StreamCore:
         if slot.state != _SC_PENDING:
             self.orphans += 1
             return False
-        self.pending -= 1
         if err == 0:
             slot.partition = partition
             # A resend the broker already had (its first answer was lost) is acknowledged with
@@ -612,16 +441,54 @@ cdef class StreamCore:
             slot.offset = offset if offset >= 0 else -1
             slot.timestamp = timestamp
             slot.state = _SC_OK
+            self.pending -= 1
             self.ok += 1
             return True
+        # The slot changes only once its report exists: a callback that raises leaves it
+        # pending, for _break to fail.
         code, message = self._error_fn(err)
         report = self._error_report(code, message)
-        Py_INCREF(report)
-        slot.report = <PyObject*>report
-        slot.state = _SC_FAILED
-        self.failed += 1
+        self._fill_failed(slot, report)
+        self.pending -= 1
         self._fail_fn(code, 1)
         return True
+
+    cdef void _break(self) noexcept:
+        # Every pending record gets the internal-error report; reports that come for them later
+        # are ignored (counted in `late`). No Python callback runs here.
+        cdef uint64_t s
+        cdef _Slot* slot
+        self.broken = True
+        if self._ring == NULL:
+            return
+        s = self.head
+        while s < self.tail:
+            slot = &self._ring[s & self._mask]
+            if slot.state == _SC_PENDING:
+                self._fill_failed(slot, _SC_INTERNAL_REPORT)
+                self.broken_failed += 1
+            s += 1
+        self.pending = 0
+
+    def fail_pending(self):
+        """Give up on this stream's reports after an internal error: every record still with
+        the producer gets the internal-error report (50003) now, later reports for them are
+        ignored, and push() takes no more records. Returns how many were failed."""
+        cdef Py_ssize_t before = self.broken_failed
+        self._break()
+        return self.broken_failed - before
+
+    @property
+    def internal_report(self):
+        return _SC_INTERNAL_REPORT
+
+    cdef inline void _taken(self, uint64_t s) noexcept:
+        self.head = s
+        if s == self.tail and self._mask >= _SC_KEEP_SLOTS:
+            # Empty after a burst: give the big ring back (the next record allocates anew).
+            free(self._ring)
+            self._ring = NULL
+            self._mask = 0
 
     def take_ready(self):
         """Every report whose predecessors are all known, in order, as one bytes object."""
@@ -630,70 +497,22 @@ cdef class StreamCore:
         cdef _Slot* slot
         cdef Py_ssize_t pos = 0, need, plen
         cdef bytes report
-        cdef int64_t sec, ms
-        cdef int milli
-        cdef char* o
+        cdef const char* prefix
         self.dirty = False
         if self._ring == NULL:
             return b""
         plen = PyBytes_GET_SIZE(self._prefix)
+        prefix = PyBytes_AS_STRING(self._prefix)
         while s < tail:
             slot = &self._ring[s & self._mask]
-            if slot.state == _SC_OK and self.mode != FORMAT_V3:
-                need = pos + 128
+            if slot.state == _SC_OK:
+                need = pos + plen + _SC_MAX_REPORT
                 if need > _sc_out_cap:
                     _sc_reserve(need)
-                o = _sc_out + pos
-                memcpy(o, b'{"partition":', 13)
-                o += 13
-                o += _sc_int(o, slot.partition)
-                memcpy(o, b',"offset":', 10)
-                o += 10
-                o += _sc_int(o, slot.offset)
-                if self.mode == FORMAT_V2:
-                    memcpy(o, b',"error_code":null,"error":null', 31)
-                    o += 31
-                o[0] = 125
-                o[1] = 44
-                o += 2
-                pos = o - _sc_out
-            elif slot.state == _SC_OK:
-                # prefix + partition + offset + timestamp + key/value + "}\r\n": well under 256
-                need = pos + plen + 256
-                if need > _sc_out_cap:
-                    _sc_reserve(need)
-                o = _sc_out + pos
-                memcpy(o, PyBytes_AS_STRING(self._prefix), <size_t>plen)
-                o += plen
-                o += _sc_int(o, slot.partition)
-                memcpy(o, b',"offset":', 10)
-                o += 10
-                o += _sc_int(o, slot.offset)
-                memcpy(o, b',"timestamp":"', 14)
-                o += 14
-                ms = slot.timestamp
-                sec = ms // 1000 if ms >= 0 else -((-ms + 999) // 1000)
-                if sec != self._ts_sec:
-                    self._ts_len = _sc_format_seconds(self._ts_text, sec)
-                    self._ts_sec = sec
-                memcpy(o, self._ts_text, <size_t>self._ts_len)
-                o += self._ts_len
-                milli = <int>(ms - sec * 1000)
-                o[0] = 46
-                o[1] = <char>(48 + milli // 100)
-                _sc_2(o + 2, milli % 100)
-                o[4] = 90
-                o[5] = 34
-                o += 6
-                if slot.key_type:
-                    o += _sc_side(o, b',"key":', 7, slot.key_type, slot.key_size)
-                if slot.value_type:
-                    o += _sc_side(o, b',"value":', 9, slot.value_type, slot.value_size)
-                o[0] = 125
-                o[1] = 13
-                o[2] = 10
-                o += 3
-                pos = o - _sc_out
+                if self.mode == FORMAT_V3:
+                    pos += _sc_format_v3(_sc_out + pos, prefix, plen, slot, &self._ts)
+                else:
+                    pos += _sc_format_offsets(_sc_out + pos, slot, self.mode)
             elif slot.state == _SC_FAILED:
                 report = <bytes>slot.report
                 need = pos + PyBytes_GET_SIZE(report)
@@ -708,12 +527,7 @@ cdef class StreamCore:
                 break
             slot.state = _SC_FREE
             s += 1
-        self.head = s
-        if s == tail and self._mask >= _SC_KEEP_SLOTS:
-            # Empty after a burst: give the big ring back (the next record allocates anew).
-            free(self._ring)
-            self._ring = NULL
-            self._mask = 0
+        self._taken(s)
         if pos == 0:
             return b""
         out = _sc_out[:pos]
@@ -721,18 +535,39 @@ cdef class StreamCore:
             _sc_free_out()
         return out
 
+    def take_outcomes(self):
+        """The same prefix as take_ready, one Python value per record: a delivered record's
+        ``(partition, offset, timestamp_ms, key_type, key_size, value_type, value_size)`` (a
+        type is None when the record had no such field), a failed one's report bytes. For
+        answers built in Python (records:batch, at most a few dozen records)."""
+        cdef uint64_t s = self.head
+        cdef _Slot* slot
+        cdef list out = []
+        self.dirty = False
+        if self._ring == NULL:
+            return out
+        while s < self.tail:
+            slot = &self._ring[s & self._mask]
+            if slot.state == _SC_OK:
+                out.append((slot.partition, slot.offset, slot.timestamp,
+                            _SC_TYPE_NAMES[slot.key_type], slot.key_size,
+                            _SC_TYPE_NAMES[slot.value_type], slot.value_size))
+            elif slot.state == _SC_FAILED:
+                out.append(<bytes>slot.report)
+                Py_DECREF(<object>slot.report)
+                slot.report = NULL
+            else:
+                break
+            slot.state = _SC_FREE
+            s += 1
+        self._taken(s)
+        return out
+
     def debug_info(self):
         return {"sink_id": self._sid, "head": self.head, "tail": self.tail,
-                "pending": self.pending,
+                "pending": self.pending, "broken": self.broken,
                 "slots": 0 if self._ring == NULL else self._mask + 1, "ok": self.ok,
                 "failed": self.failed, "orphans": self.orphans}
-
-
-cdef void _sc_free_out() noexcept:
-    global _sc_out, _sc_out_cap
-    free(_sc_out)
-    _sc_out = NULL
-    _sc_out_cap = 0
 
 
 # The report formats for Python callers.

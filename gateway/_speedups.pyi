@@ -1,7 +1,9 @@
 """Stubs and docstrings for the compiled extension ``gateway._speedups`` (built from ext/).
 
-Import the public names from their packages (``gateway.produce.JsonSplitter``), which fall back
-to the pure-Python twins when the extension is not built or ``GATEWAY_PURE_PYTHON=1``.
+The extension is required: ``make`` builds it, and the gateway does not run without it (there is
+no pure-Python fallback; README "Design" says why). Code outside the extension imports its names
+from two places: ``gateway.kafka.producer`` (the producer and the report router) and
+``gateway.produce`` (the splitter, the stream core and the v1/v2 decoders).
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -44,8 +46,8 @@ class JsonSplitter:
     is copied into an internal buffer of at most ``max_record_bytes`` bytes, so the chunk may be
     a view into a buffer the caller reuses once ``feed()`` returns.
 
-    This is the compiled twin of ``gateway.produce.splitter.JsonSplitter``; both give identical
-    items, messages, ``offset`` and ``records``.
+    Its pure-Python reference model is tests/support/ref_splitter.py; the tests feed both the
+    same bodies and compare items, messages, ``offset`` and ``records``.
     """
 
     def __init__(self, max_record_bytes: int = 2097152) -> None:
@@ -90,12 +92,74 @@ class RdTopic:
 # items: opaque ids ("Q"), partitions ("i"), offsets ("q"), timestamps ("q", ms), errors ("i").
 ReportColumns = tuple[memoryview, memoryview, memoryview, memoryview, memoryview]
 
-class RdProducer:
+class ProducerBase:
+    """The producer interface of ``StreamCore`` and ``ReportRouter``: records go in through
+    ``produce_record``; delivery reports collect in the *batch* (C arrays) that
+    ``ReportRouter.dispatch`` reads after each poll. ``RdProducer`` implements it on
+    librdkafka. A test double subclasses it in Python, overrides ``produce_record`` (the compiled
+    callers reach the override) and fills the batch with ``new_batch``/``add_report``."""
+
+    def __init__(self, *, max_reports: int = 65536) -> None:
+        """``max_reports``: the largest delivery-report batch (1 to 2**26)."""
+
+    def produce_record(
+        self,
+        topic: Any,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str | bytes, bytes | None]] | None,
+        timestamp_ms: int,
+        opaque_id: int,
+    ) -> int:
+        """Hand one record over; 0, or the librdkafka error code (``ERR_QUEUE_FULL``: poll and
+        try again). ``topic`` is what ``topic(name)`` returned (or a name)."""
+
+    def produce(
+        self,
+        topic: Any,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str | bytes, bytes | None]] | None,
+        timestamp_ms: int,
+        opaque_id: int,
+    ) -> int:
+        """``produce_record`` for Python callers."""
+
+    def topic(self, name: str) -> Any:
+        """The producer's handle for topic ``name`` (the name itself unless overridden)."""
+
+    def new_batch(self) -> None:
+        """Empty the batch (BufferError while views from ``reports()`` are alive)."""
+
+    def add_report(
+        self, opaque_id: int, partition: int, offset: int, timestamp: int, err: int
+    ) -> None:
+        """Append one delivery report to the batch, as librdkafka's callback does in C."""
+
+    @property
+    def reports_ready(self) -> int:
+        """Reports in the current batch."""
+
+    @property
+    def lost_reports(self) -> int:
+        """Reports that found no room in the batch: always 0 (anything else is a bug)."""
+
+    def report(self, i: int) -> tuple[int, int, int, int, int]:
+        """Report ``i`` of the batch: ``(opaque_id, partition, offset, timestamp_ms, error)``.
+        On error, offset is -1001 (RD_KAFKA_OFFSET_INVALID) and error is librdkafka's code."""
+
+    def reports(self) -> ReportColumns:
+        """The batch as five read-only column views (see ``ReportColumns``), no per-record
+        objects. Release them (``del`` or ``.release()``) before the next poll."""
+
+class RdProducer(ProducerBase):
     """A librdkafka producer over its C API, driven from one thread (the event loop's), with
     delivery reports collected in C: no Python object, callback or future per record.
 
-    Records are handed over with ``produce()`` (or, from Cython code of this module,
-    ``produce_c()`` with ``const char*`` + length). librdkafka's delivery-report callback is a C
+    Records are handed over with ``produce_record()``/``produce()`` (or, from Cython code of
+    this module, ``produce_c()`` with ``const char*`` + length). librdkafka's delivery-report callback is a C
     function that appends ``(opaque_id, partition, offset, timestamp_ms, error)`` to a C array,
     the *batch*. ``poll()`` starts a new batch, serves librdkafka's queue without blocking and
     returns how many reports it collected; read them with ``reports()`` (column views) or
@@ -135,23 +199,6 @@ class RdProducer:
     def topic(self, name: str) -> RdTopic:
         """The producer's handle for topic ``name`` (created once, then cached)."""
 
-    def produce(
-        self,
-        topic: str | RdTopic,
-        partition: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str | bytes, bytes | None]] | None,
-        timestamp_ms: int,
-        opaque_id: int,
-    ) -> int:
-        """Hand one record to librdkafka (copied: RD_KAFKA_MSG_F_COPY); returns librdkafka's
-        error code, 0 on success. ``ERR_QUEUE_FULL`` (queue.buffering.max.messages/kbytes
-        reached) is a code, not an exception: poll and try again. ``partition`` -1
-        (``PARTITION_UA``) lets the partitioner choose; ``timestamp_ms`` 0 means now;
-        ``opaque_id`` (0 to 2**64-1) comes back in the record's delivery report.
-        Raises RuntimeError when closed, TypeError for a key/value/header of the wrong type."""
-
     def poll(self) -> int:
         """Start a new batch, serve librdkafka's queue without blocking (delivery reports and
         error callbacks) and return the number of reports in the batch. BufferError while
@@ -184,24 +231,8 @@ class RdProducer:
         """Records and events librdkafka still holds (rd_kafka_outq_len); 0 once closed."""
 
     @property
-    def reports_ready(self) -> int:
-        """Reports in the current batch."""
-
-    @property
     def batch_full(self) -> bool:
         """The last poll/flush stopped because the batch reached ``max_reports``."""
-
-    @property
-    def lost_reports(self) -> int:
-        """Reports that found no room in the batch: always 0 (anything else is a bug)."""
-
-    def report(self, i: int) -> tuple[int, int, int, int, int]:
-        """Report ``i`` of the batch: ``(opaque_id, partition, offset, timestamp_ms, error)``.
-        On error, offset is -1001 (RD_KAFKA_OFFSET_INVALID) and error is librdkafka's code."""
-
-    def reports(self) -> ReportColumns:
-        """The batch as five read-only column views (see ``ReportColumns``), no per-record
-        objects. Release them (``del`` or ``.release()``) before the next poll."""
 
     @property
     def fatal(self) -> bool:
@@ -249,31 +280,32 @@ def format_timestamp(ms: int) -> bytes:
     """Milliseconds since the epoch -> ``2026-11-21T10:14:42.123Z`` (UTC, as in reports)."""
 
 class ReportRouter:
-    """Delivery reports to their sinks by the sink id in each record's msg_opaque
+    """Delivery reports to their StreamCores by the sink id in each record's msg_opaque
     (``sink_id << 32 | sequence number``); see ext/stream.pxi."""
 
     orphans: int
     dispatched: int
-
-    def register(self, sink: Callable[[int, int, int, int, int], None]) -> int:
-        """A Python sink, called ``sink(seq, err, partition, offset, timestamp_ms)`` once per
-        report (err 0: delivered). Returns its id."""
 
     def unregister(self, sink_id: int) -> None: ...
     def __len__(self) -> int: ...
     def take_dirty(self) -> list[Any]:
         """The listeners of the StreamCores that got reports since the last call."""
 
-    def dispatch(self, producer: Any) -> int:
-        """Deliver the producer's current batch of reports; returns how many."""
+    def take_failures(self) -> list[tuple[Any, BaseException]]:
+        """``(listener, exception)`` of each StreamCore whose report handling raised since the
+        last call; its pending records were failed with the internal-error report (50003)."""
+
+    def dispatch(self, producer: ProducerBase) -> int:
+        """Deliver the producer's current batch of reports; returns how many. An exception in
+        one core's callbacks breaks that core only (see ``take_failures``)."""
 
 REPORT_FORMAT_V3: int
 REPORT_FORMAT_V1: int
 REPORT_FORMAT_V2: int
 
 class StreamCore:
-    """The per-record half of a v3 stream: records to librdkafka, reports in order (C ring).
-    See ext/stream.pxi."""
+    """The per-record half of a produce stream or request: records to the producer, reports in
+    order (C ring). See ext/stream.pxi."""
 
     head: int
     tail: int
@@ -288,11 +320,14 @@ class StreamCore:
     pending: int
     mode: int
     dirty: bool
+    broken: bool
+    broken_failed: int
+    late: int
 
     def __init__(
         self,
         router: ReportRouter,
-        producer: Any,
+        producer: ProducerBase,
         topic: str,
         partitions: int,
         capacity: int,
@@ -316,7 +351,18 @@ class StreamCore:
     def take_ready(self) -> bytes:
         """The reports whose predecessors are all known, in order, as one bytes object."""
 
-    def rebind(self, producer: Any) -> None: ...
+    def take_outcomes(self) -> list[tuple[int, int, int, str | None, int, str | None, int] | bytes]:
+        """The same prefix as ``take_ready``, one value per record: a delivered record's
+        ``(partition, offset, timestamp_ms, key_type, key_size, value_type, value_size)``, a
+        failed one's report bytes."""
+
+    def fail_pending(self) -> int:
+        """After an internal error: fail every pending record with the internal-error report
+        (50003), ignore later reports for them, take no more records. How many were failed."""
+
+    @property
+    def internal_report(self) -> bytes: ...
+    def rebind(self, producer: ProducerBase) -> None: ...
     def close(self) -> None: ...
     @property
     def sink_id(self) -> int: ...
@@ -325,7 +371,7 @@ class StreamCore:
     @property
     def topic_name(self) -> str: ...
     @property
-    def producer(self) -> Any: ...
+    def producer(self) -> ProducerBase: ...
     def __len__(self) -> int: ...
     def debug_info(self) -> dict[str, Any]: ...
 

@@ -130,8 +130,7 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
         metadata.close()
         return 2
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
-    server = Server(cfg, loop, producer, metadata)
-    server.consumers = consumers
+    server = Server(cfg, loop, producer, metadata, consumers)
     info = await metadata.refresh()
     if info is None:
         log.warning("Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap)

@@ -153,6 +153,12 @@ class RequestHead:
                 return v
         return None
 
+    def joined(self, name: str) -> str | None:
+        """Every value of the field ``name`` (lower case) as one comma-separated list (RFC 9110
+        §5.3: several field lines are one list), or None when it is absent."""
+        values = [v for n, v in self.headers if n == name]
+        return ", ".join(values) if values else None
+
     def __repr__(self) -> str:
         return (
             f"RequestHead({self.method} {self.target} HTTP/{self.version // 10}.{self.version % 10}"

@@ -689,11 +689,12 @@ class HttpProtocol(asyncio.BufferedProtocol):
                 )
             )
 
-    def log_access(self, detail: str) -> None:
+    def log_access(self, detail: str, status: int = 200) -> None:
         """A body consumer that answers with a stream (the v3 produce session) ends its
-        request here, with its counts in ``detail``, once its last report is out (or, with
-        the client gone, once every record has its outcome)."""
-        self._finish_request(200, " " + detail)
+        request here, with its counts in ``detail`` and the status its end stands for (200, or
+        the code of the last report of a stream cut short), once its last report is out (or,
+        with the client gone, once every record has its outcome)."""
+        self._finish_request(status, " " + detail)
 
     def last_request(self) -> None:
         """A connection accepted during shutdown: serve one request, then close."""
@@ -760,6 +761,15 @@ class HttpProtocol(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is not None:
             transport.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once (shutdown deadline)."""
+        self._abort()
+
+    def pending(self, head: RequestHead) -> bool:
+        """The request ``head`` still waits for its answer: the client has not gone away and
+        no answer to it has begun."""
+        return self.head is head and self._state == ST_BODY
 
     def info(self) -> dict[str, Any]:
         """State for the SIGUSR1 connection dump."""

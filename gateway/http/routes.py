@@ -16,6 +16,12 @@ PARTITIONS = "partitions"
 BROKERS = "brokers"
 CLUSTERS = "clusters"
 CLUSTER = "cluster"
+V3_BROKERS = "v3_brokers"
+V3_BROKER = "v3_broker"
+V3_TOPICS = "v3_topics"
+V3_TOPIC = "v3_topic"
+V3_PARTITIONS = "v3_partitions"
+V3_PARTITION = "v3_partition"
 ROOT = "root"
 HEALTHZ = "healthz"
 READYZ = "readyz"
@@ -65,17 +71,39 @@ def match(path: str) -> Route | None:
         return None
     if n == 5 and parts[1] == "consume" and parts[2] and parts[3] == "partitions" and parts[4]:
         return {"GET": CONSUME_V1}, {"topic": unquote(parts[2]), "partition": unquote(parts[4])}
-    # ['', 'kafka', 'v3', 'clusters', C, 'topics', T, 'records'] or without 'kafka'
+    # ['', 'kafka', 'v3', 'clusters', C, ...] or without 'kafka'
     if parts[1:2] == ["kafka"]:
         parts = parts[1:]
         n -= 1
-    if n == 4 and parts[1] == "v3" and parts[2] == "clusters" and parts[3]:
-        return {"GET": CLUSTER}, {"cluster_id": unquote(parts[3])}
-    if n == 7 and parts[1] == "v3" and parts[2] == "clusters" and parts[4] == "topics":
-        if parts[3] and parts[5]:
-            params = {"cluster_id": unquote(parts[3]), "topic": unquote(parts[5])}
-            if parts[6] == "records":
-                return {"POST": PRODUCE_V3}, params
-            if parts[6] == "records:batch":
-                return {"POST": PRODUCE_V3_BATCH}, params
+    if n < 4 or parts[1] != "v3" or parts[2] != "clusters" or not parts[3]:
+        return None
+    cluster = {"cluster_id": unquote(parts[3])}
+    if n == 4:
+        return {"GET": CLUSTER}, cluster
+    collection = parts[4]
+    if collection == "brokers":
+        if n == 5:
+            return {"GET": V3_BROKERS}, cluster
+        if n == 6 and parts[5]:
+            return {"GET": V3_BROKER}, {**cluster, "broker_id": unquote(parts[5])}
+        return None
+    if collection != "topics":
+        return None
+    if n == 5:
+        return {"GET": V3_TOPICS}, cluster
+    if not parts[5]:
+        return None
+    params = {**cluster, "topic": unquote(parts[5])}
+    if n == 6:
+        return {"GET": V3_TOPIC}, params
+    if n == 7:
+        if parts[6] == "records":
+            return {"POST": PRODUCE_V3}, params
+        if parts[6] == "records:batch":
+            return {"POST": PRODUCE_V3_BATCH}, params
+        if parts[6] == "partitions":
+            return {"GET": V3_PARTITIONS}, params
+        return None
+    if n == 8 and parts[6] == "partitions" and parts[7]:
+        return {"GET": V3_PARTITION}, {**params, "partition": unquote(parts[7])}
     return None

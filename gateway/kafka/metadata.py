@@ -20,6 +20,8 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from gateway import errors
+
 log = logging.getLogger("gateway.metadata")
 
 
@@ -39,6 +41,7 @@ class ClusterInfo:
     fetched_at: float  # time.monotonic()
     controller: int = -1
     partitions: dict[str, tuple[PartitionInfo, ...]] | None = None  # topic -> by partition id
+    broker_addresses: dict[int, tuple[str | None, int]] | None = None  # broker id -> (host, port)
 
 
 class MetadataCache:
@@ -91,6 +94,7 @@ class MetadataCache:
             fetched_at=time.monotonic(),
             controller=md.controller_id,
             partitions=partitions,
+            broker_addresses={b.id: (b.host, b.port) for b in md.brokers.values()},
         )
 
     def refresh(self) -> asyncio.Future[ClusterInfo | None]:
@@ -137,6 +141,40 @@ class MetadataCache:
         if info is None:
             return None
         return info.topics.get(topic)
+
+    # -- what a request needs to know about a topic (one decision for every endpoint) --------
+    def unavailable(self) -> errors.KafkaUnavailable:
+        return errors.KafkaUnavailable(
+            f"the Kafka cluster cannot be reached: {self.last_error or 'no metadata'}"
+        )
+
+    def partition_count(self, topic: str) -> int:
+        """The topic's partition count as the cache has it: 503/50003 when there is no
+        metadata, 404/40401 when the cluster's listing has no such topic."""
+        info = self.info
+        if info is None:
+            raise self.unavailable()
+        count = info.topics.get(topic)
+        if count is None:
+            raise errors.TopicNotFound(f"topic {topic} not found")
+        return count
+
+    async def fresh(self) -> ClusterInfo:
+        """The cluster's metadata after a refresh (shared and rate-limited); 503 without it."""
+        await self.refresh_for_miss()
+        info = self.info
+        if info is None:
+            raise self.unavailable()
+        return info
+
+    async def topic_partitions(self, topic: str) -> tuple[PartitionInfo, ...]:
+        """The topic's partitions, refreshing the cache once on a miss; errors as
+        partition_count."""
+        info = self.info
+        if info is None or info.partitions is None or topic not in info.partitions:
+            info = await self.fresh()
+        self.partition_count(topic)
+        return (info.partitions or {})[topic]
 
     def refresh_for_miss(self) -> asyncio.Future[ClusterInfo | None]:
         """A refresh for a topic the cache does not know: joins one in progress, else starts

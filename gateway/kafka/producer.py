@@ -2,15 +2,20 @@
 
 librdkafka runs its own threads; the loop only calls non-blocking entry points: produce and
 poll. The producer is ``gateway._speedups.RdProducer`` (librdkafka's C API): its delivery
-reports are collected in C arrays, and a ``ReportRouter`` hands each to the sink its record was
-produced for (the msg_opaque is ``sink id << 32 | sequence number``): a v3 stream's
-``StreamCore`` in C, or a Python callable for v1/v2 and records:batch requests. There is no
-future, task, thread hop or Python object per record on the report side.
+reports are collected in C arrays, and a ``ReportRouter`` hands each, in C, to the ``StreamCore``
+its record was produced for (the msg_opaque is ``sink id << 32 | sequence number``): one per v3
+stream, v1/v2 request or records:batch request. There is no future, task, thread hop or Python
+object per record on the report side.
 
 Polling: librdkafka writes an eventfd when an event lands on its empty queue; the loop watches it
 (``add_reader``) and polls once per wake-up, serving every report queued by then. After each
 poll the listeners whose records were reported flush their reports once, and listeners that hit
-a full librdkafka queue (``queue.buffering.max.messages``) are told there is room again. A slow
+a full librdkafka queue (``queue.buffering.max.messages``) are told there is room again.
+
+One listener's failure stays its own: an exception raised while its reports are handled (in the
+router, or in its ``flush_reports``/``on_queue_space``) is logged once, with the stream it
+belongs to, and ends that stream (``on_internal_error``: its pending records are reported 50003);
+every other listener of the batch is still served. A slow
 timer polls too while records are outstanding (belt and braces; also the only driver for
 producers without an event fd, such as the fakes of the unit tests).
 
@@ -35,7 +40,7 @@ from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError  # the librdkafka error codes, as ints
 
-from gateway._speedups import RdProducer, ReportRouter
+from gateway._speedups import ProducerBase, RdProducer, ReportRouter
 
 log = logging.getLogger("gateway.kafka")
 
@@ -128,12 +133,15 @@ def error_text(err: int) -> str:
     return RdProducer.error_string(err)
 
 
+__all__ = ["KafkaProducer", "ProducerBase", "RdProducer", "ReportRouter", "error_code_for",
+           "error_text"]
+
+
 class DeliveryListener(Protocol):
     def flush_reports(self) -> None: ...
     def on_queue_space(self) -> None: ...
-
-
-ReportSink = Callable[[int, int, int, int, int], None]
+    def on_internal_error(self, exc: BaseException) -> None: ...
+    def describe(self) -> str: ...
 
 
 def make_rdproducer(config: dict[str, Any]) -> Any:
@@ -160,7 +168,6 @@ class KafkaProducer:
         self._reader_fd = -1
         self._retired: list[Any] = []  # producers replaced after a fatal error, being drained
         self._fatal: str | None = None
-        self._dirty: list[DeliveryListener] = []
         self._waiters: list[DeliveryListener] = []
         self._poll_handle: asyncio.TimerHandle | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -178,32 +185,6 @@ class KafkaProducer:
         return self._producer
 
     # -- called by sessions and requests ----------------------------------------------------
-    def produce(
-        self,
-        topic: Any,
-        partition: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Any,
-        timestamp_ms: int,
-        opaque: int,
-    ) -> int:
-        """Hand one record to librdkafka; 0, or the librdkafka error code (``QUEUE_FULL``:
-        wait_for_space and try again)."""
-        return self._producer.produce(topic, partition, key, value, headers, timestamp_ms, opaque)
-
-    def register(self, sink: ReportSink) -> int:
-        """A sink id for records whose reports go to ``sink(seq, err, partition, offset,
-        timestamp_ms)``; produce them with opaque ``sink_id << 32 | seq``."""
-        return self.router.register(sink)
-
-    def unregister(self, sink_id: int) -> None:
-        self.router.unregister(sink_id)
-
-    def mark_dirty(self, listener: DeliveryListener) -> None:
-        """A listener got delivery reports in this poll; it flushes once after the batch."""
-        self._dirty.append(listener)
-
     def wait_for_space(self, listener: DeliveryListener) -> None:
         if listener not in self._waiters:
             self._waiters.append(listener)
@@ -310,18 +291,37 @@ class KafkaProducer:
             self._retired = still
         if self._fatal is not None:
             self._replace_after_fatal()
-        for listener in self.router.take_dirty():
-            listener.flush_reports()
-        dirty = self._dirty
-        if dirty:
-            self._dirty = []
-            for listener in dirty:
+        router = self.router
+        for listener, exc in router.take_failures():
+            self._listener_failed(listener, exc)
+        for listener in router.take_dirty():
+            try:
                 listener.flush_reports()
+            except Exception as exc:  # noqa: BLE001 - one stream's bug ends that stream only
+                self._listener_failed(listener, exc)
         waiters = self._waiters
         if waiters:
             self._waiters = []
             for listener in waiters:
-                listener.on_queue_space()
+                try:
+                    listener.on_queue_space()
+                except Exception as exc:  # noqa: BLE001 - as above
+                    self._listener_failed(listener, exc)
+
+    def _listener_failed(self, listener: DeliveryListener, exc: BaseException) -> None:
+        """A listener's report handling raised: log it once, with the stream it belongs to, and
+        end that stream (its pending records are reported 50003); the others go on."""
+        self.cancel_wait(listener)
+        try:
+            who = listener.describe()
+        except Exception:  # noqa: BLE001 - the listener is already broken
+            who = repr(listener)
+        log.error("internal error while reporting to %s: ending it with 50003 reports", who,
+                  exc_info=exc)
+        try:
+            listener.on_internal_error(exc)
+        except Exception:  # noqa: BLE001 - it could not even end itself
+            log.exception("%s could not end after its internal error", who)
 
     def _poll(self) -> None:
         self._poll_handle = None

@@ -6,6 +6,16 @@ What is done once per record (produce, file the report slot, complete it from th
 report, format the report bytes) is in C: ``StreamCore`` (ext/stream.pxi). The session keeps the
 stream's lifecycle: body pieces, backlog, pausing, shutdown, metrics and the access log.
 
+States (``SessionState``, moved only by ``_set_state``):
+
+- READING: body bytes are taken (a backlog of parsed records may wait for room);
+- DRAINING: no more input (the body ended, a fatal record error, a limit cut it); the reports of
+  the records read go out, then the response ends;
+- SHUTTING_DOWN: the same, because the gateway is stopping: reports are written even to a peer
+  that does not read (the socket's buffer takes them; the window bounds them);
+- ORPHANED: the client is gone; the records with Kafka still get their outcome (counted, logged);
+- ENDED: every report is out (or every outcome known), the access line is written.
+
 Flow control (docs/api.md §1, style.md practice 6): the records between "parsed" and "report
 written" are bounded by the core's window (the per-connection in-flight limit). When
 it is full, or librdkafka's queue is full, the remaining parsed records wait in a backlog (at
@@ -16,13 +26,15 @@ clears, and the connection resumes the socket only when no other reason holds.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from typing import Any, Protocol
 
-from gateway._speedups import StreamCore
+from gateway.errors import GatewayBug
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import RateLimiter
+from gateway.produce.core import StreamCore, hand_over, new_core
 from gateway.produce.reports import error_report, json_str
 from gateway.stats import ProduceStats
 
@@ -34,6 +46,26 @@ PAUSE_IN_FLIGHT = 1 << 4
 PAUSE_KAFKA_QUEUE = 1 << 5
 
 SHUTDOWN_MESSAGE = "gateway is shutting down before this record was handed to Kafka; resend it"
+ENDED_MESSAGE = "the stream ended before this record was handed to Kafka; resend it"
+
+
+class SessionState(enum.Enum):
+    READING = "reading"
+    DRAINING = "draining"
+    SHUTTING_DOWN = "shutting-down"
+    ORPHANED = "orphaned"
+    ENDED = "ended"
+
+
+S = SessionState
+_MOVES = {
+    S.READING: {S.DRAINING, S.SHUTTING_DOWN, S.ORPHANED, S.ENDED},
+    S.DRAINING: {S.SHUTTING_DOWN, S.ORPHANED, S.ENDED},
+    S.SHUTTING_DOWN: {S.ORPHANED, S.ENDED},
+    S.ORPHANED: {S.ENDED},
+    S.ENDED: set(),
+}
+_WRITING = (S.READING, S.DRAINING, S.SHUTTING_DOWN)  # the client is there to read
 
 
 class ReportStream(Protocol):
@@ -44,17 +76,16 @@ class ReportStream(Protocol):
     def pause_reading(self, reason: int) -> None: ...
     def resume_reading(self, reason: int) -> None: ...
     def stop_reading(self) -> None: ...
-    def log_access(self, detail: str) -> None: ...
+    def log_access(self, detail: str, status: int = ...) -> None: ...
 
 
 class ProduceSession:
     # Slots: 10,000 open streams each hold one (issue 4's memory row).
     __slots__ = (
-        "_backlog", "_backlog_pos", "_core", "_dropped", "_ended", "_folded_ok", "_gone",
-        "_input_done", "_latency", "_max_feed", "_paused", "_producer", "_sample_seq",
-        "_sample_t", "_shutting_down", "_splitter", "_stats", "_stream", "_tc", "_topic",
-        "_rates", "_principal", "_max_body", "_body_bytes", "_timer", "_max_duration",
-        "__weakref__",
+        "_backlog", "_backlog_pos", "_core", "_dropped", "_folded_ok", "_latency", "_max_feed",
+        "_paused", "_producer", "_sample_seq", "_sample_t", "_state", "_splitter", "_stats",
+        "_stream", "_tc", "_topic", "_rates", "_principal", "_max_body", "_body_bytes",
+        "_timer", "_max_duration", "_client", "_final_status", "__weakref__",
     )
 
     def __init__(
@@ -73,8 +104,11 @@ class ProduceSession:
         principal: str = "-",
         max_body_bytes: int = 0,
         max_duration: float = 0.0,
+        client: str = "-",
     ) -> None:
         self._stream = stream
+        self._state = S.READING
+        self._client = client  # who the stream is from, for the log
         # Limits (gateway.limits): the rate buckets, who they count this stream for, the body
         # size limit (0: none) and the stream's maximum duration (0: none).
         self._rates = rates if rates is not None and rates.enabled else None
@@ -92,15 +126,19 @@ class ProduceSession:
         self._max_feed = max_feed
         # Metrics (gateway.stats): folded at batch boundaries, never counted per record.
         self._tc = tc = stats.topic(topic)
-        self._core = self._new_core(producer, cluster_id, topic, partitions, max_in_flight)
+        prefix = b'{"error_code":200,"cluster_id":%s,"topic_name":%s,"partition_id":' % (
+            json_str(cluster_id),
+            json_str(topic),
+        )
+        self._core = new_core(producer, topic, partitions, max_in_flight, prefix, self,
+                              producer.error_of, tc.fail, error_report)
         self._backlog: list[Any] | None = None
         self._backlog_pos = 0
         self._paused = 0
-        self._input_done = False
-        self._ended = False
-        self._gone = False
-        self._shutting_down = False
-        self._dropped = 0  # parsed records never handed to Kafka (client gone)
+        self._dropped = 0  # parsed records never handed to Kafka (client gone, internal error)
+        # The access log's status: 200 for a stream read to its end; a stream cut short logs the
+        # status its last report stands for (400 garbage, 408, 413, 500 internal error).
+        self._final_status = 200
         stats.streams += 1
         tc.streams += 1
         self._folded_ok = 0  # core.ok already added to tc.delivered
@@ -111,25 +149,18 @@ class ProduceSession:
         self._sample_t = 0.0
         stats.live_streams.add(self)
 
-    def _new_core(
-        self, producer: KafkaProducer, cluster_id: str, topic: str, partitions: int, max_in_flight: int
-    ) -> StreamCore:
-        prefix = b'{"error_code":200,"cluster_id":%s,"topic_name":%s,"partition_id":' % (
-            json_str(cluster_id),
-            json_str(topic),
-        )
-        return StreamCore(
-            producer.router,
-            producer.current,
-            topic,
-            partitions,
-            max_in_flight,
-            prefix,
-            self,
-            producer.error_of,
-            self._tc.fail,
-            error_report,
-        )
+    # -- state --------------------------------------------------------------------------
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    def _set_state(self, state: SessionState) -> None:
+        if state not in _MOVES[self._state]:
+            raise GatewayBug(f"illegal stream state move {self._state.name} -> {state.name}")
+        self._state = state
+
+    def describe(self) -> str:
+        return f"v3 stream to topic {self._topic} from {self._client}"
 
     @property
     def records_ok(self) -> int:
@@ -143,29 +174,28 @@ class ProduceSession:
     @property
     def accepting(self) -> bool:
         """False while parsed records wait for room: the connection must not feed more."""
-        return self._backlog is None and not self._input_done
+        return self._backlog is None and self._state is S.READING
 
     def on_body(self, data: memoryview) -> None:
-        if self._input_done:
+        if self._state is not S.READING:
             return
         n = len(data)
         self._tc.bytes_in += n
-        if self._max_body:
-            room = self._max_body - self._body_bytes
-            self._body_bytes += n
-            if n > room:
-                # Over the request size limit: the records complete within it go on; the rest
-                # of the body is not read and gets one last 413 report (docs/api.md §1).
-                if room > 0:
-                    self._feed(data[:room])
-                self._cut_input(
-                    413,
-                    f"the request body is over the {self._max_body}-byte limit "
-                    "(api.v3.produce.request.size.limit.max.bytes): reading stopped at byte "
-                    f"{self._max_body}; the records after this report were not read",
-                    413,
-                )
-                return
+        done = self._body_bytes
+        self._body_bytes = done + n
+        if self._max_body and n > self._max_body - done:
+            # Over the request size limit: the records complete within it go on; the rest of
+            # the body is not read and gets one last 413 report (docs/api.md §1).
+            room = self._max_body - done
+            if room > 0:
+                self._feed(data[:room])
+            self._cut_input(
+                413,
+                f"the request body is over the {self._max_body}-byte limit "
+                "(api.v3.produce.request.size.limit.max.bytes): reading stopped at byte "
+                f"{self._max_body}; the records after this report were not read",
+            )
+            return
         self._feed(data)
 
     def _feed(self, data: memoryview) -> None:
@@ -180,27 +210,30 @@ class ProduceSession:
         while pos < n and self.accepting:
             self._handle(self._splitter.feed(data[pos : pos + step]), 0)
             pos += step
-        if pos < n and not self._input_done:
+        if pos < n and self._state is S.READING:
             # A backlog formed mid-body; the rest is kept by feeding it now (the splitter copies
             # only the trailing partial record) and parking its records behind the backlog.
             rest = self._splitter.feed(data[pos:])
             if rest:
-                assert self._backlog is not None
-                self._backlog = self._backlog[self._backlog_pos :] + rest
-                self._backlog_pos = 0
+                self._park(rest)
+
+    def _park(self, items: list[Any]) -> None:
+        """Records parsed while others wait for room: behind them, in order."""
+        assert self._backlog is not None
+        self._backlog = self._backlog[self._backlog_pos :] + items
+        self._backlog_pos = 0
 
     def on_body_end(self) -> None:
-        if self._input_done:
+        if self._state is not S.READING:
             return
         items = self._splitter.finish()
         if items:
             if self._backlog is not None:
-                # Behind the records still waiting for room, in order.
-                self._backlog = self._backlog[self._backlog_pos :] + items
-                self._backlog_pos = 0
+                self._park(items)
             else:
                 self._handle(items, 0)
-        self._input_done = True
+        if self._state is S.READING:
+            self._set_state(S.DRAINING)
         self.flush_reports()
 
     def _handle(self, items: list[Any], i: int) -> None:
@@ -208,21 +241,10 @@ class ProduceSession:
         if core.fatal_seen:
             return
         producer = self._producer
-        if producer.current is not core.producer:
-            # A fatal error replaced the producer: new records go to the new one; the records
-            # already handed over are still reported (from the retired one), in order.
-            core.rebind(producer.current)
         tail0 = core.tail
         failed0 = core.failed
         produced0 = core.produced
-        rates = self._rates
-        if rates is None:
-            i = core.push(items, i)
-        else:
-            allow_records, allow_bytes = rates.allowance(self._principal)
-            used_records, used_bytes = core.used_records, core.used_bytes
-            i = core.push(items, i, allow_records, allow_bytes)
-            rates.charge(self._principal, core.used_records - used_records, core.used_bytes - used_bytes)
+        i = hand_over(core, producer, items, i, self._rates, self._principal)
         if i < len(items):
             reason = core.stop_reason
             self._backlog = items
@@ -235,9 +257,10 @@ class ProduceSession:
         elif self._backlog is not None:
             self._backlog = None
             self._backlog_pos = 0
-        if core.fatal_seen and not self._input_done:
+        if core.fatal_seen and self._state is S.READING:
             # The splitter cannot find the next record: read no more of this body.
-            self._input_done = True
+            self._set_state(S.DRAINING)
+            self._final_status = 400
             self._stream.stop_reading()
         # Every slot filed in this call is a record handed to Kafka or a failure report (no
         # delivery report is served inside push).
@@ -253,7 +276,7 @@ class ProduceSession:
         backlog = self._backlog
         if backlog is None:
             return
-        if self._shutting_down:
+        if self._state is S.SHUTTING_DOWN:
             self._fail_backlog(50003, SHUTDOWN_MESSAGE)
             return
         self._handle(backlog, self._backlog_pos)
@@ -275,19 +298,22 @@ class ProduceSession:
             # in-flight bound still holds because nothing new is read.
             core.push_failure(code, message, True)
 
-    def _cut_input(self, code: int, message: str, backlog_code: int) -> None:
-        """Read no more of this body: records waiting for room get ``backlog_code`` reports,
-        then one last report (``code``) stands for the rest of the body, which is not read."""
-        if self._input_done:
+    def _cut_input(self, code: int, message: str) -> None:
+        """Read no more of this body: records waiting for room get a ``code`` report each, then
+        one last report (``code``) stands for the rest of the body, which is not read. The
+        access log carries ``code`` as the stream's status."""
+        if self._state is not S.READING:
             return
-        self._end_input(backlog_code, "the stream ended before this record was handed to Kafka; resend it")
+        self._end_input(S.DRAINING, code, ENDED_MESSAGE)
+        self._final_status = code
         self._core.push_failure(code, message, True)
         self.flush_reports()
 
-    def _end_input(self, backlog_code: int, backlog_message: str) -> None:
+    def _end_input(self, state: SessionState, backlog_code: int, backlog_message: str) -> None:
         """Read no more; parsed records still waiting for room get a failure report each."""
-        if not self._input_done:
-            self._input_done = True
+        was = self._state
+        self._set_state(state)
+        if was is S.READING:
             self._stream.stop_reading()
         self._producer.cancel_wait(self)
         if self._backlog is not None:
@@ -295,15 +321,12 @@ class ProduceSession:
 
     def _on_max_duration(self) -> None:
         self._timer = None
-        if self._input_done or self._gone:
-            return
         ms = round(self._max_duration * 1000)
         self._cut_input(
             408,
             f"the stream was open for its maximum of {ms} ms (streaming.connection.max.duration.ms): "
             "reading stopped here; the records after this report were not read, send them on a "
             "new connection",
-            408,
         )
 
     # -- delivery reports -------------------------------------------------------------
@@ -313,18 +336,21 @@ class ProduceSession:
         each body piece. While the peer does not read (the socket's buffer is full), reports
         stay in the core's ring, a few dozen bytes each, until ``on_writable``; the full
         window then pauses reading."""
+        state = self._state
+        if state is S.ENDED:
+            return
         core = self._core
-        if self._stream.write_blocked and not self._gone and not self._shutting_down:
+        if self._stream.write_blocked and state is not S.SHUTTING_DOWN and state is not S.ORPHANED:
             return
         data = core.take_ready()
-        if data and not self._gone:
+        if data and state is not S.ORPHANED:
             self._stream.write_body(data)
         ok = core.ok
         if ok != self._folded_ok:
             self._tc.delivered += ok - self._folded_ok
             self._folded_ok = ok
         if 0 <= self._sample_seq < core.head:
-            if not self._gone:
+            if state is not S.ORPHANED:
                 self._latency.observe(time.monotonic() - self._sample_t)
             self._sample_seq = -1
         if self._backlog is not None and self._paused & PAUSE_IN_FLIGHT and not core.full:
@@ -341,13 +367,17 @@ class ProduceSession:
             self._retry_backlog()
 
     def _maybe_end(self) -> None:
-        if self._ended or not self._input_done or self._backlog is not None:
+        state = self._state
+        if state is S.READING or state is S.ENDED or self._backlog is not None:
             return
-        core = self._core
-        if len(core):
+        if len(self._core):
             return
-        self._ended = True
-        core.close()
+        self._finish(state is S.ORPHANED)
+
+    def _finish(self, gone: bool) -> None:
+        """The last report is out (or, with the client gone, the last outcome is known)."""
+        self._set_state(S.ENDED)
+        self._core.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -356,7 +386,7 @@ class ProduceSession:
         stats.records_ok += ok
         stats.records_failed += failed
         stats.live_streams.discard(self)
-        if self._gone:
+        if gone:
             if failed:
                 log.warning(
                     "stream to topic %s ended after its client left: %d records delivered, "
@@ -370,16 +400,17 @@ class ProduceSession:
         # The access log line of the stream (gateway.access), once, when its last report is out.
         self._stream.log_access(
             "topic=%s records=%d ok=%d failed=%d%s"
-            % (self._topic, ok + failed, ok, failed, " (client gone)" if self._gone else "")
+            % (self._topic, ok + failed, ok, failed, " (client gone)" if gone else ""),
+            self._final_status,
         )
 
     # -- lifecycle --------------------------------------------------------------------
     def on_connection_lost(self) -> None:
         """The client is gone. Records already handed to Kafka are still delivered (or counted
         failed); parsed records that were waiting for room are dropped, counted and logged."""
-        if self._gone:
+        if self._state not in _WRITING:
             return
-        self._gone = True
+        self._set_state(S.ORPHANED)
         self._producer.cancel_wait(self)
         if self._backlog is not None:
             dropped = len(self._backlog) - self._backlog_pos
@@ -392,15 +423,45 @@ class ProduceSession:
                 dropped,
                 self._topic,
             )
-        self._input_done = True
         self.flush_reports()
 
     def on_shutdown(self) -> None:
         """Stop reading; records already handed to Kafka finish and their reports go out;
         parsed records still waiting for room get a retriable failure report."""
-        self._shutting_down = True
-        self._end_input(50003, SHUTDOWN_MESSAGE)
-        self.flush_reports()
+        if self._state is S.READING or self._state is S.DRAINING:
+            self._end_input(S.SHUTTING_DOWN, 50003, SHUTDOWN_MESSAGE)
+            self.flush_reports()
+
+    def on_internal_error(self, exc: BaseException) -> None:
+        """Reporting to this stream failed (the producer has logged why). Only the core's C
+        side and constant reports are used from here: every record without an outcome gets the
+        internal-error report (50003, resend), a stream still being read gets one last report
+        saying where reading stopped, and the response ends."""
+        state = self._state
+        if state is S.ENDED:
+            return
+        core = self._core
+        self._producer.cancel_wait(self)
+        core.fail_pending()
+        out = core.take_ready()
+        backlog = self._backlog
+        if backlog is not None:
+            n = len(backlog) - self._backlog_pos
+            self._backlog = None
+            self._dropped += n
+            out += core.internal_report * n
+        if state is S.READING:
+            self._dropped += 1  # the last report stands for the unread rest
+            out += error_report(
+                50003,
+                f"internal error of the gateway: reading stopped at byte {self._body_bytes}; "
+                "the records after this report were not read, send them again",
+            )
+            self._stream.stop_reading()
+        self._final_status = 500
+        if state is not S.ORPHANED and out:
+            self._stream.write_body(out)
+        self._finish(state is S.ORPHANED)
 
     def in_flight(self) -> int:
         """Records read from the body whose report has not been written (or, with the client
@@ -412,15 +473,19 @@ class ProduceSession:
         """State for the SIGUSR1 connection dump."""
         return {
             "topic": self._topic,
+            "session": self._state.name,
             "session_paused": self._paused,
             "backlog": None if self._backlog is None else len(self._backlog) - self._backlog_pos,
             "reports_pending": len(self._core),
             "core": self._core.debug_info(),
-            "input_done": self._input_done,
             "ok": self.records_ok,
             "failed": self.records_failed,
         }
 
     @property
+    def core(self) -> StreamCore:
+        return self._core
+
+    @property
     def finished(self) -> bool:
-        return self._ended
+        return self._state is S.ENDED

@@ -13,21 +13,12 @@ from support.gateway import GatewayProcess
 from gateway.kafka.embedded import EmbeddedBroker
 
 
-@pytest.fixture(params=["cython", "python"], scope="module")
-def splitter_kind(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 @pytest.fixture(scope="module")
-def gateway(
-    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, splitter_kind: str
-) -> Iterator[GatewayProcess]:
-    """One gateway per module and parser twin, in front of the session's broker."""
-    env = {"GATEWAY_PURE_PYTHON": "1"} if splitter_kind == "python" else {"GATEWAY_PURE_PYTHON": "0"}
+def gateway(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One gateway per module, in front of the session's broker."""
     g = GatewayProcess(
         ["--bootstrap-servers", broker.bootstrap],
         tmp_path_factory.mktemp("gateway") / "gateway.log",
-        env,
     )
     try:
         yield g

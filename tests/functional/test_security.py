@@ -28,12 +28,6 @@ RECORD = b'{"value":{"type":"STRING","data":"secret payload"}}'
 V1 = "application/vnd.kafka.binary.v1+json"
 
 
-@pytest.fixture(params=["cython"], scope="module")
-def splitter_kind(request: pytest.FixtureRequest) -> str:
-    """Security sits in front of the splitter: one twin is enough."""
-    return request.param
-
-
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 

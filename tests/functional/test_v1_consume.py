@@ -28,12 +28,6 @@ B64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
 Truth = dict[int, list[tuple[bytes | None, bytes | None]]]  # partition -> [(key, value)] by offset
 
 
-@pytest.fixture(params=["cython"], scope="module")
-def splitter_kind(request: pytest.FixtureRequest) -> str:
-    """Consuming does not use the v3 record splitter: one gateway (not one per twin) does."""
-    return request.param
-
-
 # -- helpers ---------------------------------------------------------------------------------
 def get(g: Any, path: str, timeout: float = 30.0) -> HttpResponse:
     return request(g.host, g.port, "GET", path, timeout=timeout)

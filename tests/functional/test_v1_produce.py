@@ -23,12 +23,6 @@ B64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
 TAIL = b',"key_schema_id":null,"value_schema_id":null}'
 
 
-@pytest.fixture(params=["cython"], scope="module")
-def splitter_kind(request: pytest.FixtureRequest) -> str:
-    """The v1 path does not use the v3 record splitter: one gateway (not one per twin) does."""
-    return request.param
-
-
 def post(
     g: Any,
     path: str,

@@ -31,11 +31,12 @@ from support.mock_transport import (
     patched_time,
     path_handler,
 )
+from support.ref_splitter import JsonSplitter as PyJsonSplitter
 
 from gateway import _speedups
 from gateway.http import protocol
 from gateway.http.protocol import HttpProtocol
-from gateway.produce import PyJsonSplitter, RecordError
+from gateway.produce import RecordError
 
 PATHS = ["/r/ok", "/nope", "/stream", "/whole", "/records", "/records"]
 ERROR_5XX = {501: "is not supported; only 'chunked' is", 505: "HTTP version"}

@@ -1,5 +1,5 @@
 """Fuzzing the v3 record splitter, both twins: the compiled ``gateway._speedups.JsonSplitter``
-and the pure-Python ``gateway.produce.splitter.JsonSplitter`` (docs/api.md §1).
+and its pure-Python reference model (tests/support/ref_splitter.py) (docs/api.md §1).
 
 tests/unit/test_splitter.py has the seeded differential tests (generated records from fixed
 value lists, mutated by hand-written rules). Here hypothesis draws the content (any Unicode
@@ -26,9 +26,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from support.fuzz import examples, mutated, splits
 from support.json_text import compact_reference
+from support.ref_splitter import JsonSplitter as PyJsonSplitter
 
 from gateway import _speedups
-from gateway.produce import PyJsonSplitter, RecordError
+from gateway.produce import RecordError
 
 Compiled = _speedups.JsonSplitter
 ALLOWED_CODES = {400, 40402}

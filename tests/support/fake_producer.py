@@ -1,13 +1,16 @@
 """A stand-in for ``gateway._speedups.RdProducer`` in unit tests of the produce paths.
 
-It records every produce call; the test decides when and how each record is reported
-(``deliver``), and ``poll()`` then collects the reports as one batch, exposed the way the real
-producer exposes its C arrays (``reports_ready`` and five columns from ``reports()``), so the
-real ``ReportRouter``, ``StreamCore`` and ``KafkaProducer`` run on top of it."""
+It sits at the producer interface (``ProducerBase``): the compiled ``StreamCore`` hands it each
+record through ``produce_record`` (the one path it also takes with the real producer), and it
+records the call; the test decides when and how each record is reported (``deliver``), and
+``poll()`` then fills the report batch the way librdkafka's callback does (``add_report``), so
+the real ``ReportRouter``, ``StreamCore`` and ``KafkaProducer`` run on top of it."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from gateway.kafka.producer import ProducerBase
 
 QUEUE_FULL = -184  # RD_KAFKA_RESP_ERR__QUEUE_FULL
 
@@ -19,13 +22,14 @@ def _code(err: Any) -> int:
     return err if isinstance(err, int) else int(err.code())
 
 
-class FakeRdProducer:
+class FakeRdProducer(ProducerBase):
     event_fd = -1  # no eventfd: KafkaProducer falls back to its poll timer
     batch_full = False
     fatal = False
     error_count = 0
 
     def __init__(self, conf: dict[str, Any], queue_limit: int = 1_000_000) -> None:
+        super().__init__()
         self.conf = conf
         self.queue_limit = queue_limit
         # One entry per produce call: [topic, value, key, partition, opaque, ts, headers]; None
@@ -38,8 +42,8 @@ class FakeRdProducer:
         self.waiting = 0  # produced, not yet delivered (kept so len() is O(1))
         self.closed = False
 
-    def produce(self, topic: Any, partition: int, key: Any, value: Any, headers: Any,
-                ts: int, opaque: int) -> int:
+    def produce_record(self, topic: Any, partition: int, key: Any, value: Any, headers: Any,
+                       ts: int, opaque: int) -> int:
         if self.fail_produce:
             return self.fail_produce
         if len(self) >= self.queue_limit:
@@ -61,18 +65,10 @@ class FakeRdProducer:
 
     def poll(self) -> int:
         self.batch, self.ready = self.ready, []
+        self.new_batch()
+        for report in self.batch:
+            self.add_report(*report)
         return len(self.batch)
-
-    @property
-    def reports_ready(self) -> int:
-        return len(self.batch)
-
-    def reports(self) -> tuple[list[int], ...]:
-        cols: tuple[list[int], ...] = ([], [], [], [], [])
-        for row in self.batch:
-            for col, v in zip(cols, row, strict=True):
-                col.append(v)
-        return cols
 
     def take_stats(self) -> None:
         return None

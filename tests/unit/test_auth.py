@@ -427,15 +427,13 @@ def test_passwd_is_a_subcommand_of_the_gateway_command(monkeypatch, capsys) -> N
     assert Users(parse_users(capsys.readouterr().out)).verify("carol", b"pw")
 
 
-# -- the server's dispatch: what is answered before any endpoint runs --------------------------------
+# -- the API's dispatch: what is answered before any endpoint runs ----------------------------------
 class FakeConn:
     """The part of HttpProtocol the dispatch uses; records the answer."""
 
     def __init__(self, req: RequestHead) -> None:
-        from gateway.http.protocol import ST_BODY
-
         self.head = req
-        self.state = ST_BODY
+        self.gone = False
         self.endpoint = "-"
         self.peer_cert = None
         self.principal: str | None = None
@@ -444,6 +442,9 @@ class FakeConn:
 
     def defer(self) -> None:
         self.deferred = True
+
+    def pending(self, head: RequestHead) -> bool:
+        return head is self.head and not self.gone and not self.answers
 
     def respond(self, status: int, body: bytes, *, extra_headers: bytes = b"", **_: object) -> None:
         self.answers.append((status, body, extra_headers))
@@ -458,17 +459,21 @@ def request_head(method: str, path: str, *headers: tuple[str, str]) -> RequestHe
 
 @pytest.fixture
 def server(loop) -> Iterator[object]:
-    from gateway.server import Server
+    """The API's dispatch, with no Kafka behind it (nothing here may reach an endpoint that
+    needs one)."""
+    from gateway.api.context import ApiContext
+    from gateway.api.dispatch import Api
 
-    srv = Server(Config(), loop, producer=None, metadata=None)  # type: ignore[arg-type]
-    yield srv
-    if srv.auth is not None:
-        srv.auth.close()
+    ctx = ApiContext(Config(), loop, producer=None, metadata=None)  # type: ignore[arg-type]
+    api = Api(ctx)
+    yield api
+    if ctx.auth is not None:
+        ctx.auth.close()
 
 
 def test_dispatch_refuses_before_the_endpoint_runs(server, loop) -> None:
     v = CountingVerifier({"alice": b"pw", "bob": b"pw"})
-    server.auth = Authenticator(v, Acl(parse_acl("alice produce t")), loop, max_pending=1)
+    server.ctx.auth = Authenticator(v, Acl(parse_acl("alice produce t")), loop, max_pending=1)
     produce_path = "/v3/clusters/c/topics/t/records"
 
     conn = FakeConn(request_head("POST", produce_path))
@@ -505,14 +510,12 @@ def test_dispatch_refuses_before_the_endpoint_runs(server, loop) -> None:
 
 
 def test_a_client_gone_during_verification_gets_nothing_written(server, loop) -> None:
-    from gateway.http.protocol import ST_CLOSED
-
     v = CountingVerifier({"alice": b"pw"})
     v.gate.clear()
-    server.auth = Authenticator(v, None, loop)
+    server.ctx.auth = Authenticator(v, None, loop)
     conn = FakeConn(request_head("GET", "/brokers", ("authorization", basic("alice", "pw"))))
     server.dispatch(conn, conn.head)
-    conn.state = ST_CLOSED
+    conn.gone = True
     v.gate.set()
     loop.run_until_complete(asyncio.sleep(0.2))
     assert conn.answers == [] and v.calls == 1

@@ -19,8 +19,9 @@ import uvloop
 from confluent_kafka import Producer
 
 from gateway import errors
+from gateway.api.consume_v1 import DEFAULT_MAX_BYTES, MAX_BYTES_CEILING, parse_request
 from gateway.consume import ConsumedRecord, ConsumerPool, ConsumerPoolBusy, OffsetOutOfRangeError
-from gateway.consume.v1 import DEFAULT_MAX_BYTES, MAX_BYTES_CEILING, encode_records, parse_request
+from gateway.consume.v1 import encode_records
 
 
 @pytest.fixture

@@ -7,15 +7,9 @@ from __future__ import annotations
 import pytest
 
 from gateway import errors
-from gateway.produce.v1 import (
-    BINARY,
-    JSON,
-    Negotiated,
-    negotiate,
-    parse_media_type,
-    request_format,
-    response_type,
-)
+from gateway.api.produce_v1 import Negotiated, negotiate, request_format, response_type
+from gateway.http.media import is_json, parse_media_type
+from gateway.produce.v1 import BINARY, JSON
 
 V1_TYPE = b"application/vnd.kafka.v1+json"
 V2_TYPE = b"application/vnd.kafka.v2+json"
@@ -168,3 +162,24 @@ def test_negotiate_checks_content_type_before_accept() -> None:
 )
 def test_parse_media_type(text: str, expected: tuple[str, dict[str, str]]) -> None:
     assert parse_media_type(text) == expected
+
+
+@pytest.mark.parametrize(
+    "content_type,expected",
+    [
+        ("application/json", True),
+        ("Application/JSON ; charset=UTF-8", True),
+        ('application/json;charset="utf-8";', True),
+        ("application/json; charset=latin-1", False),
+        ("application/json; foo=bar", False),
+        ("application/json; charset", False),
+        ("application/json; =utf-8", False),
+        ("application/jsonx", False),
+        ("text/plain", False),
+        (None, False),
+    ],
+)
+def test_the_v3_json_content_type(content_type: str | None, expected: bool) -> None:
+    """The v3 endpoints take application/json with no parameter but charset=utf-8 (415
+    otherwise); the same media-type parser as v1/v2 negotiation reads it."""
+    assert is_json(content_type) is expected

@@ -28,6 +28,7 @@ class FakeStream:
         self.stopped = False
         self.pause_calls: list[tuple[str, int]] = []
         self.access: list[str] = []  # log_access calls: one per stream, at its end
+        self.statuses: list[int] = []  # the status each of them logged
         self.write_blocked = False  # the peer stopped reading (transport over high water)
 
     def write_body(self, data: bytes) -> None:
@@ -50,8 +51,9 @@ class FakeStream:
     def stop_reading(self) -> None:
         self.stopped = True
 
-    def log_access(self, detail: str) -> None:
+    def log_access(self, detail: str, status: int = 200) -> None:
         self.access.append(detail)
+        self.statuses.append(status)
 
     def reports(self) -> list[dict[str, Any]]:
         lines = bytes(self.data).split(b"\r\n")

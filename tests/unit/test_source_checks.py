@@ -22,7 +22,7 @@ def test_mypy() -> None:
 
 
 def test_compiled_splitter_is_the_default() -> None:
-    """The extension is built by `make` and used unless GATEWAY_PURE_PYTHON=1 says otherwise."""
+    """The extension is built by `make` and is the gateway's splitter (it is required)."""
     r = subprocess.run(
         [sys.executable, "-c", "import gateway.produce as p, gateway._speedups as s; "
          "assert p.JsonSplitter is s.JsonSplitter, p.JsonSplitter"],

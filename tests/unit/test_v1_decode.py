@@ -11,7 +11,7 @@ import pytest
 
 from gateway._speedups import v1_binary_items
 from gateway.produce import v1
-from gateway.produce.batch import RequestRefused
+from gateway.produce.whole import RequestRefused
 
 
 def _python(records: list[Any], partitions: int, url_partition: int | None, monkeypatch: Any) -> Any:

@@ -1,9 +1,12 @@
 """Incremental splitter for a v3 produce body: concatenated JSON objects in, produce items out.
 
-This is the pure-Python reference twin of the compiled ``gateway._speedups.JsonSplitter``
-(ext/splitter.pxi). Both must give identical items, byte-identical messages and the same
+The pure-Python reference model of the gateway's compiled splitter
+(``gateway._speedups.JsonSplitter``, ext/splitter.pxi): the specification the compiled one is
+tested against, written for clarity, not speed. It is not part of the gateway (which needs its
+extension). Both must give identical items, byte-identical messages and the same
 ``offset`` / ``records`` for any body, however it is split into feed() calls;
-tests/unit/test_splitter.py runs both and compares them. Change one, change the other.
+tests/unit/test_splitter.py and tests/fuzz run both and compare them. Change one, change the
+other.
 
 How a body is read (docs/api.md §1, "v3 produce records"):
 

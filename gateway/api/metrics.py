@@ -11,7 +11,7 @@ and health", lists every metric.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -31,7 +31,7 @@ from gateway.http.flow import REASON_NAMES
 from gateway.log import dropped_access_lines
 
 if TYPE_CHECKING:
-    from gateway.server import Server
+    from gateway.api.context import ApiContext
 
 LATENCY_HELP = (
     "Seconds from a record being handed to librdkafka to its delivery report being written to "
@@ -54,15 +54,16 @@ def _one(family: CounterMetricFamily | GaugeMetricFamily, worker: str, value: fl
 class GatewayCollector(Collector):
     """Reads the gateway's own counters and state at scrape time (on the event-loop thread)."""
 
-    def __init__(self, server: Server, worker: str) -> None:
-        self._server = server
+    def __init__(self, ctx: ApiContext, readiness: Callable[[], str | None], worker: str) -> None:
+        self._ctx = ctx
+        self._readiness = readiness
         self._worker = worker
 
     def collect(self) -> Iterator[Metric]:
-        server = self._server
+        ctx = self._ctx
         w = self._worker
-        stats = server.stats
-        http = server.http_stats
+        stats = ctx.stats
+        http = ctx.http_stats
         topics = sorted(stats.topics.items())
 
         accepted = CounterMetricFamily(
@@ -143,7 +144,7 @@ class GatewayCollector(Collector):
         ), w, http.connections)
 
         # -- gauges: the live state --------------------------------------------------------
-        conns = server.connections
+        conns = ctx.connections
         yield _one(GaugeMetricFamily(
             "gateway_open_connections", "Client connections open now.", labels=("worker",)
         ), w, len(conns))
@@ -183,7 +184,7 @@ class GatewayCollector(Collector):
         ), w, in_flight)
 
         # -- Kafka ------------------------------------------------------------------------
-        producer = server.producer
+        producer = ctx.producer
         yield _one(GaugeMetricFamily(
             "gateway_kafka_queue_messages",
             "Messages (and requests) librdkafka holds for the gateway's producer: len(producer).",
@@ -225,7 +226,7 @@ class GatewayCollector(Collector):
             "Producers replaced after a fatal error (their records were failed with 50003).",
             labels=("worker",),
         ), w, producer.fatal_errors)
-        info = server.metadata.info
+        info = ctx.metadata.info
         if info is not None:
             yield _one(GaugeMetricFamily(
                 "gateway_kafka_metadata_age_seconds",
@@ -237,7 +238,7 @@ class GatewayCollector(Collector):
             ), w, len(info.brokers))
         yield _one(GaugeMetricFamily(
             "gateway_ready", "1 when GET /readyz answers 200.", labels=("worker",)
-        ), w, 1 if server.readiness_problem() is None else 0)
+        ), w, 1 if self._readiness() is None else 0)
         yield _one(CounterMetricFamily(
             "gateway_access_log_dropped_lines",
             "Access log lines dropped because stderr did not take them fast enough.",
@@ -260,12 +261,12 @@ class _WithWorker(Collector):
             yield family
 
 
-def make_registry(server: Server, worker_slot: int | None) -> CollectorRegistry:
+def make_registry(ctx: ApiContext, readiness: Callable[[], str | None]) -> CollectorRegistry:
     """The registry /metrics renders: the gateway's own collector, and the process, platform
     and garbage-collector collectors of prometheus_client, all labelled with the worker."""
-    worker = str(worker_slot or 0)
+    worker = str(ctx.config.worker_slot or 0)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(server, worker))
+    registry.register(GatewayCollector(ctx, readiness, worker))
     for inner in (
         ProcessCollector(registry=None),
         PlatformCollector(registry=None),

@@ -1,0 +1,104 @@
+"""What several endpoints do the same way: refuse new work while stopping, learn a topic's
+partitions (refreshing the metadata once on a miss), hold a concurrency slot, answer from a
+coroutine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from gateway import errors
+from gateway.api.context import ApiContext
+from gateway.http.parser import RequestHead
+from gateway.http.protocol import HttpProtocol
+
+log = logging.getLogger("gateway.api")
+
+Refuse = Callable[[errors.GatewayError], None]
+
+
+def refused_while_closing(ctx: ApiContext, conn: HttpProtocol) -> bool:
+    """True (and the 503 sent) when the gateway is stopping: it takes no new work."""
+    if ctx.closing:
+        conn.respond_error(errors.ShuttingDown("the gateway is shutting down"))
+        return True
+    return False
+
+
+def with_topic(
+    ctx: ApiContext,
+    conn: HttpProtocol,
+    head: RequestHead,
+    topic: str,
+    then: Callable[[int], None],
+    refuse: Refuse | None = None,
+) -> None:
+    """Call ``then(partition count)`` once the topic is known: at once from the metadata cache,
+    else after one refresh (shared with concurrent misses, rate-limited), reading nothing of the
+    request meanwhile. An unknown topic is 404/40401 and no metadata at all 503/50003, decided
+    from the cluster's full listing (gateway.kafka.metadata), through ``refuse`` (default: the
+    JSON error answer)."""
+    partitions = ctx.metadata.partitions(topic)
+    if partitions is not None:
+        then(partitions)
+        return
+    answer = refuse or conn.respond_error
+
+    def after_refresh(_fut: asyncio.Future[Any]) -> None:
+        if not conn.pending(head):
+            return  # the client went away meanwhile
+        try:
+            count = ctx.metadata.partition_count(topic)
+        except errors.GatewayError as exc:
+            answer(exc)
+            return
+        then(count)
+
+    conn.defer()
+    ctx.metadata.refresh_for_miss().add_done_callback(after_refresh)
+
+
+def take_slot(ctx: ApiContext, conn: HttpProtocol) -> bool:
+    """A concurrency slot for a produce stream or request of this connection's principal;
+    False (and the 429/42902 answer sent) when the principal has none left. The connection
+    gives the slot back when the request ends."""
+    limiter = ctx.concurrency
+    if not limiter.limit:
+        return True
+    who = conn.limit_principal
+    if not limiter.acquire(who):
+        conn.respond_error(errors.TooManyRequests(
+            f"{who} already has {limiter.limit} produce streams or requests open"
+        ))
+        return False
+    conn.hold_slot(limiter, who)
+    return True
+
+
+def run_request(
+    ctx: ApiContext,
+    conn: HttpProtocol,
+    head: RequestHead,
+    work: Coroutine[Any, Any, tuple[bytes, bytes]],
+) -> None:
+    """Answer a request from a coroutine giving (content type, body): one task per request,
+    for reads that wait on Kafka. Errors with an HTTP meaning answer as such."""
+    conn.defer()
+    task = ctx.loop.create_task(work)
+
+    def done(t: asyncio.Task[tuple[bytes, bytes]]) -> None:
+        exc = t.exception() if not t.cancelled() else errors.ShuttingDown("cancelled")
+        if not conn.pending(head):
+            return  # the client went away
+        if exc is None:
+            content_type, body = t.result()
+            conn.respond(200, body, content_type=content_type)
+        elif isinstance(exc, errors.GatewayError):
+            conn.respond_error(exc)
+        else:
+            log.error("request failed", exc_info=exc)
+            conn.respond_error(errors.GatewayBug("internal error"))
+
+    task.add_done_callback(done)

@@ -1,0 +1,62 @@
+"""``ApiContext``: what the endpoints need, built once by the server (gateway.server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.auth.authenticator import Authenticator
+from gateway.config import Config
+from gateway.consume.pool import ConsumerPool
+from gateway.kafka.metadata import MetadataCache
+from gateway.kafka.producer import KafkaProducer
+from gateway.limits import ConcurrencyLimiter, RateLimiter, RateSettings
+from gateway.stats import HttpStats, ProduceStats
+
+
+@dataclass(eq=False)
+class ApiContext:
+    config: Config
+    loop: asyncio.AbstractEventLoop
+    producer: KafkaProducer
+    metadata: MetadataCache
+    consumers: ConsumerPool | None = None
+    stats: ProduceStats = field(default_factory=ProduceStats)
+    http_stats: HttpStats = field(default_factory=HttpStats)
+    # The open connections (their pause reasons feed the metrics): the server's set itself.
+    connections: Collection[Any] = field(default_factory=set)
+    auth: Authenticator | None = None  # None: authentication is off
+    rates: RateLimiter = field(default_factory=lambda: RateLimiter(RateSettings()))
+    concurrency: ConcurrencyLimiter = field(default_factory=lambda: ConcurrencyLimiter(0))
+    # Set by the server when it starts to stop: new work is refused (503), /readyz says 503.
+    closing: bool = False
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        loop: asyncio.AbstractEventLoop,
+        producer: KafkaProducer,
+        metadata: MetadataCache,
+        consumers: ConsumerPool | None,
+        connections: Collection[Any],
+    ) -> ApiContext:
+        return cls(
+            config=config,
+            loop=loop,
+            producer=producer,
+            metadata=metadata,
+            consumers=consumers,
+            connections=connections,
+            auth=Authenticator.from_config(config, loop),
+            rates=RateLimiter(RateSettings(
+                enabled=config.rate_limit_enabled,
+                records_per_principal=config.rate_limit_records,
+                records_global=config.rate_limit_records_global,
+                bytes_per_principal=config.rate_limit_bytes,
+                bytes_global=config.rate_limit_bytes_global,
+            )),
+            concurrency=ConcurrencyLimiter(config.max_concurrent),
+        )

@@ -1,0 +1,172 @@
+"""Request dispatch: the route a head names (gateway.http.routes), authentication and the topic
+ACL (gateway.auth), then the endpoint. ``Api.dispatch`` is what the HTTP protocol calls with
+every request head.
+
+Order of checks (README "Security"): 401 (authentication), then 404/405 for an unknown URL or
+method, then 403 (the ACL), then the endpoint's own checks; all before any byte of the body is
+read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+from gateway import errors
+from gateway.api import consume_v1, health, metadata, produce_v1, produce_v3
+from gateway.api.context import ApiContext
+from gateway.auth.acl import ANY, CONSUME, PRODUCE
+from gateway.auth.authenticator import RETRY_AFTER
+from gateway.auth.tls import cert_principal
+from gateway.http import routes
+from gateway.http.parser import RequestHead
+from gateway.http.protocol import HttpProtocol
+
+Endpoint = Callable[[ApiContext, HttpProtocol, RequestHead, dict[str, str]], None]
+
+NOT_FOUND = errors.NotFound("HTTP 404 Not Found")
+METHOD_NOT_ALLOWED = "method_not_allowed"  # the name 405 answers are counted under
+
+# What an endpoint needs on its topic when the ACL is on (README "Security"). Listings
+# (/topics, /brokers, clusters, v3 topics) need only authentication; they show the topics the
+# principal has a permission on.
+_TOPIC_PERMISSION: dict[str, tuple[int, str]] = {
+    routes.PRODUCE_V3: (PRODUCE, "produce to"),
+    routes.PRODUCE_V3_BATCH: (PRODUCE, "produce to"),
+    routes.PRODUCE_V1: (PRODUCE, "produce to"),
+    routes.CONSUME_V1: (CONSUME, "consume from"),
+    routes.TOPIC: (ANY, "read the metadata of"),
+    routes.PARTITIONS: (ANY, "read the metadata of"),
+    routes.PARTITION_OR_CONSUME: (ANY, "read the metadata of"),
+    routes.V3_TOPIC: (ANY, "read the metadata of"),
+    routes.V3_PARTITIONS: (ANY, "read the metadata of"),
+    routes.V3_PARTITION: (ANY, "read the metadata of"),
+}
+
+
+class Api:
+    """The endpoints behind one listener; see the module docstring."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+        self._endpoints: dict[str, Endpoint] = {
+            routes.PRODUCE_V3: produce_v3.on_records,
+            routes.PRODUCE_V3_BATCH: produce_v3.on_records_batch,
+            routes.PRODUCE_V1: produce_v1.on_produce,
+            routes.CONSUME_V1: consume_v1.on_consume,
+            routes.TOPICS: metadata.on_topics,
+            routes.TOPIC: metadata.on_topic,
+            routes.PARTITIONS: metadata.on_partitions,
+            routes.PARTITION_OR_CONSUME: metadata.on_partition,
+            routes.BROKERS: metadata.on_brokers,
+            routes.CLUSTERS: metadata.on_clusters,
+            routes.CLUSTER: metadata.on_cluster,
+            routes.V3_BROKERS: metadata.on_v3_brokers,
+            routes.V3_BROKER: metadata.on_v3_broker,
+            routes.V3_TOPICS: metadata.on_v3_topics,
+            routes.V3_TOPIC: metadata.on_v3_topic,
+            routes.V3_PARTITIONS: metadata.on_v3_partitions,
+            routes.V3_PARTITION: metadata.on_v3_partition,
+            routes.ROOT: health.on_root,
+            routes.HEALTHZ: health.on_healthz,
+            routes.READYZ: health.on_readyz,
+            routes.METRICS: health.MetricsEndpoint(ctx),
+        }
+
+    def dispatch(self, conn: HttpProtocol, head: RequestHead) -> None:
+        endpoint, params, methods = self._resolve(head)
+        conn.endpoint = endpoint
+        auth = self.ctx.auth
+        if auth is None or head.path in routes.OPEN_PATHS:
+            self._serve(conn, head, endpoint, params, methods)
+            return
+        # Authentication first, then authorization, both before the endpoint's own checks
+        # and before any byte of the body is read (docs/api.md §1: 401 and 403 come first).
+        try:
+            who = auth.authenticate(head, cert_principal(conn.peer_cert) if auth.cert_auth else None)
+        except errors.GatewayError as exc:
+            self._refuse(conn, exc)
+            return
+        if isinstance(who, str):
+            self._authorize(conn, head, endpoint, params, methods, who)
+            return
+        # The password is being verified on a worker thread: read nothing meanwhile.
+        conn.defer()
+
+        def verified(outcome: str | errors.GatewayError) -> None:
+            if not conn.pending(head):  # the client went away meanwhile
+                return
+            if isinstance(outcome, errors.GatewayError):
+                self._refuse(conn, outcome)
+                return
+            self._authorize(conn, head, endpoint, params, methods, outcome)
+
+        who.add_done_callback(lambda f: verified(f.result()))
+
+    def _authorize(
+        self,
+        conn: HttpProtocol,
+        head: RequestHead,
+        endpoint: str,
+        params: dict[str, str],
+        methods: dict[str, str] | None,
+        principal: str,
+    ) -> None:
+        conn.principal = principal
+        auth = self.ctx.auth
+        assert auth is not None
+        need = _TOPIC_PERMISSION.get(endpoint)
+        if need is not None:
+            operation, verb = need
+            topic = params["topic"]
+            if not auth.allows(principal, operation, topic):
+                self._refuse(conn, errors.Forbidden(f"{principal} may not {verb} topic {topic}"))
+                return
+        self._serve(conn, head, endpoint, params, methods)
+
+    def _refuse(self, conn: HttpProtocol, exc: errors.GatewayError) -> None:
+        extra = b""
+        auth = self.ctx.auth
+        if isinstance(exc, errors.Unauthorized) and auth is not None:
+            extra = auth.challenge  # RFC 9110 §11.6.1: a 401 names the scheme to use
+        elif isinstance(exc, errors.AuthBusy):
+            extra = RETRY_AFTER
+        conn.respond(exc.status, exc.body(), extra_headers=extra)
+
+    @staticmethod
+    def _resolve(head: RequestHead) -> tuple[str, dict[str, str], dict[str, str] | None]:
+        """(endpoint, path parameters, the path's methods); routes.NOT_FOUND and
+        METHOD_NOT_ALLOWED name the requests answered 404 and 405."""
+        found = routes.match(head.path)
+        if found is None:
+            return routes.NOT_FOUND, {}, None
+        methods, params = found
+        endpoint = methods.get(head.method)
+        if endpoint is None:
+            return METHOD_NOT_ALLOWED, params, methods
+        if endpoint == routes.PARTITION_OR_CONSUME and "offset" in parse_qs(
+            head.query, keep_blank_values=True
+        ):
+            endpoint = routes.CONSUME_V1
+        return endpoint, params, methods
+
+    def _serve(
+        self,
+        conn: HttpProtocol,
+        head: RequestHead,
+        endpoint: str,
+        params: dict[str, str],
+        methods: dict[str, str] | None,
+    ) -> None:
+        if endpoint == METHOD_NOT_ALLOWED:
+            conn.respond(
+                405,
+                errors.error_body(405, "HTTP 405 Method Not Allowed"),
+                extra_headers=b"Allow: " + ", ".join(methods or ()).encode() + b"\r\n",
+            )
+            return
+        handler = self._endpoints.get(endpoint)
+        if handler is None:
+            conn.respond_error(NOT_FOUND)
+            return
+        handler(self.ctx, conn, head, params)

@@ -1,0 +1,82 @@
+"""The compiled half of the produce path (ext/, gateway._speedups), and the one hand-over of
+produce items to it that every produce API shares.
+
+The extension is required (there is no pure-Python fallback: README "Design"). The produce
+package takes its compiled pieces from here only: the splitter of v3 bodies, the ``StreamCore``
+that hands records to librdkafka and keeps their reports in order, and the v1/v2 decoders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gateway._speedups import (
+    REPORT_FORMAT_V1,
+    REPORT_FORMAT_V2,
+    REPORT_FORMAT_V3,
+    JsonSplitter,
+    StreamCore,
+    base64_decode,
+    format_timestamp,
+    v1_binary_items,
+)
+from gateway.kafka.producer import KafkaProducer
+from gateway.limits import RateLimiter
+
+__all__ = [
+    "REPORT_FORMAT_V1",
+    "REPORT_FORMAT_V2",
+    "REPORT_FORMAT_V3",
+    "JsonSplitter",
+    "StreamCore",
+    "base64_decode",
+    "format_timestamp",
+    "hand_over",
+    "new_core",
+    "v1_binary_items",
+]
+
+
+def new_core(
+    producer: KafkaProducer,
+    topic: str,
+    partitions: int,
+    capacity: int,
+    prefix: bytes,
+    listener: Any,
+    error_fn: Callable[[int], tuple[int, str]],
+    fail_fn: Callable[[int, int], None],
+    error_report: Callable[[int, str], bytes],
+    mode: int = REPORT_FORMAT_V3,
+) -> StreamCore:
+    """A core producing to ``topic`` through the producer's current librdkafka handle, its
+    reports routed by the producer's router; ``listener`` is told after a poll that completed
+    some of its records (``flush_reports``)."""
+    return StreamCore(
+        producer.router, producer.current, topic, partitions, capacity, prefix, listener,
+        error_fn, fail_fn, error_report, mode,
+    )
+
+
+def hand_over(
+    core: StreamCore,
+    producer: KafkaProducer,
+    items: list[Any],
+    i: int,
+    rates: RateLimiter | None,
+    principal: str,
+) -> int:
+    """Push ``items[i:]`` into ``core`` in order; the index of the first item it did not take
+    (``core.stop_reason`` says why). A producer replaced after a fatal error takes the new
+    records (the old one still reports the records it has). With ``rates``, the records beyond
+    the principal's allowance get a 429 report and what was used is charged (gateway.limits)."""
+    if producer.current is not core.producer:
+        core.rebind(producer.current)
+    if rates is None:
+        return core.push(items, i)
+    allow_records, allow_bytes = rates.allowance(principal)
+    used_records, used_bytes = core.used_records, core.used_bytes
+    i = core.push(items, i, allow_records, allow_bytes)
+    rates.charge(principal, core.used_records - used_records, core.used_bytes - used_bytes)
+    return i

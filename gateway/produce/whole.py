@@ -1,0 +1,282 @@
+"""Produce requests answered once, as a whole, when every record has its outcome.
+
+``WholeRequest`` is the body consumer shared by ``BatchRequest`` (v3 ``records:batch``,
+gateway.produce.batch) and ``V1ProduceRequest`` (v1/v2 ``POST /topics/{t}``, gateway.produce.v1).
+It reads the body whole (bounded by ``max_bytes``), lets its subclass turn it into produce items
+(the splitter's item shape, gateway/produce/items.py), hands them to Kafka through a
+``StreamCore`` (waiting for room when librdkafka's queue is full), and answers when the last
+delivery report is in. The core completes the reports in C and keeps the outcomes in request
+order; the subclass only says what the body looks like (``_begin``) and what the answer is
+(``_answer``).
+
+States (``RequestState``): READING the body; PRODUCING once it is parsed and its records are
+with Kafka; ORPHANED when the client left while records were still out; DONE once answered (or
+refused) and every outcome is known. Metrics (gateway.stats) are counted per request, never per
+record: records handed to Kafka per hand-over, failures where the core files them, delivered
+records once every outcome is in. The report latency is one sample per request: from its first
+hand-over to its answer.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from typing import Any, Protocol
+
+from gateway.errors import GatewayBug, error_body
+from gateway.kafka.producer import KafkaProducer
+from gateway.limits import RateLimiter
+from gateway.produce.core import StreamCore, hand_over, new_core
+from gateway.stats import ProduceStats
+
+log = logging.getLogger("gateway.produce")
+
+JSON_TYPE = b"application/json"
+
+
+class Responder(Protocol):
+    def respond(
+        self, status: int, body: bytes, *, content_type: bytes = ..., close: bool = False
+    ) -> None: ...
+
+
+class RequestRefused(Exception):
+    """The request as a whole is refused: (status, error_code, message)."""
+
+    def __init__(self, status: int, error_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+class RequestState(enum.Enum):
+    READING = "reading"  # collecting the body
+    PRODUCING = "producing"  # records handed (or waiting for room in librdkafka's queue)
+    ORPHANED = "orphaned"  # the client left; records are still with Kafka
+    DONE = "done"  # answered or refused, every outcome known
+
+
+_MOVES = {
+    RequestState.READING: {RequestState.PRODUCING, RequestState.DONE},
+    RequestState.PRODUCING: {RequestState.ORPHANED, RequestState.DONE},
+    RequestState.ORPHANED: {RequestState.DONE},
+    RequestState.DONE: set(),
+}
+
+
+class WholeRequest:
+    """Body consumer of one produce request answered as a whole; see the module docstring.
+
+    A subclass implements ``_begin`` (parse the body: the produce items, or RequestRefused),
+    ``_answer`` (the final status and body, from ``self._core``), and may give the core its
+    report format (``_mode``), error mapping (``_error_of``) and failure entry (``_entry``)."""
+
+    _noun = "records"  # for the log
+    _too_large = "request body"  # for the 413 message
+    api = "v1"  # the report-latency histogram's label
+    _mode = 0  # StreamCore report format (REPORT_FORMAT_V3: the batch reads outcomes instead)
+
+    def __init__(
+        self,
+        conn: Responder,
+        producer: KafkaProducer,
+        *,
+        topic: str,
+        partitions: int,
+        max_bytes: int,
+        content_type: bytes = JSON_TYPE,
+        stats: ProduceStats | None = None,
+        rates: RateLimiter | None = None,
+        principal: str = "-",
+    ) -> None:
+        self._conn = conn
+        self._producer = producer
+        self._topic = topic
+        self._partitions = partitions
+        self._stats = stats = stats if stats is not None else ProduceStats()
+        self._tc = stats.topic(topic)
+        self._rates = rates if rates is not None and rates.enabled else None
+        self._principal = principal
+        self._max_bytes = max_bytes
+        self._content_type = content_type
+        self._state = RequestState.READING
+        self._buf = bytearray()
+        self._items: list[Any] = []
+        self._next = 0  # the first item not handed to Kafka yet
+        self._core: StreamCore | None = None
+        self._t0 = 0.0  # first hand-over
+
+    @property
+    def state(self) -> RequestState:
+        return self._state
+
+    def _set_state(self, state: RequestState) -> None:
+        if state not in _MOVES[self._state]:
+            raise GatewayBug(f"illegal {self.api} request state move {self._state.name} -> {state.name}")
+        self._state = state
+
+    @property
+    def accepting(self) -> bool:
+        return self._state is RequestState.READING
+
+    def describe(self) -> str:
+        return f"{self.api} request to topic {self._topic}"
+
+    # -- to implement -------------------------------------------------------------------
+    def _begin(self, body: bytes) -> list[Any]:
+        raise NotImplementedError
+
+    def _answer(self, core: StreamCore) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+    def _error_of(self, err: int) -> tuple[int, str]:
+        """(error_code, message) of a record Kafka (or produce()) refused."""
+        return self._producer.error_of(err)
+
+    def _entry(self, code: int, message: str) -> bytes:
+        """A failed record's entry in the answer."""
+        return error_body(code, message)
+
+    # -- body ---------------------------------------------------------------------------
+    def on_body(self, data: memoryview) -> None:
+        if self._state is not RequestState.READING:
+            return
+        self._tc.bytes_in += len(data)
+        if len(self._buf) + len(data) > self._max_bytes:
+            self._refuse(413, 413, f"{self._too_large} is over the {self._max_bytes}-byte limit",
+                         close=True)
+            return
+        self._buf += data
+
+    def on_body_end(self) -> None:
+        if self._state is not RequestState.READING:
+            return
+        body = bytes(self._buf)
+        self._buf = bytearray()
+        try:
+            items = self._begin(body)
+        except RequestRefused as exc:
+            self._refuse(exc.status, exc.error_code, exc.message)
+            return
+        self._items = items
+        self._core = new_core(
+            self._producer, self._topic, self._partitions, max(1, len(items)), b"", self,
+            self._error_of, self._tc.fail, self._entry, self._mode,
+        )
+        self._set_state(RequestState.PRODUCING)
+        self._t0 = time.monotonic()
+        self._stats.live_requests.add(self)
+        self._hand_over()
+
+    # -- producing ----------------------------------------------------------------------
+    def _hand_over(self) -> None:
+        core = self._core
+        assert core is not None
+        items = self._items
+        produced0 = core.produced
+        i = hand_over(core, self._producer, items, self._next, self._rates, self._principal)
+        self._tc.accepted += core.produced - produced0
+        if i < len(items):
+            # librdkafka's queue is full: go on when the producer says there is room.
+            self._next = i
+            self._producer.wait_for_space(self)
+            return
+        # Every record is with librdkafka (which copied the bytes): drop our references.
+        self._items = []
+        self._next = 0
+        self._producer.kick()
+        self._maybe_answer()
+
+    def on_queue_space(self) -> None:
+        if self._state is RequestState.PRODUCING:
+            self._hand_over()
+
+    def flush_reports(self) -> None:
+        core = self._core
+        if core is None:
+            return
+        core.dirty = False  # (take_ready resets it; the answer is taken only at the end)
+        if self._state is RequestState.PRODUCING:
+            self._maybe_answer()
+        elif self._state is RequestState.ORPHANED and not core.pending:
+            self._settle()
+
+    def _maybe_answer(self) -> None:
+        core = self._core
+        if core is None or core.pending or self._next < len(self._items):
+            return
+        self._settle()
+        status, body = self._answer(core)
+        core.close()
+        self._stats.histogram(self.api).observe(time.monotonic() - self._t0)
+        self._conn.respond(status, body, content_type=self._content_type)
+
+    def _settle(self) -> None:
+        """Every record has its outcome: count the delivered ones, leave the live set."""
+        core = self._core
+        assert core is not None
+        gone = self._state is RequestState.ORPHANED
+        self._set_state(RequestState.DONE)
+        self._stats.live_requests.discard(self)
+        self._tc.delivered += core.ok
+        if gone:
+            if core.failed:
+                log.warning("client gone: %d of its %s failed", core.failed, self._noun)
+            core.close()
+
+    def _refuse(self, status: int, error_code: int, message: str, *, close: bool = False) -> None:
+        self._set_state(RequestState.DONE)
+        self._conn.respond(
+            status, error_body(error_code, message), content_type=self._content_type, close=close
+        )
+
+    def in_flight(self) -> int:
+        """Records of this request not yet with their outcome (the in-flight gauge)."""
+        core = self._core
+        return (0 if core is None else core.pending) + len(self._items) - self._next
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def on_connection_lost(self) -> None:
+        self._producer.cancel_wait(self)
+        state = self._state
+        if state is RequestState.READING:
+            self._set_state(RequestState.DONE)
+            return
+        if state is not RequestState.PRODUCING:
+            return
+        left = len(self._items) - self._next
+        if left:
+            log.warning("client gone: %d %s were never handed to Kafka", left, self._noun)
+            self._tc.dropped += left
+            self._items = []
+            self._next = 0
+        core = self._core
+        assert core is not None
+        self._set_state(RequestState.ORPHANED)
+        if not core.pending:
+            self._settle()
+
+    def on_shutdown(self) -> None:
+        # Still reading the body: refuse. Records already with Kafka finish and are answered.
+        if self._state is RequestState.READING:
+            self._refuse(503, 50003, "the gateway is shutting down", close=True)
+
+    def on_internal_error(self, exc: BaseException) -> None:
+        """Reporting to this request failed (the producer logged why): every record without an
+        outcome gets the internal-error entry (50003), and the answer goes out."""
+        core = self._core
+        if core is None or self._state not in (RequestState.PRODUCING, RequestState.ORPHANED):
+            return
+        self._producer.cancel_wait(self)
+        core.fail_pending()
+        for _ in range(len(self._items) - self._next):
+            core.push_failure(50003, "internal error of the gateway before this record was "
+                              "handed to Kafka; resend it", True)
+        self._items = []
+        self._next = 0
+        if self._state is RequestState.ORPHANED:
+            self._settle()
+        else:
+            self._maybe_answer()
