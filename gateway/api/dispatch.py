@@ -10,6 +10,7 @@ read.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 from urllib.parse import parse_qs
 
 from gateway import errors
@@ -44,6 +45,15 @@ _TOPIC_PERMISSION: dict[str, tuple[int, str]] = {
 }
 
 
+class Resolved(NamedTuple):
+    """What a request head names: the endpoint (routes.NOT_FOUND and METHOD_NOT_ALLOWED name
+    the requests answered 404 and 405), the path parameters, the path's methods."""
+
+    endpoint: str
+    params: dict[str, str]
+    methods: dict[str, str] | None
+
+
 class Api:
     """The endpoints behind one listener; see the module docstring."""
 
@@ -74,11 +84,11 @@ class Api:
         }
 
     def dispatch(self, conn: HttpProtocol, head: RequestHead) -> None:
-        endpoint, params, methods = self._resolve(head)
-        conn.endpoint = endpoint
+        route = self._resolve(head)
+        conn.endpoint = route.endpoint
         auth = self.ctx.auth
         if auth is None or head.path in routes.OPEN_PATHS:
-            self._serve(conn, head, endpoint, params, methods)
+            self._serve(conn, head, route)
             return
         # Authentication first, then authorization, both before the endpoint's own checks
         # and before any byte of the body is read (docs/api.md §1: 401 and 403 come first).
@@ -88,7 +98,7 @@ class Api:
             self._refuse(conn, exc)
             return
         if isinstance(who, str):
-            self._authorize(conn, head, endpoint, params, methods, who)
+            self._authorize(conn, head, route, who)
             return
         # The password is being verified on a worker thread: read nothing meanwhile.
         conn.defer()
@@ -99,30 +109,22 @@ class Api:
             if isinstance(outcome, errors.GatewayError):
                 self._refuse(conn, outcome)
                 return
-            self._authorize(conn, head, endpoint, params, methods, outcome)
+            self._authorize(conn, head, route, outcome)
 
         who.add_done_callback(lambda f: verified(f.result()))
 
-    def _authorize(
-        self,
-        conn: HttpProtocol,
-        head: RequestHead,
-        endpoint: str,
-        params: dict[str, str],
-        methods: dict[str, str] | None,
-        principal: str,
-    ) -> None:
+    def _authorize(self, conn: HttpProtocol, head: RequestHead, route: Resolved, principal: str) -> None:
         conn.principal = principal
         auth = self.ctx.auth
         assert auth is not None
-        need = _TOPIC_PERMISSION.get(endpoint)
+        need = _TOPIC_PERMISSION.get(route.endpoint)
         if need is not None:
             operation, verb = need
-            topic = params["topic"]
+            topic = route.params["topic"]
             if not auth.allows(principal, operation, topic):
                 self._refuse(conn, errors.Forbidden(f"{principal} may not {verb} topic {topic}"))
                 return
-        self._serve(conn, head, endpoint, params, methods)
+        self._serve(conn, head, route)
 
     def _refuse(self, conn: HttpProtocol, exc: errors.GatewayError) -> None:
         extra = b""
@@ -134,39 +136,30 @@ class Api:
         conn.respond(exc.status, exc.body(), extra_headers=extra)
 
     @staticmethod
-    def _resolve(head: RequestHead) -> tuple[str, dict[str, str], dict[str, str] | None]:
-        """(endpoint, path parameters, the path's methods); routes.NOT_FOUND and
-        METHOD_NOT_ALLOWED name the requests answered 404 and 405."""
+    def _resolve(head: RequestHead) -> Resolved:
         found = routes.match(head.path)
         if found is None:
-            return routes.NOT_FOUND, {}, None
+            return Resolved(routes.NOT_FOUND, {}, None)
         methods, params = found
         endpoint = methods.get(head.method)
         if endpoint is None:
-            return METHOD_NOT_ALLOWED, params, methods
+            return Resolved(METHOD_NOT_ALLOWED, params, methods)
         if endpoint == routes.PARTITION_OR_CONSUME and "offset" in parse_qs(
             head.query, keep_blank_values=True
         ):
             endpoint = routes.CONSUME_V1
-        return endpoint, params, methods
+        return Resolved(endpoint, params, methods)
 
-    def _serve(
-        self,
-        conn: HttpProtocol,
-        head: RequestHead,
-        endpoint: str,
-        params: dict[str, str],
-        methods: dict[str, str] | None,
-    ) -> None:
-        if endpoint == METHOD_NOT_ALLOWED:
+    def _serve(self, conn: HttpProtocol, head: RequestHead, route: Resolved) -> None:
+        if route.endpoint == METHOD_NOT_ALLOWED:
             conn.respond(
                 405,
                 errors.error_body(405, "HTTP 405 Method Not Allowed"),
-                extra_headers=b"Allow: " + ", ".join(methods or ()).encode() + b"\r\n",
+                extra_headers=b"Allow: " + ", ".join(route.methods or ()).encode() + b"\r\n",
             )
             return
-        handler = self._endpoints.get(endpoint)
+        handler = self._endpoints.get(route.endpoint)
         if handler is None:
             conn.respond_error(NOT_FOUND)
             return
-        handler(self.ctx, conn, head, params)
+        handler(self.ctx, conn, head, route.params)

@@ -14,7 +14,7 @@ request's ``Host`` and path prefix (``/v3`` or ``/kafka/v3``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import errors
@@ -208,6 +208,22 @@ async def _cluster(ctx: ApiContext, head: RequestHead, cluster_id: str) -> _V3:
     return _V3(info, head)
 
 
+V3Doc = Callable[[ApiContext, _V3, dict[str, str]], Awaitable[dict[str, Any]]]
+
+
+def _v3_endpoint(build: V3Doc) -> Callable[[ApiContext, HttpProtocol, RequestHead, dict[str, str]], None]:
+    """An endpoint answering one document of the cluster the URL names (404 for another)."""
+
+    def endpoint(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
+        async def answer() -> Answer:
+            v3 = await _cluster(ctx, head, params["cluster_id"])
+            return JSON_TYPE, dumps(await build(ctx, v3, params))
+
+        run_request(ctx, conn, head, answer())
+
+    return endpoint
+
+
 def on_clusters(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
     async def answer() -> Answer:
         v3 = _V3(await ctx.metadata.fresh(), head)
@@ -216,72 +232,53 @@ def on_clusters(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: 
     run_request(ctx, conn, head, answer())
 
 
-def on_cluster(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    async def answer() -> Answer:
-        v3 = await _cluster(ctx, head, params["cluster_id"])
-        return JSON_TYPE, dumps(v3.cluster_doc())
-
-    run_request(ctx, conn, head, answer())
+async def _cluster_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict[str, Any]:
+    return v3.cluster_doc()
 
 
-def on_v3_brokers(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    async def answer() -> Answer:
-        v3 = await _cluster(ctx, head, params["cluster_id"])
-        docs = [v3.broker_doc(b) for b in v3.info.brokers]
-        return JSON_TYPE, dumps(_listing("KafkaBrokerList", f"{v3.url}/brokers", docs))
-
-    run_request(ctx, conn, head, answer())
+async def _brokers_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict[str, Any]:
+    return _listing("KafkaBrokerList", f"{v3.url}/brokers", [v3.broker_doc(b) for b in v3.info.brokers])
 
 
-def on_v3_broker(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    async def answer() -> Answer:
-        v3 = await _cluster(ctx, head, params["cluster_id"])
-        text = params["broker_id"]
-        if not (text.isascii() and text.isdigit()) or int(text) not in v3.info.brokers:
-            raise errors.NotFound(f"Broker {text} cannot be found.")
-        return JSON_TYPE, dumps(v3.broker_doc(int(text)))
-
-    run_request(ctx, conn, head, answer())
+async def _broker_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict[str, Any]:
+    text = params["broker_id"]
+    if not (text.isascii() and text.isdigit()) or int(text) not in v3.info.brokers:
+        raise errors.NotFound(f"Broker {text} cannot be found.")
+    return v3.broker_doc(int(text))
 
 
 def on_v3_topics(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
     visible = _visible(ctx, conn)
 
-    async def answer() -> Answer:
-        v3 = await _cluster(ctx, head, params["cluster_id"])
+    async def topics(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict[str, Any]:
         docs = [v3.topic_doc(t) for t in _topics(v3.info, visible)]
-        return JSON_TYPE, dumps(_listing("KafkaTopicList", f"{v3.url}/topics", docs))
+        return _listing("KafkaTopicList", f"{v3.url}/topics", docs)
 
-    run_request(ctx, conn, head, answer())
-
-
-def on_v3_topic(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    async def answer() -> Answer:
-        v3 = await _cluster(ctx, head, params["cluster_id"])
-        topic = params["topic"]
-        await ctx.metadata.topic_partitions(topic)
-        v3.info = ctx.metadata.info or v3.info
-        return JSON_TYPE, dumps(v3.topic_doc(topic))
-
-    run_request(ctx, conn, head, answer())
+    _v3_endpoint(topics)(ctx, conn, head, params)
 
 
-def on_v3_partitions(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    async def answer() -> Answer:
-        v3 = await _cluster(ctx, head, params["cluster_id"])
-        topic = params["topic"]
-        parts = await ctx.metadata.topic_partitions(topic)
-        docs = [v3.partition_doc(topic, p) for p in parts]
-        return JSON_TYPE, dumps(_listing("KafkaPartitionList", f"{v3.url}/topics/{topic}/partitions", docs))
-
-    run_request(ctx, conn, head, answer())
+async def _topic_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict[str, Any]:
+    topic = params["topic"]
+    await ctx.metadata.topic_partitions(topic)  # 404 for an unknown topic (after a refresh)
+    v3.info = ctx.metadata.info or v3.info
+    return v3.topic_doc(topic)
 
 
-def on_v3_partition(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    async def answer() -> Answer:
-        v3 = await _cluster(ctx, head, params["cluster_id"])
-        topic = params["topic"]
-        parts = await ctx.metadata.topic_partitions(topic)
-        return JSON_TYPE, dumps(v3.partition_doc(topic, _partition(parts, params["partition"])))
+async def _partitions_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict[str, Any]:
+    topic = params["topic"]
+    docs = [v3.partition_doc(topic, p) for p in await ctx.metadata.topic_partitions(topic)]
+    return _listing("KafkaPartitionList", f"{v3.url}/topics/{topic}/partitions", docs)
 
-    run_request(ctx, conn, head, answer())
+
+async def _partition_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict[str, Any]:
+    topic = params["topic"]
+    parts = await ctx.metadata.topic_partitions(topic)
+    return v3.partition_doc(topic, _partition(parts, params["partition"]))
+
+
+on_cluster = _v3_endpoint(_cluster_doc)
+on_v3_brokers = _v3_endpoint(_brokers_doc)
+on_v3_broker = _v3_endpoint(_broker_doc)
+on_v3_topic = _v3_endpoint(_topic_doc)
+on_v3_partitions = _v3_endpoint(_partitions_doc)
+on_v3_partition = _v3_endpoint(_partition_doc)

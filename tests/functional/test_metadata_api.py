@@ -79,3 +79,79 @@ def test_wrong_methods_on_metadata_paths(gateway) -> None:
     assert r.status == 405 and r.header("allow") == "GET, POST"
     r = request(gateway.host, gateway.port, "POST", "/brokers", b"{}")
     assert r.status == 405 and r.header("allow") == "GET"
+
+
+def test_every_link_a_v3_resource_advertises_is_served(gateway, topic_factory) -> None:
+    """Follow every ``related`` and ``self`` link from /v3/clusters, breadth first: each answers
+    200 with the resource it names (the links are built from the Host header and the prefix)."""
+    topic = topic_factory(2)
+    md = AdminClient({"bootstrap.servers": gateway.bootstrap}).list_topics(timeout=5)
+    base = "http://gateway.test"
+    todo = ["/v3/clusters", "/kafka/v3/clusters"]
+    seen: set[str] = set()
+    kinds: dict[str, dict] = {}
+    while todo:
+        path = todo.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        r = get(gateway, path)
+        assert r.status == 200, (path, r.status, r.body)
+        assert r.header("content-type") == "application/json"
+        doc = r.json()
+        assert doc["metadata"]["self"] == base + path
+        kinds[path] = doc
+
+        def links(node) -> None:
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if key in ("related", "self") and isinstance(value, str):
+                        assert value.startswith(base), value
+                        todo.append(value[len(base):])
+                    else:
+                        links(value)
+            elif isinstance(node, list):
+                for item in node:
+                    links(item)
+
+        links(doc)
+    cid = md.cluster_id
+    for prefix in ("/v3", "/kafka/v3"):
+        c = f"{prefix}/clusters/{cid}"
+        assert set(kinds[c]) == {"kind", "metadata", "cluster_id", "controller", "brokers", "topics"}
+        brokers = kinds[f"{c}/brokers"]
+        assert brokers["kind"] == "KafkaBrokerList"
+        assert [(b["broker_id"], b["host"], b["port"]) for b in brokers["data"]] == [
+            (b.id, b.host, b.port) for b in sorted(md.brokers.values(), key=lambda b: b.id)
+        ]
+        t = kinds[f"{c}/topics/{topic}"]
+        assert (t["kind"], t["topic_name"], t["partitions_count"], t["is_internal"]) == (
+            "KafkaTopic", topic, 2, False)
+        assert t["replication_factor"] == 1
+        assert topic in [x["topic_name"] for x in kinds[f"{c}/topics"]["data"]]
+        parts = kinds[f"{c}/topics/{topic}/partitions"]["data"]
+        assert [p["partition_id"] for p in parts] == [0, 1]
+        leader = md.topics[topic].partitions[1].leader
+        one = kinds[f"{c}/topics/{topic}/partitions/1"]
+        assert one["leader"] == {"related": f"{base}{c}/brokers/{leader}"}
+        assert one["metadata"]["resource_name"] == f"crn:///kafka={cid}/topic={topic}/partition=1"
+
+
+def test_v3_resources_that_do_not_exist(gateway, topic_factory) -> None:
+    topic = topic_factory(1)
+    cid = AdminClient({"bootstrap.servers": gateway.bootstrap}).list_topics(timeout=5).cluster_id
+    c = f"/v3/clusters/{cid}"
+    for path, code in (
+        ("/v3/clusters/other/topics", 404),
+        ("/v3/clusters/other/brokers", 404),
+        (f"{c}/brokers/999", 404),
+        (f"{c}/brokers/x", 404),
+        (f"{c}/topics/nope-v3", 40401),
+        (f"{c}/topics/nope-v3/partitions", 40401),
+        (f"{c}/topics/{topic}/partitions/1", 40402),
+        (f"{c}/topics/{topic}/partitions/x", 40402),
+        (f"{c}/acls", 404),
+        (f"{c}/consumer-groups", 404),
+    ):
+        r = get(gateway, path)
+        assert (r.status, r.json()["error_code"]) == (404, code), path
