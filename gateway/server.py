@@ -56,10 +56,6 @@ class Server:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    @property
-    def stats(self) -> Any:
-        return self.ctx.stats
-
     # -- listener -----------------------------------------------------------------------
     async def start(self) -> list[tuple[str, int]]:
         host, port = self.config.listen

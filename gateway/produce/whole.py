@@ -237,6 +237,16 @@ class WholeRequest:
         core = self._core
         return (0 if core is None else core.pending) + len(self._items) - self._next
 
+    def debug_info(self) -> dict[str, Any]:
+        """State for the SIGUSR1 connection dump."""
+        return {
+            "request": self.api,
+            "topic": self._topic,
+            "request_state": self._state.name,
+            "body_bytes": len(self._buf),
+            "in_flight": self.in_flight(),
+        }
+
     # -- lifecycle ----------------------------------------------------------------------
     def on_connection_lost(self) -> None:
         self._producer.cancel_wait(self)
