@@ -43,10 +43,11 @@ from gateway.kafka.embedded import find_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+# make run's HTTP and broker ports, then the Security example's
 README_PORTS = (8082, 9092, 8443, 9093)
-# Hang guards, not performance checks: a README run takes about 10 s.
-SCRIPT_DEADLINE = 90.0
-STREAM_DEADLINE = 30.0
+# Hang guards, not performance checks: the README runs in about 10 s.
+SCRIPT_DEADLINE = 60.0
+STREAM_DEADLINE = 20.0
 
 _FENCE = re.compile(r"^```(\S*)\s*$")
 _NOT_RUN = re.compile(r"^<!--\s*not run:\s*(.+?)\s*-->\s*$")
@@ -234,7 +235,8 @@ def make_run(tmp_path: Path) -> Iterator[UserShell]:
         {"PYTHONPATH": str(ROOT)},
         command=[str(venv / "bin" / "kafka-gateway")],
     )
-    ports = {8082: g.port, 9092: broker_port, 8443: find_free_port(), 9093: find_free_port()}
+    ports = {README_PORTS[0]: g.port, README_PORTS[1]: broker_port}
+    ports.update((p, find_free_port()) for p in README_PORTS[2:])
     try:
         yield UserShell(cwd, env, ports, g)
     finally:
@@ -250,8 +252,62 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+_SAMPLE = """
+<!-- not run: make itself -->
+```sh
+make run
+```
+
+```sh
+echo one  # a comment
+# -> one
+# a comment line
+for i in 1 2; do
+  echo "$i"
+done |
+  cat
+```
+
+```
+1
+2
+```
+
+```toml
+x = 1
+```
+"""
+
+
+def test_extractor_follows_the_conventions_the_readme_states() -> None:
+    assert [(c.line, c.text, c.expected) for c in extract(_SAMPLE)] == [
+        (8, "echo one  # a comment", ["one"]),
+        (11, 'for i in 1 2; do\n  echo "$i"\ndone |\n  cat', ["1", "2"]),
+    ]
+    with pytest.raises(ReadmeFormatError, match="line 1: a block that is run shows no output"):
+        extract("```sh\necho one\n```\n")
+    with pytest.raises(ReadmeFormatError, match="line 2: '# ->' does not follow a command"):
+        extract("```sh\n# -> one\n```\n")
+    with pytest.raises(ReadmeFormatError, match="line 3: the code block is never closed"):
+        extract("text\n\n```sh\necho one\n")
+
+
+def test_readme_calls_the_command_where_make_installs_it() -> None:
+    """After ``make`` on a fresh clone, ``kafka-gateway`` is ``.venv/bin/kafka-gateway`` and not on
+    ``PATH``: no command in the README, run here or not, calls it bare."""
+    text = README.read_text()
+    command = r"(?<![\w/.-])kafka-gateway(?![\w.:-])"
+    bare = [
+        line for block in _blocks(text) if block.info == "sh" for line in block.lines
+        if re.search(command, line)
+    ]
+    bare += re.findall(rf"`{command} [^`]*`", text)  # inline, with arguments
+    assert bare == []
+
+
 def test_readme_examples_print_what_the_readme_shows(make_run: UserShell, tmp_path: Path) -> None:
     commands = extract(README.read_text())
+    assert commands, "the README has no example to run"
     mark = f"README-TEST-{uuid.uuid4().hex}"
     script = []
     for n, c in enumerate(commands):
