@@ -50,6 +50,11 @@ _TANSU_ENV = (
 
 _LOG_TAIL_LINES = 40
 
+#: The embedded broker's cluster id: the ``local`` that the README's ``/v3/clusters/local/...``
+#: URLs name, so that they name the real cluster (``GET /v3/clusters/local`` answers 200, and
+#: ``--validate-cluster-id`` accepts them).
+EMBEDDED_CLUSTER_ID = "local"
+
 
 def find_free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port on *host* that nothing listens on right now.
@@ -245,7 +250,7 @@ class EmbeddedBroker:
         host: str,
         port: int,
         *,
-        cluster_id: str = "kafka-gateway-embedded",
+        cluster_id: str = EMBEDDED_CLUSTER_ID,
         log_path: str | None = None,
         advertised: str | None = None,
     ) -> None:

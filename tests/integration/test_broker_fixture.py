@@ -73,7 +73,7 @@ def test_session_broker_answers_metadata(broker: EmbeddedBroker) -> None:
     assert broker.running and broker.pid is not None
     assert broker.bootstrap == f"127.0.0.1:{broker.port}"
     md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=5)
-    assert md.cluster_id == "kafka-gateway-embedded"
+    assert md.cluster_id == "local"
     assert [(b.host, b.port) for b in md.brokers.values()] == [("127.0.0.1", broker.port)]
 
 

@@ -29,7 +29,15 @@ class GatewayCrashed(AssertionError):
 
 
 class GatewayProcess:
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        """Run ``command`` (``python -m gateway`` unless given) with ``--listen`` on a free port
+        and ``args``."""
         self.port = find_free_port("127.0.0.1")
         self.host = "127.0.0.1"
         self.log_path = log_path
@@ -39,7 +47,7 @@ class GatewayProcess:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--listen", f"127.0.0.1:{self.port}", *args],
+            [*(command or [sys.executable, "-m", "gateway"]), "--listen", f"127.0.0.1:{self.port}", *args],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
