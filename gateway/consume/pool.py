@@ -87,7 +87,8 @@ class OffsetOutOfRangeError(errors.OffsetOutOfRange):
     def __init__(self, topic: str, partition: int, offset: int, earliest: int, end: int) -> None:
         super().__init__(
             f"offset {offset} is out of range for topic {topic} partition {partition}: "
-            f"valid offsets are {earliest} to {end}"
+            f"the records are at offsets {earliest} to {end - 1} and {end} is the end (it "
+            "answers [] until more are written)"
         )
         self.earliest = earliest
         self.end = end
