@@ -7,8 +7,9 @@ import logging
 import signal
 from typing import Any
 
-from gateway.config import Config, ConfigError
+from gateway.config import Config
 from gateway.consume.pool import ConsumerPool
+from gateway.errors import ConfigError
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
 from gateway.log import flush_access_log

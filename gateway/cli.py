@@ -1,5 +1,5 @@
 """``kafka-gateway`` command line: settings from flags, GATEWAY_<NAME> environment variables and
-a TOML file (``gateway.options``), then start and stop."""
+a TOML file (``gateway.config_sources``), then start and stop."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from gateway.config import Config, ConfigError
+from gateway.config import Config
+from gateway.config_sources import build_parser, resolve, to_toml
+from gateway.errors import ConfigError
 from gateway.log import configure as configure_logging
-from gateway.options import build_parser, resolve, to_toml
 
 log = logging.getLogger("gateway")
 

@@ -3,7 +3,7 @@ each, watched by a small supervisor.
 
 Workers are fresh interpreters (never forked: by then librdkafka threads may exist, and a fork
 copies their locks but not the threads). Each gets the configuration the supervisor resolved,
-in its environment (``gateway.options.worker_environ``): the same settings whatever flags,
+in its environment (``gateway.config_sources.worker_environ``): the same settings whatever flags,
 variables or configuration file produced them, even if the file changes or goes away while the
 gateway runs, and nothing of it on a command line that ``ps`` shows. The supervisor starts the
 embedded broker and creates topics once; workers only serve. It forwards SIGTERM/SIGINT (each
@@ -22,7 +22,7 @@ import time
 from types import FrameType
 
 from gateway.config import Config
-from gateway.options import worker_environ
+from gateway.config_sources import worker_environ
 
 log = logging.getLogger("gateway.workers")
 
