@@ -34,8 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return passwd_main(args_list[1:])
     try:
         cfg, args = resolve(argv)
-        if not args.print_config:
-            check_producer_config(cfg)
+        # Also for --print-config: what it prints must be a configuration that starts.
+        check_producer_config(cfg)
     except ConfigError as exc:
         print(f"kafka-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

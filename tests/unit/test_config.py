@@ -367,6 +367,25 @@ def test_librdkafka_refusing_a_property_exits_2(
     assert message in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-X", "linger.msec=5"],
+        ["-X", "acks=1"],  # librdkafka refuses it with the idempotent producer's defaults
+    ],
+)
+def test_print_config_refuses_what_a_start_refuses(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """--print-config prints a file only for a configuration the gateway would start with."""
+    code = cli.main([*argv, "--print-config"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.startswith("kafka-gateway: configuration error: Kafka producer properties"), err
+    assert err.count("\n") == 1
+
+
 def test_the_command_exits_2_without_a_traceback(tmp_path: Path) -> None:
     path = write(tmp_path, "[limits]\nmax = 1\n")
     env = {"PATH": "/usr/bin:/bin"}
