@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from gateway.config import Config
 from gateway.config_sources import build_parser, resolve, to_toml
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StartError
 from gateway.log import configure as configure_logging
 
 log = logging.getLogger("gateway")
@@ -47,5 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(cfg.log_level, who=who, access_log=cfg.access_log and cfg.workers == 1)
     try:
         return app_main(cfg)
+    except StartError as exc:
+        print(f"kafka-gateway: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 0
