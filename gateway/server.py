@@ -17,6 +17,7 @@ from gateway.config import Config
 from gateway.http import routes
 from gateway.http.parser import HttpLimits, RequestHead
 from gateway.http.protocol import ST_BODY, HttpProtocol
+from gateway.http.tls_listener import TlsListener
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import ConcurrencyLimiter, RateLimiter, RateSettings
@@ -103,7 +104,7 @@ class Server:
             bytes_global=config.rate_limit_bytes_global,
         ))
         self.concurrency = ConcurrencyLimiter(config.max_concurrent)
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[asyncio.AbstractServer] = []
         self._registry: Any = None  # prometheus_client registry (gateway.metrics), from start()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
@@ -117,18 +118,26 @@ class Server:
         self._registry = make_registry(self, self.config.worker_slot)
         host, port = self.config.listen
         tls = server_context(self.config)
-        server = await self.loop.create_server(
-            lambda: HttpProtocol(self),
-            host,
-            port,
-            backlog=1024,
-            reuse_address=True,
-            reuse_port=self.config.worker_slot is not None,  # --workers share the address
-            ssl=tls,
-            # A handshake is part of sending the request head (slowloris): the protocol and
-            # its timeouts only exist once it is done.
-            ssl_handshake_timeout=(self.config.header_timeout or None) if tls is not None else None,
-        )
+        server: asyncio.Server | TlsListener
+        if tls is None:
+            server = await self.loop.create_server(
+                lambda: HttpProtocol(self),
+                host,
+                port,
+                backlog=1024,
+                reuse_address=True,
+                reuse_port=self.config.worker_slot is not None,  # --workers share the address
+            )
+        else:
+            # Our accept loop: plain HTTP sent to the TLS port gets a 400, not a silent close.
+            # The first byte and the handshake are part of sending the request head
+            # (slowloris): the protocol and its timeouts only exist once they are done.
+            timeout = self.config.header_timeout or None
+            server = TlsListener(
+                self.loop, lambda: HttpProtocol(self), tls,
+                first_byte_timeout=timeout, handshake_timeout=timeout,
+            )
+            server.listen(host, port, backlog=1024, reuse_port=self.config.worker_slot is not None)
         self._servers.append(server)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         return [s.getsockname()[:2] for s in server.sockets]
