@@ -41,7 +41,8 @@ def git_files(*args: str) -> list[str]:
 
 # What a build or make leaves in the tree: compiled and generated files, stamps, caches.
 BUILD_OUTPUT_SUFFIXES = (".so", ".o", ".a", ".c", ".cpp", ".html", ".pyc", ".stamp", ".whl")
-BUILD_OUTPUT_NAMES = frozenset({".debian-deps", ".deps-installed"})
+# (.venv may be a symlink to a shared virtualenv: a file to git, not a directory.)
+BUILD_OUTPUT_NAMES = frozenset({".debian-deps", ".deps-installed", ".venv"})
 BUILD_OUTPUT_DIRS = ("build/", "dist/", ".venv/", "__pycache__/", ".hypothesis/", "bench/out/")
 
 
