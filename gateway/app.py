@@ -122,6 +122,8 @@ def main(cfg: Config) -> int:
             admin = AdminClient(admin_config(cfg, bootstrap))
             try:
                 create_topics(admin, list(cfg.topics.items()))
+            except Exception as exc:  # the cluster is unreachable, or refused a topic
+                raise StartError(f"cannot create the topics at {bootstrap}: {exc}") from None
             finally:
                 del admin  # destroyed now, not at exit: no client outlives the broker
         if cfg.workers > 1:
