@@ -182,7 +182,9 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
     try:
         info = await metadata.refresh()
         if info is None:
-            log.warning("Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap)
+            log.warning(
+                "Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap
+            )
         metadata.start()
         producer.start()
         try:

@@ -126,7 +126,9 @@ class TlsListener(asyncio.AbstractServer):
                 if exc.errno in _PEER_GONE:
                     continue
                 if exc.errno in _NO_RESOURCES:
-                    log.error("cannot accept connections (%s): trying again in %gs", exc, ACCEPT_RETRY_DELAY)
+                    log.error(
+                        "cannot accept connections (%s): trying again in %gs", exc, ACCEPT_RETRY_DELAY
+                    )
                     self._pause_accepting()
                     return
                 log.error("accepting a connection failed: %s", exc)
