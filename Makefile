@@ -7,27 +7,33 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.deps-installed
+REQS   := $(VENV)/requirements.txt
 EXT_SRC := $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi)
 EXT_SO := gateway/_speedups.stamp
 RUN_ARGS ?= --topic test:3
 
-.PHONY: all build run test test-unit fuzz lint bench clean distclean
+.PHONY: all build run test test-unit fuzz lint bench clean distclean debian-deps
 
 all: build
 
-# Debian packages the build and the tests rely on (only installed when missing).
-.debian-deps:
-	@command -v gcc >/dev/null && command -v curl >/dev/null || \
+# Debian packages the build and the tests rely on, installed when one is missing. Checked on
+# every build (a few `command -v`), so no stamp file says they are there when they are not.
+debian-deps:
+	@command -v gcc >/dev/null && command -v curl >/dev/null && \
+	  $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || \
 	  (apt-get update -qq && apt-get install -y -qq gcc curl python3-dev)
-	@touch $@
 
-$(PY):
+$(PY): | debian-deps
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY) .debian-deps
+# The pins are written once, in pyproject.toml: the runtime and dev dependencies are installed
+# from there first, so that the editable install builds gateway._speedups (required) against the
+# librdkafka bundled with confluent-kafka; a failed build stops make.
+$(STAMP): pyproject.toml | $(PY) debian-deps
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "Cython==3.3.1" "setuptools==84.2.1" wheel
-	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
+	$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(REQS)
+	$(PY) -m pip install -q -r $(REQS)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	@touch $@
 
 $(EXT_SO): $(STAMP) setup.py $(EXT_SRC)
@@ -69,4 +75,4 @@ clean:
 	rm -rf build gateway/*.so gateway/_speedups.c $(EXT_SO)
 
 distclean: clean
-	rm -rf $(VENV) .debian-deps
+	rm -rf $(VENV)

@@ -86,10 +86,9 @@ class build_ext(_build_ext):
         super().build_extension(ext)
 
 
-# pip builds an editable install before it installs the dependencies: in a fresh venv there is
-# no confluent-kafka yet. Then (only then) the extension is optional and is skipped with a
-# warning; `make` builds it right after, once confluent-kafka is installed. Otherwise a failure
-# to find or link librdkafka is an error.
+# The extension is required: a failure to find or link librdkafka fails the build. `make`
+# installs the dependencies (confluent-kafka among them) before the editable install that
+# builds it.
 extensions = cythonize(
     [
         Extension(
@@ -107,7 +106,4 @@ extensions = cythonize(
         "initializedcheck": debug,
     },
 )
-for ext in extensions:  # set after cythonize(), which does not carry `optional` over
-    ext.optional = confluent_kafka_dir() is None
-
 setup(ext_modules=extensions, cmdclass={"build_ext": build_ext})

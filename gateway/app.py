@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from typing import Any
 
-from gateway.config import Config, ConfigError
+from gateway.config import Config
 from gateway.consume.pool import ConsumerPool
+from gateway.errors import ConfigError, StartError
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
 from gateway.log import flush_access_log
@@ -83,29 +86,46 @@ def create_topics(admin: Any, topics: list[tuple[str, int]], timeout: float = 15
 
 def main(cfg: Config) -> int:
     """Start the embedded broker (unless a cluster is given) and create topics, once; then
-    serve in this process, or supervise ``--workers`` processes that do."""
+    serve in this process, or supervise ``--workers`` processes that do. StartError when an
+    address is taken (checked before anything is started) or the broker cannot start."""
+    if cfg.worker_slot is None:
+        # Before the broker: a listener port in use stops the start with nothing to undo.
+        check_listen_address(cfg.listen, reuse_port=cfg.workers > 1)
     broker = None
     bootstrap = cfg.bootstrap_servers
     if bootstrap is None:
-        from gateway.kafka.embedded import EmbeddedBroker
+        from gateway.kafka.embedded import AddressInUse, EmbeddedBroker
 
         host, port = cfg.embedded_broker
         broker = EmbeddedBroker(host, port)
-        log.info(
-            "starting the embedded broker on %s:%d; it keeps data in memory only: "
-            "everything is lost when the gateway stops",
-            host,
-            port,
-        )
         # On this thread: the broker is tied to the lifetime of the thread that starts it
         # (parent-death signal), and nothing is being served yet.
-        broker.start()
+        try:
+            broker.start()
+        except AddressInUse:
+            raise StartError(
+                f"cannot start the embedded broker on {broker.bootstrap} (--embedded-broker): "
+                "address already in use"
+            ) from None
+        except RuntimeError as exc:  # it exited or did not answer: its last lines say why
+            raise StartError(f"cannot start the embedded broker: {exc}") from None
         bootstrap = broker.bootstrap
+        log.info(
+            "embedded broker started on %s; it keeps data in memory only: everything is lost "
+            "when the gateway stops",
+            bootstrap,
+        )
     try:
         if cfg.topics and cfg.worker_slot is None:
             from confluent_kafka.admin import AdminClient
 
-            create_topics(AdminClient(admin_config(cfg, bootstrap)), list(cfg.topics.items()))
+            admin = AdminClient(admin_config(cfg, bootstrap))
+            try:
+                create_topics(admin, list(cfg.topics.items()))
+            except Exception as exc:  # the cluster is unreachable, or refused a topic
+                raise StartError(f"cannot create the topics at {bootstrap}: {exc}") from None
+            finally:
+                del admin  # destroyed now, not at exit: no client outlives the broker
         if cfg.workers > 1:
             from gateway.workers import Supervisor
 
@@ -119,6 +139,33 @@ def main(cfg: Config) -> int:
             log.info("embedded broker stopped")
 
 
+def _cannot_listen(host: str, port: int, exc: OSError) -> StartError:
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return StartError(f"cannot listen on {where} (--listen): {reason}")
+
+
+def check_listen_address(address: tuple[str, int], *, reuse_port: bool) -> None:
+    """StartError unless every address ``--listen`` names can be bound now, the way the
+    listener binds it (SO_REUSEADDR; SO_REUSEPORT with --workers)."""
+    host, port = address
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartError(f"cannot listen on {host}:{port} (--listen): {exc.strerror}") from None
+    for family, kind, proto, _name, sockaddr in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                raise _cannot_listen(host, port, exc) from None
+
+
 async def _serve(cfg: Config, bootstrap: str) -> int:
     loop = asyncio.get_running_loop()
     metadata = MetadataCache(admin_config(cfg, bootstrap), loop)
@@ -127,34 +174,50 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
     except (ValueError, TypeError) as exc:
         # librdkafka refused a property (a -X setting): say which, exit 2 like a bad flag.
         log.error("invalid Kafka producer configuration: %s", exc)
-        metadata.close()
+        await _close_metadata(metadata)
         return 2
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
     server = Server(cfg, loop, producer, metadata, consumers)
-    info = await metadata.refresh()
-    if info is None:
-        log.warning("Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap)
-    metadata.start()
-    producer.start()
-    addresses = await server.start()
-    for host, port in addresses:
-        log.info("listening on http://%s:%d (Kafka %s)", host, port, bootstrap)
+    try:
+        info = await metadata.refresh()
+        if info is None:
+            log.warning(
+                "Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap
+            )
+        metadata.start()
+        producer.start()
+        try:
+            addresses = await server.start()
+        except OSError as exc:
+            raise _cannot_listen(*cfg.listen, exc) from None
+        scheme = "https" if cfg.tls_cert is not None else "http"
+        for host, port in addresses:
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.info("listening on %s://%s (Kafka %s)", scheme, where, bootstrap)
 
-    loop.add_signal_handler(signal.SIGUSR1, server.dump_state)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info(
-        "stopping: /readyz answers 503, no new work, finishing in-flight records (up to %gs)",
-        cfg.shutdown_timeout,
-    )
-    # The handlers stay: a second SIGTERM (a supervisor and a process-group kill both sending
-    # one) must not cut the drain short.
-    await server.shutdown(loop.time() + cfg.shutdown_timeout)
-    producer.close()
-    await consumers.close()
-    metadata.close()
+        loop.add_signal_handler(signal.SIGUSR1, server.dump_state)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info(
+            "stopping: /readyz answers 503, no new work, finishing in-flight records (up to %gs)",
+            cfg.shutdown_timeout,
+        )
+        # The handlers stay: a second SIGTERM (a supervisor and a process-group kill both
+        # sending one) must not cut the drain short.
+        await server.shutdown(loop.time() + cfg.shutdown_timeout)
+    finally:
+        # Every Kafka client is closed before we return, and so before an embedded broker is
+        # stopped: a client still connected would log each connection it then loses.
+        producer.close()
+        await consumers.close()
+        await _close_metadata(metadata)
     log.info("stopped: %s", server.summary())
     flush_access_log()
     return 0
+
+
+async def _close_metadata(metadata: MetadataCache) -> None:
+    metadata.close()
+    await metadata.wait_closed()

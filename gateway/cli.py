@@ -1,5 +1,5 @@
 """``kafka-gateway`` command line: settings from flags, GATEWAY_<NAME> environment variables and
-a TOML file (``gateway.options``), then start and stop."""
+a TOML file (``gateway.config_sources``), then start and stop."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from gateway.config import Config, ConfigError
+from gateway.config import Config
+from gateway.config_sources import build_parser, resolve, to_toml
+from gateway.errors import ConfigError, StartError
 from gateway.log import configure as configure_logging
-from gateway.options import build_parser, resolve, to_toml
 
 log = logging.getLogger("gateway")
 
@@ -33,8 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return passwd_main(args_list[1:])
     try:
         cfg, args = resolve(argv)
-        if not args.print_config:
-            check_producer_config(cfg)
+        # Also for --print-config: what it prints must be a configuration that starts.
+        check_producer_config(cfg)
     except ConfigError as exc:
         print(f"kafka-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -46,5 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(cfg.log_level, who=who, access_log=cfg.access_log and cfg.workers == 1)
     try:
         return app_main(cfg)
+    except StartError as exc:
+        print(f"kafka-gateway: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 0

@@ -1,16 +1,14 @@
-"""Gateway settings: the ``Config`` the gateway runs with, its defaults, and the checks that
-involve more than one setting. Where values come from (flags, environment, a TOML file) and
-each setting's type and limits are in ``gateway.options``."""
+"""Gateway settings: the ``Config`` the gateway runs with, its defaults, and what derives from
+them. Each setting's type and limits are in ``gateway.options``; where values come from (flags,
+environment, a TOML file) and the checks across settings are in ``gateway.config_sources``.
+
+Imports nothing of the gateway: every layer may import it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-
-class ConfigError(ValueError):
-    """Invalid configuration: the message says which setting, where it came from, and why."""
 
 
 @dataclass
@@ -61,20 +59,3 @@ class Config:
         if self.max_request_bytes:
             return min(self.max_batch_bytes, self.max_request_bytes)
         return self.max_batch_bytes
-
-    def validate(self, where: Mapping[str, str] | None = None) -> None:
-        """Checks across settings (each one's own type and range is checked where it is read).
-        ``where`` names the source of each value that is not a default, for the message."""
-        where = where or {}
-
-        def name(dest: str) -> str:
-            return where.get(dest) or "default " + dest.replace("_", "-")
-
-        if self.workers > 1 and self.listen[1] == 0:
-            raise ConfigError(
-                f"{name('workers')}: {self.workers} workers need a fixed listen port "
-                f"(port 0 from {name('listen')} would give each its own)"
-            )
-        from gateway.auth import validate_security  # reads the users, ACL and TLS files
-
-        validate_security(self)

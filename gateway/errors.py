@@ -7,11 +7,23 @@ The split follows three kinds of failure:
 - ``PeerError``: the client said something we refuse (4xx).
 - ``UpstreamError``: Kafka could not do what was asked (5xx / Kafka-derived codes).
 - ``GatewayBug``: an invariant of ours broke; never caused by input.
+
+Two errors stop the gateway before it serves and are no HTTP answer: ``ConfigError`` (an
+invalid setting) and ``StartError`` (what it needs at start is not available, e.g. its port).
 """
 
 from __future__ import annotations
 
 import json
+
+
+class ConfigError(ValueError):
+    """Invalid configuration: the message says which setting, where it came from, and why."""
+
+
+class StartError(Exception):
+    """The gateway cannot start (an address already in use): the message is the one line an
+    operator reads."""
 
 
 class GatewayError(Exception):

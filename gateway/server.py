@@ -19,6 +19,7 @@ from gateway.config import Config
 from gateway.consume.pool import ConsumerPool
 from gateway.http.parser import HttpLimits
 from gateway.http.protocol import HttpProtocol
+from gateway.http.tls_listener import TlsListener
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
 
@@ -51,7 +52,7 @@ class Server:
         self.http_stats = ctx.http_stats
         self.access_log = config.access_log
         self.dispatch = self.api.dispatch
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -60,18 +61,26 @@ class Server:
     async def start(self) -> list[tuple[str, int]]:
         host, port = self.config.listen
         tls = server_context(self.config)
-        server = await self.loop.create_server(
-            lambda: HttpProtocol(self),
-            host,
-            port,
-            backlog=1024,
-            reuse_address=True,
-            reuse_port=self.config.worker_slot is not None,  # --workers share the address
-            ssl=tls,
-            # A handshake is part of sending the request head (slowloris): the protocol and
-            # its timeouts only exist once it is done.
-            ssl_handshake_timeout=(self.config.header_timeout or None) if tls is not None else None,
-        )
+        server: asyncio.Server | TlsListener
+        if tls is None:
+            server = await self.loop.create_server(
+                lambda: HttpProtocol(self),
+                host,
+                port,
+                backlog=1024,
+                reuse_address=True,
+                reuse_port=self.config.worker_slot is not None,  # --workers share the address
+            )
+        else:
+            # Our accept loop: plain HTTP sent to the TLS port gets a 400, not a silent close.
+            # The first byte and the handshake are part of sending the request head
+            # (slowloris): the protocol and its timeouts only exist once they are done.
+            timeout = self.config.header_timeout or None
+            server = TlsListener(
+                self.loop, lambda: HttpProtocol(self), tls,
+                first_byte_timeout=timeout, handshake_timeout=timeout,
+            )
+            server.listen(host, port, backlog=1024, reuse_port=self.config.worker_slot is not None)
         self._servers.append(server)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         return [s.getsockname()[:2] for s in server.sockets]

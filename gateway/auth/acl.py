@@ -25,7 +25,7 @@ import re
 from fnmatch import translate
 from pathlib import Path
 
-from gateway.config import ConfigError
+from gateway.errors import ConfigError
 
 PRODUCE = 1
 CONSUME = 2

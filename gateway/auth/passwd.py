@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.auth.users import check_name, hash_password, parse_users
-from gateway.config import ConfigError
+from gateway.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:

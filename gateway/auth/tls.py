@@ -6,7 +6,8 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from gateway.config import Config, ConfigError
+from gateway.config import Config
+from gateway.errors import ConfigError
 
 
 def server_context(cfg: Config) -> ssl.SSLContext | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from gateway.config import ConfigError
+from gateway.errors import ConfigError
 
 
 def password_hasher() -> PasswordHasher:

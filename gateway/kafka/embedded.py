@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import errno
 import importlib.resources
 import os
 import shutil
@@ -31,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, NoReturn
 
-__all__ = ["EmbeddedBroker", "find_free_port", "resolve_tansu_binary"]
+__all__ = ["AddressInUse", "EmbeddedBroker", "find_free_port", "resolve_tansu_binary"]
 
 #: Explicit path to a ``tansu`` executable; when set it is used as is, never ignored.
 ENV_TANSU_BIN = "GATEWAY_TANSU_BIN"
@@ -54,6 +55,10 @@ _LOG_TAIL_LINES = 40
 #: URLs name, so that they name the real cluster (``GET /v3/clusters/local`` answers 200, and
 #: ``--validate-cluster-id`` accepts them).
 EMBEDDED_CLUSTER_ID = "local"
+
+
+class AddressInUse(RuntimeError):
+    """The broker's address is taken by another process (nothing of ours is left running)."""
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
@@ -308,6 +313,8 @@ class EmbeddedBroker:
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
         self._reap()
+        # Tansu panics, with a backtrace, when its port is taken: look first.
+        self._check_address_free()
         binary = resolve_tansu_binary()
         url = f"tcp://{_format_host(self.host)}:{self.port}"
         argv = [
@@ -351,6 +358,21 @@ class EmbeddedBroker:
         except BaseException:
             self.stop()
             raise
+
+    def _check_address_free(self) -> None:
+        """AddressInUse when host:port cannot be bound now, the way Tansu binds it
+        (SO_REUSEADDR, as Rust's listener does on Unix)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.host.strip("[]"), self.port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse(f"{self.bootstrap}: address already in use") from None
+                raise RuntimeError(
+                    f"embedded Tansu broker on {self.bootstrap}: cannot bind: {exc.strerror or exc}"
+                ) from None
 
     def _drain_output(self, pipe: IO[bytes]) -> None:
         with pipe:
@@ -413,6 +435,8 @@ class EmbeddedBroker:
     def _fail(self, why: str) -> NoReturn:
         self.stop()
         lines = self.log_tail()
+        if any("AddrInUse" in line for line in lines):  # taken since _check_address_free
+            raise AddressInUse(f"{self.bootstrap}: address already in use")
         log = "\n".join(f"  | {line}" for line in lines) if lines else "  (no output)"
         where = f" (log: {self.log_path})" if self.log_path else ""
         raise RuntimeError(f"embedded Tansu broker on {self.bootstrap} {why}{where}:\n{log}")

@@ -56,7 +56,7 @@ class MetadataCache:
         request_timeout: float = 5.0,
     ) -> None:
         self._loop = loop
-        self._admin = AdminClient(client_config)
+        self._admin: AdminClient | None = AdminClient(client_config)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="gateway-metadata"
         )
@@ -73,10 +73,12 @@ class MetadataCache:
 
     @property
     def admin(self) -> AdminClient:
+        if self._admin is None:
+            raise RuntimeError("the metadata cache is closed")
         return self._admin
 
     def _fetch(self) -> ClusterInfo:
-        md = self._admin.list_topics(timeout=self.request_timeout)
+        md = self.admin.list_topics(timeout=self.request_timeout)
         topics: dict[str, int] = {}
         partitions: dict[str, tuple[PartitionInfo, ...]] = {}
         for name, t in md.topics.items():
@@ -102,13 +104,20 @@ class MetadataCache:
         be reached (the old info, if any, stays in place until it is older than max_age)."""
         if self._refreshing is not None:
             return self._refreshing
-        self._last_attempt = time.monotonic()
         fut: asyncio.Future[ClusterInfo | None] = self._loop.create_future()
+        if self._admin is None:  # closed: Kafka is not asked any more
+            fut.set_result(None)
+            return fut
+        self._last_attempt = time.monotonic()
         self._refreshing = fut
         work = self._loop.run_in_executor(self._executor, self._fetch)
 
         def done(w: asyncio.Future[ClusterInfo]) -> None:
             self._refreshing = None
+            if w.cancelled():  # closed before the listing started
+                if not fut.done():
+                    fut.set_result(None)
+                return
             exc = w.exception()
             if exc is None:
                 self.info = w.result()
@@ -200,7 +209,16 @@ class MetadataCache:
         return self._pending_miss
 
     def close(self) -> None:
+        """Stop refreshing and let go of the admin client. librdkafka destroys it, closing its
+        broker connections, once a listing still running on the worker thread returns (within
+        request_timeout): ``wait_closed`` waits for that without holding the loop."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._admin = None
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def wait_closed(self) -> None:
+        """After ``close``: returns once the admin client is gone (so an embedded broker can
+        be stopped without this client logging the connections it loses)."""
+        await self._loop.run_in_executor(None, self._executor.shutdown)

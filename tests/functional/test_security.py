@@ -289,11 +289,12 @@ def test_tls_roundtrip(gateway_factory, topic_factory, ca) -> None:
     got = consume_topic(g.bootstrap, topic, 1, 5)
     assert [r.value for r in got[0]] == [f"tls {i}".encode() for i in range(5)]
     assert get(g, "/healthz", ctx=ctx).status == 200
-    # Plain HTTP to the TLS port gets no HTTP answer.
+    # Plain HTTP to the TLS port is answered 400, and served nothing (tests/functional/
+    # test_tls_plain_http.py has the details).
     with socket.create_connection((g.host, g.port), timeout=10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         data = sock.recv(1024)
-        assert not data.startswith(b"HTTP/"), data
+        assert data.startswith(b"HTTP/1.1 400 "), data
 
 
 MTLS_ACL = """

@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from support.kafka import Record, consume_partition, consume_topic
 from support.murmur2 import partition_for_key
 
-from gateway.kafka.embedded import EmbeddedBroker, find_free_port
+from gateway.kafka.embedded import AddressInUse, EmbeddedBroker, find_free_port
 
 PARTITIONS = 3
 RECORDS = 1000
@@ -159,10 +159,10 @@ def test_murmur2_partitioner_matches_reference(
 
 
 def test_embedded_broker_refuses_a_taken_port(broker: EmbeddedBroker) -> None:
-    # Tansu fails to bind (and even exits 0); start() must not mistake the session
-    # broker already on that port for its own.
+    # Tansu panics when it cannot bind (and even exits 0): start() looks first, and must not
+    # mistake the session broker already on that port for its own.
     intruder = EmbeddedBroker("127.0.0.1", broker.port)
-    with pytest.raises(RuntimeError, match="another process is listening|exited"):
+    with pytest.raises(AddressInUse, match=f"^127.0.0.1:{broker.port}: address already in use$"):
         intruder.start(timeout=5.0)
     assert not intruder.running
     assert broker.running

@@ -20,14 +20,15 @@ import uvloop
 from argon2 import PasswordHasher
 
 from gateway import errors
-from gateway.auth import validate_security
 from gateway.auth.acl import ANY, CONSUME, PRODUCE, Acl, parse_acl
 from gateway.auth.authenticator import Authenticator, TtlCache, parse_basic
 from gateway.auth.passwd import main as passwd_main
 from gateway.auth.tls import cert_principal
 from gateway.auth.users import Users, hash_password, parse_users
 from gateway.cli import config_from_args
-from gateway.config import Config, ConfigError
+from gateway.config import Config
+from gateway.config_sources import check_security as validate_security
+from gateway.errors import ConfigError
 from gateway.http.parser import RequestHead
 
 # Cheap argon2id parameters for tests that are not about the cost (1 pass, 64 KiB).

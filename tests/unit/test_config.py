@@ -1,4 +1,5 @@
-"""Configuration: flags, GATEWAY_<NAME> variables and a TOML file (gateway/options.py).
+"""Configuration: flags, GATEWAY_<NAME> variables and a TOML file (gateway/options.py: the
+table, gateway/config_sources.py: the sources).
 
 What an operator observes: which value wins (flags > environment > file > defaults), the
 message and exit status 2 of every kind of invalid configuration, ``--help`` and
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cli, options
-from gateway.config import Config, ConfigError
-from gateway.options import OPTIONS, resolve, to_toml, worker_environ
+from gateway import cli, config_sources, options
+from gateway.config import Config
+from gateway.config_sources import resolve, to_toml, worker_environ
+from gateway.errors import ConfigError
+from gateway.options import OPTIONS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -364,6 +367,25 @@ def test_librdkafka_refusing_a_property_exits_2(
     assert message in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-X", "linger.msec=5"],
+        ["-X", "acks=1"],  # librdkafka refuses it with the idempotent producer's defaults
+    ],
+)
+def test_print_config_refuses_what_a_start_refuses(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """--print-config prints a file only for a configuration the gateway would start with."""
+    code = cli.main([*argv, "--print-config"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.startswith("kafka-gateway: configuration error: Kafka producer properties"), err
+    assert err.count("\n") == 1
+
+
 def test_the_command_exits_2_without_a_traceback(tmp_path: Path) -> None:
     path = write(tmp_path, "[limits]\nmax = 1\n")
     env = {"PATH": "/usr/bin:/bin"}
@@ -413,7 +435,7 @@ def test_help_lists_every_setting_the_file_and_the_precedence(
     example = text.split("configuration file (--config FILE", 1)[1].split("environment:", 1)[0]
     toml_text = "\n".join(line[4:] for line in example.splitlines() if line.startswith("    "))
     data = tomllib.loads(toml_text)
-    assert options.file_layer(data, "help").values["max_in_flight"] == 8192
+    assert config_sources.file_layer(data, "help").values["max_in_flight"] == 8192
 
 
 def test_print_config_reads_back_to_the_same_settings(
@@ -446,7 +468,7 @@ def test_workers_get_the_resolved_configuration_not_the_file(tmp_path: Path) -> 
     )
     assert (worker.max_record_bytes, worker.max_batch_entries, worker.max_in_flight) == (999, 3, 100)
     # The hand-over is only honoured by a worker; a plain start ignores it.
-    assert cfg_of([], {options.ENV_WORKER_CONFIG: env[options.ENV_WORKER_CONFIG]}) == Config()
+    assert cfg_of([], {config_sources.ENV_WORKER_CONFIG: env[config_sources.ENV_WORKER_CONFIG]}) == Config()
 
 
 def test_worker_command_line_carries_no_settings() -> None:
@@ -457,9 +479,9 @@ def test_worker_command_line_carries_no_settings() -> None:
 
 def test_invalid_hand_over_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="GATEWAY_WORKER_CONFIG: invalid JSON"):
-        cfg_of(["--worker-slot", "0"], {options.ENV_WORKER_CONFIG: "{"})
+        cfg_of(["--worker-slot", "0"], {config_sources.ENV_WORKER_CONFIG: "{"})
     with pytest.raises(ConfigError, match="GATEWAY_WORKER_CONFIG: max-in-flight: must be between"):
-        cfg_of(["--worker-slot", "0"], {options.ENV_WORKER_CONFIG: json.dumps({"max-in-flight": 0})})
+        cfg_of(["--worker-slot", "0"], {config_sources.ENV_WORKER_CONFIG: json.dumps({"max-in-flight": 0})})
 
 
 def test_file_kind_for_settings_that_name_a_file(tmp_path: Path) -> None:

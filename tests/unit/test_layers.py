@@ -1,7 +1,7 @@
 """The import graph of gateway/ (read with ``ast``, every import: module level, inside functions,
 under TYPE_CHECKING): no cycle, and no import that runs up the layers.
 
-    process   app, server, cli, workers, options ...      (process, listener, wiring)
+    process   app, server, cli, workers, options, config_sources  (process, listener, wiring)
     api       gateway.api.*                               (endpoints, dispatch, auth and ACL)
     produce, consume, kafka, http, auth                    (each knows only what is below it)
     base      errors, config, log, stats, limits          (plain values, no I/O of the gateway's)
@@ -19,7 +19,7 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 # Layer of each module: by exact name, else by package prefix.
 BASE = {"gateway", "gateway.errors", "gateway.config", "gateway.log", "gateway.stats", "gateway.limits"}
 PROCESS = {"gateway.__main__", "gateway.cli", "gateway.app", "gateway.server", "gateway.workers",
-           "gateway.options"}
+           "gateway.options", "gateway.config_sources"}
 PACKAGES = ("api", "http", "kafka", "produce", "consume", "auth")
 
 # Which layers each layer may import (itself included).
