@@ -43,7 +43,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     import os
 
     for name in list(os.environ):
-        if name.startswith("GATEWAY_") and name != "GATEWAY_PURE_PYTHON":
+        if name.startswith("GATEWAY_"):
             monkeypatch.delenv(name)
     return monkeypatch
 
