@@ -5,10 +5,10 @@ The protocol owns a fixed read buffer; the event loop reads straight into its fr
 consumer as memoryviews that do not outlive the call. Unparsed bytes move to the front.
 
 One request is served at a time, in arrival order (pipelined requests wait in the buffer until
-the response before them has ended). A request's application handler gets a ``Request`` and
-answers with ``respond`` (a whole response) or ``start_stream`` (a chunked response fed while
-the body is still arriving: the v3 produce stream), or defers with ``defer`` while it waits for
-something (cluster metadata) and answers later.
+the response before them has ended). The connection's handler (``gateway.http.handler``) gets
+each request head and answers with ``respond`` (a whole response) or ``start_stream`` (a
+chunked response fed while the body is still arriving: the v3 produce stream), or defers with
+``defer`` while it waits for something (cluster metadata) and answers later.
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, cast
 
 from gateway import errors
 from gateway.http import writer
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE, describe
+from gateway.http.handler import BodyConsumer, ConnectionHandler
 from gateway.http.parser import ChunkedDecoder, HttpLimits, RequestHead, parse_head
 from gateway.log import write_access
-
-if TYPE_CHECKING:
-    from gateway.server import Server
 
 log = logging.getLogger("gateway.http")
 
@@ -65,20 +63,10 @@ def _log_name(name: str) -> str:
     return json.dumps(name)
 
 
-class BodyConsumer(Protocol):
-    @property
-    def accepting(self) -> bool: ...
-
-    def on_body(self, data: memoryview) -> None: ...
-    def on_body_end(self) -> None: ...
-    def on_connection_lost(self) -> None: ...
-    def on_shutdown(self) -> None: ...
-
-
 class HttpProtocol(asyncio.BufferedProtocol):
-    def __init__(self, server: Server) -> None:
-        self._server = server
-        self._limits: HttpLimits = server.http_limits
+    def __init__(self, handler: ConnectionHandler) -> None:
+        self._handler = handler
+        self._limits: HttpLimits = handler.http_limits
         self._buf = bytearray(READ_BUFFER_INITIAL)
         self._view = memoryview(self._buf)
         self._offered = 0  # size of the space handed out by the last get_buffer
@@ -111,10 +99,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.requests = 0
         # Observability: byte totals (gateway.stats), and what the access log line of the
         # current request needs, gathered once per request and per body piece or write.
-        self._http = server.http_stats
+        self._http = handler.http_stats
         self._peer = "-"
         self.peer_host = "-"
-        self.endpoint = "-"  # set by the server's dispatch
+        self.endpoint = "-"  # set by the handler's dispatch
         self._sent = 0  # bytes written on this connection
         self._req_t0 = 0.0
         self._req_in = 0  # head and body bytes of the current request
@@ -123,7 +111,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._req_logged = True  # its access line is written (or no request has begun)
         self._consumer_logs = False  # the body consumer writes the line (a v3 stream)
         # TLS: the client certificate the handshake verified ({} or None without one), and
-        # the principal the server's dispatch authenticated for the current request.
+        # the principal the handler's dispatch authenticated for the current request.
         self.peer_cert: Any = None
         self.principal: str | None = None
         # A concurrency slot (gateway.limits) the current request holds: (limiter, principal).
@@ -155,7 +143,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self.peer_host = str(peer[0])
         self.peer_cert = t.get_extra_info("peercert")
         self._http.connections += 1
-        self._server.connection_opened(self)
+        self._handler.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.release_slot()
@@ -168,7 +156,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             consumer.on_connection_lost()
         if not self._req_logged and not self._consumer_logs:
             self._finish_request(499, " (client gone)")  # nginx's "client closed request"
-        self._server.connection_closed(self)
+        self._handler.connection_closed(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._grow or len(self._buf) - self._end < MIN_READ_SPACE:
@@ -298,7 +286,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def _schedule_process(self) -> None:
         if not self._process_scheduled:
             self._process_scheduled = True
-            self._server.loop.call_soon(self._deferred_process)
+            self._handler.loop.call_soon(self._deferred_process)
 
     def _deferred_process(self) -> None:
         self._process_scheduled = False
@@ -422,7 +410,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._chunked = ChunkedDecoder(self._limits) if head.chunked else None
         self._cl_remaining = head.content_length or 0
         self._set_state(ST_BODY)
-        self._server.dispatch(self, head)
+        self._handler.dispatch(self, head)
 
     def has_body(self) -> bool:
         head = self.head
@@ -524,7 +512,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         # Held output goes out at the end of this loop turn, or with the response's end.
         if not self._held_flush_scheduled:
             self._held_flush_scheduled = True
-            self._server.loop.call_soon(self._flush_held)
+            self._handler.loop.call_soon(self._flush_held)
         self._held += framed
 
     def _flush_held(self) -> None:
@@ -603,7 +591,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._paused = PAUSE_STOPPED  # the parser stays stopped; the socket is drained
         if was_paused:
             transport.resume_reading()
-        self._server.loop.call_later(LINGER_TIMEOUT, self._close_now)
+        self._handler.loop.call_later(LINGER_TIMEOUT, self._close_now)
 
     def _protocol_error(self, exc: errors.PeerError) -> None:
         """Malformed framing: answer once and close (we cannot find the next request)."""
@@ -673,7 +661,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         self._req_logged = True
         self._http.response(self.endpoint, status)
-        if self._server.access_log:
+        if self._handler.access_log:
             if self.principal is not None:
                 detail += " user=" + _log_name(self.principal)
             write_access(
@@ -700,7 +688,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._shutting_down = True
         self._keep_alive = False
 
-    # -- server-driven ----------------------------------------------------------------
+    # -- handler-driven ----------------------------------------------------------------
     def check_timeouts(self, now: float, header_timeout: float, idle_timeout: float,
                        body_timeout: float) -> None:
         state = self._state
