@@ -1,20 +1,20 @@
 """HTTP/1.1 server connection on ``asyncio.BufferedProtocol`` (RFC 9112), no framework.
 
-The protocol owns a fixed read buffer; the event loop reads straight into its free tail, and
-``_process`` parses heads and body framing in place, handing body bytes to the request's body
-consumer as memoryviews that do not outlive the call. Unparsed bytes move to the front.
+The connection reads into a buffer it owns (``gateway.http.readbuf``); ``_process`` parses heads
+and body framing in place, handing body bytes to the request's body consumer as memoryviews
+that do not outlive the call.
 
 One request is served at a time, in arrival order (pipelined requests wait in the buffer until
 the response before them has ended). The connection's handler (``gateway.http.handler``) gets
 each request head and answers with ``respond`` (a whole response) or ``start_stream`` (a
 chunked response fed while the body is still arriving: the v3 produce stream), or defers with
-``defer`` while it waits for something (cluster metadata) and answers later.
+``defer`` while it waits for something (cluster metadata) and answers later. Each request ends with its access-log line
+(``gateway.http.reqlog``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any, cast
@@ -24,17 +24,11 @@ from gateway.http import writer
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE, describe
 from gateway.http.handler import BodyConsumer, ConnectionHandler
 from gateway.http.parser import ChunkedDecoder, HttpLimits, RequestHead, parse_head
-from gateway.log import write_access
+from gateway.http.readbuf import MIN_READ_SPACE, READ_BUFFER_MAX, ReadBuffer
+from gateway.http.reqlog import RequestLog
 
 log = logging.getLogger("gateway.http")
 
-# The read buffer starts small (an idle keep-alive or stream connection costs little: 10,000 open
-# streams must fit in a modest RSS), doubles while reads keep filling it (a busy stream reads in
-# large pieces), and shrinks back once the connection is idle with nothing buffered.
-READ_BUFFER_INITIAL = 4 * 1024
-READ_BUFFER_MAX = 256 * 1024
-MIN_READ_SPACE = 1024  # compact, grow or pause when less than this is free
-SHRINK_AFTER_IDLE = 2.0  # seconds without input before a grown, empty buffer is given back
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
 LINGER_TIMEOUT = 2.0  # seconds to drain an abandoned request body before closing
@@ -56,23 +50,11 @@ _ALLOWED = {
 }
 
 
-def _log_name(name: str) -> str:
-    """A principal as one access-log token (a certificate CN may hold spaces)."""
-    if name.isprintable() and " " not in name and '"' not in name:
-        return name
-    return json.dumps(name)
-
-
-class HttpProtocol(asyncio.BufferedProtocol):
+class HttpProtocol(ReadBuffer):
     def __init__(self, handler: ConnectionHandler) -> None:
+        super().__init__()
         self._handler = handler
         self._limits: HttpLimits = handler.http_limits
-        self._buf = bytearray(READ_BUFFER_INITIAL)
-        self._view = memoryview(self._buf)
-        self._offered = 0  # size of the space handed out by the last get_buffer
-        self._grow = False  # the last read filled what was offered: offer more next time
-        self._start = 0
-        self._end = 0
         self._state = ST_HEAD
         self._transport: asyncio.Transport | None = None
         self._paused = 0
@@ -97,19 +79,11 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._held_flush_scheduled = False
         self._peer_eof = False  # the client half-closed: it sends nothing more
         self.requests = 0
-        # Observability: byte totals (gateway.stats), and what the access log line of the
-        # current request needs, gathered once per request and per body piece or write.
-        self._http = handler.http_stats
-        self._peer = "-"
+        self._http = handler.http_stats  # byte totals (gateway.stats)
+        self._sent = 0  # bytes written on this connection
+        self._log = RequestLog(handler.http_stats, handler.access_log, time.monotonic)
         self.peer_host = "-"
         self.endpoint = "-"  # set by the handler's dispatch
-        self._sent = 0  # bytes written on this connection
-        self._req_t0 = 0.0
-        self._req_in = 0  # head and body bytes of the current request
-        self._req_sent0 = 0
-        self._req_line = "-"
-        self._req_logged = True  # its access line is written (or no request has begun)
-        self._consumer_logs = False  # the body consumer writes the line (a v3 stream)
         # TLS: the client certificate the handshake verified ({} or None without one), and
         # the principal the handler's dispatch authenticated for the current request.
         self.peer_cert: Any = None
@@ -139,7 +113,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         t.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
         peer = t.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self._peer = f"{peer[0]}:{peer[1]}"
+            self._log.peer = f"{peer[0]}:{peer[1]}"
             self.peer_host = str(peer[0])
         self.peer_cert = t.get_extra_info("peercert")
         self._http.connections += 1
@@ -154,44 +128,20 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._consumer = None
         if consumer is not None and prev != ST_CLOSED:
             consumer.on_connection_lost()
-        if not self._req_logged and not self._consumer_logs:
+        if self._log.ours:
             self._finish_request(499, " (client gone)")  # nginx's "client closed request"
         self._handler.connection_closed(self)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self._grow or len(self._buf) - self._end < MIN_READ_SPACE:
-            self._make_room()
-        self._offered = len(self._buf) - self._end
-        return self._view[self._end :]
-
-    def _make_room(self) -> None:
-        """Compact; double the buffer (up to READ_BUFFER_MAX) if reads keep filling it or
-        compacting freed too little. A full maximum-size buffer pauses reading (_process)."""
-        self._compact()
-        size = len(self._buf)
-        if (self._grow or size - self._end < MIN_READ_SPACE) and size < READ_BUFFER_MAX:
-            self._resize(min(size * 2, READ_BUFFER_MAX))
-        self._grow = False
-
-    def _resize(self, size: int) -> None:
-        # Only between callbacks: no view of the old buffer is alive (body consumers copy).
-        n = self._end - self._start
-        buf = bytearray(size)
-        buf[0:n] = self._buf[self._start : self._end]
-        self._buf = buf
-        self._view = memoryview(buf)
-        self._start = 0
-        self._end = n
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._state == ST_CLOSED:
             return
         if self._lingering:
             return  # discarding the rest of an abandoned body (the buffer is not advanced)
+        # The read's bookkeeping (ReadBuffer), written out: this runs on every socket read.
         self._end += nbytes
-        self._http.received_bytes += nbytes
         if nbytes >= self._offered and len(self._buf) < READ_BUFFER_MAX:
             self._grow = True
+        self._http.received_bytes += nbytes
         now = time.monotonic()
         self.last_activity = now
         if self._state == ST_HEAD and self.head_started == 0.0:
@@ -306,9 +256,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
                     if res is None:
                         break
                     head, start = res
-                    self._req_in = start - self._start
+                    head_bytes = start - self._start
                     self._start = start
-                    self._on_head(head)
+                    self._on_head(head, head_bytes)
                 elif state == ST_BODY:
                     if not self._feed_body():
                         break
@@ -323,22 +273,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._check_eof()
         if self._start == self._end:
             self._start = self._end = 0
-        elif len(self._buf) - self._end < MIN_READ_SPACE:
-            self._make_room()
-            if len(self._buf) - self._end < MIN_READ_SPACE:
-                self.pause_reading(PAUSE_BUFFER)
+        elif len(self._buf) - self._end < MIN_READ_SPACE and not self._make_room():
+            self.pause_reading(PAUSE_BUFFER)
         if self._paused & PAUSE_BUFFER and len(self._buf) - self._end >= MIN_READ_SPACE:
             self.resume_reading(PAUSE_BUFFER)
-
-    def _compact(self) -> None:
-        start, end = self._start, self._end
-        if start == 0:
-            return
-        n = end - start
-        if n:
-            self._buf[0:n] = self._buf[start:end]
-        self._start = 0
-        self._end = n
 
     def _feed_body(self) -> bool:
         """Deliver buffered body bytes; False when nothing more can be done now."""
@@ -352,7 +290,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             if n:
                 start = self._start
                 self._start = start + n
-                self._req_in += n
+                self._log.bytes_in += n
                 self._cl_remaining -= n
                 consumer.on_body(self._view[start : start + n])
                 if self._state != ST_BODY:
@@ -364,7 +302,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if self._start == self._end:
             return False
         pos, ds, de = chunked.feed(self._buf, self._start, self._end)
-        self._req_in += pos - self._start
+        self._log.bytes_in += pos - self._start
         self._start = pos
         if de > ds:
             consumer.on_body(self._view[ds:de])
@@ -398,10 +336,12 @@ class HttpProtocol(asyncio.BufferedProtocol):
             consumer.on_body_end()
 
     # -- requests ---------------------------------------------------------------------
-    def _on_head(self, head: RequestHead) -> None:
+    def _on_head(self, head: RequestHead, head_bytes: int) -> None:
         self.head = head
         self.requests += 1
-        self._begin_request(head)
+        self.endpoint = "-"
+        self.principal = None
+        self._log.begin(head, head_bytes, self._sent)
         self.head_started = 0.0
         self._keep_alive = head.keep_alive and not self._shutting_down
         self._body_done = False
@@ -467,7 +407,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         self._consumer = consumer
         self._stream_open = True
-        self._consumer_logs = True  # the stream's line comes with its counts (log_access)
+        self._log.consumer_writes()  # the stream's line comes with its counts (log_access)
         self._stream_http10 = head.version == 10
         if head.expect_continue and self.has_body():
             self._write(writer.CONTINUE_100)
@@ -586,7 +526,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._paused |= PAUSE_STOPPED  # (pause_reading is a no-op once lingering)
             transport.close()
             return
-        self._start = self._end = 0
+        self._drop_unparsed()
         was_paused = self._paused
         self._paused = PAUSE_STOPPED  # the parser stays stopped; the socket is drained
         if was_paused:
@@ -606,12 +546,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._abandon_body()
             return
         self._keep_alive = False
-        if self._req_logged:  # a malformed head: no request had begun
-            self._req_t0 = time.monotonic()
-            self._req_sent0 = self._sent
-            self._req_line = "-"
-            self._req_logged = False
+        if not self._log.owed:  # a malformed head: no request had begun
             self.endpoint = "-"
+            self.principal = None
+            self._log.begin_unparsed(self._end - self._start, self._sent)
         self._write(writer.fixed_response(exc.status, exc.body(), close=True))
         self._response_done = True
         self._finish_request(exc.status)
@@ -625,19 +563,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._http.sent_bytes += n
             transport.write(data)
 
-    # -- access log and request metrics (once per request) ----------------------------
-    def _begin_request(self, head: RequestHead) -> None:
-        self._req_t0 = time.monotonic()
-        self._req_sent0 = self._sent
-        target = head.target
-        if not target.isprintable():
-            target = repr(target)[1:-1]  # never a raw control character in the log
-        self._req_line = f"{head.method} {target}"
-        self._req_logged = False
-        self._consumer_logs = False
-        self.endpoint = "-"
-        self.principal = None
-
+    # -- the request's end: slot, access log and metrics --------------------------------
     @property
     def limit_principal(self) -> str:
         """Who the produce limits count this request for: the authenticated principal, else
@@ -655,27 +581,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
             slot[0].release(slot[1])
 
     def _finish_request(self, status: int, detail: str = "") -> None:
-        """The request is over: count it, and write its access log line (gateway.access)."""
+        """The request is over: its slot goes back; it is counted and logged (once)."""
         self.release_slot()
-        if self._req_logged:
-            return
-        self._req_logged = True
-        self._http.response(self.endpoint, status)
-        if self._handler.access_log:
-            if self.principal is not None:
-                detail += " user=" + _log_name(self.principal)
-            write_access(
-                '%s "%s" %d in=%d out=%d ms=%.1f%s'
-                % (
-                    self._peer,
-                    self._req_line,
-                    status,
-                    self._req_in,
-                    self._sent - self._req_sent0,
-                    (time.monotonic() - self._req_t0) * 1000.0,
-                    detail,
-                )
-            )
+        self._log.finish(status, detail, self.endpoint, self.principal, self._sent)
 
     def log_access(self, detail: str) -> None:
         """A body consumer that answers with a stream (the v3 produce session) ends its
@@ -692,13 +600,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def check_timeouts(self, now: float, header_timeout: float, idle_timeout: float,
                        body_timeout: float) -> None:
         state = self._state
-        if (
-            self._start == self._end
-            and len(self._buf) > READ_BUFFER_INITIAL
-            and now - self.last_activity > SHRINK_AFTER_IDLE
-            and not self._lingering
-        ):
-            self._resize(READ_BUFFER_INITIAL)
+        if not self._lingering:
+            self._shrink_if_idle(now - self.last_activity)
         if body_timeout and self._write_paused_at and now - self._write_paused_at > body_timeout:
             # The peer stopped reading our responses for too long (whatever the state, even
             # while closing: close() would wait for it forever): give up on it.
@@ -758,8 +661,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
             "peer": t.get_extra_info("peername") if t is not None else None,
             "state": self._state,
             "paused": describe(self._paused),
-            "buffered": self._end - self._start,
-            "buffer": len(self._buf),
+            "buffered": self.buffered,
+            "buffer": self.buffer_size,
             "unsent": t.get_write_buffer_size() if t is not None else None,
             "requests": self.requests,
             **extra,

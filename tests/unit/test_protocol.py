@@ -25,18 +25,11 @@ from support.mock_transport import (
     read_responses,
 )
 
-from gateway.http import protocol, writer
+from gateway.http import protocol, reqlog, writer
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_WRITE
 from gateway.http.parser import HttpLimits
-from gateway.http.protocol import (
-    LINGER_TIMEOUT,
-    MIN_READ_SPACE,
-    READ_BUFFER_INITIAL,
-    READ_BUFFER_MAX,
-    ST_BODY,
-    ST_CLOSED,
-    ST_HEAD,
-)
+from gateway.http.protocol import LINGER_TIMEOUT, ST_BODY, ST_CLOSED, ST_HEAD
+from gateway.http.readbuf import MIN_READ_SPACE, READ_BUFFER_INITIAL, READ_BUFFER_MAX, ReadBuffer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -1030,6 +1023,82 @@ def test_limits_come_from_the_server(make):
     h.send(get(b"/r/x", b"X-Pad: " + b"p" * 64 + b"\r\n"))
     assert [r.status for r in h.responses] == [431]
 
+
+
+# == 7. the request log, the read buffer =====================================================
+@pytest.fixture
+def access_lines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    lines: list[str] = []
+    monkeypatch.setattr(reqlog, "write_access", lines.append)
+    return lines
+
+
+def test_one_access_line_and_one_count_per_request(make, access_lines):
+    h = make()
+    req = get(b"/r/a")
+    h.send(req)
+    h.loop.advance(0.25)
+    h.send(b"BAD\r\n\r\n")
+    assert [r.status for r in h.responses] == [200, 400]
+    first, bad = access_lines
+    out = len(h.transport.writes[0])
+    assert first == f'127.0.0.1:40000 "GET /r/a" 200 in={len(req)} out={out} ms=0.0'
+    out = len(h.transport.writes[1])
+    assert bad == f'127.0.0.1:40000 "-" 400 in=7 out={out} ms=0.0'  # the bytes refused
+    assert h.server.http_stats.requests == {("-", 200): 1, ("-", 400): 1}
+
+
+def test_a_stream_writes_its_own_line_even_when_the_client_goes(make, access_lines):
+    h = make()
+    req = post(b"/hold", b"x" * 100)
+    h.send(req[:-40])
+    c = h.consumers[0]
+    h.transport.abort()
+    h.run()
+    assert c.lost == 1 and access_lines == []  # the consumer still counts its outcomes
+    h.proto.log_access("records=3")
+    h.proto.log_access("records=3")  # (once per request)
+    assert len(access_lines) == 1
+    assert access_lines[0].startswith(f'127.0.0.1:40000 "POST /hold" 200 in={len(req) - 40} ')
+    assert access_lines[0].endswith(" records=3")
+
+
+def test_a_request_cut_short_is_logged_as_client_gone(make, access_lines):
+    h = make()
+    h.send(get(b"/defer"))
+    h.transport.abort()
+    h.run()
+    assert len(access_lines) == 1 and '"GET /defer" 499 ' in access_lines[0]
+    assert access_lines[0].endswith(" (client gone)")
+
+
+def test_read_buffer_compacts_grows_to_its_most_and_says_when_it_is_full():
+    rb = ReadBuffer()
+    view = rb.get_buffer(-1)
+    assert len(view) == READ_BUFFER_INITIAL
+    view[:READ_BUFFER_INITIAL] = b"a" * (READ_BUFFER_INITIAL - 10) + b"0123456789"
+    rb._end += READ_BUFFER_INITIAL
+    rb._start = READ_BUFFER_INITIAL - 10  # all but the last ten bytes were parsed
+    # Less than MIN_READ_SPACE free: the unparsed tail moves to the front, and that frees
+    # enough (the buffer grows only when that is not so, or reads keep filling it: _grow).
+    view = rb.get_buffer(-1)
+    assert (rb._start, rb._end, rb.buffer_size) == (0, 10, READ_BUFFER_INITIAL)
+    assert bytes(rb._buf[:10]) == b"0123456789" and len(view) == READ_BUFFER_INITIAL - 10
+    while rb.buffer_size < READ_BUFFER_MAX:  # reads that keep filling it double it
+        size = rb.buffer_size
+        rb._end = size
+        assert rb._make_room() and rb.buffer_size == min(size * 2, READ_BUFFER_MAX)
+        assert bytes(rb._buf[:10]) == b"0123456789"
+    rb._end = READ_BUFFER_MAX - MIN_READ_SPACE + 1
+    assert not rb._make_room()  # full at its largest: the reader must pause
+    assert rb.buffer_size == READ_BUFFER_MAX
+    rb._shrink_if_idle(100.0)
+    assert rb.buffer_size == READ_BUFFER_MAX  # never while bytes are buffered
+    rb._drop_unparsed()
+    rb._shrink_if_idle(1.0)
+    assert rb.buffer_size == READ_BUFFER_MAX  # not idle long enough
+    rb._shrink_if_idle(100.0)
+    assert rb.buffer_size == READ_BUFFER_INITIAL and rb.buffered == 0
 
 
 # Regressions found by this suite (each failed before its fix in gateway/http/protocol.py).
