@@ -41,7 +41,7 @@ class ConnectionHandler(Protocol):
 
     def dispatch(self, conn: HttpProtocol, head: RequestHead) -> None:
         """A request head has arrived: answer it (``respond``, ``start_stream``, ``read_body``)
-        now or later (after ``defer``)."""
+        now or later (after ``defer``). Before answering later, ask ``conn.pending(head)``."""
         ...
 
     def connection_opened(self, conn: HttpProtocol) -> None: ...

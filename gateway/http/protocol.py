@@ -6,10 +6,21 @@ that do not outlive the call.
 
 One request is served at a time, in arrival order (pipelined requests wait in the buffer until
 the response before them has ended). The connection's handler (``gateway.http.handler``) gets
-each request head and answers with ``respond`` (a whole response) or ``start_stream`` (a
-chunked response fed while the body is still arriving: the v3 produce stream), or defers with
-``defer`` while it waits for something (cluster metadata) and answers later. Each request ends with its access-log line
-(``gateway.http.reqlog``).
+each request head and answers with ``respond`` (a whole response), ``start_stream`` (a chunked
+response fed while the body is still arriving: the v3 produce stream) or ``read_body`` (the
+body goes to a consumer that answers with ``respond``), or defers with ``defer`` while it waits
+for something (cluster metadata) and answers later, once ``pending(head)`` says the request
+still waits for it. Each request ends with its access-log line (``gateway.http.reqlog``).
+
+Two named states (``gateway.http.states``), each moved by one function that refuses illegal
+moves: ``ConnState`` (``_set_state``), the request side and the connection's end, with the
+lingering close as a state; ``ResponseState`` (``_set_response``), the current request's
+answer.
+
+The rest of the connection's condition is independent of these: why reading is paused (a
+bitmask, ``gateway.http.flow``), whether this request's connection stays open (``_keep_alive``),
+whether the gateway is stopping (``_shutting_down``), whether the client half-closed
+(``_peer_eof``), whether a parse is scheduled, and what a short stream holds back (``_held``).
 """
 
 from __future__ import annotations
@@ -23,9 +34,26 @@ from gateway import errors
 from gateway.http import writer
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE, describe
 from gateway.http.handler import BodyConsumer, ConnectionHandler
-from gateway.http.parser import ChunkedDecoder, HttpLimits, RequestHead, parse_head
+from gateway.http.parser import ChunkedDecoder, RequestHead, parse_head
 from gateway.http.readbuf import MIN_READ_SPACE, READ_BUFFER_MAX, ReadBuffer
 from gateway.http.reqlog import RequestLog
+from gateway.http.states import (
+    ABANDONED,
+    BODY,
+    CHUNKED,
+    CLOSE_DELIMITED,
+    CLOSED,
+    ENDED,
+    HEAD,
+    LINGERING,
+    NO_RESPONSE,
+    RESPONDING,
+    RESPONSE_MOVES,
+    STATE_MOVES,
+    WHOLE,
+    ConnState,
+    ResponseState,
+)
 
 log = logging.getLogger("gateway.http")
 
@@ -33,53 +61,41 @@ WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
 LINGER_TIMEOUT = 2.0  # seconds to drain an abandoned request body before closing
 
-# Connection states (one explicit state, moved only by _set_state).
 # Every pause reason stops the parser too, except a full buffer (parsing is what empties it).
 PARSE_BLOCKERS = ~PAUSE_BUFFER
 
-ST_HEAD = 0  # waiting for (more of) a request head
-ST_BODY = 1  # delivering the request body to its consumer
-ST_RESPONDING = 2  # body done (or abandoned); the response has not ended yet
-ST_CLOSED = 3
 
-_ALLOWED = {
-    ST_HEAD: {ST_BODY, ST_RESPONDING, ST_CLOSED},
-    ST_BODY: {ST_RESPONDING, ST_CLOSED},
-    ST_RESPONDING: {ST_HEAD, ST_CLOSED},
-    ST_CLOSED: set(),
-}
+# The old names, for callers outside gateway.http that still compare ``conn.state`` (they move
+# to ``pending()``); nothing in gateway.http uses them.
+ST_BODY = BODY
+ST_CLOSED = CLOSED
 
 
 class HttpProtocol(ReadBuffer):
     def __init__(self, handler: ConnectionHandler) -> None:
         super().__init__()
         self._handler = handler
-        self._limits: HttpLimits = handler.http_limits
-        self._state = ST_HEAD
+        self._limits = handler.http_limits
+        self._http = handler.http_stats  # byte totals (gateway.stats)
+        self._state = HEAD
+        self._response = NO_RESPONSE
         self._transport: asyncio.Transport | None = None
         self._paused = 0
         self.head: RequestHead | None = None
         self._consumer: BodyConsumer | None = None
         self._cl_remaining = 0
         self._chunked: ChunkedDecoder | None = None
-        self._body_done = False
-        self._stream_open = False  # a chunked response is in progress
-        self._stream_http10 = False
-        self._response_done = True
-        self._keep_alive = True
-        self._must_close = False
+        self._keep_alive = True  # the connection stays open after this request's response
+        self._shutting_down = False  # no keep-alive from the next request on
         self._process_scheduled = False
-        self._shutting_down = False
-        now = time.monotonic()
-        self.last_activity = now
+        self._peer_eof = False  # the client half-closed: it sends nothing more
+        self.last_activity = time.monotonic()
         self.head_started = 0.0  # when the first byte of the current head arrived (0: none yet)
         self._write_paused_at = 0.0
-        self._lingering = False  # response done, discarding input until the peer closes
-        self._held: bytes | None = None  # reports held to the end of the loop turn (CL request)
-        self._held_flush_scheduled = False
-        self._peer_eof = False  # the client half-closed: it sends nothing more
+        # Output of a Content-Length request's stream, held to the end of the loop turn (None:
+        # not holding). Non-empty exactly while a _flush_held is scheduled.
+        self._held: bytes | None = None
         self.requests = 0
-        self._http = handler.http_stats  # byte totals (gateway.stats)
         self._sent = 0  # bytes written on this connection
         self._log = RequestLog(handler.http_stats, handler.access_log, time.monotonic)
         self.peer_host = "-"
@@ -92,14 +108,29 @@ class HttpProtocol(ReadBuffer):
         self._slot: tuple[Any, str] | None = None
 
     # -- state ------------------------------------------------------------------------
-    def _set_state(self, state: int) -> None:
-        if state not in _ALLOWED[self._state]:
-            raise errors.GatewayBug(f"illegal connection state move {self._state} -> {state}")
+    def _set_state(self, state: ConnState) -> None:
+        if state not in STATE_MOVES[self._state]:
+            raise errors.GatewayBug(
+                f"illegal connection state move {self._state.name} -> {state.name}"
+            )
         self._state = state
 
+    def _set_response(self, response: ResponseState) -> None:
+        if response not in RESPONSE_MOVES[self._response]:
+            raise errors.GatewayBug(
+                f"illegal response state move {self._response.name} -> {response.name}"
+            )
+        self._response = response
+
     @property
-    def state(self) -> int:
+    def state(self) -> ConnState:
         return self._state
+
+    def pending(self, head: RequestHead) -> bool:
+        """This request still waits for its answer: the client has not gone and no answer has
+        started. What a handler that answers later asks first (after a metadata refresh, a
+        password check, a consume); False means: drop the answer."""
+        return self.head is head and self._response is NO_RESPONSE and self._state is not CLOSED
 
     @property
     def paused_reasons(self) -> int:
@@ -122,21 +153,21 @@ class HttpProtocol(ReadBuffer):
     def connection_lost(self, exc: Exception | None) -> None:
         self.release_slot()
         prev = self._state
-        self._state = ST_CLOSED
+        if prev is not CLOSED:
+            self._set_state(CLOSED)
         self._transport = None
         consumer = self._consumer
         self._consumer = None
-        if consumer is not None and prev != ST_CLOSED:
+        if consumer is not None and prev is not CLOSED:
             consumer.on_connection_lost()
         if self._log.ours:
             self._finish_request(499, " (client gone)")  # nginx's "client closed request"
         self._handler.connection_closed(self)
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._state == ST_CLOSED:
-            return
-        if self._lingering:
-            return  # discarding the rest of an abandoned body (the buffer is not advanced)
+        state = self._state
+        if state is LINGERING or state is CLOSED:
+            return  # reading only to discard (the buffer is not advanced)
         # The read's bookkeeping (ReadBuffer), written out: this runs on every socket read.
         self._end += nbytes
         if nbytes >= self._offered and len(self._buf) < READ_BUFFER_MAX:
@@ -144,19 +175,19 @@ class HttpProtocol(ReadBuffer):
         self._http.received_bytes += nbytes
         now = time.monotonic()
         self.last_activity = now
-        if self._state == ST_HEAD and self.head_started == 0.0:
+        if state is HEAD and self.head_started == 0.0:
             self.head_started = now
         self._process()
 
     def eof_received(self) -> bool | None:
-        if self._lingering:
+        if self._state is LINGERING:
             return False  # the peer finished too: close
         # The client will send nothing more. What it sent before may still sit unparsed in
         # our buffer (reading resumes before the parser runs again), so the body is judged
         # incomplete only once that is consumed. Responses still go out: keep the transport
         # open for writing until the response ends.
         self._peer_eof = True
-        if self._state == ST_HEAD and self._start == self._end:
+        if self._state is HEAD and self._start == self._end:
             return False
         if not self._paused & PARSE_BLOCKERS:
             self._process()
@@ -167,12 +198,13 @@ class HttpProtocol(ReadBuffer):
     def _check_eof(self) -> None:
         if not self._peer_eof:
             return
-        if self._state == ST_HEAD:
+        state = self._state
+        if state is HEAD:
             if not self._paused & PARSE_BLOCKERS:
                 # The parser has run: what is left is no whole request, and never will be.
                 self._close_now()
             return
-        if self._state != ST_BODY or self._start != self._end:
+        if state is not BODY or self._start != self._end:
             return
         if not self.has_body():
             return  # a whole request is in; its (deferred) answer still goes out
@@ -192,7 +224,8 @@ class HttpProtocol(ReadBuffer):
         self.resume_reading(PAUSE_WRITE)
         # A stream that kept its reports while the socket was full writes them now.
         on_writable = getattr(self._consumer, "on_writable", None)
-        if on_writable is not None and self._stream_open:
+        response = self._response
+        if on_writable is not None and (response is CHUNKED or response is CLOSE_DELIMITED):
             on_writable()
 
     @property
@@ -202,7 +235,7 @@ class HttpProtocol(ReadBuffer):
 
     # -- flow control (reasons bitmask) ----------------------------------------------
     def pause_reading(self, reason: int) -> None:
-        if self._lingering:
+        if self._state is LINGERING:
             return
         was = self._paused
         self._paused = was | reason
@@ -214,24 +247,23 @@ class HttpProtocol(ReadBuffer):
         if not was & reason:
             return
         self._paused = now = was & ~reason
-        if self._state == ST_CLOSED or self._transport is None:
+        if self._state is CLOSED or self._transport is None:
             return
         if not now:
             self._transport.resume_reading()
         if not now & PARSE_BLOCKERS:
             # Bytes already buffered can be parsed again (a full buffer stops the socket,
             # not the parser: parsing is what empties it).
-            if self._state == ST_HEAD and self._start < self._end:
+            if self._state is HEAD and self._start < self._end:
                 self.head_started = time.monotonic()  # waiting on us was not the client's delay
             self._schedule_process()
 
     def stop_reading(self) -> None:
         """The body consumer will take no more bytes; the connection closes after the response."""
-        self._must_close = True
         self._keep_alive = False
         self.pause_reading(PAUSE_STOPPED)
-        if self._state == ST_BODY:
-            self._consumer_done_reading()
+        if self._state is BODY:
+            self._set_state(ABANDONED)
 
     def _schedule_process(self) -> None:
         if not self._process_scheduled:
@@ -240,7 +272,7 @@ class HttpProtocol(ReadBuffer):
 
     def _deferred_process(self) -> None:
         self._process_scheduled = False
-        if self._state != ST_CLOSED:
+        if self._state is not CLOSED:
             self._process()
 
     # -- parsing loop -----------------------------------------------------------------
@@ -249,7 +281,7 @@ class HttpProtocol(ReadBuffer):
         try:
             while not self._paused & PARSE_BLOCKERS:
                 state = self._state
-                if state == ST_HEAD:
+                if state is HEAD:
                     if self._start == self._end:
                         break
                     res = parse_head(buf, self._start, self._end, self._limits)
@@ -259,7 +291,7 @@ class HttpProtocol(ReadBuffer):
                     head_bytes = start - self._start
                     self._start = start
                     self._on_head(head, head_bytes)
-                elif state == ST_BODY:
+                elif state is BODY:
                     if not self._feed_body():
                         break
                 else:
@@ -267,7 +299,7 @@ class HttpProtocol(ReadBuffer):
         except errors.PeerError as exc:
             self._protocol_error(exc)
             return
-        if self._state == ST_CLOSED:
+        if self._state is CLOSED:
             return
         if self._peer_eof:
             self._check_eof()
@@ -293,7 +325,7 @@ class HttpProtocol(ReadBuffer):
                 self._log.bytes_in += n
                 self._cl_remaining -= n
                 consumer.on_body(self._view[start : start + n])
-                if self._state != ST_BODY:
+                if self._state is not BODY:
                     return False  # the consumer stopped reading the body
             if self._cl_remaining == 0:
                 self._body_complete()
@@ -306,31 +338,26 @@ class HttpProtocol(ReadBuffer):
         self._start = pos
         if de > ds:
             consumer.on_body(self._view[ds:de])
-            if self._state != ST_BODY:
+            if self._state is not BODY:
                 return False  # the consumer stopped reading the body
         if chunked.done:
             self._body_complete()
         return True
 
     def _body_complete(self) -> None:
-        self._body_done = True
         consumer = self._consumer
-        self._set_state(ST_RESPONDING)
-        if self._response_done:
+        self._set_state(RESPONDING)
+        response = self._response
+        if response is WHOLE or response is ENDED:
             self._after_response()
         elif consumer is not None:
             consumer.on_body_end()
 
-    def _consumer_done_reading(self) -> None:
-        # The consumer gave up on the body (fatal record error, shutdown): stop reading it.
-        self._set_state(ST_RESPONDING)
-
     def _abandon_body(self) -> None:
-        self._must_close = True
         self._keep_alive = False
         consumer = self._consumer
-        if self._state == ST_BODY:
-            self._set_state(ST_RESPONDING)
+        if self._state is BODY:
+            self._set_state(ABANDONED)
         self.pause_reading(PAUSE_STOPPED)
         if consumer is not None:
             consumer.on_body_end()
@@ -344,12 +371,11 @@ class HttpProtocol(ReadBuffer):
         self._log.begin(head, head_bytes, self._sent)
         self.head_started = 0.0
         self._keep_alive = head.keep_alive and not self._shutting_down
-        self._body_done = False
-        self._response_done = False
+        self._response = NO_RESPONSE  # a new request: its answer has not begun
         self._consumer = None
         self._chunked = ChunkedDecoder(self._limits) if head.chunked else None
         self._cl_remaining = head.content_length or 0
-        self._set_state(ST_BODY)
+        self._set_state(BODY)
         self._handler.dispatch(self, head)
 
     def has_body(self) -> bool:
@@ -371,14 +397,15 @@ class HttpProtocol(ReadBuffer):
     ) -> None:
         """A whole response to the current request. An unread request body is not read: the
         connection closes after the response (RFC 9112 §9.6)."""
-        if self._state == ST_CLOSED or self._transport is None:
+        state = self._state
+        if state is CLOSED or state is LINGERING or self._transport is None:
             return
-        if self._state == ST_BODY:
+        self._set_response(WHOLE)
+        if state is BODY:
             if self.has_body():
                 close = True  # answered before its body was read
             else:
-                self._body_done = True
-                self._set_state(ST_RESPONDING)
+                self._set_state(RESPONDING)
         if close or not self._keep_alive:
             self._keep_alive = False
             close = True
@@ -387,10 +414,8 @@ class HttpProtocol(ReadBuffer):
                 status, body, content_type=content_type, close=close, extra_headers=extra_headers
             )
         )
-        self._response_done = True
         self._finish_request(status)
         if close:
-            self._must_close = True
             self._close_after_write()
             return
         self._after_response()
@@ -402,18 +427,16 @@ class HttpProtocol(ReadBuffer):
         """Begin a chunked response and start feeding the request body to ``consumer``."""
         head = self.head
         transport = self._transport
-        if head is None or transport is None or self._state != ST_BODY:
+        if head is None or transport is None or self._state is not BODY:
             consumer.on_connection_lost()
             return
+        http10 = head.version == 10
+        self._set_response(CLOSE_DELIMITED if http10 else CHUNKED)
         self._consumer = consumer
-        self._stream_open = True
         self._log.consumer_writes()  # the stream's line comes with its counts (log_access)
-        self._stream_http10 = head.version == 10
         if head.expect_continue and self.has_body():
             self._write(writer.CONTINUE_100)
-        stream_head = writer.chunked_head(
-            status, close=not self._keep_alive, http10=self._stream_http10
-        )
+        stream_head = writer.chunked_head(status, close=not self._keep_alive, http10=http10)
         self._write(stream_head)  # at once (docs/api.md §1), the body may take long
         if not head.chunked:
             # A Content-Length request is short: its reports are held to the end of the loop
@@ -430,7 +453,7 @@ class HttpProtocol(ReadBuffer):
         what it needs (a request answered as a whole, e.g. the v3 batch)."""
         head = self.head
         transport = self._transport
-        if head is None or transport is None or self._state != ST_BODY:
+        if head is None or transport is None or self._state is not BODY:
             return
         self._consumer = consumer
         if head.expect_continue and self.has_body():
@@ -442,79 +465,80 @@ class HttpProtocol(ReadBuffer):
             self._schedule_process()
 
     def write_body(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is None or not self._stream_open or not data:
+        response = self._response
+        if self._transport is None or not data:
             return  # (an empty chunk would be the last-chunk)
-        framed = data if self._stream_http10 else writer.chunk(data)
-        if self._held is None:
+        if response is CHUNKED:
+            framed = writer.chunk(data)
+        elif response is CLOSE_DELIMITED:
+            framed = data
+        else:
+            return  # no stream is open
+        held = self._held
+        if held is None:
             self._write(framed)
             return
         # Held output goes out at the end of this loop turn, or with the response's end.
-        if not self._held_flush_scheduled:
-            self._held_flush_scheduled = True
+        if not held:
             self._handler.loop.call_soon(self._flush_held)
-        self._held += framed
+        self._held = held + framed
 
     def _flush_held(self) -> None:
-        self._held_flush_scheduled = False
         held = self._held
-        self._held = b"" if self._stream_open and held is not None else None
-        if held and self._transport is not None:
+        if held:
+            self._held = b""  # (the stream is still open: end_body takes what is held)
             self._write(held)
 
     def end_body(self) -> None:
-        transport = self._transport
-        if not self._stream_open:
+        response = self._response
+        if response is not CHUNKED and response is not CLOSE_DELIMITED:
             return
-        self._stream_open = False
-        tail = b"" if self._stream_http10 else writer.LAST_CHUNK
+        self._set_response(ENDED)
+        tail = writer.LAST_CHUNK if response is CHUNKED else b""
         held = self._held
         self._held = None
-        if transport is not None:
+        if self._transport is not None:
             self._write(held + tail if held is not None else tail)
-        if self._stream_http10:
-            self._must_close = True
-        self._response_done = True
-        if self._state == ST_BODY:
-            # The response ended before the body: the rest of the body is never read.
-            self._must_close = True
-        if self._must_close or not self._keep_alive or not self._body_done:
+        if response is CLOSE_DELIMITED or self._state is BODY:
+            # A close-delimited body ends with the connection; a response that ended before
+            # its request body leaves the rest of that body unread.
+            self._keep_alive = False
+        if not self._keep_alive:
             self._close_after_write()
             return
         self._after_response()
 
     def _after_response(self) -> None:
         """The response has ended and the body was fully read: serve the next request."""
-        if self._state == ST_CLOSED:
+        if self._state is CLOSED:
             return
-        if not self._keep_alive or self._must_close:
+        if not self._keep_alive:
             self._close_after_write()
             return
         self._consumer = None
         self.head = None
         self.last_activity = time.monotonic()  # keep-alive idleness counts from here
-        self._set_state(ST_HEAD)
+        self._set_state(HEAD)
         self.resume_reading(PAUSE_WAITING)
         if self._start < self._end:
             self.head_started = time.monotonic()
             self._schedule_process()
         elif self._peer_eof:
             self._close_now()  # every request the client sent is answered
-        if self._shutting_down:
-            self._close_after_write()
 
     def _close_after_write(self) -> None:
         transport = self._transport
-        if transport is None or transport.is_closing() or self._lingering:
+        state = self._state
+        if transport is None or transport.is_closing() or state is LINGERING:
             return
-        if self._body_done and self._start == self._end:
+        if state is not BODY and state is not ABANDONED and self._start == self._end:
+            # Everything the client sent is read: close now.
             self.pause_reading(PAUSE_STOPPED)
             transport.close()  # flushes what is buffered, then closes
             return
-        # The client may still be sending a body we will not read. Closing now with unread
-        # bytes would reset the connection and could destroy responses it has not read yet:
+        # The client may still be sending a body we will not read (or requests after it):
         # send FIN after our last byte, read and discard until its EOF or LINGER_TIMEOUT.
-        self._lingering = True
+        self._set_state(LINGERING)
         try:
             transport.write_eof()
         except NotImplementedError:
@@ -536,22 +560,25 @@ class HttpProtocol(ReadBuffer):
     def _protocol_error(self, exc: errors.PeerError) -> None:
         """Malformed framing: answer once and close (we cannot find the next request)."""
         transport = self._transport
-        if self._state == ST_CLOSED or transport is None:
+        state = self._state
+        if state is CLOSED or transport is None:
             return
         self.head_started = 0.0
-        if self._lingering or transport.is_closing():
+        if state is LINGERING or transport.is_closing():
             return  # already answered and closing
-        if self._stream_open:
+        response = self._response
+        if response is CHUNKED or response is CLOSE_DELIMITED:
             # Mid-stream framing error: the consumer ends its reports, then we close.
             self._abandon_body()
             return
+        if state is not HEAD:
+            self._set_response(WHOLE)  # (in HEAD the refusal answers no request)
         self._keep_alive = False
         if not self._log.owed:  # a malformed head: no request had begun
             self.endpoint = "-"
             self.principal = None
             self._log.begin_unparsed(self._end - self._start, self._sent)
         self._write(writer.fixed_response(exc.status, exc.body(), close=True))
-        self._response_done = True
         self._finish_request(exc.status)
         self._close_after_write()
 
@@ -596,28 +623,27 @@ class HttpProtocol(ReadBuffer):
         self._shutting_down = True
         self._keep_alive = False
 
-    # -- handler-driven ----------------------------------------------------------------
+    # -- handler-driven ---------------------------------------------------------------
     def check_timeouts(self, now: float, header_timeout: float, idle_timeout: float,
                        body_timeout: float) -> None:
         state = self._state
-        if not self._lingering:
+        if state is not LINGERING:
             self._shrink_if_idle(now - self.last_activity)
         if body_timeout and self._write_paused_at and now - self._write_paused_at > body_timeout:
             # The peer stopped reading our responses for too long (whatever the state, even
             # while closing: close() would wait for it forever): give up on it.
-            log.info("peer read nothing for %.0fs: dropping the connection", body_timeout)
+            log.info("peer read nothing for %.0fs: dropping the connection (state %s)",
+                     body_timeout, state.name)
             self._abort()
             return
-        if self._lingering:
-            return
-        if state == ST_HEAD:
+        if state is HEAD:
             if self._paused & PARSE_BLOCKERS:
                 pass  # complete requests may wait behind a response: not the client's delay
             elif self.head_started and now - self.head_started > header_timeout:
                 self._protocol_error(errors.RequestTimeout("timed out reading the request head"))
             elif not self.head_started and now - self.last_activity > idle_timeout:
                 self._close_now()
-        elif state == ST_BODY and body_timeout:
+        elif state is BODY and body_timeout:
             if not self._paused and now - self.last_activity > body_timeout:
                 # Waiting for the client's bytes (not for Kafka): the stream is idle.
                 if self._consumer is not None:
@@ -631,12 +657,10 @@ class HttpProtocol(ReadBuffer):
         in-flight records and ends its response; then the connection closes."""
         self._shutting_down = True
         self._keep_alive = False
-        if self._state == ST_HEAD:
-            if self._start == self._end:
-                self._close_now()
-            else:
+        if self._state is HEAD:
+            if self._start != self._end:
                 self.pause_reading(PAUSE_STOPPED)
-                self._close_now()
+            self._close_now()
         elif self._consumer is not None:
             self._consumer.on_shutdown()
         else:
@@ -659,7 +683,8 @@ class HttpProtocol(ReadBuffer):
         extra = c.debug_info() if c is not None and hasattr(c, "debug_info") else {}
         return {
             "peer": t.get_extra_info("peername") if t is not None else None,
-            "state": self._state,
+            "state": self._state.name,
+            "response": self._response.name,
             "paused": describe(self._paused),
             "buffered": self.buffered,
             "buffer": self.buffer_size,
