@@ -33,6 +33,8 @@ class ReadBuffer(asyncio.BufferedProtocol):
             self._grow = True  # the read filled what was offered: offer more next time
     """
 
+    __slots__ = ("_buf", "_view", "_start", "_end", "_offered", "_grow")
+
     def __init__(self) -> None:
         self._buf = bytearray(READ_BUFFER_INITIAL)
         self._view = memoryview(self._buf)
