@@ -65,7 +65,7 @@ class BodyConsumer(Protocol):
 
     def on_body_end(self) -> None:
         """The body is over: complete, or cut short (the client stopped sending it, or its
-        chunked framing broke); then the connection closes after the response."""
+        chunked framing broke; the connection then closes after the response)."""
         ...
 
     def on_connection_lost(self) -> None: ...
