@@ -1,143 +1,142 @@
 """HTTP/1.1 server connection on ``asyncio.BufferedProtocol`` (RFC 9112), no framework.
 
-The protocol owns a fixed read buffer; the event loop reads straight into its free tail, and
-``_process`` parses heads and body framing in place, handing body bytes to the request's body
-consumer as memoryviews that do not outlive the call. Unparsed bytes move to the front.
+The connection reads into a buffer it owns (``gateway.http.readbuf``); ``_process`` parses heads
+and body framing in place, handing body bytes to the request's body consumer as memoryviews
+that do not outlive the call.
 
 One request is served at a time, in arrival order (pipelined requests wait in the buffer until
-the response before them has ended). A request's application handler gets a ``Request`` and
-answers with ``respond`` (a whole response) or ``start_stream`` (a chunked response fed while
-the body is still arriving: the v3 produce stream), or defers with ``defer`` while it waits for
-something (cluster metadata) and answers later.
+the response before them has ended). The connection's handler (``gateway.http.handler``) gets
+each request head and answers with ``respond`` (a whole response), ``start_stream`` (a chunked
+response fed while the body is still arriving: the v3 produce stream) or ``read_body`` (the
+body goes to a consumer that answers with ``respond``), or defers with ``defer`` while it waits
+for something (cluster metadata) and answers later, once ``pending(head)`` says the request
+still waits for it. Each request ends with its access-log line (``gateway.http.reqlog``).
+
+Two named states (``gateway.http.states``), each moved by one function that refuses illegal
+moves: ``ConnState`` (``_set_state``), the request side and the connection's end, with the
+lingering close as a state; ``ResponseState`` (``_set_response``), the current request's
+answer.
+
+The rest of the connection's condition is independent of these: why reading is paused (a
+bitmask, ``gateway.http.flow``), whether this request's connection stays open (``_keep_alive``),
+whether the gateway is stopping (``_shutting_down``), whether the client half-closed
+(``_peer_eof``), whether a parse is scheduled, and what a short stream holds back (``_held``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, cast
 
 from gateway import errors
 from gateway.http import writer
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE, describe
-from gateway.http.parser import ChunkedDecoder, HttpLimits, RequestHead, parse_head
-from gateway.log import write_access
-
-if TYPE_CHECKING:
-    from gateway.server import Server
+from gateway.http.handler import BodyConsumer, ConnectionHandler
+from gateway.http.parser import ChunkedDecoder, RequestHead, parse_head
+from gateway.http.readbuf import MIN_READ_SPACE, READ_BUFFER_MAX, ReadBuffer
+from gateway.http.reqlog import RequestLog
+from gateway.http.states import (
+    ABANDONED,
+    BODY,
+    CHUNKED,
+    CLOSE_DELIMITED,
+    CLOSED,
+    ENDED,
+    HEAD,
+    LINGERING,
+    NO_RESPONSE,
+    RESPONDING,
+    RESPONSE_MOVES,
+    STATE_MOVES,
+    WHOLE,
+    ConnState,
+    ResponseState,
+)
 
 log = logging.getLogger("gateway.http")
 
-# The read buffer starts small (an idle keep-alive or stream connection costs little: 10,000 open
-# streams must fit in a modest RSS), doubles while reads keep filling it (a busy stream reads in
-# large pieces), and shrinks back once the connection is idle with nothing buffered.
-READ_BUFFER_INITIAL = 4 * 1024
-READ_BUFFER_MAX = 256 * 1024
-MIN_READ_SPACE = 1024  # compact, grow or pause when less than this is free
-SHRINK_AFTER_IDLE = 2.0  # seconds without input before a grown, empty buffer is given back
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
 LINGER_TIMEOUT = 2.0  # seconds to drain an abandoned request body before closing
 
-# Connection states (one explicit state, moved only by _set_state).
 # Every pause reason stops the parser too, except a full buffer (parsing is what empties it).
 PARSE_BLOCKERS = ~PAUSE_BUFFER
 
-ST_HEAD = 0  # waiting for (more of) a request head
-ST_BODY = 1  # delivering the request body to its consumer
-ST_RESPONDING = 2  # body done (or abandoned); the response has not ended yet
-ST_CLOSED = 3
-
-_ALLOWED = {
-    ST_HEAD: {ST_BODY, ST_RESPONDING, ST_CLOSED},
-    ST_BODY: {ST_RESPONDING, ST_CLOSED},
-    ST_RESPONDING: {ST_HEAD, ST_CLOSED},
-    ST_CLOSED: set(),
-}
 
 
-def _log_name(name: str) -> str:
-    """A principal as one access-log token (a certificate CN may hold spaces)."""
-    if name.isprintable() and " " not in name and '"' not in name:
-        return name
-    return json.dumps(name)
+class HttpProtocol(ReadBuffer):
+    # Slots, not an instance dict: CPython 3.11 shares an instance dict's keys (and reads an
+    # attribute at a fixed index) for at most 30 names, and the per-read paths read many of
+    # these (cachegrind: 8-11% fewer instructions per read and per request than with a dict).
+    __slots__ = (
+        "_handler", "_limits", "_http", "_state", "_response", "_transport", "_paused", "head",
+        "_consumer", "_cl_remaining", "_chunked", "_keep_alive", "_shutting_down",
+        "_process_scheduled", "_peer_eof", "last_activity", "head_started", "_write_paused_at",
+        "_held", "requests", "_sent", "_log", "peer_host", "endpoint", "peer_cert", "principal",
+        "_slot",
+    )
 
-
-class BodyConsumer(Protocol):
-    @property
-    def accepting(self) -> bool: ...
-
-    def on_body(self, data: memoryview) -> None: ...
-    def on_body_end(self) -> None: ...
-    def on_connection_lost(self) -> None: ...
-    def on_shutdown(self) -> None: ...
-
-
-class HttpProtocol(asyncio.BufferedProtocol):
-    def __init__(self, server: Server) -> None:
-        self._server = server
-        self._limits: HttpLimits = server.http_limits
-        self._buf = bytearray(READ_BUFFER_INITIAL)
-        self._view = memoryview(self._buf)
-        self._offered = 0  # size of the space handed out by the last get_buffer
-        self._grow = False  # the last read filled what was offered: offer more next time
-        self._start = 0
-        self._end = 0
-        self._state = ST_HEAD
+    def __init__(self, handler: ConnectionHandler) -> None:
+        super().__init__()
+        self._handler = handler
+        self._limits = handler.http_limits
+        self._http = handler.http_stats  # byte totals (gateway.stats)
+        self._state = HEAD
+        self._response = NO_RESPONSE
         self._transport: asyncio.Transport | None = None
         self._paused = 0
         self.head: RequestHead | None = None
         self._consumer: BodyConsumer | None = None
         self._cl_remaining = 0
         self._chunked: ChunkedDecoder | None = None
-        self._body_done = False
-        self._stream_open = False  # a chunked response is in progress
-        self._stream_http10 = False
-        self._response_done = True
-        self._keep_alive = True
-        self._must_close = False
+        self._keep_alive = True  # the connection stays open after this request's response
+        self._shutting_down = False  # no keep-alive from the next request on
         self._process_scheduled = False
-        self._shutting_down = False
-        now = time.monotonic()
-        self.last_activity = now
+        self._peer_eof = False  # the client half-closed: it sends nothing more
+        self.last_activity = time.monotonic()
         self.head_started = 0.0  # when the first byte of the current head arrived (0: none yet)
         self._write_paused_at = 0.0
-        self._lingering = False  # response done, discarding input until the peer closes
-        self._held: bytes | None = None  # reports held to the end of the loop turn (CL request)
-        self._held_flush_scheduled = False
-        self._peer_eof = False  # the client half-closed: it sends nothing more
+        # Output of a Content-Length request's stream, held to the end of the loop turn (None:
+        # not holding). Non-empty exactly while a _flush_held is scheduled.
+        self._held: bytes | None = None
         self.requests = 0
-        # Observability: byte totals (gateway.stats), and what the access log line of the
-        # current request needs, gathered once per request and per body piece or write.
-        self._http = server.http_stats
-        self._peer = "-"
-        self.peer_host = "-"
-        self.endpoint = "-"  # set by the server's dispatch
         self._sent = 0  # bytes written on this connection
-        self._req_t0 = 0.0
-        self._req_in = 0  # head and body bytes of the current request
-        self._req_sent0 = 0
-        self._req_line = "-"
-        self._req_logged = True  # its access line is written (or no request has begun)
-        self._consumer_logs = False  # the body consumer writes the line (a v3 stream)
+        self._log = RequestLog(handler.http_stats, handler.access_log, time.monotonic)
+        self.peer_host = "-"
+        self.endpoint = "-"  # set by the handler's dispatch
         # TLS: the client certificate the handshake verified ({} or None without one), and
-        # the principal the server's dispatch authenticated for the current request.
+        # the principal the handler's dispatch authenticated for the current request.
         self.peer_cert: Any = None
         self.principal: str | None = None
         # A concurrency slot (gateway.limits) the current request holds: (limiter, principal).
         self._slot: tuple[Any, str] | None = None
 
     # -- state ------------------------------------------------------------------------
-    def _set_state(self, state: int) -> None:
-        if state not in _ALLOWED[self._state]:
-            raise errors.GatewayBug(f"illegal connection state move {self._state} -> {state}")
+    def _set_state(self, state: ConnState) -> None:
+        if state not in STATE_MOVES[self._state]:
+            raise errors.GatewayBug(
+                f"illegal connection state move {self._state.name} -> {state.name}"
+            )
         self._state = state
 
+    def _set_response(self, response: ResponseState) -> None:
+        if response not in RESPONSE_MOVES[self._response]:
+            raise errors.GatewayBug(
+                f"illegal response state move {self._response.name} -> {response.name}"
+            )
+        self._response = response
+
     @property
-    def state(self) -> int:
+    def state(self) -> ConnState:
         return self._state
+
+    def pending(self, head: RequestHead) -> bool:
+        """This request still waits for its answer: the client has not gone and no answer has
+        started. What a handler that answers later asks first (after a metadata refresh, a
+        password check, a consume); False means: drop the answer."""
+        return self.head is head and self._response is NO_RESPONSE and self._state is not CLOSED
 
     @property
     def paused_reasons(self) -> int:
@@ -151,74 +150,50 @@ class HttpProtocol(asyncio.BufferedProtocol):
         t.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
         peer = t.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self._peer = f"{peer[0]}:{peer[1]}"
+            self._log.peer = f"{peer[0]}:{peer[1]}"
             self.peer_host = str(peer[0])
         self.peer_cert = t.get_extra_info("peercert")
         self._http.connections += 1
-        self._server.connection_opened(self)
+        self._handler.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.release_slot()
         prev = self._state
-        self._state = ST_CLOSED
+        if prev is not CLOSED:
+            self._set_state(CLOSED)
         self._transport = None
         consumer = self._consumer
         self._consumer = None
-        if consumer is not None and prev != ST_CLOSED:
+        if consumer is not None and prev is not CLOSED:
             consumer.on_connection_lost()
-        if not self._req_logged and not self._consumer_logs:
+        if self._log.ours:
             self._finish_request(499, " (client gone)")  # nginx's "client closed request"
-        self._server.connection_closed(self)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self._grow or len(self._buf) - self._end < MIN_READ_SPACE:
-            self._make_room()
-        self._offered = len(self._buf) - self._end
-        return self._view[self._end :]
-
-    def _make_room(self) -> None:
-        """Compact; double the buffer (up to READ_BUFFER_MAX) if reads keep filling it or
-        compacting freed too little. A full maximum-size buffer pauses reading (_process)."""
-        self._compact()
-        size = len(self._buf)
-        if (self._grow or size - self._end < MIN_READ_SPACE) and size < READ_BUFFER_MAX:
-            self._resize(min(size * 2, READ_BUFFER_MAX))
-        self._grow = False
-
-    def _resize(self, size: int) -> None:
-        # Only between callbacks: no view of the old buffer is alive (body consumers copy).
-        n = self._end - self._start
-        buf = bytearray(size)
-        buf[0:n] = self._buf[self._start : self._end]
-        self._buf = buf
-        self._view = memoryview(buf)
-        self._start = 0
-        self._end = n
+        self._handler.connection_closed(self)
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._state == ST_CLOSED:
-            return
-        if self._lingering:
-            return  # discarding the rest of an abandoned body (the buffer is not advanced)
+        state = self._state
+        if state is LINGERING or state is CLOSED:
+            return  # reading only to discard (the buffer is not advanced)
+        # The read's bookkeeping (ReadBuffer), written out: this runs on every socket read.
         self._end += nbytes
-        self._http.received_bytes += nbytes
         if nbytes >= self._offered and len(self._buf) < READ_BUFFER_MAX:
             self._grow = True
+        self._http.received_bytes += nbytes
         now = time.monotonic()
         self.last_activity = now
-        if self._state == ST_HEAD and self.head_started == 0.0:
+        if state is HEAD and self.head_started == 0.0:
             self.head_started = now
         self._process()
 
     def eof_received(self) -> bool | None:
-        if self._lingering:
+        if self._state is LINGERING:
             return False  # the peer finished too: close
         # The client will send nothing more. What it sent before may still sit unparsed in
         # our buffer (reading resumes before the parser runs again), so the body is judged
         # incomplete only once that is consumed. Responses still go out: keep the transport
         # open for writing until the response ends.
         self._peer_eof = True
-        if self._state == ST_HEAD and self._start == self._end:
+        if self._state is HEAD and self._start == self._end:
             return False
         if not self._paused & PARSE_BLOCKERS:
             self._process()
@@ -229,12 +204,13 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def _check_eof(self) -> None:
         if not self._peer_eof:
             return
-        if self._state == ST_HEAD:
+        state = self._state
+        if state is HEAD:
             if not self._paused & PARSE_BLOCKERS:
                 # The parser has run: what is left is no whole request, and never will be.
                 self._close_now()
             return
-        if self._state != ST_BODY or self._start != self._end:
+        if state is not BODY or self._start != self._end:
             return
         if not self.has_body():
             return  # a whole request is in; its (deferred) answer still goes out
@@ -254,7 +230,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.resume_reading(PAUSE_WRITE)
         # A stream that kept its reports while the socket was full writes them now.
         on_writable = getattr(self._consumer, "on_writable", None)
-        if on_writable is not None and self._stream_open:
+        response = self._response
+        if on_writable is not None and (response is CHUNKED or response is CLOSE_DELIMITED):
             on_writable()
 
     @property
@@ -264,7 +241,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     # -- flow control (reasons bitmask) ----------------------------------------------
     def pause_reading(self, reason: int) -> None:
-        if self._lingering:
+        if self._state is LINGERING:
             return
         was = self._paused
         self._paused = was | reason
@@ -276,33 +253,32 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if not was & reason:
             return
         self._paused = now = was & ~reason
-        if self._state == ST_CLOSED or self._transport is None:
+        if self._state is CLOSED or self._transport is None:
             return
         if not now:
             self._transport.resume_reading()
         if not now & PARSE_BLOCKERS:
             # Bytes already buffered can be parsed again (a full buffer stops the socket,
             # not the parser: parsing is what empties it).
-            if self._state == ST_HEAD and self._start < self._end:
+            if self._state is HEAD and self._start < self._end:
                 self.head_started = time.monotonic()  # waiting on us was not the client's delay
             self._schedule_process()
 
     def stop_reading(self) -> None:
         """The body consumer will take no more bytes; the connection closes after the response."""
-        self._must_close = True
         self._keep_alive = False
         self.pause_reading(PAUSE_STOPPED)
-        if self._state == ST_BODY:
-            self._consumer_done_reading()
+        if self._state is BODY:
+            self._set_state(ABANDONED)
 
     def _schedule_process(self) -> None:
         if not self._process_scheduled:
             self._process_scheduled = True
-            self._server.loop.call_soon(self._deferred_process)
+            self._handler.loop.call_soon(self._deferred_process)
 
     def _deferred_process(self) -> None:
         self._process_scheduled = False
-        if self._state != ST_CLOSED:
+        if self._state is not CLOSED:
             self._process()
 
     # -- parsing loop -----------------------------------------------------------------
@@ -311,17 +287,17 @@ class HttpProtocol(asyncio.BufferedProtocol):
         try:
             while not self._paused & PARSE_BLOCKERS:
                 state = self._state
-                if state == ST_HEAD:
+                if state is HEAD:
                     if self._start == self._end:
                         break
                     res = parse_head(buf, self._start, self._end, self._limits)
                     if res is None:
                         break
                     head, start = res
-                    self._req_in = start - self._start
+                    head_bytes = start - self._start
                     self._start = start
-                    self._on_head(head)
-                elif state == ST_BODY:
+                    self._on_head(head, head_bytes)
+                elif state is BODY:
                     if not self._feed_body():
                         break
                 else:
@@ -329,28 +305,16 @@ class HttpProtocol(asyncio.BufferedProtocol):
         except errors.PeerError as exc:
             self._protocol_error(exc)
             return
-        if self._state == ST_CLOSED:
+        if self._state is CLOSED:
             return
         if self._peer_eof:
             self._check_eof()
         if self._start == self._end:
             self._start = self._end = 0
-        elif len(self._buf) - self._end < MIN_READ_SPACE:
-            self._make_room()
-            if len(self._buf) - self._end < MIN_READ_SPACE:
-                self.pause_reading(PAUSE_BUFFER)
+        elif len(self._buf) - self._end < MIN_READ_SPACE and not self._make_room():
+            self.pause_reading(PAUSE_BUFFER)
         if self._paused & PAUSE_BUFFER and len(self._buf) - self._end >= MIN_READ_SPACE:
             self.resume_reading(PAUSE_BUFFER)
-
-    def _compact(self) -> None:
-        start, end = self._start, self._end
-        if start == 0:
-            return
-        n = end - start
-        if n:
-            self._buf[0:n] = self._buf[start:end]
-        self._start = 0
-        self._end = n
 
     def _feed_body(self) -> bool:
         """Deliver buffered body bytes; False when nothing more can be done now."""
@@ -364,10 +328,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
             if n:
                 start = self._start
                 self._start = start + n
-                self._req_in += n
+                self._log.bytes_in += n
                 self._cl_remaining -= n
                 consumer.on_body(self._view[start : start + n])
-                if self._state != ST_BODY:
+                if self._state is not BODY:
                     return False  # the consumer stopped reading the body
             if self._cl_remaining == 0:
                 self._body_complete()
@@ -376,53 +340,49 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if self._start == self._end:
             return False
         pos, ds, de = chunked.feed(self._buf, self._start, self._end)
-        self._req_in += pos - self._start
+        self._log.bytes_in += pos - self._start
         self._start = pos
         if de > ds:
             consumer.on_body(self._view[ds:de])
-            if self._state != ST_BODY:
+            if self._state is not BODY:
                 return False  # the consumer stopped reading the body
         if chunked.done:
             self._body_complete()
         return True
 
     def _body_complete(self) -> None:
-        self._body_done = True
         consumer = self._consumer
-        self._set_state(ST_RESPONDING)
-        if self._response_done:
+        self._set_state(RESPONDING)
+        response = self._response
+        if response is WHOLE or response is ENDED:
             self._after_response()
         elif consumer is not None:
             consumer.on_body_end()
 
-    def _consumer_done_reading(self) -> None:
-        # The consumer gave up on the body (fatal record error, shutdown): stop reading it.
-        self._set_state(ST_RESPONDING)
-
     def _abandon_body(self) -> None:
-        self._must_close = True
         self._keep_alive = False
         consumer = self._consumer
-        if self._state == ST_BODY:
-            self._set_state(ST_RESPONDING)
+        if self._state is BODY:
+            self._set_state(ABANDONED)
         self.pause_reading(PAUSE_STOPPED)
         if consumer is not None:
             consumer.on_body_end()
 
     # -- requests ---------------------------------------------------------------------
-    def _on_head(self, head: RequestHead) -> None:
+    def _on_head(self, head: RequestHead, head_bytes: int) -> None:
         self.head = head
         self.requests += 1
-        self._begin_request(head)
+        self.endpoint = "-"
+        self.principal = None
+        self._log.begin(head, head_bytes, self._sent)
         self.head_started = 0.0
         self._keep_alive = head.keep_alive and not self._shutting_down
-        self._body_done = False
-        self._response_done = False
+        self._response = NO_RESPONSE  # a new request: its answer has not begun
         self._consumer = None
         self._chunked = ChunkedDecoder(self._limits) if head.chunked else None
         self._cl_remaining = head.content_length or 0
-        self._set_state(ST_BODY)
-        self._server.dispatch(self, head)
+        self._set_state(BODY)
+        self._handler.dispatch(self, head)
 
     def has_body(self) -> bool:
         head = self.head
@@ -443,14 +403,15 @@ class HttpProtocol(asyncio.BufferedProtocol):
     ) -> None:
         """A whole response to the current request. An unread request body is not read: the
         connection closes after the response (RFC 9112 §9.6)."""
-        if self._state == ST_CLOSED or self._transport is None:
+        state = self._state
+        if state is CLOSED or state is LINGERING or self._transport is None:
             return
-        if self._state == ST_BODY:
+        self._set_response(WHOLE)
+        if state is BODY:
             if self.has_body():
                 close = True  # answered before its body was read
             else:
-                self._body_done = True
-                self._set_state(ST_RESPONDING)
+                self._set_state(RESPONDING)
         if close or not self._keep_alive:
             self._keep_alive = False
             close = True
@@ -459,10 +420,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
                 status, body, content_type=content_type, close=close, extra_headers=extra_headers
             )
         )
-        self._response_done = True
         self._finish_request(status)
         if close:
-            self._must_close = True
             self._close_after_write()
             return
         self._after_response()
@@ -474,18 +433,16 @@ class HttpProtocol(asyncio.BufferedProtocol):
         """Begin a chunked response and start feeding the request body to ``consumer``."""
         head = self.head
         transport = self._transport
-        if head is None or transport is None or self._state != ST_BODY:
+        if head is None or transport is None or self._state is not BODY:
             consumer.on_connection_lost()
             return
+        http10 = head.version == 10
+        self._set_response(CLOSE_DELIMITED if http10 else CHUNKED)
         self._consumer = consumer
-        self._stream_open = True
-        self._consumer_logs = True  # the stream's line comes with its counts (log_access)
-        self._stream_http10 = head.version == 10
+        self._log.consumer_writes()  # the stream's line comes with its counts (log_access)
         if head.expect_continue and self.has_body():
             self._write(writer.CONTINUE_100)
-        stream_head = writer.chunked_head(
-            status, close=not self._keep_alive, http10=self._stream_http10
-        )
+        stream_head = writer.chunked_head(status, close=not self._keep_alive, http10=http10)
         self._write(stream_head)  # at once (docs/api.md §1), the body may take long
         if not head.chunked:
             # A Content-Length request is short: its reports are held to the end of the loop
@@ -502,7 +459,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         what it needs (a request answered as a whole, e.g. the v3 batch)."""
         head = self.head
         transport = self._transport
-        if head is None or transport is None or self._state != ST_BODY:
+        if head is None or transport is None or self._state is not BODY:
             return
         self._consumer = consumer
         if head.expect_continue and self.has_body():
@@ -514,79 +471,80 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._schedule_process()
 
     def write_body(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is None or not self._stream_open or not data:
+        response = self._response
+        if self._transport is None or not data:
             return  # (an empty chunk would be the last-chunk)
-        framed = data if self._stream_http10 else writer.chunk(data)
-        if self._held is None:
+        if response is CHUNKED:
+            framed = writer.chunk(data)
+        elif response is CLOSE_DELIMITED:
+            framed = data
+        else:
+            return  # no stream is open
+        held = self._held
+        if held is None:
             self._write(framed)
             return
         # Held output goes out at the end of this loop turn, or with the response's end.
-        if not self._held_flush_scheduled:
-            self._held_flush_scheduled = True
-            self._server.loop.call_soon(self._flush_held)
-        self._held += framed
+        if not held:
+            self._handler.loop.call_soon(self._flush_held)
+        self._held = held + framed
 
     def _flush_held(self) -> None:
-        self._held_flush_scheduled = False
         held = self._held
-        self._held = b"" if self._stream_open and held is not None else None
-        if held and self._transport is not None:
+        if held:
+            self._held = b""  # (the stream is still open: end_body takes what is held)
             self._write(held)
 
     def end_body(self) -> None:
-        transport = self._transport
-        if not self._stream_open:
+        response = self._response
+        if response is not CHUNKED and response is not CLOSE_DELIMITED:
             return
-        self._stream_open = False
-        tail = b"" if self._stream_http10 else writer.LAST_CHUNK
+        self._set_response(ENDED)
+        tail = writer.LAST_CHUNK if response is CHUNKED else b""
         held = self._held
         self._held = None
-        if transport is not None:
+        if self._transport is not None:
             self._write(held + tail if held is not None else tail)
-        if self._stream_http10:
-            self._must_close = True
-        self._response_done = True
-        if self._state == ST_BODY:
-            # The response ended before the body: the rest of the body is never read.
-            self._must_close = True
-        if self._must_close or not self._keep_alive or not self._body_done:
+        if response is CLOSE_DELIMITED or self._state is BODY:
+            # A close-delimited body ends with the connection; a response that ended before
+            # its request body leaves the rest of that body unread.
+            self._keep_alive = False
+        if not self._keep_alive:
             self._close_after_write()
             return
         self._after_response()
 
     def _after_response(self) -> None:
         """The response has ended and the body was fully read: serve the next request."""
-        if self._state == ST_CLOSED:
+        if self._state is CLOSED:
             return
-        if not self._keep_alive or self._must_close:
+        if not self._keep_alive:
             self._close_after_write()
             return
         self._consumer = None
         self.head = None
         self.last_activity = time.monotonic()  # keep-alive idleness counts from here
-        self._set_state(ST_HEAD)
+        self._set_state(HEAD)
         self.resume_reading(PAUSE_WAITING)
         if self._start < self._end:
             self.head_started = time.monotonic()
             self._schedule_process()
         elif self._peer_eof:
             self._close_now()  # every request the client sent is answered
-        if self._shutting_down:
-            self._close_after_write()
 
     def _close_after_write(self) -> None:
         transport = self._transport
-        if transport is None or transport.is_closing() or self._lingering:
+        state = self._state
+        if transport is None or transport.is_closing() or state is LINGERING:
             return
-        if self._body_done and self._start == self._end:
+        if state is not BODY and state is not ABANDONED and self._start == self._end:
+            # Everything the client sent is read: close now.
             self.pause_reading(PAUSE_STOPPED)
             transport.close()  # flushes what is buffered, then closes
             return
-        # The client may still be sending a body we will not read. Closing now with unread
-        # bytes would reset the connection and could destroy responses it has not read yet:
+        # The client may still be sending a body we will not read (or requests after it):
         # send FIN after our last byte, read and discard until its EOF or LINGER_TIMEOUT.
-        self._lingering = True
+        self._set_state(LINGERING)
         try:
             transport.write_eof()
         except NotImplementedError:
@@ -598,34 +556,35 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._paused |= PAUSE_STOPPED  # (pause_reading is a no-op once lingering)
             transport.close()
             return
-        self._start = self._end = 0
+        self._drop_unparsed()
         was_paused = self._paused
         self._paused = PAUSE_STOPPED  # the parser stays stopped; the socket is drained
         if was_paused:
             transport.resume_reading()
-        self._server.loop.call_later(LINGER_TIMEOUT, self._close_now)
+        self._handler.loop.call_later(LINGER_TIMEOUT, self._close_now)
 
     def _protocol_error(self, exc: errors.PeerError) -> None:
         """Malformed framing: answer once and close (we cannot find the next request)."""
         transport = self._transport
-        if self._state == ST_CLOSED or transport is None:
+        state = self._state
+        if state is CLOSED or transport is None:
             return
         self.head_started = 0.0
-        if self._lingering or transport.is_closing():
+        if state is LINGERING or transport.is_closing():
             return  # already answered and closing
-        if self._stream_open:
+        response = self._response
+        if response is CHUNKED or response is CLOSE_DELIMITED:
             # Mid-stream framing error: the consumer ends its reports, then we close.
             self._abandon_body()
             return
+        if state is not HEAD:
+            self._set_response(WHOLE)  # (in HEAD the refusal answers no request)
         self._keep_alive = False
-        if self._req_logged:  # a malformed head: no request had begun
-            self._req_t0 = time.monotonic()
-            self._req_sent0 = self._sent
-            self._req_line = "-"
-            self._req_logged = False
+        if not self._log.owed:  # a malformed head: no request had begun
             self.endpoint = "-"
+            self.principal = None
+            self._log.begin_unparsed(self._end - self._start, self._sent)
         self._write(writer.fixed_response(exc.status, exc.body(), close=True))
-        self._response_done = True
         self._finish_request(exc.status)
         self._close_after_write()
 
@@ -637,19 +596,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._http.sent_bytes += n
             transport.write(data)
 
-    # -- access log and request metrics (once per request) ----------------------------
-    def _begin_request(self, head: RequestHead) -> None:
-        self._req_t0 = time.monotonic()
-        self._req_sent0 = self._sent
-        target = head.target
-        if not target.isprintable():
-            target = repr(target)[1:-1]  # never a raw control character in the log
-        self._req_line = f"{head.method} {target}"
-        self._req_logged = False
-        self._consumer_logs = False
-        self.endpoint = "-"
-        self.principal = None
-
+    # -- the request's end: slot, access log and metrics --------------------------------
     @property
     def limit_principal(self) -> str:
         """Who the produce limits count this request for: the authenticated principal, else
@@ -667,27 +614,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
             slot[0].release(slot[1])
 
     def _finish_request(self, status: int, detail: str = "") -> None:
-        """The request is over: count it, and write its access log line (gateway.access)."""
+        """The request is over: its slot goes back; it is counted and logged (once)."""
         self.release_slot()
-        if self._req_logged:
-            return
-        self._req_logged = True
-        self._http.response(self.endpoint, status)
-        if self._server.access_log:
-            if self.principal is not None:
-                detail += " user=" + _log_name(self.principal)
-            write_access(
-                '%s "%s" %d in=%d out=%d ms=%.1f%s'
-                % (
-                    self._peer,
-                    self._req_line,
-                    status,
-                    self._req_in,
-                    self._sent - self._req_sent0,
-                    (time.monotonic() - self._req_t0) * 1000.0,
-                    detail,
-                )
-            )
+        self._log.finish(status, detail, self.endpoint, self.principal, self._sent)
 
     def log_access(self, detail: str, status: int = 200) -> None:
         """A body consumer that answers with a stream (the v3 produce session) ends its
@@ -701,33 +630,27 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._shutting_down = True
         self._keep_alive = False
 
-    # -- server-driven ----------------------------------------------------------------
+    # -- handler-driven ---------------------------------------------------------------
     def check_timeouts(self, now: float, header_timeout: float, idle_timeout: float,
                        body_timeout: float) -> None:
         state = self._state
-        if (
-            self._start == self._end
-            and len(self._buf) > READ_BUFFER_INITIAL
-            and now - self.last_activity > SHRINK_AFTER_IDLE
-            and not self._lingering
-        ):
-            self._resize(READ_BUFFER_INITIAL)
+        if state is not LINGERING:
+            self._shrink_if_idle(now - self.last_activity)
         if body_timeout and self._write_paused_at and now - self._write_paused_at > body_timeout:
             # The peer stopped reading our responses for too long (whatever the state, even
             # while closing: close() would wait for it forever): give up on it.
-            log.info("peer read nothing for %.0fs: dropping the connection", body_timeout)
+            log.info("peer read nothing for %.0fs: dropping the connection (state %s)",
+                     body_timeout, state.name)
             self._abort()
             return
-        if self._lingering:
-            return
-        if state == ST_HEAD:
+        if state is HEAD:
             if self._paused & PARSE_BLOCKERS:
                 pass  # complete requests may wait behind a response: not the client's delay
             elif self.head_started and now - self.head_started > header_timeout:
                 self._protocol_error(errors.RequestTimeout("timed out reading the request head"))
             elif not self.head_started and now - self.last_activity > idle_timeout:
                 self._close_now()
-        elif state == ST_BODY and body_timeout:
+        elif state is BODY and body_timeout:
             if not self._paused and now - self.last_activity > body_timeout:
                 # Waiting for the client's bytes (not for Kafka): the stream is idle.
                 if self._consumer is not None:
@@ -741,12 +664,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
         in-flight records and ends its response; then the connection closes."""
         self._shutting_down = True
         self._keep_alive = False
-        if self._state == ST_HEAD:
-            if self._start == self._end:
-                self._close_now()
-            else:
+        if self._state is HEAD:
+            if self._start != self._end:
                 self.pause_reading(PAUSE_STOPPED)
-                self._close_now()
+            self._close_now()
         elif self._consumer is not None:
             self._consumer.on_shutdown()
         else:
@@ -766,11 +687,6 @@ class HttpProtocol(asyncio.BufferedProtocol):
         """Drop the connection at once (shutdown deadline)."""
         self._abort()
 
-    def pending(self, head: RequestHead) -> bool:
-        """The request ``head`` still waits for its answer: the client has not gone away and
-        no answer to it has begun."""
-        return self.head is head and self._state == ST_BODY
-
     def info(self) -> dict[str, Any]:
         """State for the SIGUSR1 connection dump."""
         c = self._consumer
@@ -778,10 +694,11 @@ class HttpProtocol(asyncio.BufferedProtocol):
         extra = c.debug_info() if c is not None and hasattr(c, "debug_info") else {}
         return {
             "peer": t.get_extra_info("peername") if t is not None else None,
-            "state": self._state,
+            "state": self._state.name,
+            "response": self._response.name,
             "paused": describe(self._paused),
-            "buffered": self._end - self._start,
-            "buffer": len(self._buf),
+            "buffered": self.buffered,
+            "buffer": self.buffer_size,
             "unsent": t.get_write_buffer_size() if t is not None else None,
             "requests": self.requests,
             **extra,

@@ -36,6 +36,7 @@ from support.ref_splitter import JsonSplitter as PyJsonSplitter
 from gateway import _speedups
 from gateway.http import protocol
 from gateway.http.protocol import HttpProtocol
+from gateway.http.states import ConnState
 from gateway.produce import RecordError
 
 PATHS = ["/r/ok", "/nope", "/stream", "/whole", "/records", "/records"]
@@ -135,6 +136,7 @@ class Run:
         t = self.h.transport
         assert t.violations == [], t.violations
         assert self.h.closed, "the connection did not end after EOF and the timeouts"
+        assert self.h.proto.state is ConnState.CLOSED
         for r in self.responses:
             assert r.complete or r.framing == "close", r  # (HTTP/1.0 stream: ends with the connection)
             s = r.status

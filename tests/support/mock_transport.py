@@ -216,7 +216,8 @@ class MockTransport:
 
 # -- server and handlers ----------------------------------------------------------------------
 class FakeServer:
-    """The attributes HttpProtocol uses; ``dispatch`` hands each head to ``handler``."""
+    """A ``ConnectionHandler`` (gateway.http.handler), what HttpProtocol calls: ``dispatch``
+    hands each head to ``handler``."""
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ after close(); and (uvloop's behaviour) a write after write_eof() raises at once
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 from collections.abc import Callable, Iterator
 
@@ -25,18 +26,13 @@ from support.mock_transport import (
     read_responses,
 )
 
-from gateway.http import protocol, writer
+from gateway import errors
+from gateway.http import protocol, reqlog, writer
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_WRITE
 from gateway.http.parser import HttpLimits
-from gateway.http.protocol import (
-    LINGER_TIMEOUT,
-    MIN_READ_SPACE,
-    READ_BUFFER_INITIAL,
-    READ_BUFFER_MAX,
-    ST_BODY,
-    ST_CLOSED,
-    ST_HEAD,
-)
+from gateway.http.protocol import LINGER_TIMEOUT
+from gateway.http.readbuf import MIN_READ_SPACE, READ_BUFFER_INITIAL, READ_BUFFER_MAX, ReadBuffer
+from gateway.http.states import ConnState
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -139,7 +135,7 @@ def test_many_pipelined_requests_in_one_read_are_answered_in_order(make):
     assert [r.body for r in rs] == [b"%d" % i for i in range(200)]
     assert all(r.status == 200 and r.complete and not r.closes for r in rs)
     assert not h.fin_sent and h.transport.reading
-    assert h.proto.state == ST_HEAD and h.proto.requests == 200
+    assert h.proto.state is ConnState.HEAD and h.proto.requests == 200
 
 
 MIXED_PIPELINE = (
@@ -166,7 +162,7 @@ def test_mixed_pipeline_in_one_read(make):
     h = make()
     h.send(MIXED_PIPELINE)
     _expected_mixed(h.responses)
-    assert not h.fin_sent and h.proto.state == ST_HEAD
+    assert not h.fin_sent and h.proto.state is ConnState.HEAD
 
 
 def test_pipeline_split_at_every_byte_position_gives_the_same_answers(make):
@@ -249,7 +245,7 @@ def test_reading_pauses_at_first_reason_and_resumes_only_when_the_last_clears(
     req = post(b"/stream", body)
     h.send(req[: len(req) - len(body) + 100])
     c = h.consumers[0]
-    assert h.proto.state == ST_BODY and bytes(c.body) == body[:100]
+    assert h.proto.state is ConnState.BODY and bytes(c.body) == body[:100]
     for i, name in enumerate(pause_order):
         REASONS[name][0](h)
         h.run()
@@ -435,7 +431,7 @@ def test_never_resume_reading_after_connection_lost(make):
     calls = list(h.transport.reading_calls)
     assert calls == ["pause"]
     h.transport._lose(ConnectionResetError())
-    assert c.lost == 1 and h.proto.state == ST_CLOSED
+    assert c.lost == 1 and h.proto.state is ConnState.CLOSED
     assert h.server.closed == [h.proto]
     # Every reason clears afterwards: none of it may touch the transport.
     h.proto.resume_writing()
@@ -521,7 +517,7 @@ def test_chunked_response_framing(make):
     c.write(b"ignored")
     h.proto.end_body()
     assert bytes(h.transport.written) == out
-    assert not h.fin_sent and h.proto.state == ST_HEAD
+    assert not h.fin_sent and h.proto.state is ConnState.HEAD
 
 
 def test_keep_alive_after_a_stream_serves_the_next_pipelined_request(make):
@@ -936,7 +932,8 @@ def test_stream_body_timeout_disabled_with_zero(make):
     assert h.consumers[0].shutdowns == 0 and not h.fin_sent
 
 
-def test_peer_not_reading_for_longer_than_body_timeout_is_aborted(make):
+def test_peer_not_reading_for_longer_than_body_timeout_is_aborted(make, caplog):
+    caplog.set_level(logging.INFO, logger="gateway.http")
     h = make()
     h.send(post(b"/hold", b"b" * 100)[:-50])
     c = h.consumers[0]
@@ -946,6 +943,7 @@ def test_peer_not_reading_for_longer_than_body_timeout_is_aborted(make):
     assert not h.transport.aborted
     h.timeouts(2, body=300)
     assert h.transport.aborted and h.closed and c.lost == 1
+    assert "peer read nothing for 300s: dropping the connection (state BODY)" in caplog.text
 
 
 def test_peer_that_reads_again_is_not_aborted(make):
@@ -1021,7 +1019,7 @@ def test_info_describes_the_connection(make):
     h.consumers[0].stop_accepting()
     info = h.proto.info()
     assert info["peer"] == ("127.0.0.1", 40000)
-    assert info["state"] == ST_BODY and info["requests"] == 1
+    assert info["state"] == "BODY" and info["response"] == "CHUNKED" and info["requests"] == 1
     assert "in-flight" in info["paused"]
 
 
@@ -1030,6 +1028,194 @@ def test_limits_come_from_the_server(make):
     h.send(get(b"/r/x", b"X-Pad: " + b"p" * 64 + b"\r\n"))
     assert [r.status for r in h.responses] == [431]
 
+
+
+# == 7. named states, pending(), the request log, the read buffer ============================
+def test_states_by_name_through_a_stream_that_stops_reading(make):
+    """BODY while the body is read; ABANDONED once the consumer stops reading it; LINGERING
+    (FIN sent, input discarded) after the response; CLOSED at the client's EOF. The SIGUSR1
+    dump names them."""
+    h = make()
+    h.send(post(b"/hold", b"s" * 100)[:-50])
+    c = h.consumers[0]
+    assert (h.proto.info()["state"], h.proto.info()["response"]) == ("BODY", "CHUNKED")
+    c.conn.stop_reading()
+    assert h.proto.info()["state"] == "ABANDONED" and not h.transport.reading
+    c.finish()
+    h.run()
+    assert (h.proto.info()["state"], h.proto.info()["response"]) == ("LINGERING", "ENDED")
+    assert h.transport.eof_written and h.transport.reading  # draining what the client sends
+    h.send(b"s" * 50)
+    assert h.proto.info()["buffered"] == 0
+    h.send_eof()
+    assert h.closed and h.proto.state is ConnState.CLOSED
+    assert h.proto.info()["state"] == "CLOSED"
+
+
+def test_states_by_name_through_keep_alive_requests(make):
+    h = make()
+    assert h.proto.state is ConnState.HEAD
+    h.send(post(b"/hold", b"abc"))
+    assert h.proto.state is ConnState.RESPONDING  # the body is in, the response goes on
+    h.consumers[0].finish()
+    h.run()
+    assert h.proto.state is ConnState.HEAD and not h.fin_sent
+    h.send(get(b"/defer"))
+    assert h.proto.state is ConnState.BODY and h.proto.info()["response"] == "NONE"
+    h.deferred[0].respond(200, b"late")
+    h.run()
+    assert h.proto.state is ConnState.HEAD
+    assert [r.body for r in h.responses] == [body_digest(b"abc"), b"late"]
+
+
+def test_pending_until_the_answer_starts_or_the_client_goes(make):
+    h = make()
+    h.send(get(b"/defer") + get(b"/defer"))
+    conn = h.proto
+    first = h.server.heads[0]
+    assert conn.pending(first)
+    conn.respond(200, b"one")
+    assert not conn.pending(first)  # answered
+    h.run()
+    second = h.server.heads[1]
+    assert conn.pending(second) and not conn.pending(first)
+    h.transport.abort()
+    h.run()
+    assert not conn.pending(second)  # the client is gone
+    assert [r.body for r in h.responses] == [b"one"]
+
+
+def test_pending_is_false_once_a_stream_began(make):
+    h = make()
+    h.send(post(b"/hold", b"abc")[:-1])
+    assert not h.proto.pending(h.server.heads[0])
+
+
+def test_pending_while_a_body_consumer_has_yet_to_answer(make):
+    consumers: list[FakeConsumer] = []
+
+    def handler(conn, head):
+        c = FakeConsumer(conn, whole=True, auto_end=False)
+        consumers.append(c)
+        conn.read_body(c)
+
+    h = make(handler=handler)
+    h.send(post(b"/whole", b"body"))
+    head = h.server.heads[0]
+    c = consumers[0]
+    assert c.body_ends == 1 and h.proto.pending(head)
+    c.finish()
+    h.run()
+    assert not h.proto.pending(head)
+    assert h.responses[0].body == body_digest(b"body")
+
+
+def test_a_second_answer_is_refused_as_a_bug_and_writes_nothing(make):
+    h = make()
+    h.send(get(b"/defer"))
+    conn = h.deferred[0]
+    conn.respond(200, b"one")
+    h.run()
+    written = bytes(h.transport.written)
+    with pytest.raises(errors.GatewayBug, match="WHOLE -> WHOLE"):
+        conn.respond(200, b"two")
+    assert bytes(h.transport.written) == written and not h.fin_sent
+
+
+def test_a_whole_answer_inside_a_stream_is_refused_and_the_stream_goes_on(make):
+    h = make()
+    h.send(post(b"/hold", b"abc"))
+    c = h.consumers[0]
+    c.write(b"r1")
+    with pytest.raises(errors.GatewayBug, match="CHUNKED -> WHOLE"):
+        h.proto.respond(500, b"no")
+    c.finish()
+    h.run()
+    r = h.responses[0]
+    assert len(h.responses) == 1 and r.complete and r.chunks == [b"r1", body_digest(b"abc")]
+
+
+def test_an_illegal_state_move_is_refused_by_name(make):
+    h = make()
+    h.send(post(b"/hold", b"abc")[:-1])
+    with pytest.raises(errors.GatewayBug, match="illegal connection state move BODY -> HEAD"):
+        h.proto._set_state(ConnState.HEAD)
+    assert h.proto.state is ConnState.BODY
+
+
+@pytest.fixture
+def access_lines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    lines: list[str] = []
+    monkeypatch.setattr(reqlog, "write_access", lines.append)
+    return lines
+
+
+def test_one_access_line_and_one_count_per_request(make, access_lines):
+    h = make()
+    req = get(b"/r/a")
+    h.send(req)
+    h.loop.advance(0.25)
+    h.send(b"BAD\r\n\r\n")
+    assert [r.status for r in h.responses] == [200, 400]
+    first, bad = access_lines
+    out = len(h.transport.writes[0])
+    assert first == f'127.0.0.1:40000 "GET /r/a" 200 in={len(req)} out={out} ms=0.0'
+    out = len(h.transport.writes[1])
+    assert bad == f'127.0.0.1:40000 "-" 400 in=7 out={out} ms=0.0'  # the bytes refused
+    assert h.server.http_stats.requests == {("-", 200): 1, ("-", 400): 1}
+
+
+def test_a_stream_writes_its_own_line_even_when_the_client_goes(make, access_lines):
+    h = make()
+    req = post(b"/hold", b"x" * 100)
+    h.send(req[:-40])
+    c = h.consumers[0]
+    h.transport.abort()
+    h.run()
+    assert c.lost == 1 and access_lines == []  # the consumer still counts its outcomes
+    h.proto.log_access("records=3")
+    h.proto.log_access("records=3")  # (once per request)
+    assert len(access_lines) == 1
+    assert access_lines[0].startswith(f'127.0.0.1:40000 "POST /hold" 200 in={len(req) - 40} ')
+    assert access_lines[0].endswith(" records=3")
+
+
+def test_a_request_cut_short_is_logged_as_client_gone(make, access_lines):
+    h = make()
+    h.send(get(b"/defer"))
+    h.transport.abort()
+    h.run()
+    assert len(access_lines) == 1 and '"GET /defer" 499 ' in access_lines[0]
+    assert access_lines[0].endswith(" (client gone)")
+
+
+def test_read_buffer_compacts_grows_to_its_most_and_says_when_it_is_full():
+    rb = ReadBuffer()
+    view = rb.get_buffer(-1)
+    assert len(view) == READ_BUFFER_INITIAL
+    view[:READ_BUFFER_INITIAL] = b"a" * (READ_BUFFER_INITIAL - 10) + b"0123456789"
+    rb._end += READ_BUFFER_INITIAL
+    rb._start = READ_BUFFER_INITIAL - 10  # all but the last ten bytes were parsed
+    # Less than MIN_READ_SPACE free: the unparsed tail moves to the front, and that frees
+    # enough (the buffer grows only when that is not so, or reads keep filling it: _grow).
+    view = rb.get_buffer(-1)
+    assert (rb._start, rb._end, rb.buffer_size) == (0, 10, READ_BUFFER_INITIAL)
+    assert bytes(rb._buf[:10]) == b"0123456789" and len(view) == READ_BUFFER_INITIAL - 10
+    while rb.buffer_size < READ_BUFFER_MAX:  # reads that keep filling it double it
+        size = rb.buffer_size
+        rb._end = size
+        assert rb._make_room() and rb.buffer_size == min(size * 2, READ_BUFFER_MAX)
+        assert bytes(rb._buf[:10]) == b"0123456789"
+    rb._end = READ_BUFFER_MAX - MIN_READ_SPACE + 1
+    assert not rb._make_room()  # full at its largest: the reader must pause
+    assert rb.buffer_size == READ_BUFFER_MAX
+    rb._shrink_if_idle(100.0)
+    assert rb.buffer_size == READ_BUFFER_MAX  # never while bytes are buffered
+    rb._drop_unparsed()
+    rb._shrink_if_idle(1.0)
+    assert rb.buffer_size == READ_BUFFER_MAX  # not idle long enough
+    rb._shrink_if_idle(100.0)
+    assert rb.buffer_size == READ_BUFFER_INITIAL and rb.buffered == 0
 
 
 # Regressions found by this suite (each failed before its fix in gateway/http/protocol.py).
