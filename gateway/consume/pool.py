@@ -85,10 +85,14 @@ class OffsetOutOfRangeError(errors.OffsetOutOfRange):
     ``[]``)."""
 
     def __init__(self, topic: str, partition: int, offset: int, earliest: int, end: int) -> None:
+        where = (
+            f"the records are at offsets {earliest} to {end - 1} and {end} is the end"
+            if end > earliest
+            else f"the partition has no records and {end} is the end"
+        )
         super().__init__(
-            f"offset {offset} is out of range for topic {topic} partition {partition}: "
-            f"the records are at offsets {earliest} to {end - 1} and {end} is the end (it "
-            "answers [] until more are written)"
+            f"offset {offset} is out of range for topic {topic} partition {partition}: {where} "
+            "(it answers [] until more are written)"
         )
         self.earliest = earliest
         self.end = end

@@ -32,9 +32,10 @@ from typing import Any, cast
 
 from gateway import errors
 from gateway.http import writer
+from gateway.http.chunked import ChunkedDecoder
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE, describe
 from gateway.http.handler import BodyConsumer, ConnectionHandler
-from gateway.http.parser import ChunkedDecoder, RequestHead, parse_head
+from gateway.http.parser import RequestHead, parse_head
 from gateway.http.readbuf import MIN_READ_SPACE, READ_BUFFER_MAX, ReadBuffer
 from gateway.http.reqlog import RequestLog
 from gateway.http.states import (

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from support.fuzz import GenRequest, chunked_body, examples, mutated, requests, splits
 
 from gateway import errors
-from gateway.http.parser import ChunkedDecoder, HttpLimits, HttpVersionNotSupported, parse_head
+from gateway.http.chunked import ChunkedDecoder
+from gateway.http.parser import HttpLimits, HttpVersionNotSupported, parse_head
 
 ALLOWED_STATUS = {400, 408, 413, 414, 417, 431, 501, 505}
 SMALL = HttpLimits(max_request_line=64, max_header_bytes=256, max_headers=6, max_chunk_line=40, max_trailer_bytes=60)

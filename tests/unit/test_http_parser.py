@@ -1,4 +1,5 @@
-"""Request head parsing and chunked body decoding (gateway.http.parser, RFC 9112)."""
+"""Request head parsing and chunked body decoding (gateway.http.parser and gateway.http.chunked,
+RFC 9112)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import random
 import pytest
 
 from gateway import errors
+from gateway.http.chunked import ChunkedDecoder
 from gateway.http.parser import (
     MAX_EMPTY_LINES,
-    ChunkedDecoder,
     HttpLimits,
     HttpVersionNotSupported,
     RequestHead,
