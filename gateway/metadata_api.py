@@ -129,12 +129,8 @@ def cluster_doc(info: ClusterInfo, base: str) -> dict[str, Any]:
         "metadata": {"self": me, "resource_name": f"crn:///kafka={info.cluster_id}"},
         "cluster_id": info.cluster_id,
         "controller": {"related": f"{me}/brokers/{info.controller}"} if info.controller >= 0 else None,
-        "acls": {"related": f"{me}/acls"},
         "brokers": {"related": f"{me}/brokers"},
-        "broker_configs": {"related": f"{me}/broker-configs"},
-        "consumer_groups": {"related": f"{me}/consumer-groups"},
         "topics": {"related": f"{me}/topics"},
-        "partition_reassignments": {"related": f"{me}/topics/-/partitions/-/reassignment"},
     }
 
 
