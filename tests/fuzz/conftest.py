@@ -6,8 +6,9 @@ Two hypothesis profiles, chosen with ``HYPOTHESIS_PROFILE``:
 - ``ci`` (the default, what ``make test`` runs): a few hundred examples per target, the same
   ones every run (derandomized: a failure reproduces), no example database written.
 - ``fuzz`` (``make fuzz``): random examples, run again and again for ``FUZZ_SECONDS`` in all
-  (default 480), shared equally by the fuzz tests selected; failures are saved in
-  ``.hypothesis/`` and replayed first next time. ``FUZZ_EXAMPLES`` sets the examples per run
+  (default 480), shared equally by the fuzz test functions selected (a function with several
+  items, such as the schemathesis run's one per API operation, splits its share among them);
+  failures are saved in ``.hypothesis/`` and replayed first next time. ``FUZZ_EXAMPLES`` sets the examples per run
   (default 100: a run is a few seconds, so the time is kept to within about that).
 """
 
@@ -41,7 +42,7 @@ settings.register_profile(
 )
 settings.load_profile(PROFILE)
 
-_budget: dict[str, float] = {}
+_budget: dict[pytest.Item, float] = {}
 _report: list[str] = []
 
 
@@ -50,15 +51,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     mine = [i for i in session.items if "/tests/fuzz/" in str(i.path)]  # after -k and the like
     total = float(os.environ.get("FUZZ_SECONDS", "480"))
+    # An equal share per test function; a function with several items (the schemathesis run:
+    # one per API operation) splits its share among them.
+    functions: dict[tuple[str, str], list[pytest.Item]] = {}
     for item in mine:
-        _budget[item.nodeid] = total / max(1, len(mine))
+        key = (str(item.path), getattr(item, "originalname", item.name))
+        functions.setdefault(key, []).append(item)
+    for items in functions.values():
+        for item in items:
+            _budget[item] = total / len(functions) / len(items)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Under the fuzz profile, run each hypothesis test again (new random examples each time)
     until its share of FUZZ_SECONDS is spent."""
-    budget = _budget.get(pyfuncitem.nodeid)
+    budget = _budget.get(pyfuncitem)
     if budget is None:
         return None
     args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
@@ -70,7 +78,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         if time.monotonic() - start >= budget:
             break
     n = settings.default.max_examples * runs
-    _report.append(f"{pyfuncitem.nodeid}: {runs} runs, up to {n} examples, {time.monotonic() - start:.0f}s")
+    _report.append(f"{pyfuncitem.path.name}::{pyfuncitem.name}: {runs} runs, up to {n} examples, {time.monotonic() - start:.0f}s")
     return True
 
 
