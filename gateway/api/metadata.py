@@ -201,8 +201,11 @@ class _V3:
         )
 
 
-async def _cluster(ctx: ApiContext, head: RequestHead, cluster_id: str) -> _V3:
-    info = await ctx.metadata.fresh()
+async def _cluster(ctx: ApiContext, head: RequestHead, cluster_id: str, listing: bool) -> _V3:
+    """The cluster the URL names (404 for another): after a refresh for a listing, from the
+    cache for a lookup by name (which refreshes on a miss, as the v2 reads do)."""
+    md = ctx.metadata
+    info = md.info if not listing and md.info is not None else await md.fresh()
     if cluster_id != info.cluster_id:
         raise errors.NotFound(f"Cluster {cluster_id} cannot be found.")
     return _V3(info, head)
@@ -211,12 +214,14 @@ async def _cluster(ctx: ApiContext, head: RequestHead, cluster_id: str) -> _V3:
 V3Doc = Callable[[ApiContext, _V3, dict[str, str]], Awaitable[dict[str, Any]]]
 
 
-def _v3_endpoint(build: V3Doc) -> Callable[[ApiContext, HttpProtocol, RequestHead, dict[str, str]], None]:
+def _v3_endpoint(
+    build: V3Doc, *, listing: bool = False
+) -> Callable[[ApiContext, HttpProtocol, RequestHead, dict[str, str]], None]:
     """An endpoint answering one document of the cluster the URL names (404 for another)."""
 
     def endpoint(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
         async def answer() -> Answer:
-            v3 = await _cluster(ctx, head, params["cluster_id"])
+            v3 = await _cluster(ctx, head, params["cluster_id"], listing)
             return JSON_TYPE, dumps(await build(ctx, v3, params))
 
         run_request(ctx, conn, head, answer())
@@ -242,9 +247,12 @@ async def _brokers_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict
 
 async def _broker_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict[str, Any]:
     text = params["broker_id"]
-    if not (text.isascii() and text.isdigit()) or int(text) not in v3.info.brokers:
+    broker = int(text) if text.isascii() and text.isdigit() else -1
+    if broker not in v3.info.brokers:
+        v3.info = await ctx.metadata.fresh()  # a broker added since: refresh once on a miss
+    if broker not in v3.info.brokers:
         raise errors.NotFound(f"Broker {text} cannot be found.")
-    return v3.broker_doc(int(text))
+    return v3.broker_doc(broker)
 
 
 def on_v3_topics(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
@@ -254,7 +262,7 @@ def on_v3_topics(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params:
         docs = [v3.topic_doc(t) for t in _topics(v3.info, visible)]
         return _listing("KafkaTopicList", f"{v3.url}/topics", docs)
 
-    _v3_endpoint(topics)(ctx, conn, head, params)
+    _v3_endpoint(topics, listing=True)(ctx, conn, head, params)
 
 
 async def _topic_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> dict[str, Any]:
@@ -276,8 +284,8 @@ async def _partition_doc(ctx: ApiContext, v3: _V3, params: dict[str, str]) -> di
     return v3.partition_doc(topic, _partition(parts, params["partition"]))
 
 
-on_cluster = _v3_endpoint(_cluster_doc)
-on_v3_brokers = _v3_endpoint(_brokers_doc)
+on_cluster = _v3_endpoint(_cluster_doc, listing=True)
+on_v3_brokers = _v3_endpoint(_brokers_doc, listing=True)
 on_v3_broker = _v3_endpoint(_broker_doc)
 on_v3_topic = _v3_endpoint(_topic_doc)
 on_v3_partitions = _v3_endpoint(_partitions_doc)
