@@ -11,6 +11,5 @@
 
 Shared pieces live in ``common`` (processes, /proc sampling, output), ``baseline`` (the plain
 confluent-kafka loops, in a child process) and ``wrk`` (the request load generator). They
-print figures; none of them is a timed assertion in the test suite (docs/style.md,
-practice 15).
+print figures; none of them is a timed assertion in the test suite.
 """

@@ -1,6 +1,6 @@
 # cython: language_level=3
 # The gateway's one compiled extension. Each concern lives in an include file so the hot path
-# stays in one module (docs: style.md, "a hot path spread across several extension modules").
+# stays in one module: a call from one extension module to another costs a Python-level call.
 include "codecs.pxi"
 include "splitter.pxi"
 include "v1decode.pxi"

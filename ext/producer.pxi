@@ -42,7 +42,7 @@ cdef enum:
     _RDP_REASON_BYTES = 256
     _RDP_ERRSTR_BYTES = 512
     # A close() from __dealloc__ waits at most this long for outstanding records: dealloc runs
-    # wherever the last reference goes, so it must not block long (style.md practice 7).
+    # wherever the last reference goes, so it must not block long (nothing may block the event loop).
     _RDP_DEALLOC_FLUSH_MS = 1000
     # flush() serves the queue in slices so a deadline is honoured whatever arrives.
     _RDP_FLUSH_SLICE_MS = 100

@@ -8,7 +8,7 @@ back through ``call_soon_threadsafe``. Jobs beyond the workers wait in a bounded
 bound, or after waiting longer than ``queue_timeout``, the request fails with 503/50301, the
 answer Confluent's v1 simple-consumer pool gives when it has no consumer to lend.
 
-How a read decides it is done, and why (measured against Tansu, docs/testing-kafka.md):
+How a read decides it is done, and why (measured against Tansu, the broker of the tests):
 - Records that exist arrive in the first fetch response, ~1-3 ms after ``assign()`` (the
   broker answers at once when it has data; ``fetch.wait.max.ms`` only delays an empty answer,
   and a fetch still in flight from the previous request on this consumer).

@@ -1,4 +1,4 @@
-"""Why a connection is not reading: a bitmask of reasons (style.md practice 6).
+"""Why a connection is not reading: a bitmask of reasons.
 
 Reading pauses when the first reason appears and resumes only when the last one clears, never
 because one reason cleared while another still holds, and never after the connection is lost.

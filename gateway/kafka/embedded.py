@@ -9,7 +9,7 @@ The broker is our child and is meant to die with us: it is not put in a session 
 own, and on Linux it asks the kernel for SIGINT when its parent goes away
 (``PR_SET_PDEATHSIG``), so a gateway killed with SIGKILL does not leave a broker behind.
 SIGINT is also how we stop it: Tansu exits at once on SIGINT, whereas SIGTERM waits
-about 5 s while clients are still connected (docs/testing-kafka.md, shared docs).
+about 5 s while clients are still connected.
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ States (``SessionState``, moved only by ``_set_state``):
 - ORPHANED: the client is gone; the records with Kafka still get their outcome (counted, logged);
 - ENDED: every report is out (or every outcome known), the access line is written.
 
-Flow control (docs/api.md §1, style.md practice 6): the records between "parsed" and "report
-written" are bounded by the core's window (the per-connection in-flight limit). When
-it is full, or librdkafka's queue is full, the remaining parsed records wait in a backlog (at
-most one body slice's worth) and reading pauses for that reason; it resumes when that reason
-clears, and the connection resumes the socket only when no other reason holds.
+Flow control (docs/api.md §1): the records between "parsed" and "report written" are bounded by
+the core's window (the per-connection in-flight limit). When it is full, or librdkafka's queue
+is full, the remaining parsed records wait in a backlog (at most one body slice's worth) and
+reading pauses for that reason; it resumes when that reason clears, and the connection resumes
+the socket only when no other reason holds.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 real gateway process and the real broker: what a client of docs/api.md §2 "Consume" observes.
 
 Records are written with a plain confluent-kafka producer (linger, so that several records share
-a batch: Tansu's ListOffsets then reports a high watermark below the end, docs/testing-kafka.md)
+a batch: Tansu's ListOffsets then reports the first offset of the last batch + 1, below the end)
 or through the gateway's v3 endpoint, and read back through the gateway byte for byte.
 """
 
@@ -179,7 +179,7 @@ def test_every_offset_of_multi_record_batches_up_to_the_end(gateway, topic_facto
     )
     for partition in (0, 1):
         end = len(truth[partition])
-        # The premise (docs/testing-kafka.md): ListOffsets stops at the last batch's first record.
+        # The premise (Tansu's ListOffsets): it stops at the last batch's first record + 1.
         assert list_offsets_high(broker.bootstrap, topic, partition) < end
         for offset in range(end):
             got = records_of(get(gateway, f"/topics/{topic}/partitions/{partition}?offset={offset}"))

@@ -2,7 +2,7 @@
 
 Every test asserts what a client would observe: the bytes written, whether and how the
 connection ends (FIN after the last byte, close, abort), and whether the server is reading.
-Every harness is checked at teardown for the flow-control invariants of style.md practice 6:
+Every harness is checked at teardown for the flow-control invariants (reasons as a bitmask):
 pause/resume calls on the transport alternate, none comes after connection_lost, no write
 after close(); and (uvloop's behaviour) a write after write_eof() raises at once.
 """

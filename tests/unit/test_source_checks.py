@@ -1,4 +1,4 @@
-"""Source checks run as tests (style.md practice 14): ruff on everything, mypy on gateway/, what
+"""Source checks run as tests: ruff on everything, mypy on gateway/, what
 git tracks, and the imports of the modules every layer uses."""
 
 from __future__ import annotations
