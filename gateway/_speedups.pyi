@@ -115,17 +115,7 @@ class ProducerBase:
         """Hand one record over; 0, or the librdkafka error code (``ERR_QUEUE_FULL``: poll and
         try again). ``topic`` is what ``topic(name)`` returned (or a name)."""
 
-    def produce(
-        self,
-        topic: Any,
-        partition: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str | bytes, bytes | None]] | None,
-        timestamp_ms: int,
-        opaque_id: int,
-    ) -> int:
-        """``produce_record`` for Python callers."""
+    produce = produce_record  # (the same, by the name Python callers use)
 
     def topic(self, name: str) -> Any:
         """The producer's handle for topic ``name`` (the name itself unless overridden)."""

@@ -12,6 +12,7 @@ from typing import Any
 from gateway.config import Config
 from gateway.consume.pool import ConsumerPool
 from gateway.errors import ConfigError, StartError
+from gateway.http.tls_listener import bind_sockets
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
 from gateway.log import flush_access_log
@@ -150,20 +151,13 @@ def check_listen_address(address: tuple[str, int], *, reuse_port: bool) -> None:
     listener binds it (SO_REUSEADDR; SO_REUSEPORT with --workers)."""
     host, port = address
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        sockets = bind_sockets(host, port, reuse_port=reuse_port)
     except socket.gaierror as exc:
         raise StartError(f"cannot listen on {host}:{port} (--listen): {exc.strerror}") from None
-    for family, kind, proto, _name, sockaddr in infos:
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.bind(sockaddr)
-            except OSError as exc:
-                raise _cannot_listen(host, port, exc) from None
+    except OSError as exc:
+        raise _cannot_listen(host, port, exc) from None
+    for sock in sockets:
+        sock.close()
 
 
 async def _serve(cfg: Config, bootstrap: str) -> int:

@@ -96,6 +96,11 @@ class AccessLogHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging's contract: report, never raise
             self.handleError(record)
             return
+        self._enqueue(line)
+
+    def _enqueue(self, line: str) -> None:
+        """Queue a line for the writer thread, or count it dropped when the queue is full
+        (the caller holds the handler's lock)."""
         n = len(line)
         if self._pending_bytes + n > self._max_pending:
             self.dropped += 1
@@ -114,16 +119,8 @@ class AccessLogHandler(logging.Handler):
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec))
             self._sec = sec
         line = "%s,%03d%s%s\n" % (self._stamp, int((now - sec) * 1000), self.fast_prefix, message)
-        n = len(line)
         with self.lock:  # type: ignore[union-attr]  # (created by Handler.__init__)
-            if self._pending_bytes + n > self._max_pending:
-                self.dropped += 1
-                return
-            self._pending.append(line)
-            self._pending_bytes += n
-            if self._pending_bytes >= WAKE_BYTES and not self._woken:
-                self._woken = True
-                self._wake.set()
+            self._enqueue(line)
 
     def _take(self) -> list[str]:
         self.acquire()

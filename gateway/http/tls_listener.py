@@ -50,6 +50,35 @@ _PEER_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.ECONNRESET, errn
 _NO_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
+def bind_sockets(host: str, port: int, *, reuse_port: bool) -> list[socket.socket]:
+    """A socket bound to each address of ``host`` (SO_REUSEADDR; SO_REUSEPORT when the
+    address is shared by --workers; IPv6 sockets only for IPv6), as ``create_server`` binds
+    them. OSError naming the address if one cannot be bound; nothing is left open then."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _name, sockaddr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                raise OSError(
+                    exc.errno, f"error while attempting to bind on address {sockaddr!r}: "
+                    f"{(exc.strerror or str(exc)).lower()}"
+                ) from None
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 class TlsListener(asyncio.AbstractServer):
     """Listening sockets for ``host:port`` that serve ``protocol_factory`` over TLS. Made by
     ``listen``; closed with ``close()`` and ``await wait_closed()`` like ``asyncio.Server``."""
@@ -85,23 +114,9 @@ class TlsListener(asyncio.AbstractServer):
     def listen(self, host: str, port: int, *, backlog: int, reuse_port: bool) -> None:
         """Bind and listen on every address of ``host`` (as ``create_server`` does), then
         accept. OSError (e.g. EADDRINUSE) if one cannot be bound; nothing is left open then."""
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        self.sockets = bind_sockets(host, port, reuse_port=reuse_port)
         try:
-            for family, kind, proto, _name, sockaddr in dict.fromkeys(infos):
-                sock = socket.socket(family, kind, proto)
-                self.sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                try:
-                    sock.bind(sockaddr)
-                except OSError as exc:
-                    raise OSError(
-                        exc.errno, f"error while attempting to bind on address {sockaddr!r}: "
-                        f"{(exc.strerror or str(exc)).lower()}"
-                    ) from None
+            for sock in self.sockets:
                 sock.listen(backlog)
                 sock.setblocking(False)
         except BaseException:
