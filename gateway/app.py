@@ -13,6 +13,7 @@ from gateway.config import Config
 from gateway.consume.pool import ConsumerPool
 from gateway.errors import ConfigError, StartError
 from gateway.http.tls_listener import bind_sockets
+from gateway.kafka.health import ClusterHealth
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
 from gateway.log import flush_access_log
@@ -162,6 +163,7 @@ def check_listen_address(address: tuple[str, int], *, reuse_port: bool) -> None:
 
 async def _serve(cfg: Config, bootstrap: str) -> int:
     loop = asyncio.get_running_loop()
+    cluster = ClusterHealth()  # whether Kafka is reachable: what every source says
     metadata = MetadataCache(admin_config(cfg, bootstrap), loop)
     try:
         producer = KafkaProducer(producer_config(cfg, bootstrap), loop)
@@ -171,7 +173,7 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
         await _close_metadata(metadata)
         return 2
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
-    server = Server(cfg, loop, producer, metadata, consumers)
+    server = Server(cfg, loop, producer, metadata, consumers, cluster)
     try:
         info = await metadata.refresh()
         if info is None:

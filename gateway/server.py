@@ -20,6 +20,7 @@ from gateway.consume.pool import ConsumerPool
 from gateway.http.parser import HttpLimits
 from gateway.http.protocol import HttpProtocol
 from gateway.http.tls_listener import TlsListener
+from gateway.kafka.health import ClusterHealth
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
 
@@ -39,13 +40,14 @@ class Server:
         producer: KafkaProducer,
         metadata: MetadataCache,
         consumers: ConsumerPool | None = None,
+        cluster: ClusterHealth | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
         self.producer = producer
         self.connections: set[HttpProtocol] = set()
         self.ctx = ctx = ApiContext.from_config(config, loop, producer, metadata, consumers,
-                                                self.connections)
+                                                self.connections, cluster or ClusterHealth())
         self.api = Api(ctx)
         # The ConnectionHandler interface of gateway.http.protocol.
         self.http_limits = HttpLimits()

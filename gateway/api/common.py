@@ -19,10 +19,17 @@ log = logging.getLogger("gateway.api")
 Refuse = Callable[[errors.GatewayError], None]
 
 
-def refused_while_closing(ctx: ApiContext, conn: HttpProtocol) -> bool:
-    """True (and the 503 sent) when the gateway is stopping: it takes no new work."""
+def refused_now(ctx: ApiContext, conn: HttpProtocol, refuse: Refuse | None = None) -> bool:
+    """True (and the 503/50003 sent, through ``refuse`` if given) when a request that needs
+    Kafka cannot be served now: the gateway is stopping, or Kafka is known to be unreachable
+    (gateway.kafka.health: answered at once, not after a timeout)."""
+    answer = refuse or conn.respond_error
     if ctx.closing:
-        conn.respond_error(errors.ShuttingDown("the gateway is shutting down"))
+        answer(errors.ShuttingDown("the gateway is shutting down"))
+        return True
+    down = ctx.cluster.down
+    if down is not None:
+        answer(errors.KafkaUnavailable(f"Kafka is unreachable: {down}"))
         return True
     return False
 

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from gateway import errors
-from gateway.api.common import refused_while_closing, with_topic
+from gateway.api.common import refused_now, with_topic
 from gateway.api.context import ApiContext
 from gateway.consume.v1 import encode_records
 from gateway.http.parser import RequestHead
@@ -95,7 +95,7 @@ def parse_request(params: dict[str, str], query_string: str) -> ConsumeRequest:
 
 
 def on_consume(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    if refused_while_closing(ctx, conn):
+    if refused_now(ctx, conn):
         return
     try:
         req = parse_request(params, head.query)

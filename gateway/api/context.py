@@ -10,6 +10,7 @@ from typing import Any
 from gateway.auth.authenticator import Authenticator
 from gateway.config import Config
 from gateway.consume.pool import ConsumerPool
+from gateway.kafka.health import ClusterHealth
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import ConcurrencyLimiter, RateLimiter, RateSettings
@@ -27,6 +28,9 @@ class ApiContext:
     http_stats: HttpStats = field(default_factory=HttpStats)
     # The open connections (their pause reasons feed the metrics): the server's set itself.
     connections: Collection[Any] = field(default_factory=set)
+    # Whether Kafka is reachable now (gateway.kafka.health): requests that need it get 503 at
+    # once while it is not.
+    cluster: ClusterHealth = field(default_factory=ClusterHealth)
     auth: Authenticator | None = None  # None: authentication is off
     rates: RateLimiter = field(default_factory=lambda: RateLimiter(RateSettings()))
     concurrency: ConcurrencyLimiter = field(default_factory=lambda: ConcurrencyLimiter(0))
@@ -42,6 +46,7 @@ class ApiContext:
         metadata: MetadataCache,
         consumers: ConsumerPool | None,
         connections: Collection[Any],
+        cluster: ClusterHealth,
     ) -> ApiContext:
         return cls(
             config=config,
@@ -50,6 +55,7 @@ class ApiContext:
             metadata=metadata,
             consumers=consumers,
             connections=connections,
+            cluster=cluster,
             auth=Authenticator.from_config(config, loop),
             rates=RateLimiter(RateSettings(
                 enabled=config.rate_limit_enabled,

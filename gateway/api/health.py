@@ -21,6 +21,9 @@ def readiness_problem(ctx: ApiContext) -> str | None:
     take records, and the latest metadata refresh reached the cluster."""
     if ctx.closing:
         return "the gateway is shutting down"
+    down = ctx.cluster.down
+    if down is not None:
+        return f"Kafka is unreachable: {down}"
     problem = ctx.producer.health_problem()
     if problem is not None:
         return problem

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from gateway import errors
-from gateway.api.common import refused_while_closing, take_slot, with_topic
+from gateway.api.common import refused_now, take_slot, with_topic
 from gateway.api.context import ApiContext
 from gateway.http.media import choose, parse_media_type
 from gateway.http.parser import RequestHead
@@ -111,8 +111,6 @@ def _parse_url_partition(raw: str) -> int | None:
 
 def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
     """Checks (docs/api.md §2), the topic's metadata (refreshed on a miss), then the body."""
-    if refused_while_closing(ctx, conn):
-        return
     try:
         negotiated = negotiate(head.content_type, head.joined("accept"))
     except errors.PeerError as exc:
@@ -122,6 +120,9 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
 
     def refuse(exc: errors.GatewayError) -> None:
         conn.respond(exc.status, exc.body(), content_type=ctype)
+
+    if refused_now(ctx, conn, refuse):
+        return
 
     topic = params["topic"]
     url_partition: int | None = None

@@ -11,7 +11,7 @@ no concurrency slot. Then the body goes to a ``ProduceSession`` (streamed report
 from __future__ import annotations
 
 from gateway import errors
-from gateway.api.common import refused_while_closing, take_slot, with_topic
+from gateway.api.common import refused_now, take_slot, with_topic
 from gateway.api.context import ApiContext
 from gateway.http.media import is_json
 from gateway.http.parser import RequestHead
@@ -32,7 +32,7 @@ def on_records_batch(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, par
 def _produce(
     ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str], *, batch: bool
 ) -> None:
-    if refused_while_closing(ctx, conn):
+    if refused_now(ctx, conn):
         return
     cfg = ctx.config
     cluster_id, topic = params["cluster_id"], params["topic"]

@@ -1,0 +1,55 @@
+"""Whether the gateway can reach Kafka now: one answer, fed by every source that knows.
+
+Sources report what they see under their own name: the embedded broker's supervisor (its
+process exited or came back), the producer (librdkafka says every broker is down, or a record
+was acknowledged again). The cluster counts as unreachable while any source says so; the reason
+shown is the first such source's. Endpoints that need Kafka answer 503/50003 at once while it
+is unreachable instead of waiting on a timeout, and /readyz says 503.
+
+Runs on the event loop thread only; ``listen`` callbacks are told of every change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger("gateway.kafka")
+
+
+class ClusterHealth:
+    def __init__(self) -> None:
+        self._down: dict[str, str] = {}  # source -> why it says Kafka is unreachable
+        self._listeners: list[Callable[[str | None], None]] = []
+
+    @property
+    def down(self) -> str | None:
+        """Why Kafka is unreachable now (None: nothing says it is)."""
+        for reason in self._down.values():
+            return reason
+        return None
+
+    def mark_down(self, source: str, reason: str) -> None:
+        was = self.down
+        if self._down.get(source) == reason:
+            return
+        self._down[source] = reason
+        if was is None:
+            log.warning("Kafka is unreachable: %s", reason)
+        self._changed()
+
+    def mark_up(self, source: str) -> None:
+        if self._down.pop(source, None) is None:
+            return
+        if self.down is None:
+            log.info("Kafka is reachable again")
+        self._changed()
+
+    def listen(self, callback: Callable[[str | None], None]) -> None:
+        """``callback(down)`` after every change (``down`` as the property gives it)."""
+        self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        down = self.down
+        for callback in list(self._listeners):
+            callback(down)
