@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.fake_producer import FakeRdProducer
 from test_session import FakeStream, ListSplitter, rec
 
-from gateway import metrics, stats
+from gateway import stats
+from gateway.api import metrics
 from gateway.http.flow import PAUSE_WRITE
 from gateway.kafka.producer import KafkaProducer
 from gateway.log import FORMAT, AccessLogHandler, CachedTimeFormatter
@@ -130,15 +131,15 @@ def test_collector_reads_live_state_at_scrape_time(loop: Any) -> None:
                        topic="t", partitions=1, max_in_flight=100, stats=produce_stats)
     conns = [SimpleNamespace(paused_reasons=PAUSE_WRITE | PAUSE_IN_FLIGHT),
              SimpleNamespace(paused_reasons=PAUSE_WRITE), SimpleNamespace(paused_reasons=0)]
-    server = SimpleNamespace(
+    ctx = SimpleNamespace(
         stats=produce_stats,
         http_stats=stats.HttpStats(),
         connections=conns,
         producer=kp,
         metadata=SimpleNamespace(info=None),
-        readiness_problem=lambda: "the Kafka cluster cannot be reached: test",
+        config=SimpleNamespace(worker_slot=3),
     )
-    registry = metrics.make_registry(server, 3)  # type: ignore[arg-type]
+    registry = metrics.make_registry(ctx, lambda: "the Kafka cluster cannot be reached: test")  # type: ignore[arg-type]
 
     def scrape() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         body, ctype = metrics.render(registry, None)
@@ -182,11 +183,11 @@ def test_latency_histogram_buckets_are_cumulative_with_le_semantics() -> None:
     h = produce_stats.histogram("v1")
     for v in (0.0005, 0.001, 0.002, 0.7, 1000.0):
         h.observe(v)
-    server = SimpleNamespace(stats=produce_stats, http_stats=stats.HttpStats(), connections=[],
-                             producer=SimpleNamespace(outstanding=lambda: 0, queued_bytes=None,
-                                                      brokers=None, fatal_errors=0),
-                             metadata=SimpleNamespace(info=None), readiness_problem=lambda: None)
-    fams = {f.name: f for f in metrics.GatewayCollector(server, "0").collect()}  # type: ignore[arg-type]
+    ctx = SimpleNamespace(stats=produce_stats, http_stats=stats.HttpStats(), connections=[],
+                          producer=SimpleNamespace(outstanding=lambda: 0, queued_bytes=None,
+                                                   brokers=None, fatal_errors=0),
+                          metadata=SimpleNamespace(info=None))
+    fams = {f.name: f for f in metrics.GatewayCollector(ctx, lambda: None, "0").collect()}  # type: ignore[arg-type]
     buckets = {s.labels["le"]: s.value for s in fams["gateway_report_latency_seconds"].samples
                if s.name.endswith("_bucket")}
     assert buckets["0.001"] == 2 and buckets["0.0025"] == 3 and buckets["1.0"] == 4
