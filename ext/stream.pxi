@@ -327,6 +327,35 @@ cdef class StreamCore:
             raise OverflowError("the stream's in-flight window is full")
         self._file_failure(code, message)
 
+    def refuse(self, list items not None, Py_ssize_t i, int code, message):
+        """Give every record of items[i:] the failure report (code, message) instead of handing
+        it over (Kafka is known to be unreachable); a RecordError still gets its own report.
+        Stops at the in-flight window like push(); returns the index of the first item not
+        taken. The report is built once and the metrics are told once."""
+        cdef Py_ssize_t n = PyList_GET_SIZE(items)
+        cdef Py_ssize_t refused = 0
+        cdef object item
+        cdef bytes report = self._error_report(code, message)
+        self.stop_reason = SC_STOP_NONE
+        try:
+            while i < n:
+                if self.tail - self.head >= <uint64_t>self.capacity:
+                    self.stop_reason = SC_STOP_IN_FLIGHT
+                    return i
+                item = <object>PyList_GET_ITEM(items, i)
+                if type(item) is not tuple:
+                    self._file_failure(item.error_code, item.message)
+                    if item.fatal:
+                        self.fatal_seen = True
+                else:
+                    self._fill_failed(self._new_slot(), report)
+                    refused += 1
+                i += 1
+            return i
+        finally:
+            if refused:
+                self._fail_fn(code, refused)
+
     def push(self, list items not None, Py_ssize_t i=0, int64_t allow_records=-1,
              int64_t allow_bytes=-1):
         """Hand items[i:] to Kafka in order; returns the index of the first item not taken

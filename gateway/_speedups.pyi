@@ -338,6 +338,9 @@ class StreamCore:
         beyond the allowance (-1: none) are dropped with ``rate_report`` (HTTP-level 429)."""
 
     def push_failure(self, code: int, message: str, force: bool = False) -> None: ...
+    def refuse(self, items: list[Any], i: int, code: int, message: str) -> int:
+        """Give every record of items[i:] the failure report instead of handing it over (Kafka
+        is unreachable); stops at the in-flight window; the index of the first item not taken."""
     def take_ready(self) -> bytes:
         """The reports whose predecessors are all known, in order, as one bytes object."""
 

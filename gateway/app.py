@@ -50,10 +50,17 @@ def check_producer_config(cfg: Config) -> None:
 
 
 def admin_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
-    """Connection settings shared with the producer (security, addresses), nothing else."""
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    """Connection settings shared with the producer (security, addresses, reconnects), nothing
+    else. Reconnects back off to a second at most, as the producer's: the metadata listing is
+    what notices that an unreachable Kafka is back."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "reconnect.backoff.max.ms": DEFAULT_PRODUCER_CONFIG["reconnect.backoff.max.ms"],
+    }
     for key, value in cfg.producer_properties.items():
-        if key.startswith(("security.", "sasl.", "ssl.", "client.", "socket.", "broker.")):
+        if key.startswith(
+            ("security.", "sasl.", "ssl.", "client.", "socket.", "broker.", "reconnect.")
+        ):
             conf[key] = value
     return conf
 
@@ -164,9 +171,9 @@ def check_listen_address(address: tuple[str, int], *, reuse_port: bool) -> None:
 async def _serve(cfg: Config, bootstrap: str) -> int:
     loop = asyncio.get_running_loop()
     cluster = ClusterHealth()  # whether Kafka is reachable: what every source says
-    metadata = MetadataCache(admin_config(cfg, bootstrap), loop)
+    metadata = MetadataCache(admin_config(cfg, bootstrap), loop, health=cluster)
     try:
-        producer = KafkaProducer(producer_config(cfg, bootstrap), loop)
+        producer = KafkaProducer(producer_config(cfg, bootstrap), loop, health=cluster)
     except (ValueError, TypeError) as exc:
         # librdkafka refused a property (a -X setting): say which, exit 2 like a bad flag.
         log.error("invalid Kafka producer configuration: %s", exc)

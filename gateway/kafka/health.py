@@ -16,6 +16,10 @@ from collections.abc import Callable
 
 log = logging.getLogger("gateway.kafka")
 
+# Source names. What librdkafka says (every broker connection down) is cleared by any sign that
+# Kafka answers again (``answered``); a source that watches a process clears itself.
+LIBRDKAFKA = "librdkafka"
+
 
 class ClusterHealth:
     def __init__(self) -> None:
@@ -44,6 +48,11 @@ class ClusterHealth:
         if self.down is None:
             log.info("Kafka is reachable again")
         self._changed()
+
+    def answered(self) -> None:
+        """Kafka answered a request (a delivery, a metadata listing): what librdkafka said
+        about its connections is over; they reconnect by themselves."""
+        self.mark_up(LIBRDKAFKA)
 
     def listen(self, callback: Callable[[str | None], None]) -> None:
         """``callback(down)`` after every change (``down`` as the property gives it)."""

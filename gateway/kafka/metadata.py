@@ -21,8 +21,12 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from gateway import errors
+from gateway.kafka.health import ClusterHealth
 
 log = logging.getLogger("gateway.metadata")
+
+# Seconds between listings while Kafka is unreachable: the first that succeeds says it is back.
+DOWN_REFRESH_INTERVAL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +58,14 @@ class MetadataCache:
         miss_refresh_interval: float = 0.5,
         max_age: float = 120.0,
         request_timeout: float = 5.0,
+        health: ClusterHealth | None = None,
     ) -> None:
         self._loop = loop
+        # A listing that succeeds says Kafka answers (gateway.kafka.health); while Kafka is
+        # unreachable the listing runs every DOWN_REFRESH_INTERVAL to notice its return.
+        self.health = health
+        if health is not None:
+            health.listen(self._on_health)
         self._admin: AdminClient | None = AdminClient(client_config)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="gateway-metadata"
@@ -123,6 +133,8 @@ class MetadataCache:
                 self.info = w.result()
                 self.last_error = None
                 result: ClusterInfo | None = self.info
+                if self.health is not None:
+                    self.health.answered()
             else:
                 self.last_error = str(exc)
                 log.warning("metadata refresh failed: %s", exc)
@@ -142,7 +154,15 @@ class MetadataCache:
 
     def _tick(self) -> None:
         self.refresh()
-        self._timer = self._loop.call_later(self.refresh_interval, self._tick)
+        down = self.health is not None and self.health.down is not None
+        self._timer = self._loop.call_later(
+            DOWN_REFRESH_INTERVAL if down else self.refresh_interval, self._tick
+        )
+
+    def _on_health(self, down: str | None) -> None:
+        if down is not None and self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._loop.call_later(DOWN_REFRESH_INTERVAL, self._tick)
 
     def partitions(self, topic: str) -> int | None:
         """Partition count from the cache, None if unknown (topic missing or no metadata)."""

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple, Protocol
 from confluent_kafka import KafkaError  # the librdkafka error codes, as ints
 
 from gateway._speedups import ProducerBase, RdProducer, ReportRouter
+from gateway.kafka.health import LIBRDKAFKA, ClusterHealth
 
 log = logging.getLogger("gateway.kafka")
 
@@ -50,6 +51,12 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
     "partitioner": "murmur2_random",
     "linger.ms": 5,
+    # A client waits at most this long for a record's report (librdkafka's 300 s default would
+    # hold a stream whose cluster died for minutes per in-flight window): 30 s covers a leader
+    # election and a broker restart, and then the client hears 50003 and may resend.
+    "message.timeout.ms": 30000,
+    # Reconnect within a second of a broker coming back (librdkafka backs off up to 10 s).
+    "reconnect.backoff.max.ms": 1000,
 }
 
 POLL_INTERVAL = 0.001  # seconds between polls while records are outstanding, without event fd
@@ -155,8 +162,10 @@ class KafkaProducer:
         loop: asyncio.AbstractEventLoop,
         *,
         producer_factory: Callable[[dict[str, Any]], Any] = make_rdproducer,
+        health: ClusterHealth | None = None,
     ) -> None:
         self._loop = loop
+        self.health = health if health is not None else ClusterHealth()
         self._factory = factory = producer_factory
         self._config = dict(config)
         # The latest statistics: broker connections and queued bytes (None: none yet).
@@ -185,6 +194,14 @@ class KafkaProducer:
         return self._producer
 
     # -- called by sessions and requests ----------------------------------------------------
+    def unreachable(self) -> str | None:
+        """Why records should not be handed over now: Kafka is known to be unreachable
+        (gateway.kafka.health); they get 50003 at once instead of waiting out the message
+        timeout. None: hand them over. (Its return is noticed by the metadata listing, which
+        runs often while Kafka is unreachable, or a broker UP in librdkafka's statistics: a
+        record handed over as a probe would hold every later report of its stream.)"""
+        return self.health.down
+
     def wait_for_space(self, listener: DeliveryListener) -> None:
         if listener not in self._waiters:
             self._waiters.append(listener)
@@ -222,6 +239,7 @@ class KafkaProducer:
         batch); a long one replaces the producer (see TIMEOUT_RUN)."""
         if served > failures:
             self._timeout_run = 0  # a record was delivered
+            self.health.answered()
             return
         self._timeout_run += timeouts
         if (
@@ -371,6 +389,8 @@ class KafkaProducer:
             # Once brokers are learned, the bootstrap handles say nothing about the cluster
             # (librdkafka lets their connections go); before that they are all there is.
             self.brokers = learned or configured
+            if any(b.state == "UP" for b in self.brokers.values()):
+                self.health.answered()
             self.queued_bytes = int(doc.get("msg_size", 0))
             self.stats_at = time.monotonic()
         except (ValueError, TypeError, AttributeError):
@@ -390,6 +410,8 @@ class KafkaProducer:
                 )
                 self._fatal = text
         else:
+            if code == KafkaError._ALL_BROKERS_DOWN and producer is self._producer:
+                self.health.mark_down(LIBRDKAFKA, f"every broker connection is down ({reason})")
             log.warning("producer: %s: %s", RdProducer.error_name(code), reason)
 
     def _replace_after_fatal(self) -> None:

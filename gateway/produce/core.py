@@ -70,7 +70,12 @@ def hand_over(
     """Push ``items[i:]`` into ``core`` in order; the index of the first item it did not take
     (``core.stop_reason`` says why). A producer replaced after a fatal error takes the new
     records (the old one still reports the records it has). With ``rates``, the records beyond
-    the principal's allowance get a 429 report and what was used is charged (gateway.limits)."""
+    the principal's allowance get a 429 report and what was used is charged (gateway.limits).
+    While Kafka is known to be unreachable, each record gets a 50003 report at once (resend)."""
+    down = producer.unreachable()
+    if down is not None:
+        return core.refuse(items, i, 50003, f"Kafka is unreachable ({down}): this record was "
+                           "not handed to Kafka; resend it")
     if producer.current is not core.producer:
         core.rebind(producer.current)
     if rates is None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from support.gateway import GatewayProcess, crash_checked
+from support.http import request
 from support.kafka import Record, consume_all, create_topic
 from support.proxy import FaultProxy
 from support.streaming import PacedStream, check_acknowledged
@@ -79,18 +80,28 @@ def _fresh_stream_all_acknowledged(
 def _stream_through(
     g: GatewayProcess, topic: str, tag: str, fault: Callable[[PacedStream], None]
 ) -> PacedStream:
-    """A stream of 1,000 records/s: 300 reports, ``fault``, then 1 s more, then its end."""
+    """A stream of 1,000 records/s: 300 reports, ``fault``, then, once the gateway says it is
+    ready again (it answers 503 and fails records at once while Kafka is known unreachable),
+    1 s more, then its end."""
     s = PacedStream(g.host, g.port, topic, tag=tag)
     try:
         assert s.status == 200
         s.wait_reports(300, timeout=REPORT_WAIT)
         fault(s)
         s.wait_reports(s.sent, timeout=REPORT_WAIT)
+        _wait_ready(g)
         time.sleep(1.0)  # the stream goes on after the outage
         s.finish(REPORT_WAIT)
     finally:
         s.close()
     return s
+
+
+def _wait_ready(g: GatewayProcess) -> None:
+    deadline = time.monotonic() + REPORT_WAIT
+    while request(g.host, g.port, "GET", "/readyz").status != 200:
+        assert time.monotonic() < deadline, "the gateway did not say it was ready again"
+        time.sleep(0.1)
 
 
 def _stop_cleanly(g: GatewayProcess) -> None:
@@ -240,4 +251,46 @@ def test_broker_killed_and_restarted_with_its_data_lost(broker_factory, gateway_
         check_acknowledged([s], landed, since={s.tag: restarted_at})
         assert s.value(0) not in {r.value for r in landed}, "the broker kept its data"
         _fresh_stream_all_acknowledged(g, topic, "killed-after", b.bootstrap, partitions)
+        _stop_cleanly(g)
+
+
+def test_a_dead_cluster_settles_a_stream_within_the_message_timeout(broker_factory, gateway_factory) -> None:
+    """The broker killed for good under a stream of 1,000 records/s, with a small in-flight
+    window. The records with librdkafka then fail after ``message.timeout.ms``; the records read
+    afterwards fail at once, since Kafka is known to be unreachable. So the stream's last report
+    comes within one message timeout (plus a small margin) of its last record, not one timeout
+    per in-flight window (a 50,000-record stream once took 902 s). The gateway's default timeout
+    is 30 s (tests/unit/test_unreachable.py); a short one here keeps the test short."""
+    timeout = 3.0
+    b = broker_factory()
+    topic = create_topic(b.bootstrap, "dead-cluster", PARTITIONS)
+    g = gateway_factory("-X", f"message.timeout.ms={int(timeout * 1000)}", "--max-in-flight", "500",
+                        "--shutdown-timeout", "3", bootstrap=b.bootstrap)
+    with crash_checked(g):
+        s = PacedStream(g.host, g.port, topic, tag="dead")
+        try:
+            assert s.status == 200
+            s.wait_reports(300, timeout=REPORT_WAIT)
+            assert b.pid is not None
+            os.kill(b.pid, signal.SIGKILL)
+            b.stop()  # reaps it; it stays dead
+            time.sleep(4 * timeout)  # 12,000 records more: 24 in-flight windows' worth
+            s.stop_sending()
+            last_sent = time.monotonic()
+            s.finish(timeout + 10)
+        finally:
+            s.close()
+        codes = _check_one_report_each(s)
+        assert codes[50003] > 10_000, codes
+        assert s.report_times[-1] - last_sent <= timeout + 2.0, (
+            f"the last report came {s.report_times[-1] - last_sent:.1f} s after the last record"
+        )
+        # /readyz says so, and a new stream is refused at once.
+        r = request(g.host, g.port, "GET", "/readyz")
+        assert r.status == 503 and "Kafka is unreachable" in r.json()["message"], r.body
+        t0 = time.monotonic()
+        r = request(g.host, g.port, "POST", f"/v3/clusters/c/topics/{topic}/records",
+                    b'{"value":null}', {"Content-Type": "application/json"})
+        assert (r.status, r.json()["error_code"]) == (503, 50003), r.body
+        assert time.monotonic() - t0 < 1.0
         _stop_cleanly(g)

@@ -26,7 +26,6 @@ class FakeRdProducer(ProducerBase):
     event_fd = -1  # no eventfd: KafkaProducer falls back to its poll timer
     batch_full = False
     fatal = False
-    error_count = 0
 
     def __init__(self, conf: dict[str, Any], queue_limit: int = 1_000_000) -> None:
         super().__init__()
@@ -41,6 +40,7 @@ class FakeRdProducer(ProducerBase):
         self.fail_produce = 0  # a librdkafka error code every produce call returns (0: none)
         self.waiting = 0  # produced, not yet delivered (kept so len() is O(1))
         self.closed = False
+        self.errors: list[tuple[int, str]] = []  # error events for the next poll (error_cb)
 
     def produce_record(self, topic: Any, partition: int, key: Any, value: Any, headers: Any,
                        ts: int, opaque: int) -> int:
@@ -73,8 +73,13 @@ class FakeRdProducer(ProducerBase):
     def take_stats(self) -> None:
         return None
 
+    @property
+    def error_count(self) -> int:
+        return len(self.errors)
+
     def take_errors(self) -> list[tuple[int, str]]:
-        return []
+        errors, self.errors = self.errors, []
+        return errors
 
     def __len__(self) -> int:
         return self.waiting + len(self.ready)

@@ -35,11 +35,16 @@ def test_a_worker_that_cannot_start_stops_the_gateway_with_status_2(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     starts = tmp_path / "starts"
-    # Slot 0 cannot start (as with its address taken); slot 1 serves until it is told to stop.
+    # Slot 0 cannot start (as with its address taken), once slot 1 is up; slot 1 serves until it
+    # is told to stop.
     stand_in(monkeypatch, (
         "import signal, sys, time\n"
-        f"open({str(starts)!r}, 'a').write(sys.argv[1] + '\\n')\n"
+        f"path = {str(starts)!r}\n"
+        "open(path, 'a').write(sys.argv[1] + '\\n')\n"
         "if sys.argv[1] == '0':\n"
+        "    deadline = time.monotonic() + 20\n"
+        "    while '1' not in open(path).read().split() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
         "    sys.exit(2)\n"
         "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
         "time.sleep(50)\n"
