@@ -62,6 +62,7 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
 POLL_INTERVAL = 0.001  # seconds between polls while records are outstanding, without event fd
 SAFETY_POLL_INTERVAL = 0.05  # the same with the event fd (which normally wakes the loop)
 IDLE_POLL_INTERVAL = 1.0  # seconds between poll(0) calls while nothing is outstanding
+ERROR_LOG_INTERVAL = 10.0  # seconds: one log line per librdkafka error code at most
 # Records timing out one after another, none delivered in between: after this many the
 # producer is replaced (a broker that lost its state may answer UnknownProducerId to every
 # request of our producer id, which librdkafka retries until the records time out), at most
@@ -177,6 +178,7 @@ class KafkaProducer:
         self._reader_fd = -1
         self._retired: list[Any] = []  # producers replaced after a fatal error, being drained
         self._fatal: str | None = None
+        self._error_log: dict[int, tuple[float, int]] = {}  # code -> (last logged, not logged since)
         self._waiters: list[DeliveryListener] = []
         self._poll_handle: asyncio.TimerHandle | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -412,7 +414,19 @@ class KafkaProducer:
         else:
             if code == KafkaError._ALL_BROKERS_DOWN and producer is self._producer:
                 self.health.mark_down(LIBRDKAFKA, f"every broker connection is down ({reason})")
-            log.warning("producer: %s: %s", RdProducer.error_name(code), reason)
+            self._log_error(code, reason)
+
+    def _log_error(self, code: int, reason: str) -> None:
+        """An error event, logged at most once per ERROR_LOG_INTERVAL per error code (librdkafka
+        repeats them every second while a broker is away), with how many were not logged."""
+        now = time.monotonic()
+        last, quiet = self._error_log.get(code, (-ERROR_LOG_INTERVAL, 0))
+        if now - last < ERROR_LOG_INTERVAL:
+            self._error_log[code] = (last, quiet + 1)
+            return
+        self._error_log[code] = (now, 0)
+        more = f" ({quiet} more like it in the last {now - last:.0f} s)" if quiet else ""
+        log.warning("producer: %s: %s%s", RdProducer.error_name(code), reason, more)
 
     def _replace_after_fatal(self) -> None:
         self._fatal = None

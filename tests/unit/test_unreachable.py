@@ -137,3 +137,27 @@ def test_a_batch_while_kafka_is_unreachable_is_answered_at_once(loop: Any) -> No
     assert status == 207 and doc["successes"] == []
     assert [(f["id"], f["error_code"]) for f in doc["failures"]] == [("a", 50003), ("b", 400)]
     assert kp.current.queued == []
+
+
+def test_repeated_error_events_are_logged_once_per_interval(
+    loop: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """librdkafka repeats "1/1 brokers are down" every second while the broker is away: one
+    line, then one more per ERROR_LOG_INTERVAL saying how many were not logged."""
+    from gateway.kafka import producer as producer_module
+
+    clock = [1000.0]
+    kp = KafkaProducer({}, loop, producer_factory=lambda conf: FakeRdProducer(conf))
+    fake = kp.current
+    monkeypatch.setattr(producer_module.time, "monotonic", lambda: clock[0])
+    with caplog.at_level(logging.WARNING, logger="gateway.kafka"):
+        for _ in range(25):  # 25 s of one event a second
+            fake.errors.append((KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+            kp.poll_now()
+            clock[0] += 1.0
+    lines = [r.getMessage() for r in caplog.records if "_ALL_BROKERS_DOWN" in r.getMessage()]
+    assert lines == [
+        "producer: _ALL_BROKERS_DOWN: 1/1 brokers are down",
+        "producer: _ALL_BROKERS_DOWN: 1/1 brokers are down (9 more like it in the last 10 s)",
+        "producer: _ALL_BROKERS_DOWN: 1/1 brokers are down (9 more like it in the last 10 s)",
+    ]
