@@ -451,9 +451,16 @@ class HttpProtocol(ReadBuffer):
         if close or not self._keep_alive:
             self._keep_alive = False
             close = True
+        head = self.head
         self._write(
             writer.fixed_response(
-                status, body, content_type=content_type, close=close, extra_headers=extra_headers
+                status,
+                body,
+                content_type=content_type,
+                close=close,
+                # An HTTP/1.0 client keeps the connection only when told (RFC 9112 §9.3).
+                keep_alive=not close and head is not None and head.version == 10,
+                extra_headers=extra_headers,
             )
         )
         self._finish_request(status)

@@ -641,12 +641,20 @@ def test_connection_close_with_pipelined_bytes_behind_it_answers_once(make):
     assert h.closed
 
 
-def test_http10_keep_alive_is_honoured(make):
+def test_http10_keep_alive_is_honoured_and_said(make):
+    """An HTTP/1.0 client keeps its connection only when the answer says so (RFC 9112 §9.3):
+    ``Connection: keep-alive``. HTTP/1.1 answers never need it."""
     h = make()
-    h.send(get(b"/r/a", b"Connection: keep-alive\r\n", b"1.0") + get(b"/r/b", version=b"1.0"))
+    h.send(
+        get(b"/r/a", b"Connection: keep-alive\r\n", b"1.0")
+        + get(b"/r/b")
+        + post(b"/whole", b"body", b"Connection: Keep-Alive\r\n", b"1.0")
+        + get(b"/r/c", version=b"1.0")
+    )
     rs = h.responses
-    assert [r.body for r in rs] == [b"a", b"b"]
-    assert not rs[0].closes and rs[1].closes and h.closed
+    assert [r.body for r in rs] == [b"a", b"b", body_digest(b"body"), b"c"]
+    assert [r.header("connection") for r in rs] == ["keep-alive", None, "keep-alive", "close"]
+    assert h.closed
 
 
 def test_http10_stream_is_close_delimited(make):
