@@ -346,7 +346,10 @@ class HttpProtocol(ReadBuffer):
     def _feed_body(self) -> bool:
         """Deliver buffered body bytes; False when nothing more can be done now."""
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None:
+            raise errors.GatewayBug(
+                "the handler neither answered the request, nor deferred it, nor took its body"
+            )
         if not consumer.accepting:
             return False
         chunked = self._chunked

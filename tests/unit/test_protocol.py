@@ -10,6 +10,7 @@ after close(); and (uvloop's behaviour) a write after write_eof() raises at once
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
 from collections.abc import Callable, Iterator
@@ -1598,3 +1599,55 @@ def test_a_consumer_that_raises_when_the_client_goes_is_counted_500_not_499(make
     assert h.server.http_stats.requests == {("stream", 500): 1}
     (line,) = access_lines
     assert '"POST /stream/on_connection_lost" 500 ' in line and line.endswith(" (internal error)")
+
+
+# == 9. a body cut short: one mechanism, whoever consumes it ==================================
+@pytest.mark.parametrize(
+    "cut, status",
+    [
+        (lambda h: h.send(post_chunked(b"/whole", b"5\r\nhello\r\nzz\r\n")), 400),
+        (lambda h: h.send(post_chunked(b"/whole", b"0\r\nX: " + b"v" * 17_000 + b"\r\n\r\n")), 431),
+        (lambda h: (h.send(post(b"/whole", b"w" * 100)[:-60]), h.send_eof()), 400),
+        (lambda h: (h.send(post(b"/whole", b"w" * 100)[:-60]), h.timeouts(301, body=300)), 408),
+        (lambda h: (h.send(post(b"/whole", b"w" * 100)[:-60]), h.proto.shutdown(), h.run()), 503),
+    ],
+    ids=["framing", "trailer", "eof", "idle", "shutdown"],
+)
+def test_a_body_answered_whole_that_is_cut_short_gets_its_reason_and_close(make, access_lines,
+                                                                          cut, status):
+    h = make()
+    cut(h)
+    c = h.consumers[0]
+    assert c.body_ends == 0 and [e.status for e in c.body_errors] == [status]
+    (r,) = h.responses
+    assert (r.status, r.closes, r.complete) == (status, True, True)
+    assert json.loads(r.body)["error_code"] == c.body_errors[0].error_code
+    assert h.fin_sent
+    assert len(access_lines) == 1 and f'"POST /whole" {status} ' in access_lines[0]
+
+
+@pytest.mark.parametrize("request_bytes", [get(b"/nothing"), post(b"/nothing", b"n" * 100)[:-60]],
+                         ids=["no-body", "body"])
+def test_a_handler_that_neither_answers_nor_defers_is_a_fault_answered_500(make, access_lines,
+                                                                          caplog, request_bytes):
+    h = make()
+    h.send(request_bytes)
+    (r,) = h.responses
+    assert (r.status, r.body, r.closes) == (500, INTERNAL_BODY, True)
+    errs = [x for x in caplog.records if x.levelno >= logging.ERROR]
+    assert len(errs) == 1 and "nor took its body" in str(errs[0].exc_info[1])
+    assert len(access_lines) == 1 and '/nothing" 500 ' in access_lines[0]
+
+
+def test_a_stream_whose_body_ended_is_not_cut_by_shutdown(make, access_lines):
+    h = make()
+    h.send(post_chunked(b"/hold", chunked(b"abc")))
+    c = h.consumers[0]
+    assert c.body_ends == 1
+    h.proto.shutdown()
+    h.run()
+    assert c.body_errors == [] and c.shutdowns == 1
+    c.finish()
+    h.run()
+    assert h.responses[0].complete and h.responses[0].chunks == [body_digest(b"abc")]
+    assert access_lines[0].split('"')[2].startswith(" 200 ")

@@ -433,3 +433,35 @@ def test_a_run_of_timeouts_with_nothing_delivered_replaces_the_producer(loop: An
     s.on_body_end()
     kp.poll_now()
     assert [r["error_code"] for r in stream.reports()] == [50003] * 4 + [200] + [50003] * 7 + [200]
+
+
+class Responder:
+    """The connection as a request answered whole sees it."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[int, bytes, bool]] = []
+
+    def respond(self, status: int, body: bytes, *, content_type: bytes = b"", close: bool = False) -> None:
+        self.answers.append((status, body, close))
+
+
+@pytest.mark.parametrize("error", [
+    errors.BadRequest("malformed chunked body: chunk size must be 1 to 16 hex digits, got b'zz' (at body byte 40)"),
+    errors.HeadersTooLarge("chunked trailer section larger than 16384 bytes"),
+    errors.RequestTimeout("the client sent nothing of the body for 300 s (--stream-idle-timeout)"),
+    errors.ShuttingDown("the gateway is shutting down"),
+], ids=["framing", "trailer", "idle", "shutdown"])
+def test_a_request_answered_whole_answers_a_body_cut_short_with_the_reason(loop: Any, error: Any) -> None:
+    from gateway.produce import JsonSplitter
+    from gateway.produce.batch import BatchRequest
+
+    kp = KafkaProducer({}, loop, producer_factory=lambda conf: FakeRdProducer(conf))
+    conn = Responder()
+    req = BatchRequest(conn, kp, lambda: JsonSplitter(1 << 20), cluster_id="c", topic="t",
+                       partitions=3, max_entries=10, max_bytes=1 << 20, stats=ProduceStats())
+    req.on_body(memoryview(b'{"entries":[{"id":"a","value":null}'))
+    req.on_body_error(error)
+    assert conn.answers == [(error.status, errors.error_body(error.error_code, error.message), True)]
+    req.on_body_end()  # (nothing more: the request is over)
+    req.on_shutdown()
+    assert len(conn.answers) == 1 and kp.current.queued == []  # nothing was produced
