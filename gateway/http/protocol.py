@@ -12,6 +12,12 @@ body goes to a consumer that answers with ``respond``), or defers with ``defer``
 for something (cluster metadata) and answers later, once ``pending(head)`` says the request
 still waits for it. Each request ends with its access-log line (``gateway.http.reqlog``).
 
+A body is read to its end (``on_body_end``) or cut short (``_cut_body`` -> ``on_body_error``:
+broken chunked framing, an oversize chunk line or trailer, the client's EOF, the stream idle
+timeout, shutdown), and the consumer ends the answer with the reason. What the handler or a
+body consumer raises is a fault of ours (``_fault``): logged once, answered 500 (or the stream
+ended by its consumer), counted 500; it never escapes to the event loop.
+
 Two named states (``gateway.http.states``), each moved by one function that refuses illegal
 moves: ``ConnState`` (``_set_state``), the request side and the connection's end, with the
 lingering close as a state; ``ResponseState`` (``_set_response``), the current request's
