@@ -64,7 +64,7 @@ def with_topic(
         then(count)
 
     conn.defer()
-    ctx.metadata.refresh_for_miss().add_done_callback(after_refresh)
+    ctx.metadata.refresh_for_miss().add_done_callback(conn.later(after_refresh))
 
 
 def take_slot(ctx: ApiContext, conn: HttpProtocol) -> bool:
@@ -108,4 +108,4 @@ def run_request(
             log.error("request failed", exc_info=exc)
             conn.respond_error(errors.GatewayBug("internal error"))
 
-    task.add_done_callback(done)
+    task.add_done_callback(conn.later(done))

@@ -131,7 +131,7 @@ def _read(
         conn.respond_error(exc)
         return
     conn.defer()
-    fut.add_done_callback(lambda f: _answer(conn, head, f))
+    fut.add_done_callback(conn.later(lambda f: _answer(conn, head, f)))
 
 
 def _answer(conn: HttpProtocol, head: RequestHead, fut: asyncio.Future[Any]) -> None:

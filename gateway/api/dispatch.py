@@ -111,7 +111,7 @@ class Api:
                 return
             self._authorize(conn, head, route, outcome)
 
-        who.add_done_callback(lambda f: verified(f.result()))
+        who.add_done_callback(conn.later(lambda f: verified(f.result())))
 
     def _authorize(self, conn: HttpProtocol, head: RequestHead, route: Resolved, principal: str) -> None:
         conn.principal = principal

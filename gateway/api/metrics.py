@@ -125,8 +125,9 @@ class GatewayCollector(Collector):
 
         requests = CounterMetricFamily(
             "gateway_http_requests",
-            "HTTP requests answered, by endpoint and status (a v3 stream counts when it ends; "
-            "499: the client left before its answer).",
+            "HTTP requests answered, by endpoint and status (a v3 stream counts when it ends, "
+            "under its last report's status when cut short; 499: the client left before its "
+            "answer; 500: a fault of the gateway).",
             labels=("worker", "endpoint", "status"),
         )
         for (endpoint, status), n in sorted(http.requests.items()):

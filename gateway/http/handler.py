@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
+from gateway.errors import GatewayError
 from gateway.http.parser import HttpLimits, RequestHead
 from gateway.stats import HttpStats
 
@@ -53,7 +54,13 @@ class ConnectionHandler(Protocol):
 class BodyConsumer(Protocol):
     """Takes a request's body (``start_stream`` / ``read_body``). It may also have
     ``on_writable()`` (called when a socket that was full takes bytes again) and
-    ``debug_info()`` (merged into the connection's ``info()``)."""
+    ``debug_info()`` (merged into the connection's ``info()``).
+
+    A body ends in exactly one of two ways: ``on_body_end`` (read to its end) or
+    ``on_body_error`` (reading stopped before its end, for a reason the error names). What a
+    consumer raises from any of these calls is a fault of ours: the connection logs it and
+    ends the request (``on_body_error`` with a 500 error while a stream is open; otherwise a
+    500 answer of its own, and ``on_connection_lost``)."""
 
     @property
     def accepting(self) -> bool:
@@ -65,13 +72,27 @@ class BodyConsumer(Protocol):
         ...
 
     def on_body_end(self) -> None:
-        """The body is over: complete, or cut short (the client stopped sending it, or its
-        chunked framing broke; the connection then closes after the response)."""
+        """The body was read to its end (the last chunk, or Content-Length bytes)."""
         ...
 
-    def on_connection_lost(self) -> None: ...
+    def on_body_error(self, error: GatewayError) -> None:
+        """The connection stops reading the body before its end, for ``error``: its chunked
+        framing broke (400; an oversize trailer 431), the client half-closed before the end
+        (400), it sent nothing for the stream idle timeout (408), the gateway is shutting down
+        (503/50003); or a fault of ours ended the request (500, ``errors.GatewayBug``). Nothing
+        more of the body comes. A stream ends its response with one last failure report
+        (``error.error_code``) naming the reason and the body byte where reading stopped; a
+        consumer answering whole answers ``error`` (its status) if it has not answered yet.
+        The connection closes after the response. A consumer that leaves the request without
+        an answer gets ``error`` as the connection's answer."""
+        ...
+
+    def on_connection_lost(self) -> None:
+        """Nobody reads the answer any more: the client is gone, or the connection answered
+        the request itself after a fault of ours."""
+        ...
 
     def on_shutdown(self) -> None:
-        """The gateway is stopping, or the client sent nothing for too long: stop reading,
-        finish what is in flight, end the response."""
+        """The gateway is stopping: take no more work, finish what is in flight, end the
+        response. (A body still being read was cut with ``on_body_error`` just before.)"""
         ...

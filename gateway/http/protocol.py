@@ -12,6 +12,12 @@ body goes to a consumer that answers with ``respond``), or defers with ``defer``
 for something (cluster metadata) and answers later, once ``pending(head)`` says the request
 still waits for it. Each request ends with its access-log line (``gateway.http.reqlog``).
 
+A body is read to its end (``on_body_end``) or cut short (``_cut_body`` -> ``on_body_error``:
+broken chunked framing, an oversize chunk line or trailer, the client's EOF, the stream idle
+timeout, shutdown), and the consumer ends the answer with the reason. What the handler or a
+body consumer raises is a fault of ours (``_fault``): logged once, answered 500 (or the stream
+ended by its consumer), counted 500; it never escapes to the event loop.
+
 Two named states (``gateway.http.states``), each moved by one function that refuses illegal
 moves: ``ConnState`` (``_set_state``), the request side and the connection's end, with the
 lingering close as a state; ``ResponseState`` (``_set_response``), the current request's
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from gateway import errors
@@ -64,6 +71,9 @@ LINGER_TIMEOUT = 2.0  # seconds to drain an abandoned request body before closin
 
 # Every pause reason stops the parser too, except a full buffer (parsing is what empties it).
 PARSE_BLOCKERS = ~PAUSE_BUFFER
+
+# The message of a 500 answer: a fault of ours (logged with its traceback), never the client's.
+INTERNAL_ERROR = "internal error of the gateway"
 
 
 
@@ -166,7 +176,10 @@ class HttpProtocol(ReadBuffer):
         consumer = self._consumer
         self._consumer = None
         if consumer is not None and prev is not CLOSED:
-            consumer.on_connection_lost()
+            try:
+                consumer.on_connection_lost()
+            except Exception as exc:  # noqa: BLE001 - a fault of ours, not the client's
+                self._fault(exc)
         if self._log.ours:
             self._finish_request(499, " (client gone)")  # nginx's "client closed request"
         self._handler.connection_closed(self)
@@ -199,7 +212,10 @@ class HttpProtocol(ReadBuffer):
         if not self._paused & PARSE_BLOCKERS:
             self._process()
         else:
-            self._check_eof()
+            try:
+                self._check_eof()
+            except Exception as exc:  # noqa: BLE001 - a fault of ours (the body consumer's)
+                self._fault(exc)
         return True
 
     def _check_eof(self) -> None:
@@ -215,11 +231,17 @@ class HttpProtocol(ReadBuffer):
             return
         if not self.has_body():
             return  # a whole request is in; its (deferred) answer still goes out
-        # The body was cut short: the client gave up on it.
-        if self._consumer is None:
-            self._close_now()  # nothing was started for it yet
+        # The body was cut short: the client will send no more of it (it may still read).
+        head = self.head
+        assert head is not None
+        if head.chunked:
+            where = "before the last chunk of the body"
         else:
-            self._abandon_body()
+            where = (
+                f"after {(head.content_length or 0) - self._cl_remaining} of the "
+                f"{head.content_length} body bytes its Content-Length announced"
+            )
+        self._cut_body(errors.BadRequest(f"the client closed its side of the connection {where}"))
 
     def pause_writing(self) -> None:
         self._write_paused_at = time.monotonic()
@@ -233,7 +255,10 @@ class HttpProtocol(ReadBuffer):
         on_writable = getattr(self._consumer, "on_writable", None)
         response = self._response
         if on_writable is not None and (response is CHUNKED or response is CLOSE_DELIMITED):
-            on_writable()
+            try:
+                on_writable()
+            except Exception as exc:  # noqa: BLE001 - a fault of ours (the body consumer's)
+                self._fault(exc)
 
     @property
     def write_blocked(self) -> bool:
@@ -303,13 +328,20 @@ class HttpProtocol(ReadBuffer):
                         break
                 else:
                     break
+            if self._peer_eof and self._state is not CLOSED:
+                self._check_eof()
         except errors.PeerError as exc:
-            self._protocol_error(exc)
+            # The client's fault (malformed framing, or refused by the handler or consumer).
+            try:
+                self._protocol_error(exc)
+            except Exception as fault:  # noqa: BLE001 - ending the body raised: ours
+                self._fault(fault)
+            return
+        except Exception as exc:  # noqa: BLE001 - the handler's or the body consumer's: ours
+            self._fault(exc)
             return
         if self._state is CLOSED:
             return
-        if self._peer_eof:
-            self._check_eof()
         if self._start == self._end:
             self._start = self._end = 0
         elif len(self._buf) - self._end < MIN_READ_SPACE and not self._make_room():
@@ -320,7 +352,10 @@ class HttpProtocol(ReadBuffer):
     def _feed_body(self) -> bool:
         """Deliver buffered body bytes; False when nothing more can be done now."""
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None:
+            raise errors.GatewayBug(
+                "the handler neither answered the request, nor deferred it, nor took its body"
+            )
         if not consumer.accepting:
             return False
         chunked = self._chunked
@@ -360,14 +395,23 @@ class HttpProtocol(ReadBuffer):
         elif consumer is not None:
             consumer.on_body_end()
 
-    def _abandon_body(self) -> None:
+    def _cut_body(self, error: errors.GatewayError) -> None:
+        """Stop reading the current request's body before its end, for ``error``'s reason:
+        the one way every such cut ends a request (malformed chunked framing, an oversize
+        chunk line or trailer, the client's EOF, the stream idle timeout, shutdown). The body
+        consumer ends its answer (``on_body_error``: a stream's last failure report says why
+        and where reading stopped; a whole answer is ``error``); a request nobody answers gets
+        ``error`` from the connection. The connection closes after the answer."""
+        if self._state is not BODY:
+            return  # the body is read, or reading it stopped already
         self._keep_alive = False
-        consumer = self._consumer
-        if self._state is BODY:
-            self._set_state(ABANDONED)
+        self._set_state(ABANDONED)
         self.pause_reading(PAUSE_STOPPED)
+        consumer = self._consumer
         if consumer is not None:
-            consumer.on_body_end()
+            consumer.on_body_error(error)
+        if self._response is NO_RESPONSE and self._state is not CLOSED:
+            self.respond(error.status, error.body(), close=True)
 
     # -- requests ---------------------------------------------------------------------
     def _on_head(self, head: RequestHead, head_bytes: int) -> None:
@@ -416,9 +460,16 @@ class HttpProtocol(ReadBuffer):
         if close or not self._keep_alive:
             self._keep_alive = False
             close = True
+        head = self.head
         self._write(
             writer.fixed_response(
-                status, body, content_type=content_type, close=close, extra_headers=extra_headers
+                status,
+                body,
+                content_type=content_type,
+                close=close,
+                # An HTTP/1.0 client keeps the connection only when told (RFC 9112 §9.3).
+                keep_alive=not close and head is not None and head.version == 10,
+                extra_headers=extra_headers,
             )
         )
         self._finish_request(status)
@@ -573,21 +624,115 @@ class HttpProtocol(ReadBuffer):
         self.head_started = 0.0
         if state is LINGERING or transport.is_closing():
             return  # already answered and closing
-        response = self._response
-        if response is CHUNKED or response is CLOSE_DELIMITED:
-            # Mid-stream framing error: the consumer ends its reports, then we close.
-            self._abandon_body()
-            return
         if state is not HEAD:
-            self._set_response(WHOLE)  # (in HEAD the refusal answers no request)
+            # Malformed body framing: reading the body stops here, the request ends with
+            # the reason (a stream's last report, or a whole answer), then we close.
+            self._cut_body(exc)
+            return
+        self._answer_unparsed(exc.status, exc.body())
+
+    def _answer_unparsed(self, status: int, body: bytes) -> None:
+        """Refuse what is buffered in HEAD (a malformed head, or a fault of ours before a
+        request began): one answer, counted as a request of its own, then close."""
         self._keep_alive = False
-        if not self._log.owed:  # a malformed head: no request had begun
+        if not self._log.owed:  # no request had begun
             self.endpoint = "-"
             self.principal = None
             self._log.begin_unparsed(self._end - self._start, self._sent)
-        self._write(writer.fixed_response(exc.status, exc.body(), close=True))
-        self._finish_request(exc.status)
+        self._write(writer.fixed_response(status, body, close=True))
+        self._finish_request(status)
         self._close_after_write()
+
+    # -- faults of ours -------------------------------------------------------------------
+    def _fault(self, exc: Exception) -> None:
+        """The handler or a body consumer raised: a fault of ours, never the client's. Logged
+        once, with its traceback; the request is answered and counted as 500, never as a
+        dropped connection or 499: a 500 answer when none has begun, or, with a stream open,
+        its consumer ends it with one last failure report (``on_body_error`` with a 500
+        error). Then the connection closes."""
+        head = self.head
+        state = self._state
+        log.error(
+            "internal error of the gateway serving %s from %s (%s): %r",
+            f"{head.method} {head.target!r}" if head is not None else "the connection",
+            self._log.peer,
+            state.name,
+            exc,
+            exc_info=exc,
+        )
+        self._keep_alive = False
+        if state is CLOSED:  # (the body consumer raised in on_connection_lost)
+            self._finish_request(500, " (internal error)")
+            return
+        if state is LINGERING:
+            return  # answered and closing already
+        if state is HEAD:
+            # No request is being served: the fault is in reading the next one.
+            if self._start == self._end:
+                self.pause_reading(PAUSE_STOPPED)
+                self._close_now()
+            else:
+                self._answer_unparsed(500, errors.error_body(500, INTERNAL_ERROR))
+            return
+        if state is BODY and self.has_body():
+            self._set_state(ABANDONED)  # the rest of the body is never read
+        self.pause_reading(PAUSE_STOPPED)
+        consumer = self._consumer
+        response = self._response
+        bug = errors.GatewayBug(INTERNAL_ERROR)
+        if response is CHUNKED or response is CLOSE_DELIMITED:
+            if consumer is not None:
+                try:
+                    consumer.on_body_error(bug)  # its last report, then the response's end
+                    return
+                except Exception as again:  # noqa: BLE001 - the consumer cannot end it
+                    log.error("the body consumer could not end its stream after an internal "
+                              "error: the response ends unfinished", exc_info=again)
+            # Nobody can end the stream properly: it ends without its last chunk, which a
+            # client of a chunked response reads as a broken response.
+            self._set_response(ENDED)
+            self._held = None
+            self._drop_consumer()
+            self._finish_request(500, " (internal error)")
+            self._close_after_write()
+            return
+        if response is NO_RESPONSE:
+            self._drop_consumer()  # its answer, if it ever has one, has no reader
+            if self._state is not CLOSED:
+                self.respond(500, bug.body(), close=True)
+            return
+        # The answer was complete before the fault (WHOLE, or ENDED).
+        if self._log.owed:
+            self._finish_request(500, " (internal error)")
+        self._close_after_write()
+
+    def _drop_consumer(self) -> None:
+        """The connection answers instead of the body consumer: it gets nothing more, and
+        what it still has in flight settles as for a client that has gone."""
+        consumer = self._consumer
+        self._consumer = None
+        if consumer is not None:
+            try:
+                consumer.on_connection_lost()
+            except Exception as exc:  # noqa: BLE001 - already failing: log it only
+                log.error("the body consumer failed to let go of its request", exc_info=exc)
+
+    def later(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """``callback`` wrapped for a handler that answers the current request later (a
+        future's done callback): what it raises is a fault of ours on this request (logged,
+        answered 500) rather than an error the event loop logs while the client waits."""
+        head = self.head
+
+        def run(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:  # noqa: BLE001 - a fault of ours
+                if self.head is head and self._state is not CLOSED:
+                    self._fault(exc)
+                else:  # the request is over: nothing to answer
+                    log.error("internal error after the request ended", exc_info=exc)
+
+        return run
 
     def _write(self, data: bytes) -> None:
         transport = self._transport
@@ -653,12 +798,16 @@ class HttpProtocol(ReadBuffer):
                 self._close_now()
         elif state is BODY and body_timeout:
             if not self._paused and now - self.last_activity > body_timeout:
-                # Waiting for the client's bytes (not for Kafka): the stream is idle.
-                if self._consumer is not None:
-                    log.info("stream idle for %.0fs: ending it", body_timeout)
-                    self._consumer.on_shutdown()
-                else:
-                    self._abort()
+                # Waiting for the client's bytes (not for Kafka): the body is idle.
+                log.info("request body idle for %.0fs: ending it", body_timeout)
+                idle = errors.RequestTimeout(
+                    f"the client sent nothing of the body for {body_timeout:g} s "
+                    "(--stream-idle-timeout)"
+                )
+                try:
+                    self._cut_body(idle)
+                except Exception as exc:  # noqa: BLE001 - a fault of ours
+                    self._fault(exc)
 
     def shutdown(self) -> None:
         """Graceful stop: idle connections close now; a stream stops reading, finishes its
@@ -670,7 +819,15 @@ class HttpProtocol(ReadBuffer):
                 self.pause_reading(PAUSE_STOPPED)
             self._close_now()
         elif self._consumer is not None:
-            self._consumer.on_shutdown()
+            try:
+                # A body still being read is cut (its last report says from where to
+                # resend); then what is in flight finishes.
+                self._cut_body(errors.ShuttingDown("the gateway is shutting down"))
+                consumer = self._consumer
+                if consumer is not None:
+                    consumer.on_shutdown()
+            except Exception as exc:  # noqa: BLE001 - a fault of ours
+                self._fault(exc)
         else:
             self.pause_reading(PAUSE_STOPPED)
 

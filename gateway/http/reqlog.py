@@ -3,8 +3,9 @@
 The line is ``PEER "METHOD TARGET" STATUS in=BYTES out=BYTES ms=MILLISECONDS[ detail]``: ``in``
 counts the request's head and body bytes as the connection parses them, ``out`` what it wrote
 for the request. Who ends the request decides when the line is written: the connection, when
-it answers (or the client goes, 499), or the body consumer of a v3 stream, once its last
-report is out, with its counts as the detail (``HttpProtocol.log_access``).
+it answers (or the client goes, 499; or a fault of ours ends it, 500), or the body consumer of
+a v3 stream, once its last report is out, with its counts as the detail and the status its end
+stands for (``HttpProtocol.log_access``).
 
 The clock is the connection's (``clock``), so that tests move one clock.
 """

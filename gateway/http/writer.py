@@ -13,6 +13,7 @@ STATUS_LINES: dict[int, bytes] = {
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
+KEEP_ALIVE = b"Connection: keep-alive\r\n"
 JSON_TYPE = b"application/json"
 
 
@@ -29,9 +30,12 @@ def fixed_response(
     *,
     content_type: bytes = JSON_TYPE,
     close: bool = False,
+    keep_alive: bool = False,
     extra_headers: bytes = b"",
 ) -> bytes:
-    """A whole response with Content-Length, as one bytes object (one transport.write)."""
+    """A whole response with Content-Length, as one bytes object (one transport.write).
+    ``keep_alive``: the answer to an HTTP/1.0 request whose connection stays open says so
+    (HTTP/1.0 closes by default; RFC 9112 §9.3)."""
     return b"".join(
         (
             status_line(status),
@@ -39,7 +43,7 @@ def fixed_response(
             b"Content-Type: ",
             content_type,
             b"\r\nContent-Length: %d\r\n" % len(body),
-            b"Connection: close\r\n" if close else b"",
+            b"Connection: close\r\n" if close else KEEP_ALIVE if keep_alive else b"",
             extra_headers,
             b"\r\n",
             body,

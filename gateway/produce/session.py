@@ -31,7 +31,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from gateway.errors import GatewayBug
+from gateway.errors import GatewayBug, GatewayError
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import RateLimiter
 from gateway.produce.core import StreamCore, hand_over, new_core
@@ -137,7 +137,8 @@ class ProduceSession:
         self._paused = 0
         self._dropped = 0  # parsed records never handed to Kafka (client gone, internal error)
         # The access log's status: 200 for a stream read to its end; a stream cut short logs the
-        # status its last report stands for (400 garbage, 408, 413, 500 internal error).
+        # status its last report stands for (400 garbage or broken framing, 408, 413, 431,
+        # 503 shutdown, 500 internal error).
         self._final_status = 200
         stats.streams += 1
         tc.streams += 1
@@ -298,14 +299,37 @@ class ProduceSession:
             # in-flight bound still holds because nothing new is read.
             core.push_failure(code, message, True)
 
-    def _cut_input(self, code: int, message: str) -> None:
-        """Read no more of this body: records waiting for room get a ``code`` report each, then
-        one last report (``code``) stands for the rest of the body, which is not read. The
-        access log carries ``code`` as the stream's status."""
+    def on_body_error(self, error: GatewayError) -> None:
+        """The connection stopped reading this body before its end (``error``: its framing
+        broke, the client half-closed, it was idle, the gateway is stopping), or a fault of
+        ours ended the request (``GatewayBug``). Records already handed to Kafka keep their
+        reports; one last report says why and from which body byte on nothing was read."""
+        if isinstance(error, GatewayBug):
+            self.on_internal_error(error)
+            return
+        self._cut_input(
+            error.error_code,
+            f"{error.message}: reading stopped at byte {self._body_bytes} of the records sent; "
+            "the records after this report were not read, send them again",
+            status=error.status,
+            backlog_code=50003,
+        )
+
+    def _cut_input(
+        self, code: int, message: str, *, status: int = 0, backlog_code: int = 0
+    ) -> None:
+        """Read no more of this body: records waiting for room get a ``backlog_code`` report
+        each (default ``code``), then one last report (``code``) stands for the rest of the
+        body, which is not read. The access log carries ``status`` (default ``code``) as the
+        stream's status: the HTTP status of that last report's code. Every reason a stream
+        stops being read before its end comes here (over the body limit, the maximum
+        duration, every cut of the connection's through ``on_body_error``), except two that
+        end it their own way: garbage between records (the splitter's fatal report) and a
+        fault of ours (``on_internal_error``)."""
         if self._state is not S.READING:
             return
-        self._end_input(S.DRAINING, code, ENDED_MESSAGE)
-        self._final_status = code
+        self._end_input(S.DRAINING, backlog_code or code, ENDED_MESSAGE)
+        self._final_status = status or code
         self._core.push_failure(code, message, True)
         self.flush_reports()
 

@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from gateway.errors import GatewayBug, error_body
+from gateway.errors import GatewayBug, GatewayError, error_body
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import RateLimiter
 from gateway.produce.core import StreamCore, hand_over, new_core
@@ -149,6 +149,13 @@ class WholeRequest:
                          close=True)
             return
         self._buf += data
+
+    def on_body_error(self, error: GatewayError) -> None:
+        """The connection stopped reading the body before its end (broken framing, the
+        client half-closed, idle, shutdown): nothing was produced; ``error`` is the answer."""
+        if self._state is RequestState.READING:
+            self._buf = bytearray()
+            self._refuse(error.status, error.error_code, error.message, close=True)
 
     def on_body_end(self) -> None:
         if self._state is not RequestState.READING:

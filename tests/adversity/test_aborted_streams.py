@@ -108,10 +108,14 @@ def test_10000_aborted_streams_leave_no_memory_or_state_behind(
         return m.get((name, frozenset({("worker", "0"), ("topic", topic)})), 0.0)
 
     # Every record handed to Kafka was delivered although its client was gone; none failed.
+    # The only failure reports are the last 400 report of a stream whose client ended its body
+    # early with a FIN (kind 2: its EOF cuts the body; when the FIN comes after the gateway's
+    # 200, closing with that unread becomes a reset instead, and the stream is only orphaned).
     accepted = counter("gateway_records_accepted_total")
     assert accepted >= read_back
     assert counter("gateway_records_delivered_total") == accepted
-    assert not [k for k in m if k[0] == "gateway_records_failed_total"], "records failed"
+    failed = {dict(k[1])["error_code"]: v for k, v in m.items() if k[0] == "gateway_records_failed_total"}
+    assert set(failed) <= {"400"} and failed.get("400", 0) <= TOTAL // KINDS, failed
     assert counter("gateway_streams_total") >= TOTAL // KINDS  # (at least those read back)
     # The gateway still serves.
     assert request(g.host, g.port, "GET", "/healthz").status == 200

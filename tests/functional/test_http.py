@@ -6,7 +6,7 @@ import json
 import socket
 import time
 
-from support.http import Conn, build_request
+from support.http import Conn, ProduceStream, build_request
 
 
 def test_keep_alive_and_pipelined_requests_are_answered_in_order(gateway, topic_factory) -> None:
@@ -47,6 +47,20 @@ def test_connection_close_is_honoured(gateway) -> None:
         c.send(build_request("GET", "/", headers={"Connection": "close"}))
         r = c.read_response(5)
         assert r.status == 200 and r.header("connection") == "close"
+        assert c.is_closed_by_peer(5)
+
+
+def test_http10_keep_alive_is_said_in_the_answer(gateway) -> None:
+    """An HTTP/1.0 client keeps the connection only when the answer says so (issue 10, 5)."""
+    with Conn(gateway.host, gateway.port) as c:
+        c.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        first = c.read_response(5)
+        assert (first.status, first.header("connection")) == (200, "keep-alive")
+        c.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        second = c.read_response(5)
+        assert (second.status, second.body, second.header("connection")) == (200, b"{}", "keep-alive")
+        c.send(b"GET / HTTP/1.0\r\n\r\n")
+        assert c.read_response(5).header("connection") == "close"
         assert c.is_closed_by_peer(5)
 
 
@@ -211,8 +225,34 @@ def test_body_cut_short_by_half_close(gateway, topic_factory) -> None:
             + b"%x\r\n%s\r\n" % (len(rec) * 2 + 5, rec * 2 + rec[:5])
         )
         c.sock.shutdown(socket.SHUT_WR)
-        r = c.read_response(10)
+        r = c.read_response(10)  # the client can still read: the response ends properly
         assert c.is_closed_by_peer(5)
     reports = [json.loads(x) for x in r.body.split(b"\r\n") if x]
     assert [x["error_code"] for x in reports] == [200, 200, 400]
-    assert "body ended inside the record" in reports[2]["message"]
+    assert reports[2]["message"] == (
+        "the client closed its side of the connection before the last chunk of the body: "
+        f"reading stopped at byte {len(rec) * 2 + 5} of the records sent; the records after "
+        "this report were not read, send them again"
+    )
+
+
+def test_an_idle_stream_ends_with_a_last_408_report(gateway_factory, topic_factory) -> None:
+    g = gateway_factory("--stream-idle-timeout", "1")
+    topic = topic_factory(1)
+    rec = b'{"value":{"type":"STRING","data":"idle"}}'
+    with ProduceStream(g.host, g.port, topic) as s:
+        s.send(rec * 3 + rec[:7])
+        assert [r["error_code"] for r in s.read_reports(3, timeout=10)] == [200] * 3
+        reports = s.read_rest(10)  # nothing more is sent: the gateway ends the stream
+        assert s.conn.is_closed_by_peer(5)
+    assert reports == [{
+        "error_code": 408,
+        "message": "the client sent nothing of the body for 1 s (--stream-idle-timeout): reading "
+                   f"stopped at byte {len(rec) * 3 + 7} of the records sent; the records after "
+                   "this report were not read, send them again",
+    }]
+    deadline = time.monotonic() + 10  # (the access log is written in batches)
+    while not (lines := [x for x in g.log().splitlines() if f'/topics/{topic}/records" ' in x]):
+        assert time.monotonic() < deadline, "no access-log line for the stream"
+        time.sleep(0.05)
+    assert f'/topics/{topic}/records" 408 ' in lines[0], lines

@@ -42,6 +42,9 @@ def test_sigterm_during_heavy_streaming_loses_nothing_acknowledged(gateway_facto
     assert 5000 <= len(reports) <= sent[0] + 500
     codes = {r["error_code"] for r in reports}
     assert codes <= {200, 50003}, codes
+    # The body was still being read: the last report says so, and from where to resend.
+    assert reports[-1]["error_code"] == 50003
+    assert reports[-1]["message"].startswith("the gateway is shutting down: reading stopped at byte ")
     ok = [(r["partition_id"], r["offset"]) for r in reports if r["error_code"] == 200]
     got = consume_topic(g.bootstrap, topic, 3, len(ok), timeout=60, quiet_period=1.0)
     landed = {(p, r.offset) for p, recs in got.items() for r in recs}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import select
 import socket
 import struct
@@ -169,6 +170,93 @@ def test_garbage_between_records_ends_the_stream_after_outstanding_reports(gatew
     assert len(consume_partition(gateway_bootstrap(gateway), topic, 0, 50)) == 50
 
 
+GOOD = b'{"value":{"type":"STRING","data":"ok"}}'
+ACCESS = re.compile(r'gateway\.access: \S+ "POST (?P<path>\S+)" (?P<status>\d+) .* topic=(?P<topic>\S+) ')
+
+
+def stream_access_status(g: Any, topic: str, timeout: float = 10.0) -> int:
+    """The status of the access-log line of the (one) v3 stream to ``topic``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in g.log().splitlines():
+            m = ACCESS.search(line)
+            if m and m["topic"] == topic:
+                return int(m["status"])
+        assert time.monotonic() < deadline, f"no access-log line for the stream to {topic}"
+        time.sleep(0.05)
+
+
+# The framing breaks of issue 10, each after good chunks: what reading stops at, its code, and
+# the reason the last report names.
+FRAMING_BREAKS = {
+    "size-zz": (b"zz\r\n", 400, "chunk size must be 1 to 16 hex digits, got b'zz'"),
+    "size-18-digits": (b"ffffffffffffffffff\r\n", 400, "chunk size must be 1 to 16 hex digits"),
+    "size-minus-1": (b"-1\r\n", 400, "got b'-1'"),
+    "size-nul": (b"\x00\r\n", 400, "got b'\\x00'"),
+    "extension-5000-bytes": (b"5;" + b"e" * 5000 + b"\r\nhello\r\n", 400,
+                             "chunk-size line longer than 4096 bytes"),
+    "trailer-over-16k": (b"0\r\nX-Pad: " + b"v" * 17_000 + b"\r\n\r\n", 431,
+                         "chunked trailer section larger than 16384 bytes"),
+}
+
+
+@pytest.mark.parametrize("name", list(FRAMING_BREAKS))
+def test_broken_chunked_framing_ends_the_stream_with_a_last_failure_report(
+    gateway, topic_factory, name
+) -> None:
+    """Issue 10, finding 2: the records decoded before the break keep their reports; one last
+    report names the reason and the byte where reading stopped; the connection closes; the
+    access log and the metrics count the stream under that report's code, not 200."""
+    bad, code, reason = FRAMING_BREAKS[name]
+    topic = topic_factory(1)
+    counted = gateway.metric("gateway_http_requests_total", endpoint="produce_v3", status=str(code)) or 0
+    with ProduceStream(gateway.host, gateway.port, topic) as s:
+        s.send(GOOD * 5)
+        assert [r["error_code"] for r in s.read_reports(5, timeout=10)] == [200] * 5
+        s.conn.send(b"%x\r\n%s\r\n" % (len(GOOD) * 3, GOOD * 3) + bad + b"5\r\nafter\r\n0\r\n\r\n")
+        reports = s.read_rest(10)  # the gateway ends the response: its last chunk
+        assert s.conn.is_closed_by_peer(5)
+    assert [r["error_code"] for r in reports] == [200] * 3 + [code]
+    assert list(reports[-1]) == ["error_code", "message"]
+    message = reports[-1]["message"]
+    assert reason in message, message
+    assert message.endswith(
+        f": reading stopped at byte {len(GOOD) * 8} of the records sent; the records after this "
+        "report were not read, send them again"
+    ), message
+    assert stream_access_status(gateway, topic) == code
+    assert gateway.metric("gateway_http_requests_total", endpoint="produce_v3", status=str(code)) == counted + 1
+    assert [r.value for r in consume_partition(gateway_bootstrap(gateway), topic, 0, 8)] == [b"ok"] * 8
+
+
+def test_a_stream_ended_cleanly_ends_with_its_last_record_and_200(gateway, topic_factory) -> None:
+    topic = topic_factory(1)
+    with ProduceStream(gateway.host, gateway.port, topic) as s:
+        s.send(GOOD * 4)
+        s.conn.send(b"0;ext=1\r\nX-Trailer: fine\r\n\r\n")
+        reports = s.read_rest(10)
+        assert not s.conn.is_closed_by_peer(0.5)  # the connection is kept for the next request
+    assert [r["error_code"] for r in reports] == [200] * 4
+    assert stream_access_status(gateway, topic) == 200
+
+
+def test_a_batch_whose_framing_breaks_gets_its_own_4xx(gateway, topic_factory) -> None:
+    """Answered whole, a request with a broken body is refused as a whole: nothing produced."""
+    topic = topic_factory(1)
+    body = json.dumps({"entries": [{"id": "a", "value": {"type": "STRING", "data": "x"}}]}).encode()
+    with Conn(gateway.host, gateway.port) as c:
+        c.send(
+            f"POST /v3/clusters/c/topics/{topic}/records:batch HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + b"%x\r\n%s\r\n" % (len(body) - 2, body[:-2]) + b"zz\r\n"
+        )
+        r = c.read_response(10)
+        assert c.is_closed_by_peer(5)
+    assert (r.status, r.header("connection")) == (400, "close")
+    assert r.json()["error_code"] == 400
+    assert "chunk size must be 1 to 16 hex digits" in r.json()["message"]
+
+
 def test_stream_fed_one_byte_and_random_sized_chunks(gateway, topic_factory) -> None:
     topic = topic_factory(3)
     seed = random.randrange(1 << 30)
@@ -308,8 +396,9 @@ def test_disconnect_mid_stream_still_delivers_what_was_accepted(gateway_factory,
         line = next(x for x in g.log().splitlines() if f"topic={topic} " in x)
         assert "ok=1000 " in line, line
         if how == "close":
-            # A half-close ends the body: the cut record gets its 400 report, never produced.
-            assert "records=1001 ok=1000 failed=1" in line, line
+            # The client's EOF cuts the body: one last 400 report stands for the cut record,
+            # which is never produced.
+            assert '" 400 ' in line and "records=1001 ok=1000 failed=1" in line, line
         else:
             assert "(client gone)" in line, line
 

@@ -22,6 +22,7 @@ import json
 
 from hypothesis import example, given
 from hypothesis import strategies as st
+from support.fake_producer import FakeRdProducer
 from support.fuzz import GenRequest, examples, mutated, requests, splits
 from support.mock_transport import (
     FakeConsumer,
@@ -34,10 +35,14 @@ from support.mock_transport import (
 from support.ref_splitter import JsonSplitter as PyJsonSplitter
 
 from gateway import _speedups
-from gateway.http import protocol
+from gateway.errors import GatewayError
+from gateway.http import protocol, reqlog
 from gateway.http.protocol import HttpProtocol
 from gateway.http.states import ConnState
+from gateway.kafka.producer import KafkaProducer
 from gateway.produce import RecordError
+from gateway.produce.session import ProduceSession
+from gateway.stats import ProduceStats
 
 PATHS = ["/r/ok", "/nope", "/stream", "/whole", "/records", "/records"]
 ERROR_5XX = {501: "is not supported; only 'chunked' is", 505: "HTTP version"}
@@ -85,8 +90,15 @@ class SplitterConsumer(FakeConsumer):
             self._emit(self.splitter.finish())
         self.finish()
 
+    def on_body_error(self, error: GatewayError) -> None:
+        # Reading stopped before the body's end: one last line, the failure's code.
+        super().on_body_error(error)
+        self.conn.write_body(b"%d\n" % error.error_code)
+        self.finish()
+
     def on_shutdown(self) -> None:
-        self.on_body_end()
+        if not self.body_errors:
+            self.on_body_end()
 
     def finish(self, *, close: bool = False) -> None:
         # Only the item lines: how much of the body was read after a fatal error depends on
@@ -242,3 +254,175 @@ def test_arbitrary_bytes_get_clean_answers(wire: bytes, data: st.DataObject | No
     pieces = data.draw(splits(wire, max_pieces=10)) if data is not None else [wire]
     run = Run(pieces, splitter_cls or PyJsonSplitter)
     run.check()
+
+
+# == v3 produce streams through the real session: a broken stream says it is broken ==========
+class AcknowledgingProducer(FakeRdProducer):
+    """librdkafka's stand-in: every record is acknowledged at the next poll."""
+
+    def __init__(self, conf: dict) -> None:
+        super().__init__(conf)
+        self._next = 0
+
+    def poll(self) -> int:
+        for i in range(self._next, len(self.queued)):
+            self.deliver(i)
+        self._next = len(self.queued)
+        return super().poll()
+
+
+PARTITIONS = 3
+# A cut of the body's framing after some good bytes (issue 10, finding 2): reading stops there.
+FRAMING_BREAKS = [
+    b"zz\r\n",
+    b"ffffffffffffffffff\r\n",
+    b"-1\r\n",
+    b"\x00\r\n",
+    b"5;" + b"e" * 5000 + b"\r\nhello\r\n",
+    b"0\r\nX-Pad: " + b"v" * 17_000 + b"\r\n\r\n",
+]
+
+
+class ProduceRun:
+    """One connection whose /records requests are v3 streams of the real ``ProduceSession``
+    (the real splitter, core and KafkaProducer, over a producer that acknowledges everything):
+    ``pieces`` are sent, each followed by the producer's polls, then EOF and the sweeps."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.loop = FakeLoop()
+        saved_time, saved_write = protocol.time, reqlog.write_access
+        protocol.time = patched_time(self.loop)  # type: ignore[assignment]
+        reqlog.write_access = lambda line: None  # type: ignore[assignment]
+        try:
+            self.producer = KafkaProducer({}, self.loop,  # type: ignore[arg-type]
+                                          producer_factory=AcknowledgingProducer)
+            self.h = Harness(loop=self.loop, handler=self._handler)
+            self.base = path_handler(self.h)
+            for piece in pieces:
+                self.h.send(piece)
+                self._settle()
+            self.h.send_eof()
+            self._settle()
+            for after in (11.0, 3.0, 61.0, 301.0, 3.0):
+                self.h.timeouts(after)
+                self._settle()
+            self.responses = self.h.responses
+        finally:
+            protocol.time = saved_time  # type: ignore[assignment]
+            reqlog.write_access = saved_write  # type: ignore[assignment]
+
+    def _settle(self) -> None:
+        for _ in range(8):  # the producer's poll timer, and what its reports let the connection read
+            self.loop.advance(0.002)
+            self.h.run()
+
+    def _handler(self, conn: HttpProtocol, head: object) -> None:
+        if head.path == "/records":  # type: ignore[attr-defined]
+            conn.endpoint = "records"
+            conn.start_stream(ProduceSession(
+                conn, self.producer, _speedups.JsonSplitter(), cluster_id="c", topic="t",
+                partitions=PARTITIONS, max_in_flight=3, stats=ProduceStats(),
+            ))
+        else:
+            self.base(conn, head)  # type: ignore[arg-type]
+
+
+def item_code(item: object) -> int:
+    """The report code a parsed item gets when Kafka acknowledges every record."""
+    if isinstance(item, RecordError):
+        return item.error_code
+    partition = item[1]  # type: ignore[index]
+    return 40402 if partition >= PARTITIONS else 200
+
+
+def served(reqs: list[GenRequest]) -> list[GenRequest]:
+    """The requests a connection serves before one that closes it."""
+    out = []
+    for req in reqs:
+        out.append(req)
+        has_body = req.chunked or bool(req.content_length)
+        closes = not req.keep_alive or req.version == 10 and req.target in ("/stream", "/records")
+        closes |= has_body and req.target in ("/r/ok", "/nope")
+        if req.target == "/records":
+            s = _speedups.JsonSplitter()
+            s.feed(req.body)
+            closes |= s.failed
+        if closes:
+            break
+    return out
+
+
+PRODUCE_PATHS = ["/records", "/records", "/records", "/r/ok", "/whole"]
+produce_pipelines = st.lists(
+    requests(paths=st.sampled_from(PRODUCE_PATHS), body_bytes=bodies), min_size=1, max_size=4
+)
+
+
+@examples(150)
+@given(st.data(), produce_pipelines, st.sampled_from(["clean", "eof", "break"]))
+@example(None, None, None)
+def test_a_produce_stream_ended_cleanly_is_counted_else_its_last_report_is_a_failure(
+    data: st.DataObject | None, reqs: list[GenRequest] | None, how: str | None
+) -> None:
+    """Issue 10: for every v3 stream the client ends cleanly, the reports count its records
+    (one per record, in order, with its code) and the access log counts it under 200 (400
+    after garbage between records); for a stream the client does not end cleanly (EOF inside
+    the body, or broken chunked framing after some good bytes), the response still ends
+    properly, its reports before the last are those of the records before the cut, and the
+    last report is a failure, whose code is the stream's status in the metrics."""
+    if reqs is None:  # the finding itself: good chunks, then a chunk-size line "zz"
+        body = b'{"value":{"type":"STRING","data":"a"}}' * 2
+        head = b"POST /records HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        reqs = [GenRequest(wire=head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body), method="POST",
+                           target="/records", version=11, headers=[], content_length=None,
+                           chunked=True, keep_alive=True, expect_continue=False, body=body,
+                           head_len=len(head))]
+        how, cut_at, brk = "break", len(head) + 3 + len(body) + 2, FRAMING_BREAKS[0]
+    reqs = served(reqs)
+    victim = reqs[-1]
+    has_body = victim.chunked or bool(victim.content_length)
+    if victim.target != "/records" or not has_body or (how == "break" and not victim.chunked):
+        how = "clean"
+    wire = b"".join(r.wire for r in reqs)
+    start = len(wire) - len(victim.wire)
+    if how != "clean":
+        if data is not None:
+            # Somewhere in the body, never at its very end (that would end it cleanly).
+            cut_at = data.draw(st.integers(victim.head_len, len(victim.wire) - 1), label="cut at")
+            brk = data.draw(st.sampled_from(FRAMING_BREAKS), label="break")
+        wire = wire[: start + cut_at] + (brk if how == "break" else b"")
+    pieces = data.draw(splits(wire, max_pieces=8)) if data is not None else [wire]
+    run = ProduceRun(pieces)
+    assert run.h.transport.violations == []
+    assert run.h.closed
+    finals = [r for r in run.responses if r.status != 100]
+    assert len(finals) == len(reqs), (finals, reqs)
+    statuses: list[int] = []
+    for req, resp in zip(reqs, finals, strict=True):
+        if req.target != "/records":
+            continue
+        assert resp.status == 200 and (resp.complete or resp.framing == "close"), resp
+        lines = resp.body.split(b"\r\n")
+        assert lines[-1] == b"", resp.body[-200:]
+        reports = [json.loads(x) for x in lines[:-1]]
+        codes = [r["error_code"] for r in reports]
+        splitter = _speedups.JsonSplitter()
+        items = splitter.feed(req.body)
+        if not splitter.failed:
+            items += splitter.finish()
+        expected = [item_code(i) for i in items]
+        if req is victim and how != "clean":
+            # Not ended cleanly: the last report is a failure, and stands for what was not read.
+            assert codes and codes[-1] not in (200, 40402), reports
+            assert set(reports[-1]) == {"error_code", "message"} and reports[-1]["message"]
+            if how == "eof":  # (a break's bytes may be read as data: no prefix to compare)
+                assert codes[:-1] == expected[: len(codes) - 1], (codes, expected)
+            statuses.append(codes[-1])
+        else:
+            assert codes == expected, (codes, expected)
+            statuses.append(400 if splitter.failed else 200)
+    counted = sorted(
+        status for (endpoint, status), n in run.h.server.http_stats.requests.items()
+        if endpoint == "records" for _ in range(n)
+    )
+    assert counted == sorted(statuses)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from gateway.errors import GatewayError
 from gateway.http.parser import HttpLimits, RequestHead
 from gateway.http.protocol import HttpProtocol
 from gateway.stats import HttpStats
@@ -253,7 +254,9 @@ class FakeConsumer:
     """A body consumer like ProduceSession: records every byte, and can be told to stop
     accepting (pausing for a reason, as the session does with a backlog), accept again, stop
     reading, or end its response. By default it answers ``<len>:<sha1>`` of the body at its
-    end and ends the response."""
+    end and ends the response; a body cut short (``on_body_error``) it answers as the real
+    consumers do: a stream with a last line ``error <error_code> at <bytes read>`` before its
+    end, a whole answer with the error itself."""
 
     def __init__(
         self, conn: HttpProtocol, *, auto_end: bool = True, whole: bool = False
@@ -264,6 +267,7 @@ class FakeConsumer:
         self.body = bytearray()
         self.events: list[tuple[str, int]] = []
         self.body_ends = 0
+        self.body_errors: list[GatewayError] = []
         self.lost = 0
         self.shutdowns = 0
         self.response_ended = False
@@ -280,16 +284,25 @@ class FakeConsumer:
         assert isinstance(data, memoryview), type(data)
         assert self._accepting, "on_body while the consumer said it was not accepting"
         assert self.body_ends == 0, "on_body after on_body_end"
+        assert not self.body_errors, "on_body after on_body_error"
         self.body += data
         self.events.append(("body", len(data)))
         if self.after_body is not None:
             self.after_body(self)
 
     def on_body_end(self) -> None:
+        assert not self.body_errors, "on_body_end after on_body_error"
         self.body_ends += 1
         self.events.append(("end", 0))
         if self.auto_end:
             self.finish()
+
+    def on_body_error(self, error: GatewayError) -> None:
+        if self.body_ends == 0 and not self.body_errors:
+            self.events.append(("error", error.status))
+        self.body_errors.append(error)
+        if self.auto_end:
+            self.fail(error)
 
     def on_connection_lost(self) -> None:
         self.lost += 1
@@ -298,7 +311,7 @@ class FakeConsumer:
     def on_shutdown(self) -> None:
         self.shutdowns += 1
         self.events.append(("shutdown", 0))
-        if self.body_ends == 0:
+        if self.body_ends == 0 and not self.body_errors:
             self.conn.stop_reading()
         if self.auto_end:
             self.finish()
@@ -318,6 +331,19 @@ class FakeConsumer:
     def write(self, data: bytes) -> None:
         self.conn.write_body(data)
 
+    def fail(self, error: GatewayError) -> None:
+        """End the answer for a body cut short, as the real consumers do (a stream writes
+        its own access-log line, with the status of its last report)."""
+        if self.response_ended:
+            return
+        self.response_ended = True
+        if self.whole:
+            self.conn.respond(error.status, error.body(), close=True)
+            return
+        self.conn.write_body(b"error %d at %d" % (error.error_code, len(self.body)))
+        self.conn.end_body()
+        self.conn.log_access("cut", error.status)
+
     def finish(self, *, close: bool = False) -> None:
         if self.response_ended:
             return
@@ -327,6 +353,7 @@ class FakeConsumer:
             return
         self.conn.write_body(body_digest(self.body))
         self.conn.end_body()
+        self.conn.log_access("ended", 200)
 
 
 def path_handler(harness: Harness) -> Callable[[HttpProtocol, RequestHead], None]:

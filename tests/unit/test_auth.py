@@ -12,7 +12,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -443,6 +443,9 @@ class FakeConn:
 
     def defer(self) -> None:
         self.deferred = True
+
+    def later(self, callback: Callable[..., None]) -> Callable[..., None]:
+        return callback  # (HttpProtocol's wraps it: a fault it raises is answered 500)
 
     def pending(self, head: RequestHead) -> bool:
         return head is self.head and not self.gone and not self.answers

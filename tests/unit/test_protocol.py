@@ -10,6 +10,7 @@ after close(); and (uvloop's behaviour) a write after write_eof() raises at once
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
 from collections.abc import Callable, Iterator
@@ -641,12 +642,20 @@ def test_connection_close_with_pipelined_bytes_behind_it_answers_once(make):
     assert h.closed
 
 
-def test_http10_keep_alive_is_honoured(make):
+def test_http10_keep_alive_is_honoured_and_said(make):
+    """An HTTP/1.0 client keeps its connection only when the answer says so (RFC 9112 §9.3):
+    ``Connection: keep-alive``. HTTP/1.1 answers never need it."""
     h = make()
-    h.send(get(b"/r/a", b"Connection: keep-alive\r\n", b"1.0") + get(b"/r/b", version=b"1.0"))
+    h.send(
+        get(b"/r/a", b"Connection: keep-alive\r\n", b"1.0")
+        + get(b"/r/b")
+        + post(b"/whole", b"body", b"Connection: Keep-Alive\r\n", b"1.0")
+        + get(b"/r/c", version=b"1.0")
+    )
     rs = h.responses
-    assert [r.body for r in rs] == [b"a", b"b"]
-    assert not rs[0].closes and rs[1].closes and h.closed
+    assert [r.body for r in rs] == [b"a", b"b", body_digest(b"body"), b"c"]
+    assert [r.header("connection") for r in rs] == ["keep-alive", None, "keep-alive", "close"]
+    assert h.closed
 
 
 def test_http10_stream_is_close_delimited(make):
@@ -676,15 +685,22 @@ def test_client_half_close_after_the_body_still_gets_its_response(make):
     assert h.closed
 
 
-def test_client_half_close_mid_body_ends_the_body_and_the_response_still_goes_out(make):
+def test_client_half_close_mid_body_cuts_the_body_and_the_response_still_goes_out(make):
     h = make()
     h.send(post(b"/hold", b"a" * 100)[:-40])
     h.send_eof()
     c = h.consumers[0]
-    assert c.body_ends == 1 and len(c.body) == 60 and not h.closed
-    c.finish()
+    assert c.body_ends == 0 and len(c.body) == 60 and not h.closed
+    (error,) = c.body_errors
+    assert (error.status, error.error_code) == (400, 400)
+    assert error.message == (
+        "the client closed its side of the connection after 60 of the 100 body bytes its "
+        "Content-Length announced"
+    )
+    c.fail(error)
     h.run()
-    assert h.responses[0].complete
+    r = h.responses[0]
+    assert r.complete and r.closes is False and r.chunks[-1] == b"error 400 at 60"
     h.loop.advance(LINGER_TIMEOUT)
     h.run()
     assert h.closed
@@ -817,26 +833,28 @@ def test_malformed_head_fed_byte_by_byte_is_answered_once(make):
     [b"zz\r\nxx\r\n0\r\n\r\n", b"3\r\nabcdef\r\n", b"3\r\nabc\r\n" + b"1" * 5000 + b"\r\n"],
     ids=["bad-size", "data-longer-than-size", "size-line-too-long"],
 )
-def test_bad_chunk_framing_mid_stream_ends_the_body_then_closes(make, bad_tail):
+def test_bad_chunk_framing_mid_stream_cuts_the_body_then_closes(make, bad_tail):
     good = chunked(b"0123456789", iter([4, 6]))[: -len(b"0\r\n\r\n")]
     h = make()
     h.send(post_chunked(b"/hold", good + bad_tail) + get(b"/r/never"))
     c = h.consumers[0]
     assert bytes(c.body).startswith(b"0123456789")
-    assert c.body_ends == 1
+    assert c.body_ends == 0 and c.events[-1] == ("error", 400)
+    (error,) = c.body_errors
+    assert error.message.startswith("malformed chunked body: ")
     rs = h.responses
     assert len(rs) == 1 and rs[0].status == 200 and not rs[0].complete  # the stream goes on
     assert not h.fin_sent
     assert not h.transport.reading  # nothing more is read from a broken framing
     c.write(b"reports")
-    c.finish()
+    c.fail(error)
     h.run()
     rs = h.responses
-    assert len(rs) == 1 and rs[0].complete and rs[0].body.startswith(b"reports")
+    assert len(rs) == 1 and rs[0].complete and rs[0].chunks == [b"reports", b"error 400 at %d" % len(c.body)]
     assert h.fin_sent
     h.send_eof()
     assert h.closed
-    assert c.body_ends == 1
+    assert c.body_ends == 0 and len(c.body_errors) == 1
 
 
 def test_respond_with_an_unread_body_closes_the_connection(make):
@@ -900,20 +918,23 @@ def test_connection_that_never_sends_closes_at_the_idle_timeout(make):
     assert h.closed and h.transport.written == b""
 
 
-def test_stream_idle_is_ended_through_its_consumer(make):
+def test_stream_idle_is_cut_through_its_consumer_with_408(make):
     h = make()
     h.send(post(b"/hold", b"b" * 100)[:-50])
     c = h.consumers[0]
     h.timeouts(299, body=300)
-    assert c.shutdowns == 0
+    assert c.body_errors == []
     h.timeouts(2, body=300)
-    assert c.shutdowns == 1
-    assert not h.transport.reading  # the consumer stopped reading
-    c.finish()
+    (error,) = c.body_errors
+    assert (error.status, error.error_code) == (408, 408)
+    assert error.message == "the client sent nothing of the body for 300 s (--stream-idle-timeout)"
+    assert not h.transport.reading and c.shutdowns == 0
+    c.fail(error)
     h.run()
     assert h.responses[0].complete and h.fin_sent
+    assert h.responses[0].chunks[-1] == b"error 408 at %d" % len(c.body)
     h.timeouts(10, body=300)
-    assert c.shutdowns == 1
+    assert len(c.body_errors) == 1
 
 
 def test_stream_waiting_on_its_consumer_is_not_idle(make):
@@ -981,11 +1002,14 @@ def test_shutdown_ends_a_stream_through_its_consumer(make):
     h.proto.shutdown()
     h.run()
     assert c.shutdowns == 1 and not h.transport.reading
+    # The body was still being read: it is cut first (503/50003), then the shutdown.
+    assert c.events[-2:] == [("error", 503), ("shutdown", 0)]
+    assert c.body_errors[0].error_code == 50003
     c.write(b"last reports")
-    c.finish()
+    c.fail(c.body_errors[0])
     h.run()
     r = h.responses[0]
-    assert r.complete and r.body.startswith(b"last reports")
+    assert r.complete and r.chunks == [b"last reports", b"error 50003 at 50"]
     h.send_eof()
     assert h.closed
 
@@ -1352,3 +1376,278 @@ def test_content_length_stream_held_reports_leave_within_the_loop_turn(make):
     c.finish()
     h.run()
     assert h.responses[0].complete
+
+
+# == 8. faults of ours: an answer, not a dropped connection ===================================
+class Boom(Exception):
+    """A bug of the gateway's (any exception that is not the client's fault)."""
+
+
+INTERNAL_BODY = b'{"error_code":500,"message":"internal error of the gateway"}'
+
+
+class RaisingConsumer(FakeConsumer):
+    """A body consumer with a bug: ``where`` (one of its calls) raises, once or ``always``.
+    Its stream stays open until its body ends with an error (``fail``)."""
+
+    def __init__(self, conn, where: str, *, whole: bool, always: bool = False) -> None:
+        super().__init__(conn, whole=whole, auto_end=False)
+        self.where = where
+        self.always = always
+        self.raised = 0
+
+    def _maybe_raise(self, name: str) -> None:
+        if name == self.where and (self.always or not self.raised):
+            self.raised += 1
+            raise Boom(f"{name} failed")
+
+    def on_body(self, data):
+        super().on_body(data)  # (it took the bytes, then failed)
+        self._maybe_raise("on_body")
+
+    def on_body_end(self):
+        self._maybe_raise("on_body_end")
+        super().on_body_end()
+
+    def on_body_error(self, error):
+        self._maybe_raise("on_body_error")
+        super().on_body_error(error)
+        self.fail(error)
+
+    def on_shutdown(self):
+        self._maybe_raise("on_shutdown")
+        super().on_shutdown()
+
+    def on_connection_lost(self):
+        super().on_connection_lost()
+        self._maybe_raise("on_connection_lost")
+
+    def on_writable(self):
+        self._maybe_raise("on_writable")
+
+
+def raising_handler(harness: Harness, *, always: bool = False):
+    """/stream/<where>, /whole/<where>: a consumer whose <where> raises; /dispatch: the
+    handler itself raises; /later: the handler defers and its callback (harness.deferred
+    holds the wrapped one) raises; anything else as path_handler."""
+    base = __import__("support.mock_transport", fromlist=["path_handler"]).path_handler(harness)
+
+    def handler(conn, head):
+        kind, _, where = head.path[1:].partition("/")
+        if kind in ("stream", "whole") and where:
+            c = RaisingConsumer(conn, where, whole=kind == "whole", always=always)
+            harness.consumers.append(c)
+            conn.endpoint = kind
+            (conn.read_body if kind == "whole" else conn.start_stream)(c)
+        elif kind == "dispatch":
+            conn.endpoint = "dispatch"
+            raise Boom("dispatch failed")
+        elif kind == "later":
+            conn.endpoint = "later"
+            conn.defer()
+
+            def answer_later() -> None:
+                raise Boom("the deferred answer failed")
+
+            harness.deferred.append(conn.later(answer_later))
+        else:
+            base(conn, head)
+
+    return handler
+
+
+def ours_logged(caplog, what: str) -> None:
+    """The fault is logged once, as ours (gateway.http, ERROR), with its traceback."""
+    errs = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errs) == 1, [r.getMessage() for r in errs]
+    assert errs[0].name == "gateway.http"
+    assert errs[0].getMessage().startswith("internal error of the gateway serving ")
+    assert errs[0].exc_info is not None and str(errs[0].exc_info[1]) == what
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [get(b"/dispatch"), post(b"/dispatch", b"x" * 100)[:-30], post_chunked(b"/dispatch", b"")],
+    ids=["no-body", "body-still-coming", "chunked"],
+)
+def test_a_handler_that_raises_is_answered_500_and_closed(make, access_lines, caplog, request_bytes):
+    h = make(handler=None)
+    h.server.handler = raising_handler(h)
+    h.send(request_bytes + get(b"/r/never"))
+    (r,) = h.responses
+    assert (r.status, r.body, r.closes, r.complete) == (500, INTERNAL_BODY, True, True)
+    assert h.fin_sent
+    ours_logged(caplog, "dispatch failed")
+    assert h.server.http_stats.requests == {("dispatch", 500): 1}
+    (line,) = access_lines
+    assert '"POST /dispatch" 500 ' in line or '"GET /dispatch" 500 ' in line
+    h.send_eof()
+    assert h.closed and access_lines == [line]  # never a second line, never 499
+
+
+def test_a_deferred_answer_that_raises_is_answered_500(make, access_lines, caplog):
+    h = make(handler=None)
+    h.server.handler = raising_handler(h)
+    h.send(get(b"/later"))
+    assert h.responses == []
+    h.deferred[0]()  # e.g. the metadata refresh is done; the callback has a bug
+    h.run()
+    (r,) = h.responses
+    assert (r.status, r.body, r.closes) == (500, INTERNAL_BODY, True)
+    ours_logged(caplog, "the deferred answer failed")
+    assert h.server.http_stats.requests == {("later", 500): 1}
+    assert h.closed  # everything the client sent was read: closed at once
+
+
+def test_a_fault_while_reading_a_head_answers_500(make, access_lines, caplog, monkeypatch):
+    def broken_parse_head(*args):
+        raise Boom("parse_head failed")
+
+    h = make()
+    h.send(get(b"/r/first"))
+    monkeypatch.setattr(protocol, "parse_head", broken_parse_head)
+    h.send(get(b"/r/second"))
+    assert [(r.status, r.closes) for r in h.responses] == [(200, False), (500, True)]
+    assert h.responses[1].body == INTERNAL_BODY
+    ours_logged(caplog, "parse_head failed")
+    assert access_lines[1].startswith('127.0.0.1:40000 "-" 500 ')
+
+
+# A body consumer that raises, at each point the connection calls it.
+def _post_stream(path: bytes) -> bytes:
+    return post_chunked(path, chunked(b"r" * 50, itertools.repeat(10)))
+
+
+CONSUMER_FAULTS = [
+    ("stream", "on_body", lambda h: h.send(_post_stream(b"/stream/on_body"))),
+    ("stream", "on_body_end", lambda h: h.send(_post_stream(b"/stream/on_body_end"))),
+    ("stream", "on_shutdown", lambda h: (h.send(post(b"/stream/on_shutdown", b"r" * 50)),
+                                         h.proto.shutdown(), h.run())),
+    ("stream", "on_writable", lambda h: (h.send(post(b"/stream/on_writable", b"r" * 50)[:-10]),
+                                         h.peer_stops_reading(unsent=300 * 1024),
+                                         h.peer_reads_all())),
+    ("stream", "on_body_error", lambda h: h.send(
+        post_chunked(b"/stream/on_body_error", b"a\r\n" + b"r" * 10 + b"\r\nzz\r\n"))),
+    ("whole", "on_body", lambda h: h.send(_post_stream(b"/whole/on_body"))),
+    ("whole", "on_body_end", lambda h: h.send(_post_stream(b"/whole/on_body_end"))),
+]
+
+
+@pytest.mark.parametrize("kind, where, run", CONSUMER_FAULTS,
+                         ids=[f"{k}-{w}" for k, w, _ in CONSUMER_FAULTS])
+def test_a_body_consumer_that_raises_ends_its_request_as_500(make, access_lines, caplog, kind,
+                                                            where, run):
+    """A stream already begun ends with one last failure line from its consumer (the session
+    writes a 50003 report there), then the connection closes; a request without an answer
+    yet gets a 500 answer and its consumer is let go of (on_connection_lost)."""
+    h = make(handler=None)
+    h.server.handler = raising_handler(h)
+    run(h)
+    h.run()
+    c = h.consumers[0]
+    assert c.raised == 1
+    (r,) = h.responses
+    if kind == "stream":
+        assert r.status == 200 and r.complete  # the head went out before the fault
+        assert r.chunks[-1] == b"error 500 at %d" % len(c.body)
+        assert [e.status for e in c.body_errors] == [500]
+    else:
+        assert (r.status, r.body, r.closes, r.complete) == (500, INTERNAL_BODY, True, True)
+        assert c.lost == 1
+    assert h.fin_sent
+    ours_logged(caplog, f"{where} failed")
+    assert h.server.http_stats.requests == {(kind, 500): 1}
+    assert len(access_lines) == 1 and f"/{kind}/{where}\" 500 " in access_lines[0]
+    h.send_eof()
+    h.loop.advance(LINGER_TIMEOUT)
+    h.run()
+    assert h.closed and len(access_lines) == 1
+
+
+def test_a_consumer_that_cannot_end_its_stream_leaves_it_visibly_unfinished(make, access_lines,
+                                                                          caplog):
+    """Its on_body_error raises every time: the chunked response ends without its last chunk
+    (a client reads that as a broken response), counted 500, and the connection closes."""
+    h = make(handler=None)
+    h.server.handler = raising_handler(h, always=True)
+    h.send(post_chunked(b"/stream/on_body_error", b"a\r\n" + b"r" * 10 + b"\r\nzz\r\n"))
+    h.run()
+    c = h.consumers[0]
+    assert c.raised == 2  # the framing error, then the internal error
+    (r,) = h.responses
+    assert r.status == 200 and not r.complete
+    assert h.fin_sent
+    assert [r.name for r in caplog.records if r.levelno >= logging.ERROR] == ["gateway.http"] * 2
+    assert h.server.http_stats.requests == {("stream", 500): 1}
+    assert access_lines[0].endswith(" (internal error)")
+    c.write(b"late report")  # what the consumer still writes goes nowhere
+    c.conn.end_body()
+    h.send_eof()
+    h.loop.advance(LINGER_TIMEOUT)
+    h.run()
+    assert h.closed and not h.responses[0].complete and len(access_lines) == 1
+
+
+def test_a_consumer_that_raises_when_the_client_goes_is_counted_500_not_499(make, access_lines,
+                                                                           caplog):
+    h = make(handler=None)
+    h.server.handler = raising_handler(h)
+    h.send(post(b"/stream/on_connection_lost", b"r" * 100)[:-50])
+    h.transport.abort()
+    h.run()
+    ours_logged(caplog, "on_connection_lost failed")
+    assert h.server.http_stats.requests == {("stream", 500): 1}
+    (line,) = access_lines
+    assert '"POST /stream/on_connection_lost" 500 ' in line and line.endswith(" (internal error)")
+
+
+# == 9. a body cut short: one mechanism, whoever consumes it ==================================
+@pytest.mark.parametrize(
+    "cut, status",
+    [
+        (lambda h: h.send(post_chunked(b"/whole", b"5\r\nhello\r\nzz\r\n")), 400),
+        (lambda h: h.send(post_chunked(b"/whole", b"0\r\nX: " + b"v" * 17_000 + b"\r\n\r\n")), 431),
+        (lambda h: (h.send(post(b"/whole", b"w" * 100)[:-60]), h.send_eof()), 400),
+        (lambda h: (h.send(post(b"/whole", b"w" * 100)[:-60]), h.timeouts(301, body=300)), 408),
+        (lambda h: (h.send(post(b"/whole", b"w" * 100)[:-60]), h.proto.shutdown(), h.run()), 503),
+    ],
+    ids=["framing", "trailer", "eof", "idle", "shutdown"],
+)
+def test_a_body_answered_whole_that_is_cut_short_gets_its_reason_and_close(make, access_lines,
+                                                                          cut, status):
+    h = make()
+    cut(h)
+    c = h.consumers[0]
+    assert c.body_ends == 0 and [e.status for e in c.body_errors] == [status]
+    (r,) = h.responses
+    assert (r.status, r.closes, r.complete) == (status, True, True)
+    assert json.loads(r.body)["error_code"] == c.body_errors[0].error_code
+    assert h.fin_sent
+    assert len(access_lines) == 1 and f'"POST /whole" {status} ' in access_lines[0]
+
+
+@pytest.mark.parametrize("request_bytes", [get(b"/nothing"), post(b"/nothing", b"n" * 100)[:-60]],
+                         ids=["no-body", "body"])
+def test_a_handler_that_neither_answers_nor_defers_is_a_fault_answered_500(make, access_lines,
+                                                                          caplog, request_bytes):
+    h = make()
+    h.send(request_bytes)
+    (r,) = h.responses
+    assert (r.status, r.body, r.closes) == (500, INTERNAL_BODY, True)
+    errs = [x for x in caplog.records if x.levelno >= logging.ERROR]
+    assert len(errs) == 1 and "nor took its body" in str(errs[0].exc_info[1])
+    assert len(access_lines) == 1 and '/nothing" 500 ' in access_lines[0]
+
+
+def test_a_stream_whose_body_ended_is_not_cut_by_shutdown(make, access_lines):
+    h = make()
+    h.send(post_chunked(b"/hold", chunked(b"abc")))
+    c = h.consumers[0]
+    assert c.body_ends == 1
+    h.proto.shutdown()
+    h.run()
+    assert c.body_errors == [] and c.shutdowns == 1
+    c.finish()
+    h.run()
+    assert h.responses[0].complete and h.responses[0].chunks == [body_digest(b"abc")]
+    assert access_lines[0].split('"')[2].startswith(" 200 ")

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import KafkaError
 from support.fake_producer import FakeRdProducer
 
+from gateway import errors
 from gateway.kafka.producer import KafkaProducer
 from gateway.produce.items import RecordError
 from gateway.produce.session import PAUSE_IN_FLIGHT, PAUSE_KAFKA_QUEUE, ProduceSession
@@ -257,6 +258,68 @@ def test_shutdown_fails_parked_records_with_retriable_reports(loop: Any) -> None
     assert stream.ended
 
 
+def test_a_body_cut_short_ends_with_one_last_failure_report(loop: Any) -> None:
+    """The connection stops reading (its framing broke): the records read keep their reports,
+    in order; one last report names the reason and the body byte where reading stopped; the
+    access log carries its status."""
+    kp, fake, stream, s, _ = make(loop, [[rec(0), rec(1)]])
+    s.on_body(memoryview(b"x" * 80))
+    s.on_body_error(errors.BadRequest("malformed chunked body: bad size (at body byte 99)"))
+    assert stream.stopped and not stream.ended  # records 0 and 1 are still with Kafka
+    s.on_body(memoryview(b"more"))  # (nothing is read any more)
+    s.on_body_end()
+    fake.deliver(0)
+    fake.deliver(1)
+    kp.poll_now()
+    got = stream.reports()
+    assert [r["error_code"] for r in got] == [200, 200, 400]
+    assert got[2]["message"] == (
+        "malformed chunked body: bad size (at body byte 99): reading stopped at byte 80 of the "
+        "records sent; the records after this report were not read, send them again"
+    )
+    assert stream.ended and stream.statuses == [400]
+    assert stream.access == ["topic=t records=3 ok=2 failed=1"]
+
+
+def test_a_cut_fails_parked_records_as_retriable_and_logs_its_own_status(loop: Any) -> None:
+    kp, fake, stream, s, _ = make(loop, [[rec(i) for i in range(8)]], queue_limit=5)
+    s.on_body(memoryview(b"x" * 10))
+    assert not s.accepting  # three records wait for room in librdkafka's queue
+    s.on_body_error(errors.ShuttingDown("the gateway is shutting down"))
+    for i in range(5):
+        fake.deliver(i)
+    kp.poll_now()
+    got = stream.reports()
+    assert [r["error_code"] for r in got] == [200] * 5 + [50003] * 4
+    assert got[-1]["message"].startswith(
+        "the gateway is shutting down: reading stopped at byte 10 of the records sent; "
+    )
+    assert stream.ended and stream.statuses == [503]
+
+
+def test_a_cut_after_the_body_ended_changes_nothing(loop: Any) -> None:
+    kp, fake, stream, s, _ = make(loop, [[rec(0)]])
+    s.on_body(memoryview(b"x"))
+    s.on_body_end()
+    s.on_body_error(errors.RequestTimeout("idle"))
+    fake.deliver(0)
+    kp.poll_now()
+    assert [r["error_code"] for r in stream.reports()] == [200]
+    assert stream.ended and stream.statuses == [200]
+
+
+def test_a_fault_of_ours_ends_the_stream_with_retriable_reports_and_status_500(loop: Any) -> None:
+    kp, fake, stream, s, _ = make(loop, [[rec(0), rec(1)]])
+    s.on_body(memoryview(b"x" * 7))
+    fake.deliver(0)
+    kp.poll_now()
+    s.on_body_error(errors.GatewayBug("internal error of the gateway"))
+    got = stream.reports()
+    assert [r["error_code"] for r in got] == [200, 50003, 50003]
+    assert got[2]["message"].startswith("internal error of the gateway: reading stopped at byte 7;")
+    assert stream.ended and stream.stopped and stream.statuses == [500]
+
+
 def test_a_peer_that_stops_reading_keeps_reports_in_the_window_until_writable(loop: Any) -> None:
     kp, fake, stream, s, _ = make(loop, [[rec(i) for i in range(6)], [rec(i) for i in range(6, 12)]],
                                   max_in_flight=8)
@@ -370,3 +433,35 @@ def test_a_run_of_timeouts_with_nothing_delivered_replaces_the_producer(loop: An
     s.on_body_end()
     kp.poll_now()
     assert [r["error_code"] for r in stream.reports()] == [50003] * 4 + [200] + [50003] * 7 + [200]
+
+
+class Responder:
+    """The connection as a request answered whole sees it."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[int, bytes, bool]] = []
+
+    def respond(self, status: int, body: bytes, *, content_type: bytes = b"", close: bool = False) -> None:
+        self.answers.append((status, body, close))
+
+
+@pytest.mark.parametrize("error", [
+    errors.BadRequest("malformed chunked body: chunk size must be 1 to 16 hex digits, got b'zz' (at body byte 40)"),
+    errors.HeadersTooLarge("chunked trailer section larger than 16384 bytes"),
+    errors.RequestTimeout("the client sent nothing of the body for 300 s (--stream-idle-timeout)"),
+    errors.ShuttingDown("the gateway is shutting down"),
+], ids=["framing", "trailer", "idle", "shutdown"])
+def test_a_request_answered_whole_answers_a_body_cut_short_with_the_reason(loop: Any, error: Any) -> None:
+    from gateway.produce import JsonSplitter
+    from gateway.produce.batch import BatchRequest
+
+    kp = KafkaProducer({}, loop, producer_factory=lambda conf: FakeRdProducer(conf))
+    conn = Responder()
+    req = BatchRequest(conn, kp, lambda: JsonSplitter(1 << 20), cluster_id="c", topic="t",
+                       partitions=3, max_entries=10, max_bytes=1 << 20, stats=ProduceStats())
+    req.on_body(memoryview(b'{"entries":[{"id":"a","value":null}'))
+    req.on_body_error(error)
+    assert conn.answers == [(error.status, errors.error_body(error.error_code, error.message), True)]
+    req.on_body_end()  # (nothing more: the request is over)
+    req.on_shutdown()
+    assert len(conn.answers) == 1 and kp.current.queued == []  # nothing was produced
