@@ -126,14 +126,14 @@ class HttpProtocol(ReadBuffer):
 
     # -- state ------------------------------------------------------------------------
     def _set_state(self, state: ConnState) -> None:
-        if state not in STATE_MOVES[self._state]:
+        if not STATE_MOVES[self._state] >> state & 1:
             raise errors.GatewayBug(
                 f"illegal connection state move {self._state.name} -> {state.name}"
             )
         self._state = state
 
     def _set_response(self, response: ResponseState) -> None:
-        if response not in RESPONSE_MOVES[self._response]:
+        if not RESPONSE_MOVES[self._response] >> response & 1:
             raise errors.GatewayBug(
                 f"illegal response state move {self._response.name} -> {response.name}"
             )

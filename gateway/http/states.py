@@ -22,14 +22,17 @@ stream is ENDED. Once begun, an answer is that answer: no whole response inside 
 second answer. Each request starts at NONE.
 
 The two are kept apart because they move independently (a stream's response is written while
-its request body is still read: BODY with CHUNKED). Both are ``IntEnum``: the move tables hash
-members as ints, in C. Hot paths compare identities with the module-level names below: an
-attribute of an enum class (``ConnState.BODY``) is a far slower lookup than a global.
+its request body is still read: BODY with CHUNKED). Both are ``IntEnum``: the moves are checked
+with bitmasks (gateway.moves), plain int arithmetic. Hot paths compare identities with the
+module-level names below: an attribute of an enum class (``ConnState.BODY``) is a far slower
+lookup than a global.
 """
 
 from __future__ import annotations
 
 import enum
+
+from gateway.moves import move_masks
 
 
 class ConnState(enum.IntEnum):
@@ -52,19 +55,19 @@ class ResponseState(enum.IntEnum):
 HEAD, BODY, RESPONDING, ABANDONED, LINGERING, CLOSED = ConnState
 NO_RESPONSE, WHOLE, CHUNKED, CLOSE_DELIMITED, ENDED = ResponseState
 
-STATE_MOVES: dict[ConnState, frozenset[ConnState]] = {
+STATE_MOVES = move_masks({
     HEAD: frozenset({BODY, LINGERING, CLOSED}),
     BODY: frozenset({RESPONDING, ABANDONED, LINGERING, CLOSED}),
     RESPONDING: frozenset({HEAD, LINGERING, CLOSED}),
     ABANDONED: frozenset({LINGERING, CLOSED}),
     LINGERING: frozenset({CLOSED}),
     CLOSED: frozenset(),
-}
+})
 
-RESPONSE_MOVES: dict[ResponseState, frozenset[ResponseState]] = {
+RESPONSE_MOVES = move_masks({
     NO_RESPONSE: frozenset({WHOLE, CHUNKED, CLOSE_DELIMITED}),
     CHUNKED: frozenset({ENDED}),
     CLOSE_DELIMITED: frozenset({ENDED}),
     WHOLE: frozenset(),
     ENDED: frozenset(),
-}
+})

@@ -25,13 +25,8 @@ class ClusterHealth:
     def __init__(self) -> None:
         self._down: dict[str, str] = {}  # source -> why it says Kafka is unreachable
         self._listeners: list[Callable[[str | None], None]] = []
-
-    @property
-    def down(self) -> str | None:
-        """Why Kafka is unreachable now (None: nothing says it is)."""
-        for reason in self._down.values():
-            return reason
-        return None
+        # Why Kafka is unreachable now (None: nothing says it is); read on every request.
+        self.down: str | None = None
 
     def mark_down(self, source: str, reason: str) -> None:
         was = self.down
@@ -43,9 +38,9 @@ class ClusterHealth:
         self._changed()
 
     def mark_up(self, source: str) -> None:
-        if self._down.pop(source, None) is None:
+        if not self._down or self._down.pop(source, None) is None:
             return
-        if self.down is None:
+        if not self._down:
             log.info("Kafka is reachable again")
         self._changed()
 
@@ -59,6 +54,6 @@ class ClusterHealth:
         self._listeners.append(callback)
 
     def _changed(self) -> None:
-        down = self.down
+        self.down = down = next(iter(self._down.values()), None)
         for callback in list(self._listeners):
             callback(down)

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from gateway.errors import GatewayBug, GatewayError
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import RateLimiter
+from gateway.moves import move_masks
 from gateway.produce.core import StreamCore, hand_over, new_core
 from gateway.produce.reports import error_report, json_str
 from gateway.stats import ProduceStats
@@ -49,23 +50,25 @@ SHUTDOWN_MESSAGE = "gateway is shutting down before this record was handed to Ka
 ENDED_MESSAGE = "the stream ended before this record was handed to Kafka; resend it"
 
 
-class SessionState(enum.Enum):
-    READING = "reading"
-    DRAINING = "draining"
-    SHUTTING_DOWN = "shutting-down"
-    ORPHANED = "orphaned"
-    ENDED = "ended"
+class SessionState(enum.IntEnum):
+    READING = 0
+    DRAINING = 1
+    SHUTTING_DOWN = 2
+    ORPHANED = 3
+    ENDED = 4
 
 
-S = SessionState
-_MOVES = {
-    S.READING: {S.DRAINING, S.SHUTTING_DOWN, S.ORPHANED, S.ENDED},
-    S.DRAINING: {S.SHUTTING_DOWN, S.ORPHANED, S.ENDED},
-    S.SHUTTING_DOWN: {S.ORPHANED, S.ENDED},
-    S.ORPHANED: {S.ENDED},
-    S.ENDED: set(),
-}
-_WRITING = (S.READING, S.DRAINING, S.SHUTTING_DOWN)  # the client is there to read
+# Module-level names: hot paths compare identities with these (an enum class's attribute is a
+# slow lookup, a global a fast one).
+READING, DRAINING, SHUTTING_DOWN, ORPHANED, ENDED = SessionState
+_MOVES = move_masks({
+    READING: {DRAINING, SHUTTING_DOWN, ORPHANED, ENDED},
+    DRAINING: {SHUTTING_DOWN, ORPHANED, ENDED},
+    SHUTTING_DOWN: {ORPHANED, ENDED},
+    ORPHANED: {ENDED},
+    ENDED: set(),
+})
+_WRITING = (READING, DRAINING, SHUTTING_DOWN)  # the client is there to read
 
 
 class ReportStream(Protocol):
@@ -107,7 +110,7 @@ class ProduceSession:
         client: str = "-",
     ) -> None:
         self._stream = stream
-        self._state = S.READING
+        self._state = READING
         self._client = client  # who the stream is from, for the log
         # Limits (gateway.limits): the rate buckets, who they count this stream for, the body
         # size limit (0: none) and the stream's maximum duration (0: none).
@@ -156,7 +159,7 @@ class ProduceSession:
         return self._state
 
     def _set_state(self, state: SessionState) -> None:
-        if state not in _MOVES[self._state]:
+        if not _MOVES[self._state] >> state & 1:
             raise GatewayBug(f"illegal stream state move {self._state.name} -> {state.name}")
         self._state = state
 
@@ -175,10 +178,10 @@ class ProduceSession:
     @property
     def accepting(self) -> bool:
         """False while parsed records wait for room: the connection must not feed more."""
-        return self._backlog is None and self._state is S.READING
+        return self._backlog is None and self._state is READING
 
     def on_body(self, data: memoryview) -> None:
-        if self._state is not S.READING:
+        if self._state is not READING:
             return
         n = len(data)
         self._tc.bytes_in += n
@@ -211,7 +214,7 @@ class ProduceSession:
         while pos < n and self.accepting:
             self._handle(self._splitter.feed(data[pos : pos + step]), 0)
             pos += step
-        if pos < n and self._state is S.READING:
+        if pos < n and self._state is READING:
             # A backlog formed mid-body; the rest is kept by feeding it now (the splitter copies
             # only the trailing partial record) and parking its records behind the backlog.
             rest = self._splitter.feed(data[pos:])
@@ -225,7 +228,7 @@ class ProduceSession:
         self._backlog_pos = 0
 
     def on_body_end(self) -> None:
-        if self._state is not S.READING:
+        if self._state is not READING:
             return
         items = self._splitter.finish()
         if items:
@@ -233,8 +236,8 @@ class ProduceSession:
                 self._park(items)
             else:
                 self._handle(items, 0)
-        if self._state is S.READING:
-            self._set_state(S.DRAINING)
+        if self._state is READING:
+            self._set_state(DRAINING)
         self.flush_reports()
 
     def _handle(self, items: list[Any], i: int) -> None:
@@ -258,9 +261,9 @@ class ProduceSession:
         elif self._backlog is not None:
             self._backlog = None
             self._backlog_pos = 0
-        if core.fatal_seen and self._state is S.READING:
+        if core.fatal_seen and self._state is READING:
             # The splitter cannot find the next record: read no more of this body.
-            self._set_state(S.DRAINING)
+            self._set_state(DRAINING)
             self._final_status = 400
             self._stream.stop_reading()
         # Every slot filed in this call is a record handed to Kafka or a failure report (no
@@ -277,7 +280,7 @@ class ProduceSession:
         backlog = self._backlog
         if backlog is None:
             return
-        if self._state is S.SHUTTING_DOWN:
+        if self._state is SHUTTING_DOWN:
             self._fail_backlog(50003, SHUTDOWN_MESSAGE)
             return
         self._handle(backlog, self._backlog_pos)
@@ -326,9 +329,9 @@ class ProduceSession:
         duration, every cut of the connection's through ``on_body_error``), except two that
         end it their own way: garbage between records (the splitter's fatal report) and a
         fault of ours (``on_internal_error``)."""
-        if self._state is not S.READING:
+        if self._state is not READING:
             return
-        self._end_input(S.DRAINING, backlog_code or code, ENDED_MESSAGE)
+        self._end_input(DRAINING, backlog_code or code, ENDED_MESSAGE)
         self._final_status = status or code
         self._core.push_failure(code, message, True)
         self.flush_reports()
@@ -337,7 +340,7 @@ class ProduceSession:
         """Read no more; parsed records still waiting for room get a failure report each."""
         was = self._state
         self._set_state(state)
-        if was is S.READING:
+        if was is READING:
             self._stream.stop_reading()
         self._producer.cancel_wait(self)
         if self._backlog is not None:
@@ -361,20 +364,20 @@ class ProduceSession:
         stay in the core's ring, a few dozen bytes each, until ``on_writable``; the full
         window then pauses reading."""
         state = self._state
-        if state is S.ENDED:
+        if state is ENDED:
             return
         core = self._core
-        if self._stream.write_blocked and state is not S.SHUTTING_DOWN and state is not S.ORPHANED:
+        if self._stream.write_blocked and state is not SHUTTING_DOWN and state is not ORPHANED:
             return
         data = core.take_ready()
-        if data and state is not S.ORPHANED:
+        if data and state is not ORPHANED:
             self._stream.write_body(data)
         ok = core.ok
         if ok != self._folded_ok:
             self._tc.delivered += ok - self._folded_ok
             self._folded_ok = ok
         if 0 <= self._sample_seq < core.head:
-            if state is not S.ORPHANED:
+            if state is not ORPHANED:
                 self._latency.observe(time.monotonic() - self._sample_t)
             self._sample_seq = -1
         if self._backlog is not None and self._paused & PAUSE_IN_FLIGHT and not core.full:
@@ -392,15 +395,15 @@ class ProduceSession:
 
     def _maybe_end(self) -> None:
         state = self._state
-        if state is S.READING or state is S.ENDED or self._backlog is not None:
+        if state is READING or state is ENDED or self._backlog is not None:
             return
         if len(self._core):
             return
-        self._finish(state is S.ORPHANED)
+        self._finish(state is ORPHANED)
 
     def _finish(self, gone: bool) -> None:
         """The last report is out (or, with the client gone, the last outcome is known)."""
-        self._set_state(S.ENDED)
+        self._set_state(ENDED)
         self._core.close()
         if self._timer is not None:
             self._timer.cancel()
@@ -434,7 +437,7 @@ class ProduceSession:
         failed); parsed records that were waiting for room are dropped, counted and logged."""
         if self._state not in _WRITING:
             return
-        self._set_state(S.ORPHANED)
+        self._set_state(ORPHANED)
         self._producer.cancel_wait(self)
         if self._backlog is not None:
             dropped = len(self._backlog) - self._backlog_pos
@@ -452,8 +455,8 @@ class ProduceSession:
     def on_shutdown(self) -> None:
         """Stop reading; records already handed to Kafka finish and their reports go out;
         parsed records still waiting for room get a retriable failure report."""
-        if self._state is S.READING or self._state is S.DRAINING:
-            self._end_input(S.SHUTTING_DOWN, 50003, SHUTDOWN_MESSAGE)
+        if self._state is READING or self._state is DRAINING:
+            self._end_input(SHUTTING_DOWN, 50003, SHUTDOWN_MESSAGE)
             self.flush_reports()
 
     def on_internal_error(self, exc: BaseException) -> None:
@@ -462,7 +465,7 @@ class ProduceSession:
         internal-error report (50003, resend), a stream still being read gets one last report
         saying where reading stopped, and the response ends."""
         state = self._state
-        if state is S.ENDED:
+        if state is ENDED:
             return
         core = self._core
         self._producer.cancel_wait(self)
@@ -474,7 +477,7 @@ class ProduceSession:
             self._backlog = None
             self._dropped += n
             out += core.internal_report * n
-        if state is S.READING:
+        if state is READING:
             self._dropped += 1  # the last report stands for the unread rest
             out += error_report(
                 50003,
@@ -483,9 +486,9 @@ class ProduceSession:
             )
             self._stream.stop_reading()
         self._final_status = 500
-        if state is not S.ORPHANED and out:
+        if state is not ORPHANED and out:
             self._stream.write_body(out)
-        self._finish(state is S.ORPHANED)
+        self._finish(state is ORPHANED)
 
     def in_flight(self) -> int:
         """Records read from the body whose report has not been written (or, with the client
@@ -512,4 +515,4 @@ class ProduceSession:
 
     @property
     def finished(self) -> bool:
-        return self._state is S.ENDED
+        return self._state is ENDED

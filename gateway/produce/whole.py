@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from gateway.errors import GatewayBug, GatewayError, error_body
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import RateLimiter
+from gateway.moves import move_masks
 from gateway.produce.core import StreamCore, hand_over, new_core
 from gateway.stats import ProduceStats
 
@@ -51,19 +52,20 @@ class RequestRefused(Exception):
         self.message = message
 
 
-class RequestState(enum.Enum):
-    READING = "reading"  # collecting the body
-    PRODUCING = "producing"  # records handed (or waiting for room in librdkafka's queue)
-    ORPHANED = "orphaned"  # the client left; records are still with Kafka
-    DONE = "done"  # answered or refused, every outcome known
+class RequestState(enum.IntEnum):
+    READING = 0  # collecting the body
+    PRODUCING = 1  # records handed (or waiting for room in librdkafka's queue)
+    ORPHANED = 2  # the client left; records are still with Kafka
+    DONE = 3  # answered or refused, every outcome known
 
 
-_MOVES = {
-    RequestState.READING: {RequestState.PRODUCING, RequestState.DONE},
-    RequestState.PRODUCING: {RequestState.ORPHANED, RequestState.DONE},
-    RequestState.ORPHANED: {RequestState.DONE},
-    RequestState.DONE: set(),
-}
+READING, PRODUCING, ORPHANED, DONE = RequestState  # (fast globals for the hot paths)
+_MOVES = move_masks({
+    READING: {PRODUCING, DONE},
+    PRODUCING: {ORPHANED, DONE},
+    ORPHANED: {DONE},
+    DONE: set(),
+})
 
 
 class WholeRequest:
@@ -101,7 +103,7 @@ class WholeRequest:
         self._principal = principal
         self._max_bytes = max_bytes
         self._content_type = content_type
-        self._state = RequestState.READING
+        self._state = READING
         self._buf = bytearray()
         self._items: list[Any] = []
         self._next = 0  # the first item not handed to Kafka yet
@@ -113,13 +115,13 @@ class WholeRequest:
         return self._state
 
     def _set_state(self, state: RequestState) -> None:
-        if state not in _MOVES[self._state]:
+        if not _MOVES[self._state] >> state & 1:
             raise GatewayBug(f"illegal {self.api} request state move {self._state.name} -> {state.name}")
         self._state = state
 
     @property
     def accepting(self) -> bool:
-        return self._state is RequestState.READING
+        return self._state is READING
 
     def describe(self) -> str:
         return f"{self.api} request to topic {self._topic}"
@@ -141,7 +143,7 @@ class WholeRequest:
 
     # -- body ---------------------------------------------------------------------------
     def on_body(self, data: memoryview) -> None:
-        if self._state is not RequestState.READING:
+        if self._state is not READING:
             return
         self._tc.bytes_in += len(data)
         if len(self._buf) + len(data) > self._max_bytes:
@@ -153,12 +155,12 @@ class WholeRequest:
     def on_body_error(self, error: GatewayError) -> None:
         """The connection stopped reading the body before its end (broken framing, the
         client half-closed, idle, shutdown): nothing was produced; ``error`` is the answer."""
-        if self._state is RequestState.READING:
+        if self._state is READING:
             self._buf = bytearray()
             self._refuse(error.status, error.error_code, error.message, close=True)
 
     def on_body_end(self) -> None:
-        if self._state is not RequestState.READING:
+        if self._state is not READING:
             return
         body = bytes(self._buf)
         self._buf = bytearray()
@@ -172,7 +174,7 @@ class WholeRequest:
             self._producer, self._topic, self._partitions, max(1, len(items)), b"", self,
             self._error_of, self._tc.fail, self._entry, self._mode,
         )
-        self._set_state(RequestState.PRODUCING)
+        self._set_state(PRODUCING)
         self._t0 = time.monotonic()
         self._stats.live_requests.add(self)
         self._hand_over()
@@ -197,7 +199,7 @@ class WholeRequest:
         self._maybe_answer()
 
     def on_queue_space(self) -> None:
-        if self._state is RequestState.PRODUCING:
+        if self._state is PRODUCING:
             self._hand_over()
 
     def flush_reports(self) -> None:
@@ -205,9 +207,9 @@ class WholeRequest:
         if core is None:
             return
         core.dirty = False  # (take_ready resets it; the answer is taken only at the end)
-        if self._state is RequestState.PRODUCING:
+        if self._state is PRODUCING:
             self._maybe_answer()
-        elif self._state is RequestState.ORPHANED and not core.pending:
+        elif self._state is ORPHANED and not core.pending:
             self._settle()
 
     def _maybe_answer(self) -> None:
@@ -224,8 +226,8 @@ class WholeRequest:
         """Every record has its outcome: count the delivered ones, leave the live set."""
         core = self._core
         assert core is not None
-        gone = self._state is RequestState.ORPHANED
-        self._set_state(RequestState.DONE)
+        gone = self._state is ORPHANED
+        self._set_state(DONE)
         self._stats.live_requests.discard(self)
         self._tc.delivered += core.ok
         if gone:
@@ -234,7 +236,7 @@ class WholeRequest:
             core.close()
 
     def _refuse(self, status: int, error_code: int, message: str, *, close: bool = False) -> None:
-        self._set_state(RequestState.DONE)
+        self._set_state(DONE)
         self._conn.respond(
             status, error_body(error_code, message), content_type=self._content_type, close=close
         )
@@ -258,10 +260,10 @@ class WholeRequest:
     def on_connection_lost(self) -> None:
         self._producer.cancel_wait(self)
         state = self._state
-        if state is RequestState.READING:
-            self._set_state(RequestState.DONE)
+        if state is READING:
+            self._set_state(DONE)
             return
-        if state is not RequestState.PRODUCING:
+        if state is not PRODUCING:
             return
         left = len(self._items) - self._next
         if left:
@@ -271,20 +273,20 @@ class WholeRequest:
             self._next = 0
         core = self._core
         assert core is not None
-        self._set_state(RequestState.ORPHANED)
+        self._set_state(ORPHANED)
         if not core.pending:
             self._settle()
 
     def on_shutdown(self) -> None:
         # Still reading the body: refuse. Records already with Kafka finish and are answered.
-        if self._state is RequestState.READING:
+        if self._state is READING:
             self._refuse(503, 50003, "the gateway is shutting down", close=True)
 
     def on_internal_error(self, exc: BaseException) -> None:
         """Reporting to this request failed (the producer logged why): every record without an
         outcome gets the internal-error entry (50003), and the answer goes out."""
         core = self._core
-        if core is None or self._state not in (RequestState.PRODUCING, RequestState.ORPHANED):
+        if core is None or self._state not in (PRODUCING, ORPHANED):
             return
         self._producer.cancel_wait(self)
         core.fail_pending()
@@ -293,7 +295,7 @@ class WholeRequest:
                               "handed to Kafka; resend it", True)
         self._items = []
         self._next = 0
-        if self._state is RequestState.ORPHANED:
+        if self._state is ORPHANED:
             self._settle()
         else:
             self._maybe_answer()

@@ -17,7 +17,8 @@ from pathlib import Path
 GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 
 # Layer of each module: by exact name, else by package prefix.
-BASE = {"gateway", "gateway.errors", "gateway.config", "gateway.log", "gateway.stats", "gateway.limits"}
+BASE = {"gateway", "gateway.errors", "gateway.config", "gateway.log", "gateway.stats", "gateway.limits",
+        "gateway.moves"}
 PROCESS = {"gateway.__main__", "gateway.cli", "gateway.app", "gateway.server", "gateway.workers",
            "gateway.options", "gateway.config_sources"}
 PACKAGES = ("api", "http", "kafka", "produce", "consume", "auth")
