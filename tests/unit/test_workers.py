@@ -208,7 +208,7 @@ def test_a_child_of_parent_death_preexec_dies_with_the_process_that_started_it(t
         "                         preexec_fn=parent_death_preexec(signal.SIGHUP))\n"
         f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
         "time.sleep(60)\n"
-    )])
+    )], cwd=Path(__file__).resolve().parents[2])
     try:
         deadline = time.monotonic() + 20
         while not pid_file.exists() or not pid_file.read_text():
