@@ -7,19 +7,26 @@ import logging
 import os
 import signal
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
 from gateway.consume.pool import ConsumerPool
 from gateway.errors import ConfigError, StartError
 from gateway.http.tls_listener import bind_sockets
 from gateway.kafka.health import ClusterHealth
-from gateway.kafka.metadata import MetadataCache
+from gateway.kafka.metadata import ClusterInfo, MetadataCache
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
 from gateway.log import flush_access_log
 from gateway.server import Server
+from gateway.workers import PARENT_DEATH_SIGNAL, Lifeline, Supervisor
+
+if TYPE_CHECKING:
+    from gateway.kafka.keeper import BrokerKeeper
 
 log = logging.getLogger("gateway")
+
+# The ClusterHealth source of the embedded broker's keeper (gateway.kafka.health).
+EMBEDDED_BROKER = "embedded-broker"
 
 
 def producer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
@@ -28,6 +35,11 @@ def producer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
     if cfg.kafka_stats_interval > 0:
         # Broker states for /metrics (gateway.kafka.producer); -X statistics.interval.ms wins.
         conf["statistics.interval.ms"] = max(1, round(cfg.kafka_stats_interval * 1000))
+    # A produce never creates a topic (docs/api.md section 5). Without this, librdkafka's metadata
+    # requests for the topics it produces to ask the broker to create them: an embedded broker
+    # restarted empty would get its --topic topics auto-created (by Tansu: 4 partitions) before
+    # its keeper creates them as configured. -X allow.auto.create.topics wins.
+    conf["allow.auto.create.topics"] = False
     conf.update(cfg.producer_properties)
     return conf
 
@@ -49,13 +61,25 @@ def check_producer_config(cfg: Config) -> None:
         raise ConfigError(f"Kafka producer properties (-X, GATEWAY_X, [kafka]): {text}") from None
 
 
+# librdkafka logging of the metadata AdminClient and the consumer pool's consumers: errors only
+# when critical. While Kafka cannot be reached, each idle consumer's group machinery reconnects
+# every reconnect.backoff.ms (10 "Connect ... failed" lines a second per consumer, 40 from the
+# default pool) and the AdminClient adds its own; what these clients fail at reaches the log and
+# the clients through the gateway (the embedded broker's exit, "metadata refresh failed", a
+# consume's 503 message), and the producer, which has the same connection settings, still logs
+# librdkafka's errors (security, addresses).
+QUIET_CLIENT_CONFIG: dict[str, Any] = {"log_level": 2, "log.connection.close": False}
+
+
 def admin_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
     """Connection settings shared with the producer (security, addresses, reconnects), nothing
-    else. Reconnects back off to a second at most, as the producer's: the metadata listing is
-    what notices that an unreachable Kafka is back."""
+    else, and quiet librdkafka logging (``QUIET_CLIENT_CONFIG``); for the metadata cache, the
+    consumer pool and topic creation. Reconnects back off to a second at most, as the
+    producer's: the metadata listing is what notices that an unreachable Kafka is back."""
     conf: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "reconnect.backoff.max.ms": DEFAULT_PRODUCER_CONFIG["reconnect.backoff.max.ms"],
+        **QUIET_CLIENT_CONFIG,
     }
     for key, value in cfg.producer_properties.items():
         if key.startswith(
@@ -93,59 +117,80 @@ def create_topics(admin: Any, topics: list[tuple[str, int]], timeout: float = 15
             raise RuntimeError(f"could not create topic {name}: {exc}") from exc
 
 
+def create_topics_at(cfg: Config, bootstrap: str) -> None:
+    """Create the ``--topic`` topics that are missing at ``bootstrap``; StartError if the cluster
+    is unreachable or refuses one."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(admin_config(cfg, bootstrap))
+    try:
+        create_topics(admin, list(cfg.topics.items()))
+    except Exception as exc:  # the cluster is unreachable, or refused a topic
+        raise StartError(f"cannot create the topics at {bootstrap}: {exc}") from None
+    finally:
+        del admin  # destroyed now, not at exit: no client outlives the broker
+
+
 def main(cfg: Config) -> int:
     """Start the embedded broker (unless a cluster is given) and create topics, once; then
     serve in this process, or supervise ``--workers`` processes that do. StartError when an
-    address is taken (checked before anything is started) or the broker cannot start."""
+    address is taken (checked before anything is started) or the broker cannot start.
+
+    The embedded broker is kept running by a ``BrokerKeeper`` (gateway.kafka.keeper) in this
+    process, the supervisor's with ``--workers``: restarted with its topics when it dies."""
+    # A --workers worker's supervisor: its parent now. (Had the supervisor died already, the
+    # parent-death signal it set for us would have ended this process: see gateway.workers.)
+    supervisor = os.getppid() if cfg.worker_slot is not None else None
     if cfg.worker_slot is None:
         # Before the broker: a listener port in use stops the start with nothing to undo.
         check_listen_address(cfg.listen, reuse_port=cfg.workers > 1)
-    broker = None
+    keeper = None
     bootstrap = cfg.bootstrap_servers
     if bootstrap is None:
-        from gateway.kafka.embedded import AddressInUse, EmbeddedBroker
-
-        host, port = cfg.embedded_broker
-        broker = EmbeddedBroker(host, port)
-        # On this thread: the broker is tied to the lifetime of the thread that starts it
-        # (parent-death signal), and nothing is being served yet.
-        try:
-            broker.start()
-        except AddressInUse:
-            raise StartError(
-                f"cannot start the embedded broker on {broker.bootstrap} (--embedded-broker): "
-                "address already in use"
-            ) from None
-        except RuntimeError as exc:  # it exited or did not answer: its last lines say why
-            raise StartError(f"cannot start the embedded broker: {exc}") from None
-        bootstrap = broker.bootstrap
-        log.info(
-            "embedded broker started on %s; it keeps data in memory only: everything is lost "
-            "when the gateway stops",
-            bootstrap,
-        )
+        keeper = _start_embedded_broker(cfg)
+        bootstrap = keeper.broker.bootstrap
     try:
-        if cfg.topics and cfg.worker_slot is None:
-            from confluent_kafka.admin import AdminClient
-
-            admin = AdminClient(admin_config(cfg, bootstrap))
-            try:
-                create_topics(admin, list(cfg.topics.items()))
-            except Exception as exc:  # the cluster is unreachable, or refused a topic
-                raise StartError(f"cannot create the topics at {bootstrap}: {exc}") from None
-            finally:
-                del admin  # destroyed now, not at exit: no client outlives the broker
+        if cfg.topics and cfg.worker_slot is None and keeper is None:
+            create_topics_at(cfg, bootstrap)  # the keeper creates them on the embedded broker
         if cfg.workers > 1:
-            from gateway.workers import Supervisor
-
-            return Supervisor(cfg, bootstrap).run()
+            return Supervisor(cfg, bootstrap, keeper).run()
         import uvloop
 
-        return uvloop.run(_serve(cfg, bootstrap))
+        return uvloop.run(_serve(cfg, bootstrap, keeper, supervisor))
     finally:
-        if broker is not None:
-            broker.stop()
+        if keeper is not None:
+            keeper.stop()
             log.info("embedded broker stopped")
+
+
+def _start_embedded_broker(cfg: Config) -> BrokerKeeper:
+    """The embedded broker started, its topics created, and kept running from now on."""
+    from gateway.kafka.embedded import AddressInUse, EmbeddedBroker
+    from gateway.kafka.keeper import BrokerKeeper
+
+    host, port = cfg.embedded_broker
+    broker = EmbeddedBroker(host, port)
+    setup = (lambda bootstrap: create_topics_at(cfg, bootstrap)) if cfg.topics else None
+    keeper = BrokerKeeper(broker, setup)
+    try:
+        keeper.start()
+    except AddressInUse:
+        raise StartError(
+            f"cannot start the embedded broker on {broker.bootstrap} (--embedded-broker): "
+            "address already in use"
+        ) from None
+    except RuntimeError as exc:  # it exited or did not answer: its last lines say why
+        raise StartError(f"cannot start the embedded broker: {exc}") from None
+    except BaseException:  # e.g. Ctrl-C while it starts
+        keeper.stop()
+        raise
+    log.info(
+        "embedded broker started on %s; it keeps data in memory only: everything is lost "
+        "when the gateway stops (or the broker dies: it is then started again, empty, with "
+        "its topics)",
+        broker.bootstrap,
+    )
+    return keeper
 
 
 def _cannot_listen(host: str, port: int, exc: OSError) -> StartError:
@@ -168,7 +213,13 @@ def check_listen_address(address: tuple[str, int], *, reuse_port: bool) -> None:
         sock.close()
 
 
-async def _serve(cfg: Config, bootstrap: str) -> int:
+async def _serve(
+    cfg: Config, bootstrap: str, keeper: BrokerKeeper | None = None, supervisor: int | None = None
+) -> int:
+    """Serve until SIGTERM/SIGINT (or, in a --workers worker, until its supervisor is gone),
+    then stop gracefully. ``keeper``: the embedded broker of this process; ``supervisor``: the
+    pid of the --workers supervisor this worker serves for (its word on the embedded broker
+    comes on the worker's lifeline, gateway.workers)."""
     loop = asyncio.get_running_loop()
     cluster = ClusterHealth()  # whether Kafka is reachable: what every source says
     metadata = MetadataCache(admin_config(cfg, bootstrap), loop, health=cluster)
@@ -181,6 +232,33 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
         return 2
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
     server = Server(cfg, loop, producer, metadata, consumers, cluster)
+    stop = asyncio.Event()
+    broker = _BrokerNews(loop, cluster, metadata, consumers, stop)
+    lifeline = None
+    orphaned = False
+
+    def supervisor_gone(why: str) -> None:
+        """A worker without its supervisor stops: the port is let go of at once (so nothing
+        keeps serving it alone, or beside a new gateway), in-flight records finish."""
+        nonlocal orphaned
+        if orphaned:
+            return
+        orphaned = True
+        log.error(
+            "the supervisor (pid %s) is gone (%s): the listener is closed; finishing in-flight "
+            "records (up to %gs), then stopping",
+            supervisor, why, cfg.shutdown_timeout,
+        )
+        server.stop_listening()
+        stop.set()
+
+    def on_stop_signal() -> None:
+        if supervisor is not None and os.getppid() != supervisor:
+            supervisor_gone("this worker was left to another parent")
+        stop.set()
+
+    if keeper is not None:
+        keeper.watch(broker.from_thread)
     try:
         info = await metadata.refresh()
         if info is None:
@@ -189,28 +267,42 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
             )
         metadata.start()
         producer.start()
-        try:
-            addresses = await server.start()
-        except OSError as exc:
-            raise _cannot_listen(*cfg.listen, exc) from None
-        scheme = "https" if cfg.tls_cert is not None else "http"
-        for host, port in addresses:
-            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            log.info("listening on %s://%s (Kafka %s)", scheme, where, bootstrap)
+        if supervisor is not None:
+            lifeline = Lifeline(loop, broker.changed, supervisor_gone)
+            lifeline.start()  # what the supervisor said so far is known before we listen
+        if not orphaned:
+            try:
+                addresses = await server.start()
+            except OSError as exc:
+                raise _cannot_listen(*cfg.listen, exc) from None
+            scheme = "https" if cfg.tls_cert is not None else "http"
+            for host, port in addresses:
+                where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                log.info("listening on %s://%s (Kafka %s)", scheme, where, bootstrap)
 
         loop.add_signal_handler(signal.SIGUSR1, server.dump_state)
-        stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_stop_signal)
+        if supervisor is not None:
+            # The parent-death signal gateway.workers gives each worker: sent when the thread
+            # of the supervisor that started it ends (the supervisor's death, however it dies).
+            loop.add_signal_handler(
+                PARENT_DEATH_SIGNAL, supervisor_gone, "its parent-death signal came"
+            )
         await stop.wait()
-        log.info(
-            "stopping: /readyz answers 503, no new work, finishing in-flight records (up to %gs)",
-            cfg.shutdown_timeout,
-        )
+        if not orphaned:  # else said already (and nothing listens any more)
+            log.info(
+                "stopping: /readyz answers 503, no new work, finishing in-flight records (up to %gs)",
+                cfg.shutdown_timeout,
+            )
         # The handlers stay: a second SIGTERM (a supervisor and a process-group kill both
         # sending one) must not cut the drain short.
         await server.shutdown(loop.time() + cfg.shutdown_timeout)
     finally:
+        if keeper is not None:
+            keeper.unwatch(broker.from_thread)
+        if lifeline is not None:
+            lifeline.close()
         # Every Kafka client is closed before we return, and so before an embedded broker is
         # stopped: a client still connected would log each connection it then loses.
         producer.close()
@@ -219,6 +311,61 @@ async def _serve(cfg: Config, bootstrap: str) -> int:
     log.info("stopped: %s", server.summary())
     flush_access_log()
     return 0
+
+
+class _BrokerNews:
+    """What the embedded broker's keeper says (or, in a --workers worker, the supervisor's):
+    while it is down, ClusterHealth has it down (503/50003 for what needs Kafka, /readyz 503)
+    and the consumer pool is renewed (its consumers must not carry topic ids of the old broker
+    into the new one: gateway.consume.pool); once it is up again, the metadata cache learns the
+    new broker's state at once."""
+
+    RELEARN_INTERVAL = 0.5  # between metadata refreshes until one reaches the new broker
+    RELEARN_ATTEMPTS = 20
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        cluster: ClusterHealth,
+        metadata: MetadataCache,
+        consumers: ConsumerPool,
+        stop: asyncio.Event,
+    ) -> None:
+        self.loop = loop
+        self.cluster = cluster
+        self.metadata = metadata
+        self.consumers = consumers
+        self.stop = stop
+        self.was_down = False
+
+    def from_thread(self, down: str | None) -> None:
+        """The keeper's watcher: called on its thread; hands the news to the loop."""
+        try:
+            self.loop.call_soon_threadsafe(self.changed, down)
+        except RuntimeError:  # the loop is closed: nobody serves any more
+            pass
+
+    def changed(self, down: str | None) -> None:
+        if down is not None:
+            if not self.was_down:
+                self.was_down = True
+                self.consumers.renew()
+            self.cluster.mark_down(EMBEDDED_BROKER, down)
+            return
+        self.cluster.mark_up(EMBEDDED_BROKER)
+        if self.was_down:
+            self.was_down = False
+            self._relearn(0)
+
+    def _relearn(self, attempt: int) -> None:
+        if self.stop.is_set() or self.was_down:
+            return
+
+        def done(fut: asyncio.Future[ClusterInfo | None]) -> None:
+            if fut.result() is None and attempt < self.RELEARN_ATTEMPTS:
+                self.loop.call_later(self.RELEARN_INTERVAL, self._relearn, attempt + 1)
+
+        self.metadata.refresh().add_done_callback(done)
 
 
 async def _close_metadata(metadata: MetadataCache) -> None:

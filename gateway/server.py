@@ -87,6 +87,12 @@ class Server:
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         return [s.getsockname()[:2] for s in server.sockets]
 
+    def stop_listening(self) -> None:
+        """Close the listening sockets now: no new connection; those accepted go on (a
+        --workers worker whose supervisor is gone, gateway.app)."""
+        for server in self._servers:
+            server.close()
+
     def connection_opened(self, conn: HttpProtocol) -> None:
         self.connections.add(conn)
         self._idle.clear()

@@ -16,6 +16,10 @@ the partition):
   at ``consumer.request.max.bytes`` (64 MiB).
 - topic unknown to a full metadata listing (refreshed once on a miss): 404 ``40401``; no
   metadata at all: 503 ``50003`` (as for produce).
+- Kafka unreachable, or not answering in time: 503 ``50003`` (gateway.consume.pool). When the
+  consumer says Kafka does not know the partition, the cluster's listing is asked again: 404
+  only if it no longer has the topic or partition ("not found" comes only from the cluster's
+  metadata), else 503 ``50003``.
 
 ``max_bytes`` counts key and value bytes before base64, as Confluent does; the first record is
 always included, even when it alone is larger (otherwise a reader could never get past it).
@@ -33,6 +37,7 @@ from urllib.parse import parse_qs
 from gateway import errors
 from gateway.api.common import refused_now, with_topic
 from gateway.api.context import ApiContext
+from gateway.consume.pool import NotKnownToKafka
 from gateway.consume.v1 import encode_records
 from gateway.http.parser import RequestHead
 from gateway.http.protocol import HttpProtocol
@@ -131,10 +136,10 @@ def _read(
         conn.respond_error(exc)
         return
     conn.defer()
-    fut.add_done_callback(conn.later(lambda f: _answer(conn, head, f)))
+    fut.add_done_callback(conn.later(lambda f: _answer(ctx, conn, head, f)))
 
 
-def _answer(conn: HttpProtocol, head: RequestHead, fut: asyncio.Future[Any]) -> None:
+def _answer(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, fut: asyncio.Future[Any]) -> None:
     if fut.cancelled():
         return
     exc = fut.exception()  # retrieved even when nobody waits: asyncio would log it otherwise
@@ -142,7 +147,30 @@ def _answer(conn: HttpProtocol, head: RequestHead, fut: asyncio.Future[Any]) -> 
         return  # the client went away: drop the answer
     if exc is None:
         conn.respond(200, fut.result(), content_type=CONTENT_TYPE)
+    elif isinstance(exc, NotKnownToKafka):
+        _recheck(ctx, conn, head, exc)
     elif isinstance(exc, errors.GatewayError):
         conn.respond_error(exc)
     else:
         conn.respond_error(errors.GatewayBug(f"consume failed: {exc!r}"))
+
+
+def _recheck(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, exc: NotKnownToKafka) -> None:
+    """The consumer says Kafka does not know the partition: 404 only if a fresh listing of the
+    cluster (shared and rate-limited) says it is gone; else the consumer's 503."""
+
+    def decide(_fut: asyncio.Future[Any]) -> None:
+        if not conn.pending(head):
+            return
+        info = ctx.metadata.info
+        count = info.topics.get(exc.topic) if info is not None else None
+        if info is not None and ctx.metadata.last_error is None and count is None:
+            conn.respond_error(errors.TopicNotFound(f"topic {exc.topic} not found"))
+        elif count is not None and exc.partition >= count:
+            conn.respond_error(
+                errors.PartitionNotFound(f"partition {exc.partition} of topic {exc.topic} not found")
+            )
+        else:
+            conn.respond_error(exc)
+
+    ctx.metadata.refresh_for_miss().add_done_callback(decide)

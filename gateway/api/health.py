@@ -29,9 +29,9 @@ def readiness_problem(ctx: ApiContext) -> str | None:
         return problem
     md = ctx.metadata
     if md.info is None:
-        return f"the Kafka cluster cannot be reached: {md.last_error or 'no metadata yet'}"
+        return f"Kafka is unreachable: {md.last_error or 'no metadata yet'}"
     if md.last_error is not None:
-        return f"the Kafka cluster cannot be reached: the last metadata refresh failed ({md.last_error})"
+        return f"Kafka is unreachable: the last metadata refresh failed ({md.last_error})"
     return None
 
 

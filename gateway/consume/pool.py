@@ -26,6 +26,25 @@ How a read decides it is done, and why (measured against Tansu, the broker of th
   earliest offset from ListOffsets (right on Tansu), the end from a fetch just below ListOffsets'
   high watermark (whose response carries the true one). Only an offset outside that measured
   range is a 416; an offset inside it (a slow broker) is read again with full patience.
+
+What a read that fails answers:
+- Kafka cannot be reached, or does not answer within ``request_timeout`` (a broker down, hung or
+  being restarted): 503/50003, the client may retry (``errors.KafkaUnavailable``).
+- The consumer's client says it does not know the topic or partition: librdkafka says so at
+  once, from its own state, while the cluster cannot be reached (measured: ListOffsets gives
+  ``_UNKNOWN_PARTITION`` within 60 ms of the broker's death). It is never taken as "not
+  found": the request was checked against the cluster's metadata, so this is
+  ``NotKnownToKafka`` (503/50003), and the endpoint answers 404 only if a fresh listing from the
+  cluster says the topic or partition is gone (gateway.api.consume_v1).
+- Kafka refuses the read with an error a retry cannot fix: 500/50001.
+
+``renew()`` (the embedded broker died, gateway.app): reads in progress end with 503/50003 within
+``POLL_SLICE``, and every consumer is replaced by a new one before its next read. The broker
+comes back empty and its topics are created again under new topic ids; a consumer that fetched
+a partition of the old topic fetches by the old id, and librdkafka 2.16 then crashes the whole
+process on the answer (a NULL topic name in the leader update of the fetch response, on its
+rdk:main thread, in ``rd_kafka_metadata_update_op``: measured against Tansu). New consumers
+know no old id.
 """
 
 from __future__ import annotations
@@ -46,6 +65,8 @@ from gateway import errors
 log = logging.getLogger("gateway.consume")
 
 MAX_OFFSET = (1 << 63) - 1
+# Longest single wait inside a read: a read notices renew() within this.
+POLL_SLICE = 0.1
 
 # Settings the read algorithm depends on: applied after the caller's properties.
 REQUIRED_CONSUMER_CONFIG: dict[str, Any] = {
@@ -106,6 +127,20 @@ class ConsumerPoolBusy(errors.UpstreamError):
     error_code = 50301
 
 
+class NotKnownToKafka(errors.KafkaUnavailable):
+    """The consumer's Kafka client does not know ``topic``/``partition`` now, although the
+    cluster's metadata listed it when the request was checked: the cluster cannot be reached,
+    or the topic changed since (503/50003 unless a fresh listing says it is gone)."""
+
+    def __init__(self, topic: str, partition: int, err: KafkaError) -> None:
+        super().__init__(
+            f"Kafka cannot tell where topic {topic} partition {partition} is now "
+            f"({err.str()}): the cluster may be unreachable; retry later"
+        )
+        self.topic = topic
+        self.partition = partition
+
+
 class _Suspect(Exception):
     """The read saw no record and no end: the offset may be out of range (measure it)."""
 
@@ -121,10 +156,12 @@ class _Job:
     future: asyncio.Future[Any]
     enqueued_at: float
     abandoned: bool = False  # set on the loop when nobody waits for the answer any more
+    generation: int = 0  # the pool's generation when the read started (see renew)
 
 
 _OUT_OF_RANGE = {KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET}
-_TOPIC_GONE = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+# "Unknown" from the consumer's client: its own view, never the cluster's word on existence.
+_NOT_KNOWN = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
 # Local (librdkafka) errors that waiting cannot cure; other local ones (transport, broker down,
 # timeouts) are retried by librdkafka until the request's deadline.
 _LOCAL_PERMANENT = {
@@ -165,6 +202,7 @@ class ConsumerPool:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._outstanding = 0  # queued + running jobs (loop thread only)
         self._closed = False
+        self._generation = 0  # renew() counts up; a worker's consumer of an older one is replaced
         self._stopped: list[asyncio.Future[None]] = []
         self._threads: list[threading.Thread] = []
         for i in range(size):
@@ -212,7 +250,9 @@ class ConsumerPool:
         """Records of ``topic``/``partition`` from ``offset`` on, as many as exist now, at most
         ``count`` and about ``max_bytes`` of key and value bytes (always at least one record
         when one exists). ``[]`` at the end of the partition; ``OffsetOutOfRangeError`` outside
-        ``[earliest, end]``; ``KafkaRequestFailed`` when Kafka fails or does not answer."""
+        ``[earliest, end]``; ``KafkaUnavailable`` (``NotKnownToKafka`` among them) when Kafka
+        cannot be reached or does not answer in time; ``KafkaRequestFailed`` when it fails the
+        read."""
         return await self.submit(topic, partition, offset, count, max_bytes)
 
     def _resolve(self, job: _Job, result: Any, exc: BaseException | None) -> None:
@@ -224,6 +264,11 @@ class ConsumerPool:
             fut.set_exception(exc)
         else:
             fut.set_result(result)
+
+    def renew(self) -> None:
+        """The cluster behind the consumers is gone (it comes back as a new one): reads in
+        progress end with 503/50003, and each consumer is replaced before its next read."""
+        self._generation += 1
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop taking requests; queued ones fail with 503; workers close their consumers."""
@@ -243,15 +288,23 @@ class ConsumerPool:
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
 
-    def _worker(self, stopped: asyncio.Future[None]) -> None:
-        consumer = None
+    def _new_consumer(self) -> tuple[Any, Exception | None]:
+        """(a consumer, None), or (None, why not): a bad -X property, said by every job."""
         try:
-            consumer = self._factory(self._config)
-        except Exception as exc:  # a bad -X property: every job on this worker says why
+            return self._factory(self._config), None
+        except Exception as exc:
             log.error("cannot create a Kafka consumer: %s", exc)
-            startup_error: Exception | None = exc
-        else:
-            startup_error = None
+            return None, exc
+
+    def _close_consumer(self, consumer: Any) -> None:
+        try:
+            consumer.close()
+        except Exception as exc:
+            log.warning("closing a consumer failed: %s", exc)
+
+    def _worker(self, stopped: asyncio.Future[None]) -> None:
+        generation = self._generation
+        consumer, startup_error = self._new_consumer()
         try:
             while True:
                 job = self._jobs.get()
@@ -269,11 +322,17 @@ class ConsumerPool:
                         f"no consumer became free within {self.queue_timeout:g}s: retry later"
                     ))
                     continue
+                if generation != self._generation:
+                    generation = self._generation
+                    if consumer is not None:
+                        self._close_consumer(consumer)
+                    consumer, startup_error = self._new_consumer()
                 if consumer is None:
                     self._post(job, None, errors.KafkaRequestFailed(
                         f"no Kafka consumer: {startup_error}"
                     ))
                     continue
+                job.generation = generation
                 try:
                     records = self._read(consumer, job)
                     result = job.transform(records) if job.transform is not None else records
@@ -286,10 +345,7 @@ class ConsumerPool:
                     self._post(job, result, None)
         finally:
             if consumer is not None:
-                try:
-                    consumer.close()
-                except Exception as exc:
-                    log.warning("closing a consumer failed: %s", exc)
+                self._close_consumer(consumer)
             try:
                 self._loop.call_soon_threadsafe(_set_done, stopped)
             except RuntimeError:
@@ -299,7 +355,7 @@ class ConsumerPool:
         topic, partition, offset = job.topic, job.partition, job.offset
         deadline = time.monotonic() + self.request_timeout
         if not 0 <= offset <= MAX_OFFSET:
-            earliest, end = self._measure_range(consumer, topic, partition, deadline)
+            earliest, end = self._measure_range(consumer, job, deadline)
             raise OffsetOutOfRangeError(topic, partition, offset, earliest, end)
         suspect_after: float | None = self.suspect_after
         while True:
@@ -307,7 +363,7 @@ class ConsumerPool:
                 return self._read_from(consumer, job, deadline, suspect_after)
             except _Suspect:
                 pass
-            earliest, end = self._measure_range(consumer, topic, partition, deadline)
+            earliest, end = self._measure_range(consumer, job, deadline)
             if offset == end:
                 return []
             if not earliest <= offset < end:
@@ -336,11 +392,12 @@ class ConsumerPool:
                         return out  # as many as arrived in time
                     if suspect_after is not None and limit == first_deadline:
                         raise _Suspect
-                    raise errors.KafkaRequestFailed(
+                    raise errors.KafkaUnavailable(
                         f"Kafka did not answer a fetch from {topic}[{partition}] within "
                         f"{self.request_timeout:g}s" + (f": {last_error.str()}" if last_error else "")
                     )
-                msg = consumer.poll(wait)
+                msg = consumer.poll(min(wait, POLL_SLICE))
+                self._check_current(job)
                 if msg is None:
                     continue
                 # Everything queued now, in one call: a fetch response's records come together.
@@ -381,10 +438,16 @@ class ConsumerPool:
         finally:
             consumer.unassign()
 
-    def _measure_range(
-        self, consumer: Any, topic: str, partition: int, deadline: float
-    ) -> tuple[int, int]:
+    def _check_current(self, job: _Job) -> None:
+        """KafkaUnavailable once ``renew()`` was called since the read started."""
+        if job.generation != self._generation:
+            raise errors.KafkaUnavailable(
+                f"Kafka became unreachable while reading {job.topic}[{job.partition}]: retry later"
+            )
+
+    def _measure_range(self, consumer: Any, job: _Job, deadline: float) -> tuple[int, int]:
         """(earliest, end) of the partition now: earliest from ListOffsets, end from a fetch."""
+        topic, partition = job.topic, job.partition
         tp = TopicPartition(topic, partition)
         for _attempt in range(3):
             wait = deadline - time.monotonic()
@@ -396,8 +459,10 @@ class ConsumerPool:
                 err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
                 if err is not None:
                     _raise_fatal(err, topic, partition)
-                raise errors.KafkaRequestFailed(
-                    f"could not read the offsets of {topic}[{partition}]: {exc}"
+                # Retriable (transport, timeout, no broker up): Kafka could not be asked.
+                raise errors.KafkaUnavailable(
+                    f"could not read the offsets of {topic}[{partition}]: "
+                    f"{err.str() if err is not None else exc}"
                 ) from exc
             # Tansu's ListOffsets high watermark can be low (the last batch's first offset + 1):
             # read from just below it; the fetch response carries the true one.
@@ -405,7 +470,8 @@ class ConsumerPool:
             consumer.assign([TopicPartition(topic, partition, start)])
             try:
                 while (wait := deadline - time.monotonic()) > 0:
-                    msg = consumer.poll(wait)
+                    msg = consumer.poll(min(wait, POLL_SLICE))
+                    self._check_current(job)
                     if msg is None:
                         continue
                     err = msg.error()
@@ -420,18 +486,17 @@ class ConsumerPool:
                     _raise_fatal(err, topic, partition)
             finally:
                 consumer.unassign()
-        raise errors.KafkaRequestFailed(
+        raise errors.KafkaUnavailable(
             f"could not find the offset range of {topic}[{partition}] within {self.request_timeout:g}s"
         )
 
 
 def _raise_fatal(err: KafkaError, topic: str, partition: int) -> None:
-    """Raise the answer for an error that retrying cannot fix; return for a retriable one."""
+    """Raise the answer for an error that waiting in this read cannot fix; return for a
+    retriable one."""
     code = err.code()
-    if code in _TOPIC_GONE:
-        raise errors.TopicNotFound(f"topic {topic} not found")
-    if code == KafkaError._UNKNOWN_PARTITION:
-        raise errors.PartitionNotFound(f"partition {partition} of topic {topic} not found")
+    if code in _NOT_KNOWN:
+        raise NotKnownToKafka(topic, partition, err)
     if err.fatal() or code in _LOCAL_PERMANENT or (code > 0 and not err.retriable()):
         raise errors.KafkaRequestFailed(f"Kafka error: {err.str()}")
 

@@ -32,7 +32,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, NoReturn
 
-__all__ = ["AddressInUse", "EmbeddedBroker", "find_free_port", "resolve_tansu_binary"]
+__all__ = [
+    "AddressInUse",
+    "EmbeddedBroker",
+    "describe_exit",
+    "find_free_port",
+    "parent_death_preexec",
+    "resolve_tansu_binary",
+]
 
 #: Explicit path to a ``tansu`` executable; when set it is used as is, never ignored.
 ENV_TANSU_BIN = "GATEWAY_TANSU_BIN"
@@ -145,13 +152,16 @@ def resolve_tansu_binary() -> str:
         raise RuntimeError(f"no Tansu broker binary: {exc}") from exc
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """Build a ``preexec_fn`` that makes the child get SIGINT when its parent dies.
+def parent_death_preexec(signum: int = signal.SIGINT) -> Callable[[], None] | None:
+    """Build a ``preexec_fn`` that makes the child get ``signum`` when its parent dies.
 
     Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere returns ``None``. The kernel
-    sends the signal when the *thread* that forked the child exits, so start the broker
-    from a thread that lives as long as it (the main thread in the CLI and the tests).
-    Everything the child needs is looked up here, before the fork.
+    sends the signal when the *thread* that forked the child exits, so start the child
+    from a thread that lives as long as it should (the main thread, or a thread of its
+    own as gateway.kafka.keeper's). Race-free: the child checks, after the prctl, that
+    the process that forked it is still its parent, and exits at once (status 127)
+    otherwise. The signal gets its default action in the child. Everything the child
+    needs is looked up here, before the fork.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -165,18 +175,18 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
     prctl.restype = ctypes.c_int
     pr_set_pdeathsig = 1  # <linux/prctl.h>
     parent = os.getpid()
-    sigint = int(signal.SIGINT)
+    signum_int = int(signum)
+    signum_enum = signal.Signals(signum)
     sig_dfl = signal.SIG_DFL
-    sigint_enum = signal.SIGINT
     set_signal = signal.signal
     exit_now = os._exit
     getppid = os.getppid
 
     def preexec() -> None:
-        # An ignored SIGINT would survive exec (a job started with `&` by a
-        # non-interactive shell has it ignored): give the broker the default action.
-        set_signal(sigint_enum, sig_dfl)
-        if prctl(pr_set_pdeathsig, sigint, 0, 0, 0) != 0:
+        # An ignored signal would survive exec (a job started with `&` by a
+        # non-interactive shell has SIGINT ignored): give the child the default action.
+        set_signal(signum_enum, sig_dfl)
+        if prctl(pr_set_pdeathsig, signum_int, 0, 0, 0) != 0:
             exit_now(127)
         # The parent may have died between fork() and prctl(): then nobody will ever
         # send the signal, so do not exec at all.
@@ -184,6 +194,18 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
             exit_now(127)
 
     return preexec
+
+
+def describe_exit(returncode: int) -> str:
+    """How a child ended, from its ``Popen.returncode``: "was killed by SIGKILL", "exited
+    with status 1"."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with status {returncode}"
 
 
 def _format_host(host: str) -> str:
@@ -342,7 +364,7 @@ class EmbeddedBroker:
                 env=env,
                 close_fds=True,
                 start_new_session=True,  # a terminal Ctrl-C reaches only the gateway, which stops it after flushing
-                preexec_fn=_pdeathsig_preexec(),
+                preexec_fn=parent_death_preexec(signal.SIGINT),
             )
         except BaseException:
             self._reap()
@@ -454,7 +476,22 @@ class EmbeddedBroker:
             return text.splitlines()[-lines:]
         return list(self._tail)[-lines:]
 
-    # -- stop --------------------------------------------------------------------------
+    # -- watch and stop ------------------------------------------------------------------
+
+    def wait(self) -> int:
+        """Block until the broker process exits, reap it and return its ``returncode``
+        (negative: the signal that killed it). The broker must have been started."""
+        proc = self._proc
+        if proc is None:
+            raise RuntimeError(f"{self!r} was never started")
+        return proc.wait()
+
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` to the broker if it is running (never to a pid already reaped,
+        which another process may have been given since)."""
+        proc = self._proc
+        if proc is not None:
+            proc.send_signal(signum)  # polls first: nothing is sent once it was reaped
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker: SIGINT, then SIGKILL after *timeout* s. Idempotent.

@@ -3,7 +3,9 @@
 Sources report what they see under their own name: the embedded broker's supervisor (its
 process exited or came back), the producer (librdkafka says every broker is down, or a record
 was acknowledged again). The cluster counts as unreachable while any source says so; the reason
-shown is the first such source's. Endpoints that need Kafka answer 503/50003 at once while it
+shown is the first such source's, librdkafka's last (a source that knows the cause, such as the
+embedded broker's exit, says more than "every broker connection is down", which follows from
+it and may be noticed a few milliseconds sooner). Endpoints that need Kafka answer 503/50003 at once while it
 is unreachable instead of waiting on a timeout, and /readyz says 503.
 
 Runs on the event loop thread only; ``listen`` callbacks are told of every change.
@@ -54,6 +56,14 @@ class ClusterHealth:
         self._listeners.append(callback)
 
     def _changed(self) -> None:
-        self.down = down = next(iter(self._down.values()), None)
+        # The reason shown prefers a source that watches something specific (the embedded
+        # broker's process) over librdkafka's generic "every broker connection is down", which
+        # often comes a few milliseconds earlier.
+        down = None
+        for source, reason in self._down.items():
+            down = reason
+            if source != LIBRDKAFKA:
+                break
+        self.down = down
         for callback in list(self._listeners):
             callback(down)

@@ -174,7 +174,7 @@ class MetadataCache:
     # -- what a request needs to know about a topic (one decision for every endpoint) --------
     def unavailable(self) -> errors.KafkaUnavailable:
         return errors.KafkaUnavailable(
-            f"the Kafka cluster cannot be reached: {self.last_error or 'no metadata'}"
+            f"Kafka is unreachable: {self.last_error or 'no metadata'}"
         )
 
     def partition_count(self, topic: str) -> int:

@@ -90,6 +90,7 @@ def _stream_through(
         fault(s)
         s.wait_reports(s.sent, timeout=REPORT_WAIT)
         _wait_ready(g)
+        _wait_acknowledged(s)
         time.sleep(1.0)  # the stream goes on after the outage
         s.finish(REPORT_WAIT)
     finally:
@@ -102,6 +103,16 @@ def _wait_ready(g: GatewayProcess) -> None:
     while request(g.host, g.port, "GET", "/readyz").status != 200:
         assert time.monotonic() < deadline, "the gateway did not say it was ready again"
         time.sleep(0.1)
+
+
+def _wait_acknowledged(s: PacedStream) -> None:
+    """Records read from now on are acknowledged again (librdkafka may take a moment more than
+    the metadata listing to reconnect: records in between fail with 50003, as they may)."""
+    start = len(s.reports)
+    deadline = time.monotonic() + REPORT_WAIT
+    while not any(r["error_code"] == 200 for r in s.reports[start:]):
+        assert time.monotonic() < deadline, "nothing acknowledged once the gateway was ready"
+        time.sleep(0.05)
 
 
 def _stop_cleanly(g: GatewayProcess) -> None:

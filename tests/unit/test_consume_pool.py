@@ -1,7 +1,8 @@
 """The v1 consume pieces below HTTP: request parsing, the answer's encoding, and the consumer
 pool (its bounds with a fake consumer; its reads against the session's Tansu broker and against
 librdkafka's mock cluster, which answers like Apache Kafka: OFFSET_OUT_OF_RANGE, true
-ListOffsets)."""
+ListOffsets); what a read that fails answers (503 when Kafka cannot be reached or does not know
+the partition, 404 only from the cluster's listing)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from confluent_kafka import Producer
 from gateway import errors
 from gateway.api.consume_v1 import DEFAULT_MAX_BYTES, MAX_BYTES_CEILING, parse_request
 from gateway.consume import ConsumedRecord, ConsumerPool, ConsumerPoolBusy, OffsetOutOfRangeError
+from gateway.consume.pool import NotKnownToKafka
 from gateway.consume.v1 import encode_records
 
 
@@ -299,3 +302,112 @@ def test_reads_against_a_kafka_that_reports_out_of_range(loop: asyncio.AbstractE
     finally:
         loop.run_until_complete(pool.close())
         mock.flush(1)
+
+
+# -- what a read that fails answers: "not found" never comes from the consumer ----------------
+class SilentConsumer(FakeConsumer):
+    """A Kafka that never answers a fetch (a broker down or hung)."""
+
+    def poll(self, timeout: float) -> Any:
+        time.sleep(min(timeout, 0.01))
+        return None
+
+
+class UnknowingConsumer(SilentConsumer):
+    """librdkafka while the cluster is unreachable: it says at once, from its own state, that it
+    does not know the partition (measured against a killed Tansu: ``_UNKNOWN_PARTITION``)."""
+
+    def get_watermark_offsets(self, tp: Any, timeout: float | None = None, cached: bool = False) -> tuple[int, int]:
+        from confluent_kafka import KafkaError, KafkaException
+
+        raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "Failed to get watermark offsets"))
+
+
+def test_a_kafka_that_does_not_answer_is_503_50003(loop: asyncio.AbstractEventLoop) -> None:
+    pool = ConsumerPool({}, loop, size=1, request_timeout=0.3, consumer_factory=SilentConsumer)
+    with pytest.raises(errors.KafkaUnavailable) as info:
+        loop.run_until_complete(pool.fetch("t", 2, 0, 10, 100))
+    assert (info.value.status, info.value.error_code) == (503, 50003)
+    assert "t[2]" in info.value.message
+    loop.run_until_complete(pool.close())
+
+
+def test_a_partition_the_client_does_not_know_is_503_not_404(loop: asyncio.AbstractEventLoop) -> None:
+    pool = ConsumerPool({}, loop, size=1, consumer_factory=UnknowingConsumer)
+    with pytest.raises(NotKnownToKafka) as info:
+        loop.run_until_complete(pool.fetch("t", 1, 0, 10, 100))
+    assert (info.value.status, info.value.error_code) == (503, 50003)
+    assert (info.value.topic, info.value.partition) == ("t", 1)
+    assert "partition 1" in info.value.message
+    loop.run_until_complete(pool.close())
+
+
+def test_renew_ends_reads_in_progress_and_replaces_every_consumer(loop: asyncio.AbstractEventLoop, fake: type[FakeConsumer]) -> None:
+    pool = ConsumerPool({}, loop, size=1, consumer_factory=fake)
+    reading = pool.submit("t", 0, 0, 10, 100)  # nothing arrives until fake.release is set
+    loop.run_until_complete(asyncio.sleep(0.1))
+    started = time.monotonic()
+    pool.renew()
+    with pytest.raises(errors.KafkaUnavailable) as info:
+        loop.run_until_complete(asyncio.wait_for(reading, 5))
+    assert (info.value.status, info.value.error_code) == (503, 50003)
+    assert time.monotonic() - started < 2  # not the request timeout (5 s)
+    fake.release.set()
+    assert loop.run_until_complete(pool.fetch("t", 0, 5, 10, 100))[0].offset == 5
+    assert len(fake.created) == 2  # the read after renew() had a new consumer
+    assert fake.created[0].closed and not fake.created[1].closed
+    loop.run_until_complete(pool.close())
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.answers: list[errors.GatewayError] = []
+
+    def pending(self, head: Any) -> bool:
+        return True
+
+    def respond_error(self, exc: errors.GatewayError) -> None:
+        self.answers.append(exc)
+
+
+class _Metadata:
+    """The cluster's listing after a refresh: ``topics`` (None: no metadata at all)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, topics: dict[str, int] | None, last_error: str | None) -> None:
+        self.loop = loop
+        self.info = SimpleNamespace(topics=topics) if topics is not None else None
+        self.last_error = last_error
+        self.refreshes = 0
+
+    def refresh_for_miss(self) -> asyncio.Future[Any]:
+        self.refreshes += 1
+        fut = self.loop.create_future()
+        fut.set_result(self.info if self.last_error is None else None)
+        return fut
+
+
+@pytest.mark.parametrize(
+    ("topics", "last_error", "status", "code"),
+    [
+        ({"other": 1}, None, 404, 40401),  # the cluster's fresh listing has no such topic
+        ({"t": 1}, None, 404, 40402),  # ... has the topic with fewer partitions
+        ({"t": 3}, None, 503, 50003),  # ... has the partition: Kafka's client could not tell
+        ({"t": 3}, "KafkaError{code=_TRANSPORT}", 503, 50003),  # the refresh failed
+        (None, "KafkaError{code=_TRANSPORT}", 503, 50003),  # no metadata at all
+    ],
+)
+def test_the_endpoint_says_not_found_only_when_the_clusters_listing_does(
+    loop: asyncio.AbstractEventLoop, topics: dict[str, int] | None, last_error: str | None, status: int, code: int
+) -> None:
+    from confluent_kafka import KafkaError
+
+    from gateway.api.consume_v1 import _answer
+
+    metadata = _Metadata(loop, topics, last_error)
+    conn = _Conn()
+    fut = loop.create_future()
+    fut.set_exception(NotKnownToKafka("t", 1, KafkaError(KafkaError._UNKNOWN_PARTITION)))
+    _answer(SimpleNamespace(metadata=metadata), conn, None, fut)  # type: ignore[arg-type]
+    loop.run_until_complete(asyncio.sleep(0.01))  # the refresh's callbacks
+    assert metadata.refreshes == 1
+    assert [(a.status, a.error_code) for a in conn.answers] == [(status, code)]

@@ -104,7 +104,9 @@ def test_a_metadata_listing_that_succeeds_also_says_kafka_answers() -> None:
     assert health.down == "the embedded broker exited"  # ...a watched process does not
     health.mark_up("embedded-broker")
     assert health.down is None
-    assert seen == ["every broker connection is down", "every broker connection is down",
+    # The embedded broker's reason is shown as soon as it is known (librdkafka's is the generic
+    # one), and stays while the process is not back.
+    assert seen == ["every broker connection is down", "the embedded broker exited",
                     "the embedded broker exited", None]
 
 
@@ -161,3 +163,16 @@ def test_repeated_error_events_are_logged_once_per_interval(
         "producer: _ALL_BROKERS_DOWN: 1/1 brokers are down (9 more like it in the last 10 s)",
         "producer: _ALL_BROKERS_DOWN: 1/1 brokers are down (9 more like it in the last 10 s)",
     ]
+
+
+def test_a_source_that_knows_the_cause_gives_the_reason() -> None:
+    """librdkafka may notice "every broker connection is down" a few milliseconds before the
+    embedded broker's keeper reports its exit: the keeper's reason is the one shown."""
+    health = ClusterHealth()
+    health.mark_down("librdkafka", "every broker connection is down (1/1 brokers are down)")
+    health.mark_down("embedded-broker", "the embedded broker was killed by SIGKILL; it is being restarted")
+    assert health.down == "the embedded broker was killed by SIGKILL; it is being restarted"
+    health.mark_up("embedded-broker")
+    assert health.down == "every broker connection is down (1/1 brokers are down)"
+    health.answered()
+    assert health.down is None

@@ -1,11 +1,17 @@
 """The ``--workers`` supervisor (gateway/workers.py) with stand-in worker commands: a worker that
 cannot start (exit status 2) is not restarted, the others are stopped and the supervisor exits 2;
-a worker that dies otherwise is restarted."""
+a worker that dies otherwise is restarted; every worker hears of the embedded broker's state on
+its lifeline, and a worker dies with the process that started it."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +79,158 @@ def test_a_worker_that_dies_is_restarted(monkeypatch: pytest.MonkeyPatch, tmp_pa
     supervisor = workers.Supervisor(Config(workers=1, listen=("127.0.0.1", 1)), "127.0.0.1:9")
     assert supervisor.run() == 0
     assert starts.read_text().split() == ["0", "0"]
+
+
+# -- the embedded broker's state, from the supervisor to its workers (the lifeline) ------------
+class FakeKeeper:
+    """The supervisor's broker keeper: ``tell`` is a change of the broker's state."""
+
+    def __init__(self, down: str | None) -> None:
+        self.down = down
+        self.watchers: list = []
+
+    def watch(self, callback) -> None:
+        self.watchers.append(callback)
+        callback(self.down)
+
+    def unwatch(self, callback) -> None:
+        self.watchers.remove(callback)
+
+    def tell(self, down: str | None) -> None:
+        self.down = down
+        for callback in list(self.watchers):
+            callback(down)
+
+
+# Each stand-in worker writes every lifeline line it reads to a file; slot 0 stops the
+# supervisor when it reads a line starting as its third argument says ("never": it does not).
+LISTENER = (
+    "import os, signal, sys\n"
+    "slot, path, last = sys.argv[1], sys.argv[2], sys.argv[3]\n"
+    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+    "for line in sys.stdin:\n"
+    "    open(path, 'a').write(slot + ' ' + line)\n"
+    "    if slot == '0' and line.startswith(last):\n"
+    "        os.kill(os.getppid(), signal.SIGTERM)\n"
+)
+
+
+def listening_stand_in(monkeypatch: pytest.MonkeyPatch, path: Path, last: str) -> None:
+    monkeypatch.setattr(
+        workers, "worker_argv", lambda slot: [sys.executable, "-c", LISTENER, str(slot), str(path), last]
+    )
+
+
+def _wait_file(path: Path, predicate, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text() if path.exists() else ""
+        if predicate(text):
+            return text
+        assert time.monotonic() < deadline, text
+        time.sleep(0.02)
+
+
+def test_every_worker_hears_each_change_of_the_embedded_broker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    heard = tmp_path / "heard"
+    listening_stand_in(monkeypatch, heard, "never")
+    keeper = FakeKeeper(None)
+    supervisor = workers.Supervisor(Config(workers=2, listen=("127.0.0.1", 1)), "127.0.0.1:9", keeper)  # type: ignore[arg-type]
+
+    def broker_dies_and_comes_back() -> None:
+        while len(supervisor.lifelines) < 2:
+            time.sleep(0.01)
+        keeper.tell("the embedded broker was killed by SIGKILL; it is being restarted")
+        _wait_file(heard, lambda t: t.count("broker-down") == 2)
+        keeper.tell(None)
+        _wait_file(heard, lambda t: t.count("broker-up") == 2)
+        os.kill(os.getpid(), signal.SIGTERM)  # the supervisor's handler: stop the workers
+
+    news = threading.Thread(target=broker_dies_and_comes_back)
+    news.start()
+    assert supervisor.run() == 0
+    news.join()
+    lines = heard.read_text().splitlines()
+    for slot in "01":
+        assert [line for line in lines if line.startswith(slot + " ")][:2] == [
+            f"{slot} broker-down the embedded broker was killed by SIGKILL; it is being restarted",
+            f"{slot} broker-up",
+        ]
+    assert keeper.watchers == []  # the supervisor stopped listening when it stopped
+
+
+def test_a_worker_started_while_the_broker_is_down_is_told_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    heard = tmp_path / "heard"
+    listening_stand_in(monkeypatch, heard, "broker-down")
+    keeper = FakeKeeper("the embedded broker exited with status 1; it is being restarted")
+    supervisor = workers.Supervisor(Config(workers=1, listen=("127.0.0.1", 1)), "127.0.0.1:9", keeper)  # type: ignore[arg-type]
+    assert supervisor.run() == 0
+    assert heard.read_text() == "0 broker-down the embedded broker exited with status 1; it is being restarted\n"
+
+
+def test_the_lifeline_reads_whole_lines_and_ends_when_the_supervisor_is_gone() -> None:
+    loop = asyncio.new_event_loop()
+    read_end, write_end = os.pipe()
+    told: list[str | None] = []
+    gone: list[str] = []
+    lifeline = workers.Lifeline(loop, told.append, gone.append, fd=read_end)
+    try:
+        os.write(write_end, workers.broker_line("killed by SIGKILL") + b"broker-u")
+        lifeline.start()  # what is there already is read at once
+        assert told == ["killed by SIGKILL"]
+        os.write(write_end, b"p\n" + workers.broker_line("line\nbreaks  and " + "x" * 5000))
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert told[1] is None
+        assert told[2] is not None and told[2].startswith("line breaks and xxx")
+        assert len(workers.broker_line("x" * 5000)) <= workers.LINE_MAX  # one atomic pipe write
+        assert not gone
+        os.close(write_end)  # the supervisor is gone: every write end is closed
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert gone == ["its lifeline was closed"]
+        assert len(told) == 3
+    finally:
+        lifeline.close()
+        os.close(read_end)
+        loop.close()
+
+
+def test_a_child_of_parent_death_preexec_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """The supervisor killed with SIGKILL: its child (a worker) gets the parent-death signal."""
+    pid_file = tmp_path / "child"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import signal, subprocess, sys, time\n"
+        "from gateway.kafka.embedded import parent_death_preexec\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
+        "                         preexec_fn=parent_death_preexec(signal.SIGHUP))\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )], cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.02)
+        child = int(pid_file.read_text())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 2
+        while _alive(child):
+            assert time.monotonic() < deadline, "the child outlived its parent"
+            time.sleep(0.01)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, and not a zombie waiting for its new parent to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
