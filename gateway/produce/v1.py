@@ -149,7 +149,11 @@ def decode_records(
     per record, the item shape ``StreamCore.push`` takes (``partition`` -1: the partitioner
     decides). RequestRefused at the first bad record."""
     if embedded != JSON:
-        fast = v1_binary_items(records, partitions, url_partition)
+        try:
+            fast = v1_binary_items(records, partitions, url_partition)
+        except OverflowError:
+            # A partition beyond a C long long: the loop below words the refusal.
+            fast = None
         if fast is not None:
             return fast
     todo: list[tuple[Any, ...]] = []
