@@ -344,8 +344,11 @@ def served(reqs: list[GenRequest]) -> list[GenRequest]:
         closes = not req.keep_alive or req.version == 10 and req.target in ("/stream", "/records")
         closes |= has_body and req.target in ("/r/ok", "/nope")
         if req.target == "/records":
+            # A fatal record error (garbage between records, or a body ending inside one)
+            # ends the stream and closes the connection.
             s = _speedups.JsonSplitter()
             s.feed(req.body)
+            s.finish()
             closes |= s.failed
         if closes:
             break
