@@ -40,6 +40,10 @@ cdef enum:
     # Recent error-callback events kept for take_errors(); older ones are counted, not kept.
     _RDP_ERROR_RING = 16
     _RDP_REASON_BYTES = 256
+    # librdkafka's log lines kept for take_logs() between two polls; more are counted.
+    _RDP_LOG_RING = 64
+    _RDP_LOG_FAC_BYTES = 32
+    _RDP_LOG_BYTES = 512
     _RDP_ERRSTR_BYTES = 512
     # A close() from __dealloc__ waits at most this long for outstanding records: dealloc runs
     # wherever the last reference goes, so it must not block long (nothing may block the event loop).
@@ -57,6 +61,12 @@ cdef uint64_t _rdp_one = 1  # the eventfd payload librdkafka writes (it copies i
 cdef struct _RdpError:
     int code
     char reason[_RDP_REASON_BYTES]
+
+
+cdef struct _RdpLog:
+    int level
+    char fac[_RDP_LOG_FAC_BYTES]
+    char text[_RDP_LOG_BYTES]
 
 
 cdef struct _RdpState:
@@ -79,6 +89,11 @@ cdef struct _RdpState:
     # Statistics callback: the latest JSON document (statistics.interval.ms), not yet taken.
     char* stats
     size_t stats_len
+    # Log callback (log.queue: served inside rd_kafka_poll, on the polling thread): the lines
+    # since the last take_logs(), at most _RDP_LOG_RING; `logs_lost` counts the others.
+    _RdpLog logs[_RDP_LOG_RING]
+    Py_ssize_t log_count
+    unsigned long long logs_lost
 
 
 cdef int _rdp_grow(_RdpState* st) noexcept nogil:
@@ -171,6 +186,31 @@ cdef int cb_rdp_stats(rd_kafka_t* rk, char* json, size_t json_len, void* opaque)
     st.stats = copy
     st.stats_len = json_len
     return 0
+
+
+cdef void cb_rdp_log(const rd_kafka_t* rk, int level, const char* fac,
+                     const char* buf) noexcept nogil:
+    # librdkafka's log_cb. With log.queue and the log queue forwarded to the main queue, it runs
+    # inside rd_kafka_poll() on the polling thread (never from librdkafka's own threads): the
+    # line is kept for take_logs(), which rate-limits what reaches the gateway's log.
+    cdef _RdpState* st = <_RdpState*>rd_kafka_opaque(rk)
+    cdef _RdpLog* e
+    if st == NULL:
+        return
+    if st.log_count >= _RDP_LOG_RING:
+        st.logs_lost += 1
+        return
+    e = &st.logs[st.log_count]
+    e.level = level
+    e.fac[0] = 0
+    e.text[0] = 0
+    if fac != NULL:
+        strncpy(e.fac, fac, _RDP_LOG_FAC_BYTES - 1)
+        e.fac[_RDP_LOG_FAC_BYTES - 1] = 0
+    if buf != NULL:
+        strncpy(e.text, buf, _RDP_LOG_BYTES - 1)
+        e.text[_RDP_LOG_BYTES - 1] = 0
+    st.log_count += 1
 
 
 cdef inline int64_t _rdp_now_ms() noexcept nogil:
@@ -476,7 +516,14 @@ cdef class RdProducer(ProducerBase):
         except BaseException:
             rd_kafka_conf_destroy(conf)
             raise
-        # Set after the caller's properties, so they cannot be replaced.
+        # Set after the caller's properties, so they cannot be replaced. log.queue: librdkafka's
+        # log lines are served by poll() on the loop's thread (cb_rdp_log), not printed by its
+        # own threads to stderr.
+        errstr[0] = 0
+        if rd_kafka_conf_set(conf, b"log.queue", b"true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK:
+            rd_kafka_conf_destroy(conf)
+            raise ValueError(f"log.queue: {errstr.decode('utf-8', 'replace')}")
+        rd_kafka_conf_set_log_cb(conf, cb_rdp_log)
         rd_kafka_conf_set_dr_msg_cb(conf, cb_rdp_delivery)
         rd_kafka_conf_set_error_cb(conf, cb_rdp_error)
         rd_kafka_conf_set_stats_cb(conf, cb_rdp_stats)
@@ -499,6 +546,7 @@ cdef class RdProducer(ProducerBase):
                 f"{errstr.decode('utf-8', 'replace')}")
         self._rk = rk
         self._mainq = rd_kafka_queue_get_main(rk)
+        rd_kafka_set_log_queue(rk, NULL)  # the log lines go to the main queue, served by poll()
         rd_kafka_queue_io_event_enable(self._mainq, self._efd, &_rdp_one, sizeof(_rdp_one))
         # librdkafka writes the fd when an event lands on an EMPTY queue; events queued before
         # this point (e.g. a refused first connection) would never wake the loop. One wake-up
@@ -784,6 +832,23 @@ cdef class RdProducer(ProducerBase):
             out.append((e.code, e.reason.decode("utf-8", "replace")))
         st.errors_taken = st.errors_seen
         return out
+
+    @property
+    def log_count(self):
+        return self._st.log_count
+
+    def take_logs(self):
+        cdef _RdpState* st = self._st
+        cdef Py_ssize_t i
+        cdef _RdpLog* e
+        out = []
+        for i in range(st.log_count):
+            e = &st.logs[i]
+            out.append((e.level, e.fac.decode("utf-8", "replace"), e.text.decode("utf-8", "replace")))
+        st.log_count = 0
+        lost = st.logs_lost
+        st.logs_lost = 0
+        return out, lost
 
     def take_stats(self):
         cdef _RdpState* st = self._st

@@ -68,6 +68,11 @@ cdef extern from *:
                                     int (*stats_cb)(rd_kafka_t *rk, char *json,
                                                     size_t json_len, void *opaque));
     void rd_kafka_conf_set_opaque(rd_kafka_conf_t *conf, void *opaque);
+    void rd_kafka_conf_set_log_cb(rd_kafka_conf_t *conf,
+                                  void (*log_cb)(const rd_kafka_t *rk, int level,
+                                                 const char *fac, const char *buf));
+    void *rd_kafka_opaque(const rd_kafka_t *rk);
+    rd_kafka_resp_err_t rd_kafka_set_log_queue(rd_kafka_t *rk, rd_kafka_queue_t *rkqu);
 
     rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
                              size_t errstr_size);
@@ -142,6 +147,11 @@ cdef extern from *:
         rd_kafka_conf_t *conf,
         int (*stats_cb)(rd_kafka_t *, char *, size_t, void *) noexcept nogil) nogil
     void rd_kafka_conf_set_opaque(rd_kafka_conf_t *conf, void *opaque) nogil
+    void rd_kafka_conf_set_log_cb(
+        rd_kafka_conf_t *conf,
+        void (*log_cb)(const rd_kafka_t *, int, const char *, const char *) noexcept nogil) nogil
+    void *rd_kafka_opaque(const rd_kafka_t *rk) nogil
+    rd_kafka_resp_err_t rd_kafka_set_log_queue(rd_kafka_t *rk, rd_kafka_queue_t *rkqu) nogil
 
     rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
                              size_t errstr_size) nogil

@@ -239,6 +239,15 @@ class RdProducer(ProducerBase):
         """Error callbacks ``(code, reason)`` since the last call, oldest first (at most the
         16 most recent)."""
 
+    @property
+    def log_count(self) -> int:
+        """librdkafka log lines collected by polls since the last ``take_logs``."""
+
+    def take_logs(self) -> tuple[list[tuple[int, str, str]], int]:
+        """``([(syslog level, facility, text), ...], lines lost)`` since the last call: librdkafka
+        logs through the poll (``log.queue``), on the polling thread, never to stderr itself; at
+        most 64 lines are kept between two calls."""
+
     def take_stats(self) -> str | None:
         """The latest librdkafka statistics document (``statistics.interval.ms``) not taken
         yet, or None; an untaken one is replaced by the next."""

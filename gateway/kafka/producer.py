@@ -42,6 +42,7 @@ from confluent_kafka import KafkaError  # the librdkafka error codes, as ints
 
 from gateway._speedups import ProducerBase, RdProducer, ReportRouter
 from gateway.kafka.health import LIBRDKAFKA, ClusterHealth
+from gateway.kafka.rdlog import LogThrottle
 
 log = logging.getLogger("gateway.kafka")
 
@@ -179,6 +180,7 @@ class KafkaProducer:
         self._retired: list[Any] = []  # producers replaced after a fatal error, being drained
         self._fatal: str | None = None
         self._error_log: dict[int, tuple[float, int]] = {}  # code -> (last logged, not logged since)
+        self._rdlog = LogThrottle("producer")  # librdkafka's own log lines (gateway.kafka.rdlog)
         self._waiters: list[DeliveryListener] = []
         self._poll_handle: asyncio.TimerHandle | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -296,6 +298,12 @@ class KafkaProducer:
         if producer.error_count:
             for code, reason in producer.take_errors():
                 self._on_error(producer, code, reason)
+        if producer.log_count:
+            lines, lost = producer.take_logs()
+            for level, facility, text in lines:
+                self._rdlog.line(level, facility, text)
+            self._rdlog.lost(lost)
+        self._rdlog.tick()
 
     def poll_now(self) -> None:
         self._poll_one(self._producer)

@@ -26,6 +26,7 @@ class FakeRdProducer(ProducerBase):
     event_fd = -1  # no eventfd: KafkaProducer falls back to its poll timer
     batch_full = False
     fatal = False
+    log_count = 0  # librdkafka's log lines: the fake has none
 
     def __init__(self, conf: dict[str, Any], queue_limit: int = 1_000_000) -> None:
         super().__init__()
@@ -69,6 +70,9 @@ class FakeRdProducer(ProducerBase):
         for report in self.batch:
             self.add_report(*report)
         return len(self.batch)
+
+    def take_logs(self) -> tuple[list[tuple[int, str, str]], int]:
+        return [], 0
 
     def take_stats(self) -> None:
         return None
