@@ -31,6 +31,8 @@ def parse_media_type(text: str) -> tuple[str, dict[str, str]]:
 
 def is_json(content_type: str | None) -> bool:
     """``application/json``, with no parameter but ``charset=utf-8`` (any case, quoted or not)."""
+    if content_type == "application/json":  # what nearly every request says
+        return True
     if content_type is None:
         return False
     media, params = split_media_type(content_type)

@@ -198,14 +198,6 @@ class KafkaProducer:
         return self._producer
 
     # -- called by sessions and requests ----------------------------------------------------
-    def unreachable(self) -> str | None:
-        """Why records should not be handed over now: Kafka is known to be unreachable
-        (gateway.kafka.health); they get 50003 at once instead of waiting out the message
-        timeout. None: hand them over. (Its return is noticed by the metadata listing, which
-        runs often while Kafka is unreachable, or a broker UP in librdkafka's statistics: a
-        record handed over as a probe would hold every later report of its stream.)"""
-        return self.health.down
-
     def wait_for_space(self, listener: DeliveryListener) -> None:
         if listener not in self._waiters:
             self._waiters.append(listener)
@@ -243,7 +235,8 @@ class KafkaProducer:
         batch); a long one replaces the producer (see TIMEOUT_RUN)."""
         if served > failures:
             self._timeout_run = 0  # a record was delivered
-            self.health.answered()
+            if self.health.down is not None:
+                self.health.answered()
             return
         self._timeout_run += timeouts
         if (
@@ -303,7 +296,8 @@ class KafkaProducer:
             for level, facility, text in lines:
                 self._rdlog.line(level, facility, text)
             self._rdlog.lost(lost)
-        self._rdlog.tick()
+        elif self._rdlog.held:
+            self._rdlog.tick()
 
     def poll_now(self) -> None:
         self._poll_one(self._producer)

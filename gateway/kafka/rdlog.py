@@ -32,7 +32,7 @@ class LogThrottle:
         self._name = name  # which client, for the lines
         self._clock = clock
         self._said: dict[str, str] = {}  # broker (or "") -> the last thing it said, normalised
-        self._held = 0
+        self.held = 0
         self._held_example = ""
         self._summary_due = clock() + SUMMARY_INTERVAL
 
@@ -42,7 +42,7 @@ class LogThrottle:
         what = text[match.end():] if match else text
         key = f"{facility} {_VARYING.sub('#', what)}"
         if self._said.get(broker) == key:
-            self._held += 1
+            self.held += 1
             self._held_example = f"{facility}: {text}"
         else:
             self._said[broker] = key
@@ -51,7 +51,7 @@ class LogThrottle:
 
     def lost(self, n: int) -> None:
         """Lines librdkafka produced beyond what one poll keeps: counted as held."""
-        self._held += n
+        self.held += n
 
     def tick(self) -> None:
         """Write the summary of held lines when it is due (called after each poll)."""
@@ -59,8 +59,8 @@ class LogThrottle:
         if now < self._summary_due:
             return
         self._summary_due = now + SUMMARY_INTERVAL
-        if self._held:
+        if self.held:
             log.info("%s: %d more librdkafka lines like these in the last %.0f s, e.g. %s",
-                     self._name, self._held, SUMMARY_INTERVAL, self._held_example or "(not kept)")
-            self._held = 0
+                     self._name, self.held, SUMMARY_INTERVAL, self._held_example or "(not kept)")
+            self.held = 0
             self._held_example = ""

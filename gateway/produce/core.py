@@ -71,8 +71,11 @@ def hand_over(
     (``core.stop_reason`` says why). A producer replaced after a fatal error takes the new
     records (the old one still reports the records it has). With ``rates``, the records beyond
     the principal's allowance get a 429 report and what was used is charged (gateway.limits).
-    While Kafka is known to be unreachable, each record gets a 50003 report at once (resend)."""
-    down = producer.unreachable()
+    While Kafka is known to be unreachable (gateway.kafka.health), each record gets a 50003
+    report at once instead of waiting out the message timeout (resend). Its return is noticed
+    by the metadata listing, which runs often meanwhile, or a broker UP in librdkafka's
+    statistics: a record handed over as a probe would hold every later report of its stream."""
+    down = producer.health.down
     if down is not None:
         return core.refuse(items, i, 50003, f"Kafka is unreachable ({down}): this record was "
                            "not handed to Kafka; resend it")

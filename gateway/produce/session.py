@@ -35,7 +35,7 @@ from gateway.errors import GatewayBug, GatewayError
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import RateLimiter
 from gateway.moves import move_masks
-from gateway.produce.core import StreamCore, hand_over, new_core
+from gateway.produce.core import StreamCore, hand_over
 from gateway.produce.reports import error_report, json_str
 from gateway.stats import ProduceStats
 
@@ -133,8 +133,9 @@ class ProduceSession:
             json_str(cluster_id),
             json_str(topic),
         )
-        self._core = new_core(producer, topic, partitions, max_in_flight, prefix, self,
-                              producer.error_of, tc.fail, error_report)
+        self._core = StreamCore(producer.router, producer.current, topic, partitions,
+                                max_in_flight, prefix, self, producer.error_of, tc.fail,
+                                error_report)
         self._backlog: list[Any] | None = None
         self._backlog_pos = 0
         self._paused = 0
