@@ -752,10 +752,22 @@ def test_one_process_at_a_time(path: Path) -> None:
     run(main())
 
 
-def test_closed_spool_refuses(path: Path) -> None:
+def test_closed_spool_refuses_and_ends_a_waiting_read(path: Path) -> None:
     async def main() -> None:
         h = Harness(path).start()
+        h.append(2)
+        reader = h.spool.reader()
+        assert len((await reader.read()).records) == 2
+        waiting = asyncio.ensure_future(reader.read())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # no record to read: it waits
+        h.append(1)
+        assert [r[0] for r in (await waiting).records] == [2]  # woken by the append
+        waiting = asyncio.ensure_future(reader.read())
+        await asyncio.sleep(0.01)
         await h.spool.aclose()
+        with pytest.raises(SpoolError, match="closed"):
+            await waiting
         with pytest.raises(SpoolError, match="closed"):
             h.append(1)
 

@@ -177,6 +177,9 @@ class Spool:
                     fsync=FsyncPolicy.parse(fsync), buffer_bytes=buffer_bytes, clock=clock)
         try:
             spool._recover()
+        except OSError as exc:
+            spool._release()
+            raise SpoolError(f"spool directory {spool.directory}: {exc}") from exc
         except BaseException:
             spool._release()
             raise
@@ -382,7 +385,7 @@ class Spool:
         frames = files.spool_encode(records if isinstance(records, list) else list(records),
                                     topic, first, now_ms)
         size = len(frames)
-        if used + size > self.max_bytes:
+        if used + size + SEGMENT_HEAD > self.max_bytes:  # (it may need a new segment's head)
             self.refused_full += n
             raise SpoolFull(f"spool full ({used} of {self.max_bytes} bytes; "
                             f"{size} more needed)")
@@ -549,7 +552,8 @@ class Spool:
             with self._cond:
                 left, self._pending = self._pending, []
             if left:  # appended from another thread while closing: not written
-                self._failed(left[0][0], left[-1][1], SpoolError("the spool is closed"))
+                self._post(self._failed, left[0][0], left[-1][1],
+                           SpoolError("the spool is closed"))
         elif self._lock_fd >= 0 and self._ack_written != self._ack and self.failure is None:
             files.write_checkpoint(self.directory, self._dir_fd, self._ack,
                                    self.fsync.mode != "never")
@@ -558,7 +562,7 @@ class Spool:
             self._executor = None
         if self._reader is not None:
             self._reader._close_fd()
-        self._wake_readers()
+        self._post(self._wake_readers)  # a read() waiting for records ends: closed
         self._release()
 
     async def aclose(self) -> None:
