@@ -695,6 +695,23 @@ def test_a_checkpoint_past_the_records_keeps_numbers_going_up(path: Path, caplog
     assert "past the last record" in caplog.text
 
 
+def test_a_checkpoint_that_names_a_record_but_not_its_place_is_found(path: Path) -> None:
+    make_segment(path, 6)
+    fd = os.open(path, os.O_RDONLY)
+    try:  # record 4, at an offset that is not where it is
+        files.write_checkpoint(str(path), fd, Position(4, 0, 10**9), sync=False)
+    finally:
+        os.close(fd)
+
+    async def main() -> None:
+        h = Harness(path).start()
+        assert h.spool.acknowledged.seq == 4
+        assert await h.read_all() == [expected(4), expected(5)]
+        await h.spool.aclose()
+
+    run(main())
+
+
 # -- failures ---------------------------------------------------------------------------------
 
 
@@ -738,6 +755,12 @@ def test_a_write_error_fails_the_records_and_stops_appends(path: Path, monkeypat
         await h.spool.aclose()
 
     run(reopened())
+
+
+def test_a_directory_that_cannot_be_used_is_a_spool_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SpoolError, match="spool directory .*file"):
+        Spool.open(str(tmp_path / "file"))
 
 
 def test_one_process_at_a_time(path: Path) -> None:
