@@ -7,6 +7,7 @@
 - ``consume``: v1 consume of existing records (wrk)
 - ``latency``: report latency of one stream at half the peak rate
 - ``memory``: RSS with 10,000 open streams; the cost of a client that never reads
+- ``spool``: the disk spool's engine alone: appends under two fsync policies, read-back
 - ``plot``: the PNG (``--plot FILE.png`` on any of them)
 
 Shared pieces live in ``common`` (processes, /proc sampling, output), ``baseline`` (the plain

@@ -388,3 +388,39 @@ def v1_binary_items(
     """The StreamCore items of v1/v2 binary records in the common shape (``value``, optional
     ``key`` and ``partition``; base64 strings or null), or None when any record is not in it
     (gateway.produce.v1.decode_records then decodes and words the error)."""
+
+# -- the disk spool's record frames (ext/spool.pxi; gateway/produce/spool) ----------------------
+
+def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
+    """CRC32C (Castagnoli) of ``data``, continued from ``value`` (as ``zlib.crc32`` chains): with
+    the CPU's crc32 instruction when it has SSE4.2, else by a table."""
+
+def crc32c_portable(data: bytes | bytearray | memoryview, value: int = 0) -> int:
+    """``crc32c`` by the table only (the tests compare the two)."""
+
+def crc32c_hardware() -> bool:
+    """``crc32c`` uses the CPU instruction."""
+
+def spool_encode(records: list[Any], topic: str, first_seq: int, now_ms: int) -> bytes:
+    """The spool frames of ``records`` (the splitter's tuples: partition, key, value, headers
+    and timestamp_ms are read), numbered from ``first_seq``, as one ``bytes``; a timestamp of 0
+    becomes ``now_ms``, also every frame's spooled time. TypeError/ValueError/OverflowError for
+    a field that cannot be spooled (nothing is encoded then)."""
+
+def spool_decode(
+    buf: bytes,
+    pos: int,
+    end: int,
+    seq: int,
+    max_records: int,
+    max_bytes: int,
+    out: list[Any] | None,
+) -> tuple[int, int, int, int, int, int]:
+    """Check (and, with a list ``out``, decode into it as ``(seq, topic, partition, key, value,
+    headers, timestamp_ms)``) the frames of ``buf[pos:end]`` from sequence number ``seq``, up to
+    ``max_records`` records and ``max_bytes`` bytes of frames (the first record of an empty
+    ``out`` is always taken). Returns ``(pos, seq, status, need, first_spooled_ms,
+    last_spooled_ms)``: where it stopped, the next sequence number, 0 (good so far) or why it
+    stopped (1: the frame at ``pos`` is cut short and needs ``need`` bytes; 2 to 5: it is
+    corrupt: a bad length, checksum, sequence number or layout), and the spooled times of the
+    first and last good frames (-1 when none)."""
