@@ -652,7 +652,8 @@ class HttpProtocol(ReadBuffer):
         if encoder is not None:
             # The coding's end (gzip's trailer, zstd's frame end), with what was held.
             self._encoder = None
-            tail = self._frame(encoder.end(held or b"")) + tail
+            last = encoder.end(held or b"")
+            tail = (writer.chunk(last) if response is CHUNKED else last) + tail
             held = None
         if self._transport is not None:
             self._write(held + tail if held is not None else tail)
