@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from bench import batches, consume, latency, memory, plot, requests, stream, workers
+from bench import batches, consume, latency, memory, plot, requests, stream, wire, workers
 from bench.common import (
     REPO,
     BenchError,
@@ -40,6 +40,7 @@ SUITE: list[tuple[str, Any, list[str]]] = [
     ("latency", latency, ["--duration", "10", "--probe-records", "300000"]),
     ("memory", memory, []),
     ("workers", workers, ["--duration", "6"]),
+    ("wire", wire, ["--records", "20000"]),
 ]
 
 OUT_DIR = REPO / "bench" / "out"

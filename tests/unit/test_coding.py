@@ -144,11 +144,11 @@ def test_an_unknown_coding_is_415_naming_it_with_accept_encoding(value: str, nam
     ("identity", None),
     ("gzip", "gzip"),
     ("zstd", "zstd"),
-    ("deflate, gzip, br, zstd", "gzip"),  # curl --compressed: a tie, our order decides
+    ("deflate, gzip, br, zstd", "zstd"),  # curl --compressed: a tie, our order decides
     ("gzip;q=0.5, zstd;q=0.8", "zstd"),
     ("gzip;q=0, zstd;q=0", None),
-    ("*", "gzip"),
-    ("*;q=0.3, zstd", "zstd"),
+    ("*", "zstd"),
+    ("*;q=0.3, gzip", "gzip"),
     ("*;q=0", None),
     ("gzip;q=0.2, identity", None),  # identity weighs more
     ("br, deflate", None),  # nothing offered is acceptable: the reports go uncoded
