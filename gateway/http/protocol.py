@@ -950,7 +950,7 @@ class HttpProtocol(ReadBuffer):
         c = self._consumer
         t = self._transport
         extra = c.debug_info() if c is not None and hasattr(c, "debug_info") else {}
-        return {
+        info = {
             "peer": t.get_extra_info("peername") if t is not None else None,
             "state": self._state.name,
             "response": self._response.name,
@@ -961,3 +961,10 @@ class HttpProtocol(ReadBuffer):
             "requests": self.requests,
             **extra,
         }
+        decoder = self._decoder
+        if decoder is not None:  # a compressed body: how far its decoding has come
+            info["decoded"] = decoder.decoded
+            info["decoder_busy"] = decoder.busy
+        if self._encoder is not None:
+            info["response_coding"] = self._encoder.coding
+        return info
