@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.api.context import ApiContext
+from gateway.http.coding import UnsupportedContentEncoding, request_codings
 from gateway.http.parser import RequestHead
 from gateway.http.protocol import HttpProtocol
 
@@ -32,6 +33,19 @@ def refused_now(ctx: ApiContext, conn: HttpProtocol, refuse: Refuse | None = Non
         answer(errors.KafkaUnavailable(f"Kafka is unreachable: {down}"))
         return True
     return False
+
+
+def refused_coding(
+    conn: HttpProtocol, head: RequestHead, content_type: bytes = b"application/json"
+) -> bool | None:
+    """Whether the body is compressed (a ``Content-Encoding`` the gateway decodes: True);
+    None, and the request answered 415 with ``Accept-Encoding`` naming the codings it takes,
+    for one it does not (RFC 9110 §15.5.16), before any byte of the body is read."""
+    try:
+        return bool(request_codings(head.joined("content-encoding")))
+    except UnsupportedContentEncoding as exc:
+        conn.respond(exc.status, exc.body(), content_type=content_type, extra_headers=exc.headers)
+        return None
 
 
 def with_topic(

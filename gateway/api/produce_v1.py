@@ -11,7 +11,9 @@ answer are gateway.produce.v1's.
   most specific matching range decides, ties go to our order); absent or empty: the version's
   own type (``application/vnd.kafka.v1+json`` or ``...v2+json``); nothing acceptable: 406.
 - The body is bounded by ``--max-request-bytes`` when set, and always by the batch body limit
-  (``max_batch_bytes``, 4 MiB): it is held whole until parsed. Over it: 413.
+  (``max_batch_bytes``, 4 MiB): it is held whole until parsed. Over it: 413. A compressed body
+  (``Content-Encoding``: gzip, deflate, zstd; any other is 415) is decoded by the connection and
+  measured decoded, as it is read.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from gateway import errors
-from gateway.api.common import refused_now, take_slot, with_topic
+from gateway.api.common import refused_coding, refused_now, take_slot, with_topic
 from gateway.api.context import ApiContext
 from gateway.http.media import choose, parse_media_type
 from gateway.http.parser import RequestHead
@@ -123,6 +125,9 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
 
     if refused_now(ctx, conn, refuse):
         return
+    coded = refused_coding(conn, head)
+    if coded is None:
+        return
 
     topic = params["topic"]
     url_partition: int | None = None
@@ -137,7 +142,7 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
         refuse(errors.Unprocessable('the request body is empty: send {"records":[...]}'))
         return
     limit = ctx.config.held_body_limit()
-    if head.content_length is not None and head.content_length > limit:
+    if not coded and head.content_length is not None and head.content_length > limit:
         refuse(errors.PayloadTooLarge(
             f"request body of {head.content_length} bytes is over the {limit}-byte limit"
         ))

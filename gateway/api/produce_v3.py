@@ -2,16 +2,19 @@
 one report per record in order) and ``.../records:batch`` (answered once, 207) (docs/api.md §1).
 
 Every check that can refuse the request is made before the 200 and before any byte of the body
-is read: 503 while stopping, 411 no framing, 415 not JSON, 422/42206 empty, 413 over the body
-limit, 404 for another cluster (with --validate-cluster-id), 404/40401 unknown topic, 429/42902
-no concurrency slot. Then the body goes to a ``ProduceSession`` (streamed reports) or a
-``BatchRequest`` (one answer).
+is read: 503 while stopping, 411 no framing, 415 not JSON, 415 a content coding the gateway does
+not decode (with ``Accept-Encoding``), 422/42206 empty, 413 over the body limit (a
+``Content-Length`` of a body without content coding: the limits count decoded bytes, so a
+compressed body is measured as it is decoded), 404 for another cluster (with
+--validate-cluster-id), 404/40401 unknown topic, 429/42902 no concurrency slot. Then the body
+goes to a ``ProduceSession`` (streamed reports) or a ``BatchRequest`` (one answer); a compressed
+body reaches them decoded (gateway.http.coding, in the connection).
 """
 
 from __future__ import annotations
 
 from gateway import errors
-from gateway.api.common import refused_now, take_slot, with_topic
+from gateway.api.common import refused_coding, refused_now, take_slot, with_topic
 from gateway.api.context import ApiContext
 from gateway.http.media import is_json
 from gateway.http.parser import RequestHead
@@ -48,11 +51,14 @@ def _produce(
             )
         )
         return
+    coded = refused_coding(conn, head)
+    if coded is None:
+        return
     if head.content_length == 0:
         conn.respond_error(errors.EmptyBody("the request body is empty: send one or more records"))
         return
     limit = cfg.held_body_limit() if batch else cfg.max_request_bytes
-    if limit and head.content_length is not None and head.content_length > limit:
+    if limit and not coded and head.content_length is not None and head.content_length > limit:
         conn.respond_error(
             errors.PayloadTooLarge(
                 f"request body of {head.content_length} bytes is over the {limit}-byte limit"

@@ -40,6 +40,14 @@ from typing import Any, cast
 from gateway import errors
 from gateway.http import writer
 from gateway.http.chunked import ChunkedDecoder
+from gateway.http.coding import (
+    ACCEPT_ENCODING,
+    BodyDecoder,
+    BodyEncoder,
+    UnsupportedContentEncoding,
+    request_codings,
+    response_coding,
+)
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_STOPPED, PAUSE_WAITING, PAUSE_WRITE, describe
 from gateway.http.handler import BodyConsumer, ConnectionHandler
 from gateway.http.parser import RequestHead, parse_head
@@ -75,6 +83,8 @@ PARSE_BLOCKERS = ~PAUSE_BUFFER
 # The message of a 500 answer: a fault of ours (logged with its traceback), never the client's.
 INTERNAL_ERROR = "internal error of the gateway"
 
+VARY_ACCEPT_ENCODING = b"Vary: Accept-Encoding\r\n"
+
 
 
 class HttpProtocol(ReadBuffer):
@@ -86,7 +96,7 @@ class HttpProtocol(ReadBuffer):
         "_consumer", "_cl_remaining", "_chunked", "_keep_alive", "_shutting_down",
         "_process_scheduled", "_peer_eof", "last_activity", "head_started", "_write_paused_at",
         "_held", "requests", "_sent", "_log", "peer_host", "endpoint", "peer_cert", "principal",
-        "_slot",
+        "_slot", "_decoder", "_encoder",
     )
 
     def __init__(self, handler: ConnectionHandler) -> None:
@@ -123,6 +133,10 @@ class HttpProtocol(ReadBuffer):
         self.principal: str | None = None
         # A concurrency slot (gateway.limits) the current request holds: (limiter, principal).
         self._slot: tuple[Any, str] | None = None
+        # Content codings (gateway.http.coding): the request body's decoder (between the
+        # framing and the body consumer) and the stream's encoder, for this request only.
+        self._decoder: BodyDecoder | None = None
+        self._encoder: BodyEncoder | None = None
 
     # -- state ------------------------------------------------------------------------
     def _set_state(self, state: ConnState) -> None:
@@ -229,8 +243,8 @@ class HttpProtocol(ReadBuffer):
             return
         if state is not BODY or self._start != self._end:
             return
-        if not self.has_body():
-            return  # a whole request is in; its (deferred) answer still goes out
+        if not self.has_body() or self._wire_done():
+            return  # a whole request is in (its body maybe still being decoded)
         # The body was cut short: the client will send no more of it (it may still read).
         head = self.head
         assert head is not None
@@ -358,6 +372,12 @@ class HttpProtocol(ReadBuffer):
             )
         if not consumer.accepting:
             return False
+        decoder = self._decoder
+        if decoder is not None and decoder.busy:
+            # Decoded bytes of pieces already read come first, before any more is read.
+            decoder.pump()
+            if self._state is not BODY or self._decoding():
+                return False
         chunked = self._chunked
         if chunked is None:
             n = min(self._cl_remaining, self._end - self._start)
@@ -366,25 +386,59 @@ class HttpProtocol(ReadBuffer):
                 self._start = start + n
                 self._log.bytes_in += n
                 self._cl_remaining -= n
-                consumer.on_body(self._view[start : start + n])
-                if self._state is not BODY:
-                    return False  # the consumer stopped reading the body
+                if decoder is None:
+                    consumer.on_body(self._view[start : start + n])
+                else:
+                    decoder.feed(self._view[start : start + n])
+                if self._state is not BODY or self._decoding():
+                    return False  # the consumer stopped reading the body, or takes no more now
             if self._cl_remaining == 0:
-                self._body_complete()
+                self._end_of_body()
                 return True
             return n > 0
+        if chunked.done:  # the body's end, held back while its last bytes were decoded
+            self._end_of_body()
+            return True
         if self._start == self._end:
             return False
         pos, ds, de = chunked.feed(self._buf, self._start, self._end)
         self._log.bytes_in += pos - self._start
         self._start = pos
         if de > ds:
-            consumer.on_body(self._view[ds:de])
-            if self._state is not BODY:
-                return False  # the consumer stopped reading the body
+            if decoder is None:
+                consumer.on_body(self._view[ds:de])
+            else:
+                decoder.feed(self._view[ds:de])
+            if self._state is not BODY or self._decoding():
+                return False  # the consumer stopped reading the body, or takes no more now
         if chunked.done:
-            self._body_complete()
+            self._end_of_body()
         return True
+
+    def _decoding(self) -> bool:
+        """The body decoder still holds bytes the consumer has not taken: read no more. When
+        the consumer accepts (the decoder stopped for its time budget, not for the consumer),
+        the parser runs again from a callback of its own; otherwise the consumer's resume does
+        it."""
+        decoder = self._decoder
+        if decoder is None or not decoder.busy:
+            return False
+        consumer = self._consumer
+        if consumer is not None and consumer.accepting:
+            self._schedule_process()
+        return True
+
+    def _wire_done(self) -> bool:
+        """Every byte of the current body has been read from the connection (its decoding may
+        still be going on)."""
+        chunked = self._chunked
+        return chunked.done if chunked is not None else self._cl_remaining == 0
+
+    def _end_of_body(self) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            decoder.finish()  # a body that ends inside its compressed data: BadRequest (400)
+        self._body_complete()
 
     def _body_complete(self) -> None:
         consumer = self._consumer
@@ -426,6 +480,8 @@ class HttpProtocol(ReadBuffer):
         self._consumer = None
         self._chunked = ChunkedDecoder(self._limits) if head.chunked else None
         self._cl_remaining = head.content_length or 0
+        self._decoder = None
+        self._encoder = None
         self._set_state(BODY)
         self._handler.dispatch(self, head)
 
@@ -482,11 +538,16 @@ class HttpProtocol(ReadBuffer):
         self.respond(exc.status, exc.body(), close=close)
 
     def start_stream(self, consumer: BodyConsumer, *, status: int = 200) -> None:
-        """Begin a chunked response and start feeding the request body to ``consumer``."""
+        """Begin a chunked response and start feeding the request body to ``consumer``.
+        A body with a ``Content-Encoding`` goes through a decoder, so that the consumer sees
+        it decoded; with an ``Accept-Encoding`` that asks for it, the response is compressed
+        (gateway.http.coding)."""
         head = self.head
         transport = self._transport
         if head is None or transport is None or self._state is not BODY:
             consumer.on_connection_lost()
+            return
+        if not self._take_decoder(consumer):
             return
         http10 = head.version == 10
         self._set_response(CLOSE_DELIMITED if http10 else CHUNKED)
@@ -494,7 +555,14 @@ class HttpProtocol(ReadBuffer):
         self._log.consumer_writes()  # the stream's line comes with its counts (log_access)
         if head.expect_continue and self.has_body():
             self._write(writer.CONTINUE_100)
-        stream_head = writer.chunked_head(status, close=not self._keep_alive, http10=http10)
+        coding = response_coding(head.joined("accept-encoding"))
+        extra = VARY_ACCEPT_ENCODING  # the answer depends on Accept-Encoding (RFC 9110 §12.5.5)
+        if coding is not None:
+            self._encoder = encoder = BodyEncoder(coding)
+            extra = encoder.header + extra
+        stream_head = writer.chunked_head(
+            status, close=not self._keep_alive, http10=http10, extra_headers=extra
+        )
         self._write(stream_head)  # at once (docs/api.md §1), the body may take long
         if not head.chunked:
             # A Content-Length request is short: its reports are held to the end of the loop
@@ -508,10 +576,13 @@ class HttpProtocol(ReadBuffer):
 
     def read_body(self, consumer: BodyConsumer) -> None:
         """Feed the request body to ``consumer``, which answers with ``respond`` once it has
-        what it needs (a request answered as a whole, e.g. the v3 batch)."""
+        what it needs (a request answered as a whole, e.g. the v3 batch). A body with a
+        ``Content-Encoding`` reaches it decoded; the answer is not compressed."""
         head = self.head
         transport = self._transport
         if head is None or transport is None or self._state is not BODY:
+            return
+        if not self._take_decoder(consumer):
             return
         self._consumer = consumer
         if head.expect_continue and self.has_body():
@@ -522,30 +593,52 @@ class HttpProtocol(ReadBuffer):
         if not self._paused & PARSE_BLOCKERS:
             self._schedule_process()
 
+    def _take_decoder(self, consumer: BodyConsumer) -> bool:
+        """Put a decoder in front of ``consumer`` for a body with a ``Content-Encoding``.
+        False (and the request answered 415) for a coding the gateway does not decode: the
+        endpoints refuse it before this, in the order of their checks."""
+        head = self.head
+        assert head is not None
+        if not self.has_body():
+            return True
+        try:
+            codings = request_codings(head.joined("content-encoding"))
+        except UnsupportedContentEncoding as exc:
+            consumer.on_connection_lost()
+            self.respond(exc.status, exc.body(), extra_headers=ACCEPT_ENCODING)
+            return False
+        if codings:
+            self._decoder = BodyDecoder(codings, consumer)
+        return True
+
     def write_body(self, data: bytes) -> None:
         response = self._response
         if self._transport is None or not data:
             return  # (an empty chunk would be the last-chunk)
-        if response is CHUNKED:
-            framed = writer.chunk(data)
-        elif response is CLOSE_DELIMITED:
-            framed = data
-        else:
+        if response is not CHUNKED and response is not CLOSE_DELIMITED:
             return  # no stream is open
+        encoder = self._encoder
         held = self._held
         if held is None:
-            self._write(framed)
+            self._write(self._frame(encoder.write(data) if encoder is not None else data))
             return
-        # Held output goes out at the end of this loop turn, or with the response's end.
+        # Held output goes out at the end of this loop turn, or with the response's end: framed
+        # chunks, or with a response coding the plain bytes, compressed and framed as one then.
         if not held:
             self._handler.loop.call_soon(self._flush_held)
-        self._held = held + framed
+        self._held = held + (data if encoder is not None else self._frame(data))
+
+    def _frame(self, data: bytes) -> bytes:
+        if self._response is CHUNKED and data:
+            return writer.chunk(data)
+        return data
 
     def _flush_held(self) -> None:
         held = self._held
         if held:
             self._held = b""  # (the stream is still open: end_body takes what is held)
-            self._write(held)
+            encoder = self._encoder
+            self._write(self._frame(encoder.write(held)) if encoder is not None else held)
 
     def end_body(self) -> None:
         response = self._response
@@ -555,6 +648,13 @@ class HttpProtocol(ReadBuffer):
         tail = writer.LAST_CHUNK if response is CHUNKED else b""
         held = self._held
         self._held = None
+        encoder = self._encoder
+        if encoder is not None:
+            # The coding's end (gzip's trailer, zstd's frame end), with what was held.
+            self._encoder = None
+            last = encoder.end(held or b"")
+            tail = (writer.chunk(last) if response is CHUNKED else last) + tail
+            held = None
         if self._transport is not None:
             self._write(held + tail if held is not None else tail)
         if response is CLOSE_DELIMITED or self._state is BODY:
@@ -796,7 +896,7 @@ class HttpProtocol(ReadBuffer):
                 self._protocol_error(errors.RequestTimeout("timed out reading the request head"))
             elif not self.head_started and now - self.last_activity > idle_timeout:
                 self._close_now()
-        elif state is BODY and body_timeout:
+        elif state is BODY and body_timeout and not self._wire_done():
             if not self._paused and now - self.last_activity > body_timeout:
                 # Waiting for the client's bytes (not for Kafka): the body is idle.
                 log.info("request body idle for %.0fs: ending it", body_timeout)
@@ -850,7 +950,7 @@ class HttpProtocol(ReadBuffer):
         c = self._consumer
         t = self._transport
         extra = c.debug_info() if c is not None and hasattr(c, "debug_info") else {}
-        return {
+        info = {
             "peer": t.get_extra_info("peername") if t is not None else None,
             "state": self._state.name,
             "response": self._response.name,
@@ -861,3 +961,10 @@ class HttpProtocol(ReadBuffer):
             "requests": self.requests,
             **extra,
         }
+        decoder = self._decoder
+        if decoder is not None:  # a compressed body: how far its decoding has come
+            info["decoded"] = decoder.decoded
+            info["decoder_busy"] = decoder.busy
+        if self._encoder is not None:
+            info["response_coding"] = self._encoder.coding
+        return info

@@ -52,7 +52,12 @@ def fixed_response(
 
 
 def chunked_head(
-    status: int, *, content_type: bytes = JSON_TYPE, close: bool = False, http10: bool = False
+    status: int,
+    *,
+    content_type: bytes = JSON_TYPE,
+    close: bool = False,
+    http10: bool = False,
+    extra_headers: bytes = b"",
 ) -> bytes:
     """Head of a streamed response. HTTP/1.0 peers cannot take chunked framing: they get a
     close-delimited body instead (RFC 9112 §6.3 rule 8)."""
@@ -61,7 +66,16 @@ def chunked_head(
     else:
         framing = b"Transfer-Encoding: chunked\r\n" + (b"Connection: close\r\n" if close else b"")
     return b"".join(
-        (status_line(status), SERVER_HEADER, b"Content-Type: ", content_type, b"\r\n", framing, b"\r\n")
+        (
+            status_line(status),
+            SERVER_HEADER,
+            b"Content-Type: ",
+            content_type,
+            b"\r\n",
+            extra_headers,
+            framing,
+            b"\r\n",
+        )
     )
 
 
