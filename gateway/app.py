@@ -213,6 +213,9 @@ def check_listen_address(address: tuple[str, int], *, reuse_port: bool) -> None:
         sock.close()
 
 
+FIRST_LISTING_WAIT = 1.0  # seconds the listener waits for the first metadata listing
+
+
 async def _serve(
     cfg: Config, bootstrap: str, keeper: BrokerKeeper | None = None, supervisor: int | None = None
 ) -> int:
@@ -260,7 +263,12 @@ async def _serve(
     if keeper is not None:
         keeper.watch(broker.from_thread)
     try:
-        info = await metadata.refresh()
+        # The first listing, for at most a second: a cluster that does not answer by then does
+        # not hold the listener back (requests get 503 at once while Kafka is unreachable).
+        try:
+            info = await asyncio.wait_for(asyncio.shield(metadata.refresh()), FIRST_LISTING_WAIT)
+        except TimeoutError:
+            info = None
         if info is None:
             log.warning(
                 "Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap

@@ -27,6 +27,7 @@ log = logging.getLogger("gateway.metadata")
 
 # Seconds between listings while Kafka is unreachable: the first that succeeds says it is back.
 DOWN_REFRESH_INTERVAL = 0.5
+DOWN_REQUEST_TIMEOUT = 1.0  # seconds a listing waits for an answer while Kafka is unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,10 @@ class MetadataCache:
         return self._admin
 
     def _fetch(self) -> ClusterInfo:
-        md = self.admin.list_topics(timeout=self.request_timeout)
+        # While Kafka is known to be unreachable, a listing gives up sooner: the next one comes
+        # DOWN_REFRESH_INTERVAL later anyway, and a stop waits for the one in progress.
+        down = self.health is not None and self.health.down is not None
+        md = self.admin.list_topics(timeout=DOWN_REQUEST_TIMEOUT if down else self.request_timeout)
         topics: dict[str, int] = {}
         partitions: dict[str, tuple[PartitionInfo, ...]] = {}
         for name, t in md.topics.items():
