@@ -87,9 +87,11 @@ class GatewayProcess:
         a test that stops the gateway itself checks the whole log, shutdown included."""
         self.log_checked = True
         text = self.log()
-        # librdkafka's own log lines (``%<level>|...``) report broker trouble, e.g. "Fatal
-        # error: ... Unknown Producer Id" after a broker lost its state: not a crash of ours.
-        ours = "\n".join(line for line in text.splitlines() if not line.startswith("%"))
+        # librdkafka's own log lines (the ``gateway.rdkafka`` logger, or ``%<level>|...`` from a
+        # client it did not take over) report broker trouble, e.g. "Fatal error: ... Unknown
+        # Producer Id" after a broker lost its state: not a crash of ours.
+        ours = "\n".join(line for line in text.splitlines()
+                         if not line.startswith("%") and " gateway.rdkafka: " not in line)
         if "Traceback" in ours or "Fatal error" in ours:
             raise GatewayCrashed(text[-5000:])
 

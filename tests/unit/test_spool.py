@@ -466,7 +466,9 @@ def test_many_segments_read_in_order_and_given_back(path: Path) -> None:
             await asyncio.sleep(0)
             seen_counts.append(len(segments(path)))
         assert got == [expected(s, size=30) for s in range(500)]
-        await until(lambda: segments(path) == [], "every segment to be given back")
+        # (the writer thread unlinks a segment, then counts its bytes freed)
+        await until(lambda: segments(path) == [] and h.spool.stats().bytes == 0,
+                    "every segment to be given back")
         assert seen_counts == sorted(seen_counts, reverse=True)  # given back as they go
         st = h.spool.stats()
         assert (st.records, st.bytes, st.records_forwarded_total) == (0, 0, 500)

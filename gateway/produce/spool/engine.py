@@ -809,11 +809,13 @@ class Spool:
             self._remove_segment(seg)
 
     def _remove_segment(self, seg: Segment) -> None:
+        # Counted as given back before the file goes, so that a file seen gone is never
+        # still counted in stats().
+        self._freed += seg.size
+        self._segments = [s for s in self._segments if s is not seg]
         try:
             os.unlink(seg.path)
         except FileNotFoundError:
             pass
-        self._freed += seg.size
-        self._segments = [s for s in self._segments if s is not seg]
         log.debug("spool %s: segment %s given back (%d bytes)", self.directory,
                   os.path.basename(seg.path), seg.size)
