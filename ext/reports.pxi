@@ -10,7 +10,8 @@ cdef enum:
     _SC_FREE = 0
     _SC_PENDING = 1     # with librdkafka, report not in yet
     _SC_OK = 2          # delivered: partition, offset, timestamp filled
-    _SC_FAILED = 3      # `report` holds the failure report's bytes
+    _SC_FAILED = 3      # `report` holds the failure report's bytes (or the 202 report)
+    _SC_SPOOLING = 4    # appended to the disk spool; `offset` holds the append's token
     # Report formats (StreamCore mode): the v3 stream report followed by CRLF, or a v1/v2
     # offsets entry followed by a comma (the caller drops the last one).
     FORMAT_V3 = 0

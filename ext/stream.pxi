@@ -181,7 +181,13 @@ cdef class StreamCore:
     cdef readonly int stop_reason        # why the last push() stopped early
     cdef readonly bint fatal_seen        # a fatal RecordError went by: read no more
     cdef readonly Py_ssize_t orphans     # reports for a slot not pending (a bug if not 0)
-    cdef readonly Py_ssize_t pending     # records with the producer, report not in yet
+    cdef readonly Py_ssize_t pending     # records with no outcome yet: with the producer,
+                                         # or in the spool, not yet durable
+    cdef readonly Py_ssize_t spooling    # of those, in the spool (see spool())
+    cdef readonly Py_ssize_t spooled     # records reported 202: durable in the spool
+    cdef readonly uint64_t spool_token   # the token of this core's latest spool append
+    cdef uint64_t _spool_cursor          # no record before it is waiting for the spool
+    cdef public bytes spooled_report
     cdef readonly int mode               # report format: FORMAT_V3, FORMAT_V1 or FORMAT_V2
     # An internal error in this stream's report handling (see _break): its pending records got
     # the internal-error report; reports that come for them later are counted in `late`.
@@ -443,6 +449,140 @@ cdef class StreamCore:
             i += 1
         return i
 
+    def spool(self, list items not None, Py_ssize_t i, spool, int64_t allow_records=-1,
+              int64_t allow_bytes=-1):
+        """Append items[i:] to the disk spool instead of handing them to Kafka (issue 11): one
+        ``spool.append(topic, records)`` call for every record taken, each filed in its slot as
+        waiting for the spool; ``spool_settle`` reports them once durable. Checks, stops and
+        allowances as push(); returns the index of the first item not taken. If the spool
+        refuses the batch (full, its write buffer full, failed), the records of this call get
+        the 50003 report saying why, and the exception is raised again unless it is a retriable
+        refusal (``retriable`` true)."""
+        cdef Py_ssize_t n = PyList_GET_SIZE(items)
+        cdef object item
+        cdef tuple rec
+        cdef object key, value
+        cdef int64_t partition, size
+        cdef uint64_t first = self.tail, s
+        cdef _Slot* slot
+        cdef list records = []
+        cdef bint limited = allow_records >= 0 or allow_bytes >= 0
+        cdef bytes report
+        cdef Py_ssize_t refused
+        if self.broken:
+            raise RuntimeError("the stream core is broken: it takes no more records")
+        if allow_records < 0:
+            allow_records = <int64_t>1 << 62
+        if allow_bytes < 0:
+            allow_bytes = <int64_t>1 << 62
+        self.stop_reason = SC_STOP_NONE
+        while i < n:
+            if self.tail - self.head >= <uint64_t>self.capacity:
+                self.stop_reason = SC_STOP_IN_FLIGHT
+                break
+            item = <object>PyList_GET_ITEM(items, i)
+            if type(item) is not tuple:
+                self._file_failure(item.error_code, item.message)
+                if item.fatal:
+                    self.fatal_seen = True
+                i += 1
+                continue
+            rec = <tuple>item
+            partition = <object>PyTuple_GET_ITEM(rec, 1)
+            if partition >= self._partitions:
+                self._file_failure(
+                    40402,
+                    f"partition_id {partition} does not exist: topic '{self.topic_name}' has "
+                    f"{self._partitions} partitions")
+                i += 1
+                continue
+            if limited:
+                key = <object>PyTuple_GET_ITEM(rec, 2)
+                value = <object>PyTuple_GET_ITEM(rec, 3)
+                size = (0 if key is None else PyBytes_GET_SIZE(key)) + (
+                    0 if value is None else PyBytes_GET_SIZE(value))
+                if allow_records < 1 or size > allow_bytes:
+                    self._file_rate_drop()
+                    i += 1
+                    continue
+                allow_records -= 1
+                allow_bytes -= size
+                self.used_records += 1
+                self.used_bytes += size
+            records.append(rec)
+            slot = self._new_slot()
+            slot.state = _SC_SPOOLING
+            slot.offset = 0
+            self.pending += 1
+            self.spooling += 1
+            i += 1
+        if not records:
+            return i
+        try:
+            token = spool.append(self.topic_name, records)
+        except Exception as exc:
+            report = self._error_report(
+                50003, f"the spool cannot take this record: {exc}; resend it")
+            refused = 0
+            s = first
+            while s < self.tail:
+                slot = &self._ring[s & self._mask]
+                if slot.state == _SC_SPOOLING:
+                    self._fill_failed(slot, report)
+                    refused += 1
+                s += 1
+            self.pending -= refused
+            self.spooling -= refused
+            self._fail_fn(50003, refused)
+            if not getattr(exc, "retriable", False):
+                raise
+            return i
+        s = first
+        while s < self.tail:
+            slot = &self._ring[s & self._mask]
+            if slot.state == _SC_SPOOLING:
+                slot.offset = <int64_t>token
+            s += 1
+        self.spool_token = token
+        return i
+
+    def spool_settle(self, uint64_t end, bytes failure=None):
+        """The spool made every record before its sequence number ``end`` durable (``failure``
+        None: each of them waiting here gets the 202 ``spooled_report``), or could not write
+        them (each gets ``failure``). Returns how many records were settled."""
+        cdef uint64_t s
+        cdef _Slot* slot
+        cdef Py_ssize_t settled = 0
+        cdef bytes report = failure if failure is not None else self.spooled_report
+        if self._ring == NULL or not self.spooling or self.broken:
+            return 0
+        if report is None:
+            raise ValueError("spooled_report is not set")
+        s = self._spool_cursor if self._spool_cursor > self.head else self.head
+        while s < self.tail:
+            slot = &self._ring[s & self._mask]
+            if slot.state == _SC_SPOOLING:
+                if <uint64_t>slot.offset > end or slot.offset == 0:
+                    break
+                Py_INCREF(report)
+                slot.report = <PyObject*>report
+                slot.state = _SC_FAILED
+                settled += 1
+            s += 1
+        self._spool_cursor = s
+        self.pending -= settled
+        self.spooling -= settled
+        if failure is None:
+            self.spooled += settled
+        else:
+            self.failed += settled
+            self._fail_fn(50003, settled)
+        return settled
+
+    def error_report(self, int code, message):
+        """A failure report in this core's format (a v3 report, or a v1/v2 offsets entry)."""
+        return self._error_report(code, message)
+
     @property
     def producer(self):
         """The producer records are handed to (see rebind)."""
@@ -493,11 +633,12 @@ cdef class StreamCore:
         s = self.head
         while s < self.tail:
             slot = &self._ring[s & self._mask]
-            if slot.state == _SC_PENDING:
+            if slot.state == _SC_PENDING or slot.state == _SC_SPOOLING:
                 self._fill_failed(slot, _SC_INTERNAL_REPORT)
                 self.broken_failed += 1
             s += 1
         self.pending = 0
+        self.spooling = 0
 
     def fail_pending(self):
         """Give up on this stream's reports after an internal error: every record still with

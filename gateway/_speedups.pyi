@@ -341,6 +341,18 @@ class StreamCore:
     used_bytes: int
     rate_dropped: int
     rate_report: bytes | None
+    spooling: int
+    spooled: int
+    spool_token: int
+    spooled_report: bytes | None
+    def spool(self, items: list[Any], i: int, spool: Any, allow_records: int = -1,
+              allow_bytes: int = -1) -> int:
+        """Append items[i:] to the disk spool (one ``spool.append``); their reports wait for
+        ``spool_settle``."""
+    def spool_settle(self, end: int, failure: bytes | None = None) -> int:
+        """Records spooled before sequence ``end`` are durable (202 ``spooled_report``) or
+        failed (``failure``); how many were settled."""
+    def error_report(self, code: int, message: str) -> bytes: ...
 
     def push(self, items: list[Any], i: int = 0, allow_records: int = -1, allow_bytes: int = -1) -> int:
         """Hand items[i:] to Kafka in order; the index of the first item not taken. Records

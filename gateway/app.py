@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -17,6 +18,8 @@ from gateway.kafka.health import ClusterHealth
 from gateway.kafka.metadata import ClusterInfo, MetadataCache
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG, KafkaProducer
 from gateway.log import flush_access_log
+from gateway.produce.edge import Spooler
+from gateway.produce.spool import Spool, SpoolError
 from gateway.server import Server
 from gateway.workers import PARENT_DEATH_SIGNAL, Lifeline, Supervisor
 
@@ -40,8 +43,34 @@ def producer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
     # restarted empty would get its --topic topics auto-created (by Tansu: 4 partitions) before
     # its keeper creates them as configured. -X allow.auto.create.topics wins.
     conf["allow.auto.create.topics"] = False
+    if cfg.spool_dir is not None:
+        # With the disk spool, a record handed to librdkafka waits there until Kafka takes it
+        # (in order, idempotently), never timing out into a 50003: new records go to the spool
+        # meanwhile (gateway.produce.edge). -X message.timeout.ms wins.
+        conf["message.timeout.ms"] = 0
     conf.update(cfg.producer_properties)
     return conf
+
+
+def spool_directory(cfg: Config) -> str | None:
+    """This process's spool directory: --spool-dir, or its worker-N subdirectory in a
+    --workers worker (each process has its own spool; a directory is locked by its user)."""
+    if cfg.spool_dir is None:
+        return None
+    if cfg.worker_slot is None:
+        return cfg.spool_dir
+    return os.path.join(cfg.spool_dir, f"worker-{cfg.worker_slot}")
+
+
+async def _open_spooler(cfg: Config, producer: KafkaProducer) -> Spooler | None:
+    directory = spool_directory(cfg)
+    if directory is None:
+        return None
+    loop = asyncio.get_running_loop()
+    spool = await loop.run_in_executor(None, functools.partial(
+        Spool.open, directory, max_bytes=cfg.spool_max_bytes, fsync=cfg.spool_fsync))
+    high = int(producer_config(cfg, "").get("queue.buffering.max.messages", 100000))
+    return Spooler(spool, producer, spool_after=cfg.spool_after, high_mark=max(1, high // 2))
 
 
 def check_producer_config(cfg: Config) -> None:
@@ -233,8 +262,16 @@ async def _serve(
         log.error("invalid Kafka producer configuration: %s", exc)
         await _close_metadata(metadata)
         return 2
+    try:
+        spooler = await _open_spooler(cfg, producer)
+    except (OSError, SpoolError, ValueError) as exc:
+        producer.close()
+        await _close_metadata(metadata)
+        raise StartError(f"cannot open the spool (--spool-dir): {exc}") from None
+    producer.spooler = spooler
+    metadata.keep_stale = spooler is not None
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
-    server = Server(cfg, loop, producer, metadata, consumers, cluster)
+    server = Server(cfg, loop, producer, metadata, consumers, cluster, spooler)
     stop = asyncio.Event()
     broker = _BrokerNews(loop, cluster, metadata, consumers, stop)
     lifeline = None
@@ -275,6 +312,8 @@ async def _serve(
             )
         metadata.start()
         producer.start()
+        if spooler is not None:
+            spooler.start(loop, metadata.partitions)
         if supervisor is not None:
             lifeline = Lifeline(loop, broker.changed, supervisor_gone)
             lifeline.start()  # what the supervisor said so far is known before we listen
@@ -311,6 +350,10 @@ async def _serve(
             keeper.unwatch(broker.from_thread)
         if lifeline is not None:
             lifeline.close()
+        if spooler is not None:
+            # What was appended is made durable; forwarding stops (what it had handed to Kafka
+            # and was not acknowledged is forwarded again at the next start: at least once).
+            await spooler.stop()
         # Every Kafka client is closed before we return, and so before an embedded broker is
         # stopped: a client still connected would log each connection it then loses.
         producer.close()

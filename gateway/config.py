@@ -52,6 +52,11 @@ class Config:
     rate_limit_bytes_global: int = 10_000_000  # ...max.bytes.global.per.sec
     max_concurrent: int = 0  # produce streams and requests open at once per principal (0: any)
     stream_max_duration_ms: int = 0  # streaming.connection.max.duration.ms (0: none)
+    # The disk spool (gateway.produce.edge, README "Edge"): off without a directory.
+    spool_dir: str | None = None
+    spool_fsync: str = "100"  # always | milliseconds | never
+    spool_max_bytes: int = 1 << 30
+    spool_after: float = 2.0  # seconds Kafka looks unreachable before records are spooled
 
     def held_body_limit(self) -> int:
         """Limit of a body held whole until parsed: max_batch_bytes, or --max-request-bytes

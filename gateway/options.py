@@ -184,6 +184,31 @@ class Text(Kind):
         return value
 
 
+class FsyncPolicyText(Text):
+    """``always``, ``never``, or a number of milliseconds (the spool's fsync policy)."""
+
+    what = "always, never or a number of milliseconds"
+
+    def from_text(self, text: str) -> str:
+        value = text.strip().lower()
+        if value in ("always", "never"):
+            return value
+        try:
+            ms = int(value, 10)
+        except ValueError:
+            raise ValueError(f"expected always, never or milliseconds, got {text!r}") from None
+        if not 1 <= ms <= 3_600_000:
+            raise ValueError(f"milliseconds must be between 1 and 3600000, got {ms}")
+        return str(ms)
+
+    def from_file(self, value: Any) -> str:
+        if type(value) is int:
+            return self.from_text(str(value))
+        if type(value) is not str:
+            raise ValueError(f"expected always, never or milliseconds, got {_describe(value)}")
+        return self.from_text(value)
+
+
 class File(Kind):
     """A path to a file the gateway reads (certificates, keys, users files): it must exist and
     be readable at start. Kept as given (relative paths are from the working directory, the
@@ -360,7 +385,8 @@ G_TIMEOUTS = "timeouts"
 G_PROCESS = "process and logging"
 G_SECURITY = "security"
 G_RATES = "produce rate limits"
-GROUPS = (G_HTTP, G_KAFKA, G_LIMITS, G_RATES, G_TIMEOUTS, G_SECURITY, G_PROCESS)
+G_SPOOL = "disk spool (edge)"
+GROUPS = (G_HTTP, G_KAFKA, G_LIMITS, G_RATES, G_TIMEOUTS, G_SECURITY, G_SPOOL, G_PROCESS)
 
 MAX_RECORD_LIMIT = 1 << 31  # gateway.produce.splitter.MAX_RECORD_LIMIT
 
@@ -558,6 +584,41 @@ OPTIONS: tuple[Option, ...] = (
         Seconds(),
         "on SIGTERM/SIGINT, time allowed for in-flight records to finish",
         G_TIMEOUTS,
+        "SECONDS",
+    ),
+    Option(
+        "spool_dir",
+        "--spool-dir",
+        Text(),
+        "keep records in this directory while Kafka is unreachable, and forward them when it "
+        "is back (202 reports); off by default. With --workers N, worker i uses DIR/worker-i",
+        G_SPOOL,
+        "DIR",
+        default="none: no spool",
+    ),
+    Option(
+        "spool_fsync",
+        "--spool-fsync",
+        FsyncPolicyText(),
+        "when a spooled record is made durable before its 202: always (fsynced), MS (written "
+        "at once, fsynced within MS milliseconds), never (written; the OS writes back)",
+        G_SPOOL,
+        "always|MS|never",
+    ),
+    Option(
+        "spool_max_bytes",
+        "--spool-max-bytes",
+        Int(1 << 20, 1 << 50),
+        "bytes the spool may hold; a record that does not fit gets a 50003 report",
+        G_SPOOL,
+        "N",
+    ),
+    Option(
+        "spool_after",
+        "--spool-after",
+        Seconds(0.0, 3600.0),
+        "how long Kafka must look unreachable before new records are spooled",
+        G_SPOOL,
         "SECONDS",
     ),
     Option(

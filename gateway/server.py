@@ -23,6 +23,7 @@ from gateway.http.tls_listener import TlsListener
 from gateway.kafka.health import ClusterHealth
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
+from gateway.produce.edge import Spooler
 
 log = logging.getLogger("gateway")
 
@@ -41,13 +42,15 @@ class Server:
         metadata: MetadataCache,
         consumers: ConsumerPool | None = None,
         cluster: ClusterHealth | None = None,
+        spooler: Spooler | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
         self.producer = producer
         self.connections: set[HttpProtocol] = set()
         self.ctx = ctx = ApiContext.from_config(config, loop, producer, metadata, consumers,
-                                                self.connections, cluster or ClusterHealth())
+                                                self.connections, cluster or ClusterHealth(),
+                                                spooler)
         self.api = Api(ctx)
         # The ConnectionHandler interface of gateway.http.protocol.
         self.http_limits = HttpLimits()

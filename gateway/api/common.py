@@ -14,22 +14,25 @@ from gateway.api.context import ApiContext
 from gateway.http.coding import UnsupportedContentEncoding, request_codings
 from gateway.http.parser import RequestHead
 from gateway.http.protocol import HttpProtocol
+from gateway.produce.edge import UNKNOWN_PARTITIONS
 
 log = logging.getLogger("gateway.api")
 
 Refuse = Callable[[errors.GatewayError], None]
 
 
-def refused_now(ctx: ApiContext, conn: HttpProtocol, refuse: Refuse | None = None) -> bool:
+def refused_now(ctx: ApiContext, conn: HttpProtocol, refuse: Refuse | None = None, *,
+                spools: bool = False) -> bool:
     """True (and the 503/50003 sent, through ``refuse`` if given) when a request that needs
     Kafka cannot be served now: the gateway is stopping, or Kafka is known to be unreachable
-    (gateway.kafka.health: answered at once, not after a timeout)."""
+    (gateway.kafka.health: answered at once, not after a timeout), unless the request
+    ``spools`` (a produce request, with the disk spool on: its records go there)."""
     answer = refuse or conn.respond_error
     if ctx.closing:
         answer(errors.ShuttingDown("the gateway is shutting down"))
         return True
     down = ctx.cluster.down
-    if down is not None:
+    if down is not None and not (spools and ctx.spooler is not None):
         answer(errors.KafkaUnavailable(f"Kafka is unreachable: {down}"))
         return True
     return False
@@ -55,6 +58,8 @@ def with_topic(
     topic: str,
     then: Callable[[int], None],
     refuse: Refuse | None = None,
+    *,
+    spools: bool = False,
 ) -> None:
     """Call ``then(partition count)`` once the topic is known: at once from the metadata cache,
     else after one refresh (shared with concurrent misses, rate-limited), reading nothing of the
@@ -72,6 +77,14 @@ def with_topic(
             return  # the client went away meanwhile
         try:
             count = ctx.metadata.partition_count(topic)
+        except errors.KafkaUnavailable as exc:
+            if spools and ctx.spooler is not None and ctx.spooler.unreachable is not None:
+                # No listing while Kafka is unreachable: the records are spooled, and their
+                # partitions checked when they are forwarded.
+                then(UNKNOWN_PARTITIONS)
+                return
+            answer(exc)
+            return
         except errors.GatewayError as exc:
             answer(exc)
             return

@@ -14,6 +14,7 @@ from gateway.kafka.health import ClusterHealth
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import ConcurrencyLimiter, RateLimiter, RateSettings
+from gateway.produce.edge import Spooler
 from gateway.stats import HttpStats, ProduceStats
 
 
@@ -34,6 +35,9 @@ class ApiContext:
     auth: Authenticator | None = None  # None: authentication is off
     rates: RateLimiter = field(default_factory=lambda: RateLimiter(RateSettings()))
     concurrency: ConcurrencyLimiter = field(default_factory=lambda: ConcurrencyLimiter(0))
+    # The disk spool (--spool-dir): produce requests are not refused while Kafka is
+    # unreachable, their records are spooled (gateway.produce.edge). None: no spool.
+    spooler: Spooler | None = None
     # Set by the server when it starts to stop: new work is refused (503), /readyz says 503.
     closing: bool = False
 
@@ -47,6 +51,7 @@ class ApiContext:
         consumers: ConsumerPool | None,
         connections: Collection[Any],
         cluster: ClusterHealth,
+        spooler: Spooler | None = None,
     ) -> ApiContext:
         return cls(
             config=config,
@@ -56,6 +61,7 @@ class ApiContext:
             consumers=consumers,
             connections=connections,
             cluster=cluster,
+            spooler=spooler,
             auth=Authenticator.from_config(config, loop),
             rates=RateLimiter(RateSettings(
                 enabled=config.rate_limit_enabled,

@@ -3,6 +3,7 @@ balancers and scrapers, never authenticated."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from gateway import errors
@@ -21,6 +22,12 @@ def readiness_problem(ctx: ApiContext) -> str | None:
     take records, and the latest metadata refresh reached the cluster."""
     if ctx.closing:
         return "the gateway is shutting down"
+    spooler = ctx.spooler
+    if spooler is not None:
+        if spooler.spool.failure is not None:
+            return f"the spool has failed: {spooler.spool.failure}"
+        if spooler.spooling:
+            return None  # Kafka may be unreachable, but records are taken: into the spool
     down = ctx.cluster.down
     if down is not None:
         return f"Kafka is unreachable: {down}"
@@ -54,6 +61,16 @@ def on_readyz(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: di
         # Probes keep the cluster check fresh (shared with topic misses, at most one metadata
         # request per miss_refresh_interval); the answer is for the next probe.
         md.refresh_for_miss()
+    spooler = ctx.spooler
+    if problem is None and spooler is not None and spooler.spooling:
+        st = spooler.stats()
+        why = spooler.unreachable or "forwarding what the spool holds"
+        conn.respond(200, json.dumps({
+            "status": "spooling", "reason": why,
+            "spool": {"records": st.records, "bytes": st.bytes,
+                      "oldest_age_seconds": round(st.oldest_age_seconds, 3)},
+        }, separators=(",", ":")).encode())
+        return
     if problem is None:
         conn.respond(200, b'{"status":"ready"}')
     elif ctx.closing:

@@ -32,6 +32,7 @@ from gateway.log import dropped_access_lines
 
 if TYPE_CHECKING:
     from gateway.api.context import ApiContext
+from gateway.produce.edge import Spooler
 
 LATENCY_HELP = (
     "Seconds from a record being handed to librdkafka to its delivery report being written to "
@@ -245,6 +246,47 @@ class GatewayCollector(Collector):
             "Access log lines dropped because stderr did not take them fast enough.",
             labels=("worker",),
         ), w, dropped_access_lines())
+        if ctx.spooler is not None:
+            yield from self._spool(ctx.spooler, w)
+
+    def _spool(self, spooler: Spooler, w: str) -> Iterator[Metric]:
+        """The disk spool's families (--spool-dir; README "Edge")."""
+        st = spooler.stats()
+        fwd = spooler.forwarder
+        for kind, name, text, value in (
+            (CounterMetricFamily, "gateway_spool_records_spooled",
+             "Records appended to the disk spool (reported 202 once durable).",
+             st.records_spooled_total),
+            (CounterMetricFamily, "gateway_spool_bytes_spooled",
+             "Bytes of the records appended to the spool (as stored).", st.bytes_spooled_total),
+            (CounterMetricFamily, "gateway_spool_records_forwarded",
+             "Spooled records Kafka acknowledged (the forwarder's checkpointed progress).",
+             st.records_forwarded_total),
+            (CounterMetricFamily, "gateway_spool_records_dropped",
+             "Spooled records Kafka refused for good while forwarding (logged), and records "
+             "lost to a damaged spool file.",
+             (fwd.dropped if fwd is not None else 0) + st.records_lost_total),
+            (GaugeMetricFamily, "gateway_spool_records",
+             "Records in the spool not yet acknowledged by Kafka.", st.records),
+            (GaugeMetricFamily, "gateway_spool_bytes",
+             "Bytes the spool holds (segment files and write buffer).", st.bytes),
+            (GaugeMetricFamily, "gateway_spool_max_bytes", "--spool-max-bytes.", st.max_bytes),
+            (GaugeMetricFamily, "gateway_spool_oldest_age_seconds",
+             "Age of the oldest record in the spool (0 when empty).", st.oldest_age_seconds),
+            (GaugeMetricFamily, "gateway_spooling",
+             "1 while the gateway judges Kafka unreachable and spools every new record.",
+             1 if spooler.unreachable is not None else 0),
+        ):
+            yield _one(kind(name, text, labels=("worker",)), w, value)
+        refused = CounterMetricFamily(
+            "gateway_spool_refused_records",
+            "Records the spool could not take (reported 50003): full (--spool-max-bytes) or "
+            "its write buffer full (busy).",
+            labels=("worker", "reason"),
+        )
+        refused.add_metric((w, "full"), st.refused_full_total)
+        refused.add_metric((w, "busy"), st.refused_busy_total)
+        yield refused
 
 
 class _WithWorker(Collector):

@@ -123,7 +123,7 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
     def refuse(exc: errors.GatewayError) -> None:
         conn.respond(exc.status, exc.body(), content_type=ctype)
 
-    if refused_now(ctx, conn, refuse):
+    if refused_now(ctx, conn, refuse, spools=True):
         return
     coded = refused_coding(conn, head)
     if coded is None:
@@ -171,4 +171,4 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
             )
         )
 
-    with_topic(ctx, conn, head, topic, start, refuse)
+    with_topic(ctx, conn, head, topic, start, refuse, spools=True)

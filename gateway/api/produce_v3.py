@@ -35,7 +35,7 @@ def on_records_batch(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, par
 def _produce(
     ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str], *, batch: bool
 ) -> None:
-    if refused_now(ctx, conn):
+    if refused_now(ctx, conn, spools=True):
         return
     cfg = ctx.config
     cluster_id, topic = params["cluster_id"], params["topic"]
@@ -109,4 +109,4 @@ def _produce(
             )
         )
 
-    with_topic(ctx, conn, head, topic, start)
+    with_topic(ctx, conn, head, topic, start, spools=True)

@@ -74,6 +74,9 @@ class MetadataCache:
         self.refresh_interval = refresh_interval
         self.miss_refresh_interval = miss_refresh_interval
         self.max_age = max_age
+        # With the disk spool, the last listing is kept through an outage of any length:
+        # records are spooled against it (the server sets this with --spool-dir).
+        self.keep_stale = False
         self.request_timeout = request_timeout
         self.info: ClusterInfo | None = None
         self.last_error: str | None = None
@@ -142,7 +145,8 @@ class MetadataCache:
             else:
                 self.last_error = str(exc)
                 log.warning("metadata refresh failed: %s", exc)
-                if self.info is not None and time.monotonic() - self.info.fetched_at > self.max_age:
+                if (self.info is not None and not self.keep_stale
+                        and time.monotonic() - self.info.fetched_at > self.max_age):
                     self.info = None
                 result = None
             if not fut.done():

@@ -190,6 +190,10 @@ class KafkaProducer:
         self._timeouts = 0  # of those, message timeouts
         self._timeout_run = 0  # message timeouts since the last delivered record
         self._replaced_at = -TIMEOUT_RUN_INTERVAL
+        self.reports_seen = 0  # delivery reports served so far (the spool's judgement reads it)
+        # The produce path's disk spool (gateway.produce.edge.Spooler), set by the server when
+        # --spool-dir is given: records go there instead while Kafka is judged unreachable.
+        self.spooler: Any = None
         self._watch(self._producer)
 
     @property
@@ -283,6 +287,7 @@ class KafkaProducer:
             # The batch filled up: librdkafka kept the rest; serve it now.
             producer.poll()
             served += router.dispatch(producer)
+        self.reports_seen += served
         if served and producer is self._producer:
             self._after_batch(served, self._failures - failures, self._timeouts - timeouts)
         stats = producer.take_stats()

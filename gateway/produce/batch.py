@@ -46,6 +46,9 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _render = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
+
+_SPOOLED = b'{"error_code":202,'  # the report of a spooled record (gateway.produce.edge)
+
 def _record_text(fields: dict[str, Any]) -> bytes | None:
     """The compact rendering of an entry's record fields; None when json cannot write it."""
     try:
@@ -143,8 +146,11 @@ class BatchRequest(WholeRequest):
         failures: list[bytes] = []
         for entry_id, outcome in zip(self._ids, core.take_outcomes(), strict=True):
             if isinstance(outcome, bytes):
-                # The core's failure report {"error_code":...,"message":...} with the id first.
-                failures.append(b'{"id":%s,%s' % (json_str(entry_id), outcome[1:]))
+                # The core's report {"error_code":...,"message":...} with the id first: a
+                # failure, or a record accepted into the disk spool (202: a success, to be
+                # produced once Kafka is back).
+                entry = b'{"id":%s,%s' % (json_str(entry_id), outcome[1:])
+                (successes if outcome.startswith(_SPOOLED) else failures).append(entry)
                 continue
             partition, offset, timestamp, key_type, key_size, value_type, value_size = outcome
             out: dict[str, Any] = {

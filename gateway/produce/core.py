@@ -71,14 +71,30 @@ def hand_over(
     (``core.stop_reason`` says why). A producer replaced after a fatal error takes the new
     records (the old one still reports the records it has). With ``rates``, the records beyond
     the principal's allowance get a 429 report and what was used is charged (gateway.limits).
-    While Kafka is known to be unreachable (gateway.kafka.health), each record gets a 50003
+    With the disk spool on, a batch may go to the spool instead (gateway.produce.edge).
+    Without it, while Kafka is known to be unreachable (gateway.kafka.health), each record gets a 50003
     report at once instead of waiting out the message timeout (resend). Its return is noticed
     by the metadata listing, which runs often meanwhile, or a broker UP in librdkafka's
     statistics: a record handed over as a probe would hold every later report of its stream."""
-    down = producer.health.down
-    if down is not None:
-        return core.refuse(items, i, 50003, f"Kafka is unreachable ({down}): this record was "
-                           "not handed to Kafka; resend it")
+    spooler = producer.spooler
+    if spooler is not None:
+        # With the disk spool (gateway.produce.edge), records go there while Kafka is judged
+        # unreachable, or while it holds records of their topic; otherwise to librdkafka, which
+        # keeps them until Kafka takes them (no message timeout with the spool on).
+        if spooler.should_spool(core.topic_name):
+            if rates is None:
+                return int(spooler.spool_items(core, items, i))
+            allow_records, allow_bytes = rates.allowance(principal)
+            used_records, used_bytes = core.used_records, core.used_bytes
+            i = spooler.spool_items(core, items, i, allow_records, allow_bytes)
+            rates.charge(principal, core.used_records - used_records,
+                         core.used_bytes - used_bytes)
+            return int(i)
+    else:
+        down = producer.health.down
+        if down is not None:
+            return core.refuse(items, i, 50003, f"Kafka is unreachable ({down}): this record "
+                               "was not handed to Kafka; resend it")
     if producer.current is not core.producer:
         core.rebind(producer.current)
     if rates is None:

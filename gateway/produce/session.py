@@ -426,9 +426,11 @@ class ProduceSession:
         else:
             self._stream.end_body()
         # The access log line of the stream (gateway.access), once, when its last report is out.
+        spooled = self._core.spooled
         self._stream.log_access(
-            "topic=%s records=%d ok=%d failed=%d%s"
-            % (self._topic, ok + failed, ok, failed, " (client gone)" if gone else ""),
+            "topic=%s records=%d ok=%d failed=%d%s%s"
+            % (self._topic, ok + failed + spooled, ok, failed,
+               f" spooled={spooled}" if spooled else "", " (client gone)" if gone else ""),
             self._final_status,
         )
 

@@ -265,8 +265,9 @@ class V1ProduceRequest(WholeRequest):
 
     def _answer(self, core: StreamCore) -> tuple[int, bytes]:
         entries = core.take_ready()
-        if not core.produced:
-            # Not one record reached Kafka: the request as a whole failed (Confluent's 50001).
+        if not core.produced and not core.spooled:
+            # Not one record reached Kafka (nor the disk spool): the request as a whole failed
+            # (Confluent's 50001).
             why = self._first_refusal or f"Kafka is unreachable ({self._producer.health.down})"
             return 500, error_body(50001, f"the records could not be handed to Kafka: {why}")
         return 200, _ANSWER_HEAD + entries[:-1] + _ANSWER_TAIL

@@ -36,8 +36,10 @@ class PacedStream:
         interval: float = 0.02,
         limit: int | None = None,
         pad: int = 0,
+        keys: int = 0,
     ) -> None:
         self.tag = tag
+        self.keys = keys  # record i has the key "k<i % keys>" (0: no key)
         self.batch = batch
         self.interval = interval
         self.limit = limit
@@ -62,13 +64,17 @@ class PacedStream:
     def value(self, i: int) -> bytes:
         return record_value(self.tag, i)
 
+    def key(self, i: int) -> bytes | None:
+        return f"k{i % self.keys}".encode() if self.keys else None
+
+    def _record(self, i: int) -> dict[str, Any]:
+        rec: dict[str, Any] = {"value": {"type": "STRING", "data": self.value(i).decode() + self.pad}}
+        if self.keys:
+            rec["key"] = {"type": "STRING", "data": f"k{i % self.keys}"}
+        return rec
+
     def _body(self, start: int, n: int) -> bytes:
-        return b"".join(
-            json.dumps(
-                {"value": {"type": "STRING", "data": self.value(i).decode() + self.pad}}
-            ).encode()
-            for i in range(start, start + n)
-        )
+        return b"".join(json.dumps(self._record(i)).encode() for i in range(start, start + n))
 
     def _send_loop(self) -> None:
         next_at = time.monotonic()

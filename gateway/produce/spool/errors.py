@@ -10,6 +10,7 @@ class SpoolError(UpstreamError):
 
     status = 503
     error_code = 50003
+    retriable = True  # (StreamCore.spool: the records get a 50003 report, nothing is raised)
 
 
 class SpoolFull(SpoolError):

@@ -1,0 +1,398 @@
+"""The disk spool in the produce path (issue 11; docs/api.md §5 "The disk spool"): when records
+go to the spool instead of Kafka, their 202 reports, and the forwarder that replays the spool
+into Kafka once it is back.
+
+**When.** ``Spooler.should_spool(topic)`` is asked once per batch of records (hand_over). It is
+true while the gateway judges Kafka unreachable (``judge``, every ``JUDGE_INTERVAL``: every
+broker connection down for ``spool_after`` seconds; records outstanding in librdkafka and no
+delivery report for ``spool_after`` seconds, which is how a hung broker looks; or librdkafka's
+queue past its high mark), and for a topic the spool still holds records of (so a topic's
+records reach Kafka in the order they came, whatever the judgement says meanwhile).
+
+**Reports.** ``spool()`` appends a batch through ``StreamCore.spool`` (one ``Spool.append`` per
+batch: no Python call per record), and notes (token, core). When the spool's writer says a
+range is durable (``on_durable``, once per writer round), every core with a record in it gets
+its 202 reports filed (``StreamCore.spool_settle``) and its listener told (``flush_reports``),
+as after a delivery poll.
+
+**Forwarding.** ``Forwarder`` reads the spool in order while Kafka is judged reachable, hands
+each batch to the same producer as live records (so a record forwarded and a later live record
+of the same partition keep their order in librdkafka's queue), and acknowledges the batch once
+Kafka has every record of it: the spool checkpoints the position and gives back the segments
+before it. A record refused with a retriable error is sent again (the failed ones only, in
+order); one refused for good is dropped, logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.kafka.producer import KafkaProducer
+from gateway.produce.core import REPORT_FORMAT_V3, StreamCore, new_core
+from gateway.produce.spool import Spool, SpoolStats
+
+log = logging.getLogger("gateway.spool")
+
+JUDGE_INTERVAL = 0.25  # seconds between two looks at Kafka's reachability
+SPOOLED_MESSAGE = (
+    "spooled: Kafka is unreachable; the gateway will produce this record when it is back")
+FORWARD_MAX_RECORDS = 10000  # records per forwarded batch
+FORWARD_MAX_BYTES = 4 << 20  # bytes per forwarded batch
+RETRY_DELAY = 0.5  # seconds before a retriable refusal is sent again
+# A record refused with 50003 (retriable) is sent again until Kafka takes it. One refused
+# with an unknown topic or partition is sent again for a while (a broker that came back empty
+# gets its topics created again), then dropped; any other refusal is for good.
+MAYBE_LATER_CODES = frozenset({40401, 40402})
+MAYBE_LATER_ATTEMPTS = 60  # x RETRY_DELAY: half a minute
+UNKNOWN_PARTITIONS = (1 << 31) - 1  # a topic the gateway could not look up while spooling
+
+
+class Spooler:
+    """Decides when records are spooled, spools them, files their 202 reports. One per
+    gateway process, built by the server when ``--spool-dir`` is set."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        producer: KafkaProducer,
+        *,
+        spool_after: float,
+        high_mark: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spool = spool
+        self._producer = producer
+        self.spool_after = spool_after
+        self.high_mark = high_mark
+        self._clock = clock
+        # Why new records go to the spool (None: they go to Kafka unless their topic is held).
+        self.unreachable: str | None = None
+        self._down_since: float | None = None
+        self._waiting_since: float | None = None  # records outstanding since, no report since
+        self._reports_seen = 0
+        self._watch: collections.deque[tuple[int, StreamCore]] = collections.deque()
+        self._failure_report: dict[int, bytes] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.forwarder: Forwarder | None = None
+        self.closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop, partitions: Callable[[str], int | None]) -> None:
+        self._loop = loop
+        self.spool.start(loop, on_durable=self._on_durable, on_error=self._on_error)
+        self._timer = loop.call_later(JUDGE_INTERVAL, self._tick)
+        self.forwarder = Forwarder(self, self._producer, partitions)
+        self.forwarder.start(loop)
+        if not self.spool.empty:
+            st = self.spool.stats()
+            log.info("the spool holds %d records (%d bytes): they are forwarded once Kafka is "
+                     "reachable", st.records, st.bytes)
+
+    async def stop(self) -> None:
+        """Stop forwarding, wait for what was appended to be durable, close the spool."""
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.forwarder is not None:
+            await self.forwarder.stop()
+        try:
+            await self.spool.sync()
+        except Exception as exc:  # noqa: BLE001 - a failed spool still closes
+            log.warning("the spool could not sync at stop: %s", exc)
+        await self.spool.aclose()
+
+    # -- the judgement ----------------------------------------------------------------------
+    def _tick(self) -> None:
+        self._timer = None
+        if self.closed or self._loop is None:
+            return
+        try:
+            self.judge()
+        finally:
+            self._timer = self._loop.call_later(JUDGE_INTERVAL, self._tick)
+
+    def judge(self) -> str | None:
+        """Look at Kafka's reachability now; sets and returns ``unreachable``."""
+        now = self._clock()
+        producer = self._producer
+        reason: str | None = None
+        down = producer.health.down
+        if down is None:
+            self._down_since = None
+        else:
+            if self._down_since is None:
+                self._down_since = now
+            if now - self._down_since >= self.spool_after:
+                reason = f"Kafka is unreachable ({down})"
+        outstanding = producer.outstanding()
+        reports = producer.reports_seen
+        if outstanding == 0 or reports != self._reports_seen:
+            self._waiting_since = None if outstanding == 0 else now
+            self._reports_seen = reports
+        elif self._waiting_since is None:
+            self._waiting_since = now
+        if reason is None and self._waiting_since is not None and (
+                now - self._waiting_since >= self.spool_after):
+            reason = (f"Kafka has answered no record for {now - self._waiting_since:.0f} s "
+                      f"({outstanding} waiting)")
+        if reason is None and outstanding >= self.high_mark:
+            reason = f"librdkafka's queue holds {outstanding} records (high mark {self.high_mark})"
+        was = self.unreachable
+        self.unreachable = reason
+        if (was is None) != (reason is None):
+            if reason is not None:
+                log.warning("spooling new records: %s", reason)
+            else:
+                log.info("Kafka takes records again: new records go to Kafka once the spool "
+                         "holds none of their topic")
+            if self.forwarder is not None:
+                self.forwarder.wake()
+        return reason
+
+    def should_spool(self, topic: str) -> bool:
+        """Whether a batch of ``topic`` goes to the spool (asked once per batch)."""
+        return self.unreachable is not None or self.spool.holds(topic)
+
+    @property
+    def spooling(self) -> bool:
+        """New records (of some topic) go to the spool now."""
+        return self.unreachable is not None or not self.spool.empty
+
+    # -- spooling -------------------------------------------------------------------------
+    def spool_items(self, core: StreamCore, items: list[Any], i: int, allow_records: int = -1,
+                    allow_bytes: int = -1) -> int:
+        """``core.spool`` items[i:] and watch for their durability; the index of the first
+        item not taken (as push)."""
+        if core.spooled_report is None:
+            core.spooled_report = _spooled_report(core)
+        token0 = core.spool_token
+        i = core.spool(items, i, self.spool, allow_records, allow_bytes)
+        token = core.spool_token
+        if token != token0:
+            self._watch.append((token, core))
+        return i
+
+    def _on_durable(self, first: int, end: int) -> None:
+        self._settle(end, None)
+
+    def _on_error(self, first: int, end: int, exc: BaseException) -> None:
+        log.error("the spool could not write records %d to %d: %s", first, end - 1, exc)
+        self._settle(end, f"the spool could not store this record ({exc}); resend it")
+
+    def _settle(self, end: int, failure: str | None) -> None:
+        watch = self._watch
+        cores: dict[int, StreamCore] = {}
+        while watch and watch[0][0] <= end:
+            _, core = watch.popleft()
+            cores[id(core)] = core
+        for core in cores.values():
+            report = None if failure is None else core_error_report(core, failure)
+            try:
+                if core.spool_settle(end, report):
+                    listener = core.listener
+                    if listener is not None:
+                        listener.flush_reports()
+            except Exception as exc:  # noqa: BLE001 - one stream's bug ends that stream only
+                listener = core.listener
+                log.error("internal error while reporting spooled records", exc_info=exc)
+                if listener is not None:
+                    try:
+                        listener.on_internal_error(exc)
+                    except Exception:  # noqa: BLE001
+                        log.exception("a stream could not end after its internal error")
+
+    def stats(self) -> SpoolStats:
+        return self.spool.stats()
+
+
+def _spooled_report(core: StreamCore) -> bytes:
+    return core_error_report(core, SPOOLED_MESSAGE, 202)
+
+
+def core_error_report(core: StreamCore, message: str, code: int = 50003) -> bytes:
+    """A report in the core's format (v3 report, v1/v2 offsets entry)."""
+    return core.error_report(code, message)
+
+
+class _ForwardListener:
+    """What the producer tells a forwarding core (gateway.kafka.producer.DeliveryListener)."""
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self._forwarder = forwarder
+
+    def flush_reports(self) -> None:
+        self._forwarder.progress()
+
+    def on_queue_space(self) -> None:
+        self._forwarder.progress()
+
+    def on_internal_error(self, exc: BaseException) -> None:
+        self._forwarder.progress()
+
+    def describe(self) -> str:
+        return "the spool's forwarder"
+
+
+class Forwarder:
+    """Replays the spool into Kafka, in order, while Kafka is judged reachable."""
+
+    def __init__(self, spooler: Spooler, producer: KafkaProducer,
+                 partitions: Callable[[str], int | None]) -> None:
+        self._spooler = spooler
+        self._producer = producer
+        self._partitions = partitions
+        self._event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener = _ForwardListener(self)
+        self._cores: dict[str, StreamCore] = {}
+        self.forwarded = 0
+        self.dropped = 0
+        self.retried = 0
+        self._stopping = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._task = loop.create_task(self._run())
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def progress(self) -> None:
+        self._event.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        task = self._task
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
+                pass
+        for core in self._cores.values():
+            core.close()
+        self._cores.clear()
+
+    async def _wait(self) -> None:
+        self._event.clear()
+        try:
+            await asyncio.wait_for(self._event.wait(), JUDGE_INTERVAL)
+        except TimeoutError:
+            pass
+
+    async def _run(self) -> None:
+        spool = self._spooler.spool
+        reader = spool.reader()
+        while not self._stopping:
+            try:
+                if spool.empty or self._spooler.unreachable is not None:
+                    await self._wait()
+                    continue
+                batch = await reader.read(FORWARD_MAX_RECORDS, FORWARD_MAX_BYTES)
+                if batch.records:
+                    await self._forward(batch.records)
+                reader.acknowledge(batch.end)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the forwarder carries on after a pause
+                log.exception("the spool's forwarder failed; it goes on in a second")
+                reader.rewind()
+                await asyncio.sleep(1.0)
+
+    def _core(self, topic: str) -> StreamCore:
+        core = self._cores.get(topic)
+        if core is None:
+            partitions = self._partitions(topic)
+            core = new_core(
+                self._producer, topic, partitions if partitions else UNKNOWN_PARTITIONS,
+                FORWARD_MAX_RECORDS, b"", self._listener, self._producer.error_of,
+                _no_metrics, _outcome_report, REPORT_FORMAT_V3,
+            )
+            self._cores[topic] = core
+        return core
+
+    async def _forward(self, records: list[Any]) -> None:
+        """Hand ``records`` (the spool's tuples) to Kafka until every one is acknowledged or
+        dropped for good."""
+        todo = records
+        attempt = 0
+        while todo:
+            attempt += 1
+            # Per topic, in order: (index, partition, key, value, headers, ts, None, None).
+            by_topic: dict[str, list[Any]] = {}
+            for rec in todo:
+                by_topic.setdefault(rec[1], []).append(
+                    (rec[0], rec[2], rec[3], rec[4], rec[5], rec[6], None, None))
+            sent: list[tuple[StreamCore, list[Any]]] = []
+            for topic, items in by_topic.items():
+                core = self._core(topic)
+                if core.producer is not self._producer.current:
+                    core.rebind(self._producer.current)
+                i = 0
+                while True:
+                    i = core.push(items, i)
+                    if i >= len(items):
+                        break
+                    if self._stopping:
+                        return
+                    self._producer.wait_for_space(self._listener)
+                    await self._wait()
+                self._producer.kick()
+                sent.append((core, items))
+            retry: list[Any] = []
+            for core, items in sent:
+                outcomes: list[Any] = []
+                while len(outcomes) < len(items):
+                    outcomes += core.take_outcomes()
+                    if len(outcomes) < len(items):
+                        if self._stopping:
+                            return
+                        await self._wait()
+                for item, outcome in zip(items, outcomes, strict=True):
+                    if not isinstance(outcome, bytes):
+                        self.forwarded += 1
+                        continue
+                    code = int(outcome.split(b",", 1)[0].rsplit(b":", 1)[1])
+                    if code != 50003 and (code not in MAYBE_LATER_CODES
+                                          or attempt >= MAYBE_LATER_ATTEMPTS):
+                        self.dropped += 1
+                        log.error("spooled record %d of topic %s dropped: Kafka refused it for "
+                                  "good: %s", item[0], core.topic_name,
+                                  outcome.decode(errors="replace").strip())
+                    else:
+                        retry.append(item)
+            if retry:
+                self.retried += len(retry)
+                log.warning("%d spooled records refused by Kafka for now: sent again in %.1f s",
+                            len(retry), RETRY_DELAY)
+                await asyncio.sleep(RETRY_DELAY)
+                while self._spooler.unreachable is not None and not self._stopping:
+                    await self._wait()
+                todo = self._regroup(retry, sent)
+            else:
+                todo = []
+
+    @staticmethod
+    def _regroup(retry: list[Any], sent: list[tuple[StreamCore, list[Any]]]) -> list[Any]:
+        """The records to send again, back in the spool's shape and order."""
+        topic_of = {id(it): core.topic_name for core, items in sent for it in items}
+        return sorted(
+            ((it[0], topic_of[id(it)], it[1], it[2], it[3], it[4], it[5]) for it in retry),
+            key=lambda r: r[0],
+        )
+
+
+def _no_metrics(code: int, count: int) -> None:
+    pass
+
+
+def _outcome_report(code: int, message: str) -> bytes:
+    """A forwarded record's failure, as the forwarder reads it back (code first)."""
+    text = message.encode(errors="replace").replace(b'"', b"'")
+    return b'{"error_code":%d,"message":"%s"}' % (code, text)
