@@ -64,7 +64,7 @@ def on_readyz(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: di
     spooler = ctx.spooler
     if problem is None and spooler is not None and spooler.spooling:
         st = spooler.stats()
-        why = spooler.unreachable or "forwarding what the spool holds"
+        why = spooler.unreachable
         conn.respond(200, json.dumps({
             "status": "spooling", "reason": why,
             "spool": {"records": st.records, "bytes": st.bytes,

@@ -279,7 +279,7 @@ class GatewayCollector(Collector):
         ):
             yield _one(kind(name, text, labels=("worker",)), w, value)
         refused = CounterMetricFamily(
-            "gateway_spool_refused_records",
+            "gateway_spool_refused",
             "Records the spool could not take (reported 50003): full (--spool-max-bytes) or "
             "its write buffer full (busy).",
             labels=("worker", "reason"),

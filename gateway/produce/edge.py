@@ -162,8 +162,10 @@ class Spooler:
 
     @property
     def spooling(self) -> bool:
-        """New records (of some topic) go to the spool now."""
-        return self.unreachable is not None or not self.spool.empty
+        """Kafka is judged unreachable: every new record goes to the spool (/readyz says so).
+        Once it is reachable again, a topic the spool still holds keeps going there until
+        forwarded, and /readyz says ready."""
+        return self.unreachable is not None
 
     # -- spooling -------------------------------------------------------------------------
     def spool_items(self, core: StreamCore, items: list[Any], i: int, allow_records: int = -1,
