@@ -113,6 +113,13 @@ class Server:
     def dump_state(self) -> None:
         """SIGUSR1: log every connection's state (reading paused and why, buffers, stream)."""
         log.info("%d connections; producer holds %d records", len(self.connections), self.producer.outstanding())
+        spooler = self.ctx.spooler
+        if spooler is not None:
+            st = spooler.stats()
+            log.info("spool: %s; %d records (%d bytes) in %d segments, oldest %.1f s; %d "
+                     "spooled, %d forwarded since start", spooler.unreachable or "not spooling",
+                     st.records, st.bytes, st.segments, st.oldest_age_seconds,
+                     st.records_spooled_total, st.records_forwarded_total)
         for conn in list(self.connections):
             log.info("connection %s", conn.info())
 
