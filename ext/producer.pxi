@@ -20,7 +20,7 @@
 
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, strncpy
+from libc.string cimport memcpy, strlen, strncpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close as _rdp_close_fd, read as _rdp_read, write as _rdp_write
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES, PyBUF_WRITABLE
@@ -76,6 +76,11 @@ cdef struct _RdpState:
     int64_t* offset
     int64_t* timestamp
     int32_t* err
+    # A failed record's content (_RdpFailed, malloc'd: key, value, headers, partition,
+    # timestamp) when keep_failed is set, NULL otherwise: the disk spool takes it instead of
+    # a 50003 report (gateway.produce.edge). ReportRouter takes and frees each one.
+    void** failed
+    bint keep_failed
     Py_ssize_t count
     Py_ssize_t capacity
     Py_ssize_t max_reports
@@ -126,8 +131,123 @@ cdef int _rdp_grow(_RdpState* st) noexcept nogil:
     if p == NULL:
         return 0
     st.err = <int32_t*>p
+    p = realloc(st.failed, cap * sizeof(void*))
+    if p == NULL:
+        return 0
+    st.failed = <void**>p
     st.capacity = cap
     return 1
+
+
+cdef void _rdp_free_failed(_RdpState* st) noexcept nogil:
+    # Failed records of the batch nobody took (no core, a core not spooling them).
+    cdef Py_ssize_t i
+    if st.failed == NULL:
+        return
+    for i in range(st.count):
+        if st.failed[i] != NULL:
+            free(st.failed[i])
+            st.failed[i] = NULL
+
+
+cdef struct _RdpFailed:
+    # A failed record's content, one malloc'd block: this head, then the key bytes, the value
+    # bytes, and each header as (size_t name length, name, Py_ssize_t value length or -1 for
+    # null, value).
+    int64_t timestamp
+    int32_t partition
+    Py_ssize_t key_len       # -1: no key
+    Py_ssize_t value_len     # -1: null value
+    Py_ssize_t header_count
+    Py_ssize_t header_bytes
+
+
+cdef void* _rdp_copy_failed(const rd_kafka_message_t* msg, int64_t timestamp) noexcept nogil:
+    # NULL when out of memory: the record then gets its failure report, as without the spool.
+    cdef rd_kafka_headers_t* hdrs = NULL
+    cdef size_t n = 0, k, size, name_len
+    cdef const char* name
+    cdef const void* value
+    cdef Py_ssize_t hbytes = 0, vl
+    cdef Py_ssize_t klen = -1 if msg.key == NULL else <Py_ssize_t>msg.key_len
+    cdef Py_ssize_t plen = -1 if msg.payload == NULL else <Py_ssize_t>msg.len
+    cdef char* block
+    cdef char* o
+    cdef _RdpFailed* f
+    if rd_kafka_message_headers(msg, &hdrs) == 0 and hdrs != NULL:
+        n = rd_kafka_header_cnt(hdrs)
+        for k in range(n):
+            if rd_kafka_header_get_all(hdrs, k, &name, &value, &size) != 0:
+                return NULL
+            hbytes += <Py_ssize_t>(sizeof(size_t) + strlen(name) + sizeof(Py_ssize_t))
+            if value != NULL:
+                hbytes += <Py_ssize_t>size
+    block = <char*>malloc(sizeof(_RdpFailed) + (klen if klen > 0 else 0)
+                          + (plen if plen > 0 else 0) + hbytes)
+    if block == NULL:
+        return NULL
+    f = <_RdpFailed*>block
+    f.timestamp = timestamp
+    f.partition = msg.partition
+    f.key_len = klen
+    f.value_len = plen
+    f.header_count = <Py_ssize_t>n
+    f.header_bytes = hbytes
+    o = block + sizeof(_RdpFailed)
+    if klen > 0:
+        memcpy(o, msg.key, <size_t>klen)
+        o += klen
+    if plen > 0:
+        memcpy(o, msg.payload, <size_t>plen)
+        o += plen
+    for k in range(n):
+        rd_kafka_header_get_all(hdrs, k, &name, &value, &size)
+        name_len = strlen(name)
+        memcpy(o, &name_len, sizeof(size_t))
+        o += sizeof(size_t)
+        memcpy(o, name, name_len)
+        o += name_len
+        vl = -1 if value == NULL else <Py_ssize_t>size
+        memcpy(o, &vl, sizeof(Py_ssize_t))
+        o += sizeof(Py_ssize_t)
+        if vl > 0:
+            memcpy(o, value, <size_t>vl)
+            o += vl
+    return block
+
+
+cdef object _rdp_failed_record(void* block):
+    # The splitter's item shape (gateway/produce/items.py) of a failed record, for the spool:
+    # (0, partition, key, value, headers, timestamp_ms, None, None).
+    cdef _RdpFailed* f = <_RdpFailed*>block
+    cdef char* o = <char*>block + sizeof(_RdpFailed)
+    cdef object key = None, value = None, headers = None, hv
+    cdef size_t name_len
+    cdef Py_ssize_t vl, k
+    if f.key_len >= 0:
+        key = o[:f.key_len]
+        o += f.key_len
+    if f.value_len >= 0:
+        value = o[:f.value_len]
+        o += f.value_len
+    if f.header_count:
+        headers = []
+        for k in range(f.header_count):
+            memcpy(&name_len, o, sizeof(size_t))
+            o += sizeof(size_t)
+            hname = o[:name_len].decode("utf-8", "surrogateescape")
+            o += name_len
+            memcpy(&vl, o, sizeof(Py_ssize_t))
+            o += sizeof(Py_ssize_t)
+            if vl >= 0:
+                hv = o[:vl]
+                o += vl
+            else:
+                hv = None
+            headers.append((hname, hv))
+    # (no timestamp known: 0, the spool's "now")
+    return (0, f.partition, key, value, headers, f.timestamp if f.timestamp > 0 else 0, None,
+            None)
 
 
 cdef void cb_rdp_delivery(rd_kafka_t* rk, const rd_kafka_message_t* msg,
@@ -147,6 +267,9 @@ cdef void cb_rdp_delivery(rd_kafka_t* rk, const rd_kafka_message_t* msg,
     st.offset[i] = msg.offset
     st.timestamp[i] = rd_kafka_message_timestamp(msg, &tstype)
     st.err[i] = msg.err
+    st.failed[i] = NULL
+    if msg.err != 0 and st.keep_failed:
+        st.failed[i] = _rdp_copy_failed(msg, st.timestamp[i])
     i += 1
     st.count = i
     if i == st.capacity and not _rdp_grow(st):
@@ -360,6 +483,7 @@ cdef class ProducerBase:
     # compiled code runs one path whatever the producer.
     cdef _RdpState* _st
     cdef Py_ssize_t _views
+    cdef dict _failed_items   # test doubles' failed records by batch index (add_report)
 
     def __cinit__(self, *args, **kwargs):
         self._st = <_RdpState*>calloc(1, sizeof(_RdpState))
@@ -379,8 +503,9 @@ cdef class ProducerBase:
         st.offset = <int64_t*>malloc(cap * sizeof(int64_t))
         st.timestamp = <int64_t*>malloc(cap * sizeof(int64_t))
         st.err = <int32_t*>malloc(cap * sizeof(int32_t))
+        st.failed = <void**>calloc(cap, sizeof(void*))
         if (st.opaque == NULL or st.partition == NULL or st.offset == NULL
-                or st.timestamp == NULL or st.err == NULL):
+                or st.timestamp == NULL or st.err == NULL or st.failed == NULL):
             raise MemoryError()  # __dealloc__ frees what was allocated
         st.capacity = cap
         st.max_reports = max_reports
@@ -388,6 +513,8 @@ cdef class ProducerBase:
     def __dealloc__(self):
         cdef _RdpState* st = self._st
         if st != NULL:
+            _rdp_free_failed(st)
+            free(st.failed)
             free(st.opaque)
             free(st.partition)
             free(st.offset)
@@ -414,6 +541,9 @@ cdef class ProducerBase:
         if self._views:
             raise BufferError(
                 "delivery report views are still alive: release them before the next batch")
+        _rdp_free_failed(self._st)
+        if self._failed_items:
+            self._failed_items.clear()
         self._st.count = 0
         self._st.full = False
         return 0
@@ -421,10 +551,38 @@ cdef class ProducerBase:
     def new_batch(self):
         self._new_batch()
 
+    @property
+    def keep_failed(self):
+        """Keep a failed record's content for the disk spool (take_failed)."""
+        return self._st.keep_failed
+
+    @keep_failed.setter
+    def keep_failed(self, bint value):
+        self._st.keep_failed = value
+
+    cdef object _take_failed(self, Py_ssize_t i):
+        # The failed record i of the batch in the splitter's item shape, or None (not kept);
+        # its block is freed.
+        cdef _RdpState* st = self._st
+        cdef void* block = st.failed[i]
+        if block == NULL:
+            return self._failed_items.pop(i, None) if self._failed_items else None
+        st.failed[i] = NULL
+        try:
+            return _rdp_failed_record(block)
+        finally:
+            free(block)
+
     def add_report(self, uint64_t opaque_id, int32_t partition, int64_t offset,
-                   int64_t timestamp, int32_t err):
+                   int64_t timestamp, int32_t err, failed_record=None):
+        """A report in the batch (test doubles). ``failed_record``: a failed record's content
+        as the disk spool takes it (the splitter's item shape), when ``keep_failed`` is set."""
         cdef _RdpState* st = self._st
         cdef Py_ssize_t i = st.count
+        if failed_record is not None and err != 0 and st.keep_failed:
+            if self._failed_items is None:
+                self._failed_items = {}
+            self._failed_items[i] = failed_record
         if self._views:
             raise BufferError("delivery report views are still alive")
         if i >= st.capacity and not _rdp_grow(st):
@@ -434,6 +592,7 @@ cdef class ProducerBase:
         st.offset[i] = offset
         st.timestamp[i] = timestamp
         st.err[i] = err
+        st.failed[i] = NULL
         st.count = i + 1
 
     @property

@@ -103,6 +103,12 @@ cdef extern from *:
     rd_kafka_resp_err_t rd_kafka_header_add(rd_kafka_headers_t *hdrs, const char *name,
                                             ssize_t name_size, const void *value,
                                             ssize_t value_size);
+    rd_kafka_resp_err_t rd_kafka_message_headers(const rd_kafka_message_t *rkmessage,
+                                                 rd_kafka_headers_t **hdrsp);
+    size_t rd_kafka_header_cnt(const rd_kafka_headers_t *hdrs);
+    rd_kafka_resp_err_t rd_kafka_header_get_all(const rd_kafka_headers_t *hdrs, size_t idx,
+                                                const char **namep, const void **valuep,
+                                                size_t *sizep);
     """
     ctypedef struct rd_kafka_t
     ctypedef struct rd_kafka_conf_t
@@ -185,6 +191,12 @@ cdef extern from *:
     rd_kafka_resp_err_t rd_kafka_header_add(rd_kafka_headers_t *hdrs, const char *name,
                                             Py_ssize_t name_size, const void *value,
                                             Py_ssize_t value_size) nogil
+    rd_kafka_resp_err_t rd_kafka_message_headers(const rd_kafka_message_t *rkmessage,
+                                                 rd_kafka_headers_t **hdrsp) nogil
+    size_t rd_kafka_header_cnt(const rd_kafka_headers_t *hdrs) nogil
+    rd_kafka_resp_err_t rd_kafka_header_get_all(const rd_kafka_headers_t *hdrs, size_t idx,
+                                                const char **namep, const void **valuep,
+                                                size_t *sizep) nogil
 
 
 # Documented constants (rdkafka.h). Error codes are checked against confluent_kafka.KafkaError

@@ -75,6 +75,7 @@ cdef class ReportRouter:
     cdef uint64_t _next_id
     cdef list _dirty
     cdef list _failures
+    cdef list _respool
     cdef Py_ssize_t _at                 # the report being handled (for the failure path)
     cdef readonly Py_ssize_t orphans    # reports for no registered core / no pending slot
     cdef readonly Py_ssize_t dispatched
@@ -84,6 +85,7 @@ cdef class ReportRouter:
         self._next_id = 1
         self._dirty = []
         self._failures = []
+        self._respool = []
 
     cdef uint64_t _register(self, StreamCore core) except 0:
         cdef uint64_t sid = self._next_id
@@ -112,10 +114,12 @@ cdef class ReportRouter:
         self._failures = []
         return failures
 
-    cdef Py_ssize_t _run(self, _RdpState* st, Py_ssize_t i, Py_ssize_t n) except -1:
+    cdef Py_ssize_t _run(self, ProducerBase producer, _RdpState* st, Py_ssize_t i,
+                         Py_ssize_t n) except -1:
         cdef uint64_t opaque, sid, last_sid = 0
         cdef object found
         cdef StreamCore core = None
+        cdef bint respooled
         while i < n:
             opaque = st.opaque[i]
             sid = opaque >> 32
@@ -126,12 +130,35 @@ cdef class ReportRouter:
             self._at = i
             if core is None:
                 self.orphans += 1
+            elif st.err[i] != 0 and core.spool_retriable and (
+                    st.failed[i] != NULL or producer._failed_items):
+                # A record Kafka failed with a retriable error goes to the disk spool, not to
+                # a 50003 report (its slot waits for the spool: see take_respool).
+                respooled = core._respool(<uint32_t>(opaque & _SC_SEQ_MASK), st.err[i],
+                                          producer._take_failed(i))
+                if respooled:
+                    if not core.respool_listed:
+                        core.respool_listed = True
+                        self._respool.append(core)
+                elif not core.dirty:
+                    core.dirty = True
+                    self._dirty.append(core.listener)
             elif core._complete(<uint32_t>(opaque & _SC_SEQ_MASK), st.err[i], st.partition[i],
                                 st.offset[i], st.timestamp[i]) and not core.dirty:
                 core.dirty = True
                 self._dirty.append(core.listener)
             i += 1
         return n
+
+    def take_respool(self):
+        """The StreamCores holding records Kafka failed with a retriable error since the last
+        call, to be appended to the disk spool (StreamCore.take_respool), once each."""
+        cdef list cores = self._respool
+        cdef StreamCore core
+        self._respool = []
+        for core in cores:
+            core.respool_listed = False
+        return cores
 
     def dispatch(self, ProducerBase producer not None):
         """Deliver the batch of reports the producer's last poll() collected; returns how many."""
@@ -141,7 +168,7 @@ cdef class ReportRouter:
         cdef object found
         while i < n:
             try:
-                i = self._run(st, i, n)
+                i = self._run(producer, st, i, n)
             except Exception as exc:
                 # One stream's callback raised: that stream alone ends (its listener is told
                 # through take_failures); the rest of the batch is still delivered.
@@ -188,6 +215,10 @@ cdef class StreamCore:
     cdef readonly uint64_t spool_token   # the token of this core's latest spool append
     cdef uint64_t _spool_cursor          # no record before it is waiting for the spool
     cdef public bytes spooled_report
+    # Records Kafka failed with a retriable error go to the spool (set with the spool on).
+    cdef public bint spool_retriable
+    cdef public bint respool_listed      # in the router's respool list
+    cdef list _respool_items             # their contents, in report order, for the spool
     cdef readonly int mode               # report format: FORMAT_V3, FORMAT_V1 or FORMAT_V2
     # An internal error in this stream's report handling (see _break): its pending records got
     # the internal-error report; reports that come for them later are counted in `late`.
@@ -578,6 +609,80 @@ cdef class StreamCore:
             self.failed += settled
             self._fail_fn(50003, settled)
         return settled
+
+    cdef bint _respool(self, uint32_t seq32, int32_t err, object record) except -1:
+        # A delivery report with a retriable error and the record's content: the slot waits for
+        # the spool (True), or, without the content, gets its failure report as _complete
+        # gives it (False). The error is still told (_error_fn: a fatal one replaces the
+        # producer).
+        cdef _Slot* slot
+        if self.broken:
+            self.late += 1
+            return False
+        if self._ring == NULL:
+            self.orphans += 1
+            return False
+        slot = &self._ring[seq32 & self._mask]
+        if slot.state != _SC_PENDING:
+            self.orphans += 1
+            return False
+        code, message = self._error_fn(err)
+        if record is None or code != 50003:
+            self._fill_failed(slot, self._error_report(code, message))
+            self.pending -= 1
+            self._fail_fn(code, 1)
+            return False
+        if self._respool_items is None:
+            self._respool_items = []
+        self._respool_items.append(record)
+        slot.state = _SC_SPOOLING
+        slot.offset = 0
+        self.spooling += 1
+        # (still pending: its outcome is not known until the spool has it)
+        return True
+
+    def take_respool(self):
+        """The records of take_respool's cores to append to the spool, in order; then call
+        respooled() with the append's token, or respool_failed() with a failure report."""
+        cdef list items = self._respool_items
+        self._respool_items = None
+        return items if items is not None else []
+
+    def respooled(self, uint64_t token):
+        """The records take_respool gave are appended: their slots wait for that token."""
+        cdef uint64_t s
+        cdef _Slot* slot
+        if self._ring == NULL:
+            return
+        s = self.head
+        while s < self.tail:
+            slot = &self._ring[s & self._mask]
+            if slot.state == _SC_SPOOLING and slot.offset == 0:
+                slot.offset = <int64_t>token
+            s += 1
+        if token > self.spool_token:
+            self.spool_token = token
+        # spool_settle's cursor may have passed these slots while they were with Kafka.
+        self._spool_cursor = self.head
+
+    def respool_failed(self, bytes report not None):
+        """The spool refused the records take_respool gave: each gets ``report``."""
+        cdef uint64_t s
+        cdef _Slot* slot
+        cdef Py_ssize_t n = 0
+        if self._ring == NULL:
+            return 0
+        s = self.head
+        while s < self.tail:
+            slot = &self._ring[s & self._mask]
+            if slot.state == _SC_SPOOLING and slot.offset == 0:
+                self._fill_failed(slot, report)
+                n += 1
+            s += 1
+        self.pending -= n
+        self.spooling -= n
+        self._fail_fn(50003, n)
+        return n
 
     def error_report(self, int code, message):
         """A failure report in this core's format (a v3 report, or a v1/v2 offsets entry)."""

@@ -124,9 +124,13 @@ class ProducerBase:
         """Empty the batch (BufferError while views from ``reports()`` are alive)."""
 
     def add_report(
-        self, opaque_id: int, partition: int, offset: int, timestamp: int, err: int
+        self, opaque_id: int, partition: int, offset: int, timestamp: int, err: int,
+        failed_record: Any = None,
     ) -> None:
-        """Append one delivery report to the batch, as librdkafka's callback does in C."""
+        """Append one delivery report to the batch, as librdkafka's callback does in C
+        (``failed_record``: a failed record's content, kept when ``keep_failed`` is set)."""
+
+    keep_failed: bool
 
     @property
     def reports_ready(self) -> int:
@@ -294,6 +298,8 @@ class ReportRouter:
         """``(listener, exception)`` of each StreamCore whose report handling raised since the
         last call; its pending records were failed with the internal-error report (50003)."""
 
+    def take_respool(self) -> list[StreamCore]:
+        """The cores holding records Kafka failed with a retriable error (for the spool)."""
     def dispatch(self, producer: ProducerBase) -> int:
         """Deliver the producer's current batch of reports; returns how many. An exception in
         one core's callbacks breaks that core only (see ``take_failures``)."""
@@ -353,6 +359,12 @@ class StreamCore:
         """Records spooled before sequence ``end`` are durable (202 ``spooled_report``) or
         failed (``failure``); how many were settled."""
     def error_report(self, code: int, message: str) -> bytes: ...
+    spool_retriable: bool
+    respool_listed: bool
+    def take_respool(self) -> list[Any]:
+        """Records Kafka failed with a retriable error, to append to the spool."""
+    def respooled(self, token: int) -> None: ...
+    def respool_failed(self, report: bytes) -> int: ...
 
     def push(self, items: list[Any], i: int = 0, allow_records: int = -1, allow_bytes: int = -1) -> int:
         """Hand items[i:] to Kafka in order; the index of the first item not taken. Records

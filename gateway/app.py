@@ -269,6 +269,8 @@ async def _serve(
         await _close_metadata(metadata)
         raise StartError(f"cannot open the spool (--spool-dir): {exc}") from None
     producer.spooler = spooler
+    if spooler is not None:
+        producer.current.keep_failed = True  # (a replacement after a fatal error keeps it too)
     metadata.keep_stale = spooler is not None
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
     server = Server(cfg, loop, producer, metadata, consumers, cluster, spooler)

@@ -319,6 +319,11 @@ class KafkaProducer:
         if self._fatal is not None:
             self._replace_after_fatal()
         router = self.router
+        spooler = self.spooler
+        if spooler is not None:
+            respool = router.take_respool()
+            if respool:
+                spooler.respool(respool)
         for listener, exc in router.take_failures():
             self._listener_failed(listener, exc)
         for listener in router.take_dirty():
@@ -448,6 +453,8 @@ class KafkaProducer:
             log.exception("purge of the failed producer")
         self._retired.append(old)
         self._producer = self._factory(self._config)
+        if self.spooler is not None:
+            self._producer.keep_failed = True
         self._watch(self._producer)
         self.kick()
 

@@ -81,6 +81,7 @@ class Spooler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.forwarder: Forwarder | None = None
         self.closed = False
+        self.respooled = 0  # records Kafka failed with a retriable error, spooled instead
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop, partitions: Callable[[str], int | None]) -> None:
@@ -180,6 +181,30 @@ class Spooler:
         if token != token0:
             self._watch.append((token, core))
         return i
+
+    def respool(self, cores: list[StreamCore]) -> None:
+        """Append to the spool the records Kafka failed with a retriable error (the
+        producer's poll found them: ReportRouter.take_respool), one append per core."""
+        for core in cores:
+            items = core.take_respool()
+            if not items:
+                continue
+            if core.spooled_report is None:
+                core.spooled_report = _spooled_report(core)
+            try:
+                token = self.spool.append(core.topic_name, items)
+            except Exception as exc:  # noqa: BLE001 - those records get 50003, not lost silently
+                log.warning("%d records Kafka failed could not be spooled: %s", len(items), exc)
+                core.respool_failed(core_error_report(
+                    core, f"Kafka failed this record and the spool cannot take it: {exc}; "
+                    "resend it"))
+                listener = core.listener
+                if listener is not None:
+                    listener.flush_reports()
+                continue
+            self.respooled += len(items)
+            core.respooled(token)
+            self._watch.append((token, core))
 
     def _on_durable(self, first: int, end: int) -> None:
         self._settle(end, None)
@@ -316,6 +341,7 @@ class Forwarder:
                 FORWARD_MAX_RECORDS, b"", self._listener, self._producer.error_of,
                 _no_metrics, _outcome_report, REPORT_FORMAT_V3,
             )
+            core.spool_retriable = False  # the forwarder sends its failures again itself
             self._cores[topic] = core
         return core
 

@@ -213,3 +213,46 @@ def test_a_full_spool_refuses_with_50003_and_keeps_what_it_has(
     landed = consume_all(b.bootstrap, topic, PARTITIONS, at_least=len(kept), timeout=60)
     got = set(_indices(s, landed))
     assert all(i in got for i in kept), "a record reported 200 or 202 is not in Kafka"
+
+
+def test_records_kafka_fails_at_shutdown_go_to_the_spool(
+    broker_factory, gateway_factory, tmp_path: Path
+) -> None:
+    """Records librdkafka still holds when a stopping gateway's grace period ends are failed by
+    it (purged): with the spool on they are spooled (202) instead of reported 50003, and the
+    next gateway on that directory forwards them (at least once: one already sent to the hung
+    broker may land twice)."""
+    b = broker_factory()
+    topic = create_topic(b.bootstrap, "edge-stopping", PARTITIONS)
+    spool = tmp_path / "spool"
+    # Kafka is never judged unreachable here: every record is handed to librdkafka.
+    flags = ("--spool-dir", str(spool), "--spool-fsync", "always", "--spool-after", "60",
+             "-X", "reconnect.backoff.max.ms=200", "--shutdown-timeout", "2")
+    g = gateway_factory(*flags, bootstrap=b.bootstrap)
+    s = PacedStream(g.host, g.port, topic, tag="stopping", batch=10, interval=0.01, keys=KEYS)
+    try:
+        assert s.status == 200
+        s.wait_reports(200, timeout=10)
+        s.pause()
+        before = s.sent
+        with hung(b):
+            s.resume()
+            time.sleep(0.5)
+            s.stop_sending()
+            assert s.sent > before
+            g.proc.send_signal(signal.SIGTERM)
+            assert g.proc.wait(20) == 0, g.log()
+            reports = s.finish(10, end=False)
+    finally:
+        s.close()
+    # One report per record, then the stream's last report: cut by the shutdown.
+    codes = Counter(r["error_code"] for r in reports[:s.sent])
+    assert len(reports) in (s.sent, s.sent + 1), (len(reports), s.sent)
+    assert set(codes) <= {200, 202}, (codes, reports[before], g.log()[-3000:])
+    assert codes[202] >= s.sent - before, codes
+    assert reports[before:s.sent] == [reports[before]] * (s.sent - before)  # all the same 202
+    assert "failing them" in g.log()
+    g2 = gateway_factory(*flags, bootstrap=b.bootstrap)
+    landed = consume_all(b.bootstrap, topic, PARTITIONS, at_least=s.sent, timeout=60)
+    assert set(_indices(s, landed)) == set(range(s.sent))
+    _wait(lambda: g2.metric("gateway_spool_records") == 0, "the spool to drain", 30)
