@@ -501,9 +501,11 @@ class HttpProtocol(ReadBuffer):
         content_type: bytes = writer.JSON_TYPE,
         close: bool = False,
         extra_headers: bytes = b"",
+        detail: str = "",
     ) -> None:
         """A whole response to the current request. An unread request body is not read: the
-        connection closes after the response (RFC 9112 §9.6)."""
+        connection closes after the response (RFC 9112 §9.6). ``detail``: words for the end
+        of its access log line."""
         state = self._state
         if state is CLOSED or state is LINGERING or self._transport is None:
             return
@@ -528,7 +530,7 @@ class HttpProtocol(ReadBuffer):
                 extra_headers=extra_headers,
             )
         )
-        self._finish_request(status)
+        self._finish_request(status, " " + detail if detail else "")
         if close:
             self._close_after_write()
             return

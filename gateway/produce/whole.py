@@ -38,7 +38,8 @@ JSON_TYPE = b"application/json"
 
 class Responder(Protocol):
     def respond(
-        self, status: int, body: bytes, *, content_type: bytes = ..., close: bool = False
+        self, status: int, body: bytes, *, content_type: bytes = ..., close: bool = False,
+        detail: str = ...,
     ) -> None: ...
 
 
@@ -220,7 +221,9 @@ class WholeRequest:
         status, body = self._answer(core)
         core.close()
         self._stats.histogram(self.api).observe(time.monotonic() - self._t0)
-        self._conn.respond(status, body, content_type=self._content_type)
+        # (a request whose records went to the disk spool says how many in its access line)
+        self._conn.respond(status, body, content_type=self._content_type,
+                           detail=f"spooled={core.spooled}" if core.spooled else "")
 
     def _settle(self) -> None:
         """Every record has its outcome: count the delivered ones, leave the live set."""

@@ -107,6 +107,8 @@ def test_each_produce_api_answers_202_while_spooling(
     assert g.metric("gateway_spool_records_spooled_total") == 6
     assert g.metric("gateway_spool_records_forwarded_total") == 6
     assert g.metric("gateway_spooling") == 0
+    log = g.log()
+    assert f'"POST /topics/{topic}" 200' in log and "spooled=2" in log and "spooled=1" in log
 
 
 def test_a_spool_directory_in_use_stops_the_start_with_one_line(

@@ -441,7 +441,8 @@ class Responder:
     def __init__(self) -> None:
         self.answers: list[tuple[int, bytes, bool]] = []
 
-    def respond(self, status: int, body: bytes, *, content_type: bytes = b"", close: bool = False) -> None:
+    def respond(self, status: int, body: bytes, *, content_type: bytes = b"", close: bool = False,
+                detail: str = "") -> None:
         self.answers.append((status, body, close))
 
 
