@@ -129,3 +129,18 @@ def test_a_spool_directory_in_use_stops_the_start_with_one_line(
         "by another process"
     ), p.stdout
     assert request(g.host, g.port, "GET", "/readyz").status == 200
+
+
+def test_each_worker_has_its_own_spool_directory(broker, gateway_factory, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    g = gateway_factory("--workers", "2", "--spool-dir", str(spool), bootstrap=broker.bootstrap)
+    deadline = time.monotonic() + 30
+    def ready() -> bool:
+        names = sorted(os.listdir(spool)) if spool.exists() else []
+        return names == ["worker-0", "worker-1"] and all(
+            (spool / w / "lock").exists() for w in names)
+
+    while not ready():
+        assert time.monotonic() < deadline, sorted(os.listdir(spool)) if spool.exists() else None
+        time.sleep(0.1)
+    assert request(g.host, g.port, "GET", "/readyz").status == 200
