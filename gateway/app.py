@@ -346,6 +346,9 @@ async def _serve(
             )
         # The handlers stay: a second SIGTERM (a supervisor and a process-group kill both
         # sending one) must not cut the drain short.
+        if spooler is not None:
+            # The drain is for the clients' records: the batch being forwarded gets half of it.
+            await spooler.stop_forwarding(cfg.shutdown_timeout / 2)
         await server.shutdown(loop.time() + cfg.shutdown_timeout)
     finally:
         if keeper is not None:

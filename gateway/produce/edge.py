@@ -95,14 +95,19 @@ class Spooler:
             log.info("the spool holds %d records (%d bytes): they are forwarded once Kafka is "
                      "reachable", st.records, st.bytes)
 
+    async def stop_forwarding(self, timeout: float = 5.0) -> None:
+        """The gateway is stopping: hand Kafka no more spooled records; the batch in flight
+        gets ``timeout`` seconds (Forwarder.stop)."""
+        if self.forwarder is not None:
+            await self.forwarder.stop(timeout)
+
     async def stop(self) -> None:
         """Stop forwarding, wait for what was appended to be durable, close the spool."""
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.forwarder is not None:
-            await self.forwarder.stop()
+        await self.stop_forwarding(0.0)
         try:
             await self.spool.sync()
         except Exception as exc:  # noqa: BLE001 - a failed spool still closes
@@ -293,18 +298,26 @@ class Forwarder:
     def progress(self) -> None:
         self._event.set()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Read no more of the spool; the batch being forwarded is given ``timeout`` seconds to
+        be acknowledged by Kafka (then checkpointed: a graceful stop sends nothing twice), and
+        is left to the next start after that."""
         self._stopping = True
-        task = self._task
-        if task is not None:
+        self._event.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except (TimeoutError, asyncio.CancelledError):
             task.cancel()
+        except Exception:  # noqa: BLE001 - logged by the task itself; stopping anyway
+            pass
+        if not task.done():
             try:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
                 pass
-        for core in self._cores.values():
-            core.close()
-        self._cores.clear()
 
     async def _wait(self) -> None:
         self._event.clear()
@@ -322,8 +335,8 @@ class Forwarder:
                     await self._wait()
                     continue
                 batch = await reader.read(FORWARD_MAX_RECORDS, FORWARD_MAX_BYTES)
-                if batch.records:
-                    await self._forward(batch.records)
+                if batch.records and not await self._forward(batch.records):
+                    return  # stopping: what was not acknowledged is forwarded at the next start
                 reader.acknowledge(batch.end)
             except asyncio.CancelledError:
                 raise
@@ -345,9 +358,9 @@ class Forwarder:
             self._cores[topic] = core
         return core
 
-    async def _forward(self, records: list[Any]) -> None:
+    async def _forward(self, records: list[Any]) -> bool:
         """Hand ``records`` (the spool's tuples) to Kafka until every one is acknowledged or
-        dropped for good."""
+        dropped for good (True), or the forwarder stops (False)."""
         todo = records
         attempt = 0
         while todo:
@@ -368,7 +381,7 @@ class Forwarder:
                     if i >= len(items):
                         break
                     if self._stopping:
-                        return
+                        return False
                     self._producer.wait_for_space(self._listener)
                     await self._wait()
                 self._producer.kick()
@@ -379,9 +392,7 @@ class Forwarder:
                 while len(outcomes) < len(items):
                     outcomes += core.take_outcomes()
                     if len(outcomes) < len(items):
-                        if self._stopping:
-                            return
-                        await self._wait()
+                        await self._wait()  # (also when stopping: see stop)
                 for item, outcome in zip(items, outcomes, strict=True):
                     if not isinstance(outcome, bytes):
                         self.forwarded += 1
@@ -402,9 +413,12 @@ class Forwarder:
                 await asyncio.sleep(RETRY_DELAY)
                 while self._spooler.unreachable is not None and not self._stopping:
                     await self._wait()
+                if self._stopping:
+                    return False
                 todo = self._regroup(retry, sent)
             else:
                 todo = []
+        return True
 
     @staticmethod
     def _regroup(retry: list[Any], sent: list[tuple[StreamCore, list[Any]]]) -> list[Any]:
