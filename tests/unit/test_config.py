@@ -189,6 +189,10 @@ def test_every_setting_has_one_option_and_every_option_reads_from_all_three_sour
         "rate_limit_records_global": ("6", "6", 6),
         "rate_limit_bytes": ("700", "700", 700),
         "rate_limit_bytes_global": ("800", "800", 800),
+        "spool_dir": ("/var/spool/g", '"/var/spool/g"', "/var/spool/g"),
+        "spool_fsync": ("ALWAYS", '"always"', "always"),
+        "spool_max_bytes": ("2097152", "2097152", 2097152),
+        "spool_after": ("0.5", "0.5", 0.5),
     }
     # The security files are read and checked together: test_security_files_from_all_sources.
     assert set(samples) | SECURITY == fields
