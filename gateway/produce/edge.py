@@ -44,6 +44,7 @@ SPOOLED_MESSAGE = (
 FORWARD_MAX_RECORDS = 10000  # records per forwarded batch
 FORWARD_MAX_BYTES = 4 << 20  # bytes per forwarded batch
 RETRY_DELAY = 0.5  # seconds before a retriable refusal is sent again
+FAILURE_PAUSE = 1.0  # seconds the forwarder waits after an unexpected error before going on
 # A record refused with 50003 (retriable) is sent again until Kafka takes it. One refused
 # with an unknown topic or partition is sent again for a while (a broker that came back empty
 # gets its topics created again), then dropped; any other refusal is for good.
@@ -283,7 +284,7 @@ class Forwarder:
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener = _ForwardListener(self)
-        self._cores: dict[str, StreamCore] = {}
+        self._cores: dict[str, tuple[StreamCore, int]] = {}  # topic -> (core, its partitions)
         self.forwarded = 0
         self.dropped = 0
         self.retried = 0
@@ -319,6 +320,11 @@ class Forwarder:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
                 pass
 
+    def _close_cores(self) -> None:
+        for core, _ in self._cores.values():
+            core.close()
+        self._cores.clear()
+
     async def _wait(self) -> None:
         self._event.clear()
         try:
@@ -342,20 +348,31 @@ class Forwarder:
                 raise
             except Exception:  # noqa: BLE001 - the forwarder carries on after a pause
                 log.exception("the spool's forwarder failed; it goes on in a second")
+                # The batch is read again from the acknowledged position, through new cores:
+                # records the old ones still wait for must not take the new records' outcomes.
+                self._close_cores()
                 reader.rewind()
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(FAILURE_PAUSE)
 
     def _core(self, topic: str) -> StreamCore:
-        core = self._cores.get(topic)
-        if core is None:
-            partitions = self._partitions(topic)
-            core = new_core(
-                self._producer, topic, partitions if partitions else UNKNOWN_PARTITIONS,
-                FORWARD_MAX_RECORDS, b"", self._listener, self._producer.error_of,
-                _no_metrics, _outcome_report, REPORT_FORMAT_V3,
-            )
-            core.spool_retriable = False  # the forwarder sends its failures again itself
-            self._cores[topic] = core
+        """The core forwarding ``topic``'s records, asked for at each attempt of a batch (when
+        the previous attempt's outcomes are all in). It checks partitions against the metadata
+        cache's count of now: a new core replaces one made with another count (the topic grew,
+        or was unknown) or broken by an internal error in its report handling (its records got
+        50003: they are sent again through the new one)."""
+        partitions = self._partitions(topic) or UNKNOWN_PARTITIONS
+        entry = self._cores.get(topic)
+        if entry is not None:
+            core, known = entry
+            if known == partitions and not core.broken:
+                return core
+            core.close()
+        core = new_core(
+            self._producer, topic, partitions, FORWARD_MAX_RECORDS, b"", self._listener,
+            self._producer.error_of, _no_metrics, _outcome_report, REPORT_FORMAT_V3,
+        )
+        core.spool_retriable = False  # the forwarder sends its failures again itself
+        self._cores[topic] = (core, partitions)
         return core
 
     async def _forward(self, records: list[Any]) -> bool:
