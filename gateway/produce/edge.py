@@ -289,6 +289,7 @@ class Forwarder:
         self.dropped = 0
         self.retried = 0
         self._stopping = False
+        self._given_up = False  # stop's time for the batch in flight is over
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._task = loop.create_task(self._run())
@@ -311,6 +312,10 @@ class Forwarder:
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
         except (TimeoutError, asyncio.CancelledError):
+            # (_forward checks _given_up too: asyncio.wait_for of Python 3.11 swallows a
+            # cancellation that meets the event being set, and the batch's reports may never
+            # come while Kafka is away.)
+            self._given_up = True
             task.cancel()
         except Exception:  # noqa: BLE001 - logged by the task itself; stopping anyway
             pass
@@ -409,7 +414,9 @@ class Forwarder:
                 while len(outcomes) < len(items):
                     outcomes += core.take_outcomes()
                     if len(outcomes) < len(items):
-                        await self._wait()  # (also when stopping: see stop)
+                        if self._given_up:
+                            return False
+                        await self._wait()  # (also when stopping, for a while: see stop)
                 for item, outcome in zip(items, outcomes, strict=True):
                     if not isinstance(outcome, bytes):
                         self.forwarded += 1
