@@ -201,12 +201,15 @@ class Spooler:
                 token = self.spool.append(core.topic_name, items)
             except Exception as exc:  # noqa: BLE001 - those records get 50003, not lost silently
                 log.warning("%d records Kafka failed could not be spooled: %s", len(items), exc)
-                core.respool_failed(core_error_report(
-                    core, f"Kafka failed this record and the spool cannot take it: {exc}; "
-                    "resend it"))
-                listener = core.listener
-                if listener is not None:
-                    listener.flush_reports()
+                try:
+                    core.respool_failed(core_error_report(
+                        core, f"Kafka failed this record and the spool cannot take it: {exc}; "
+                        "resend it"))
+                    listener = core.listener
+                    if listener is not None:
+                        listener.flush_reports()
+                except Exception as exc2:  # noqa: BLE001 - one stream's bug ends that stream only
+                    _internal_error(core, exc2)
                 continue
             self.respooled += len(items)
             core.respooled(token)
@@ -233,16 +236,22 @@ class Spooler:
                     if listener is not None:
                         listener.flush_reports()
             except Exception as exc:  # noqa: BLE001 - one stream's bug ends that stream only
-                listener = core.listener
-                log.error("internal error while reporting spooled records", exc_info=exc)
-                if listener is not None:
-                    try:
-                        listener.on_internal_error(exc)
-                    except Exception:  # noqa: BLE001
-                        log.exception("a stream could not end after its internal error")
+                _internal_error(core, exc)
 
     def stats(self) -> SpoolStats:
         return self.spool.stats()
+
+
+def _internal_error(core: StreamCore, exc: BaseException) -> None:
+    """Reporting a core's spooled records raised: log it and end that core's stream (its
+    listener reports 50003 for what is pending); the other streams go on."""
+    log.error("internal error while reporting spooled records", exc_info=exc)
+    listener = core.listener
+    if listener is not None:
+        try:
+            listener.on_internal_error(exc)
+        except Exception:  # noqa: BLE001
+            log.exception("a stream could not end after its internal error")
 
 
 def _spooled_report(core: StreamCore) -> bytes:
