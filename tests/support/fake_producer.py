@@ -35,8 +35,10 @@ class FakeRdProducer(ProducerBase):
         # One entry per produce call: [topic, value, key, partition, opaque, ts, headers]; None
         # once delivered.
         self.queued: list[list[Any] | None] = []
-        self.ready: list[tuple[int, int, int, int, int]] = []  # reports for the next poll
-        self.batch: list[tuple[int, int, int, int, int]] = []  # the last poll's reports
+        # Reports for the next poll and the last poll's: (opaque, partition, offset, timestamp,
+        # error, the failed record's content or None), as add_report takes them.
+        self.ready: list[tuple[int, int, int, int, int, Any]] = []
+        self.batch: list[tuple[int, int, int, int, int, Any]] = []
         self.offsets: dict[int, int] = {}
         self.fail_produce = 0  # a librdkafka error code every produce call returns (0: none)
         self.waiting = 0  # produced, not yet delivered (kept so len() is O(1))
@@ -60,7 +62,12 @@ class FakeRdProducer(ProducerBase):
         p = partition if partition >= 0 else 0
         off = self.offsets.get(p, 0)
         self.offsets[p] = off + 1
-        self.ready.append((opaque, p, off, ts or 1_700_000_000_123, _code(err)))
+        code = _code(err)
+        # With keep_failed (the disk spool on), librdkafka's callback keeps a failed record's
+        # content for the spool, in the splitter's item shape.
+        failed = (0, partition, key, value, headers, ts, None, None) if code and \
+            self.keep_failed else None
+        self.ready.append((opaque, p, off, ts or 1_700_000_000_123, code, failed))
         self.queued[i] = None
         self.waiting -= 1
 
