@@ -77,7 +77,6 @@ class Spooler:
         self._waiting_since: float | None = None  # records outstanding since, no report since
         self._reports_seen = 0
         self._watch: collections.deque[tuple[int, StreamCore]] = collections.deque()
-        self._failure_report: dict[int, bytes] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.forwarder: Forwarder | None = None
@@ -149,7 +148,7 @@ class Spooler:
                 now - self._waiting_since >= self.spool_after):
             reason = (f"Kafka has answered no record for {now - self._waiting_since:.0f} s "
                       f"({outstanding} waiting)")
-        if reason is None and outstanding >= self.high_mark:
+        if reason is None and outstanding > self.high_mark:
             reason = f"librdkafka's queue holds {outstanding} records (high mark {self.high_mark})"
         was = self.unreachable
         self.unreachable = reason

@@ -604,11 +604,11 @@ def test_records_outstanding_with_no_report_for_spool_after_spool(
 
 def test_librdkafka_s_queue_past_the_high_mark_spools_at_once(
         loop: asyncio.AbstractEventLoop) -> None:
-    j = Judged(loop, high_mark=3)
+    j = Judged(loop, high_mark=2)
     j.core.push([rec(0), rec(1)], 0)
-    assert j.judge(0.0) is None
+    assert j.judge(0.0) is None  # at the mark: not past it
     j.core.push([rec(2)], 0)
-    assert j.judge(0.0) == "librdkafka's queue holds 3 records (high mark 3)"
+    assert j.judge(0.0) == "librdkafka's queue holds 3 records (high mark 2)"
     assert j.spooler.should_spool("t")
     j.fake.deliver(0)
     j.kp.poll_now()
