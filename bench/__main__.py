@@ -20,7 +20,19 @@ import sys
 import time
 from typing import Any
 
-from bench import batches, consume, latency, memory, plot, requests, spool, stream, wire, workers
+from bench import (
+    batches,
+    consume,
+    edge,
+    latency,
+    memory,
+    plot,
+    requests,
+    spool,
+    stream,
+    wire,
+    workers,
+)
 from bench.common import (
     REPO,
     BenchError,
@@ -41,6 +53,7 @@ SUITE: list[tuple[str, Any, list[str]]] = [
     ("memory", memory, []),
     ("workers", workers, ["--duration", "6"]),
     ("spool", spool, ["--records", "300000"]),
+    ("edge", edge, ["--records", "300000"]),
     ("wire", wire, ["--records", "20000"]),
 ]
 

@@ -634,22 +634,31 @@ def print_rows(rows: Sequence[Sequence[str]], indent: str = "") -> None:
 
 def verdict(row: str, metric: str, gateway: float | None, baseline: float | None,
             baseline_what: str, target: float | None, target_on: str = "gateway",
-            unit: str = "", target_text: str | None = None) -> dict[str, Any]:
+            unit: str = "", target_text: str | None = None,
+            higher_is_better: bool = False) -> dict[str, Any]:
     """One line of the target table. *target_on*: "gateway" (the gateway's figure must be at
-    most *target*) or "ratio" (gateway/baseline must be at most *target*)."""
+    most *target*) or "ratio" (gateway/baseline must be at most *target*); with
+    *higher_is_better*, at least *target* instead (a rate)."""
     r = ratio(gateway, baseline)
     judged = gateway if target_on == "gateway" else r
-    passed = None if target is None or judged is None else judged <= target
+    if target is None or judged is None:
+        passed = None
+    else:
+        passed = judged >= target if higher_is_better else judged <= target
     if target_text is None:
+        sign = "≥" if higher_is_better else "≤"
         if target is None:
             target_text = "-"
         elif target_on == "ratio":
-            target_text = f"≤ {target:g}× baseline"
+            target_text = f"{sign} {target:g}× baseline"
         else:
-            target_text = f"≤ {target:g} {unit}".rstrip()
-    return {"row": row, "metric": metric, "unit": unit, "gateway": gateway, "baseline": baseline,
-            "baseline_what": baseline_what, "ratio": r, "target": target, "target_on": target_on,
-            "target_text": target_text, "pass": passed}
+            target_text = f"{sign} {target:g} {unit}".rstrip()
+    out = {"row": row, "metric": metric, "unit": unit, "gateway": gateway, "baseline": baseline,
+           "baseline_what": baseline_what, "ratio": r, "target": target, "target_on": target_on,
+           "target_text": target_text, "pass": passed}
+    if higher_is_better:
+        out["higher_is_better"] = True  # bench.plot draws it as target / figure
+    return out
 
 
 def _num(x: float | None) -> str:
