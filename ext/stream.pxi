@@ -39,6 +39,7 @@ cdef enum:
     SC_STOP_NONE = 0
     SC_STOP_IN_FLIGHT = 1 << 4
     SC_STOP_KAFKA_QUEUE = 1 << 5
+    SC_STOP_OTHER_TOPIC = 1 << 6    # push_spooled: the next record is another topic's
 
 cdef uint64_t _SC_SEQ_MASK = 0xFFFFFFFF
 
@@ -684,6 +685,89 @@ cdef class StreamCore:
         self._fail_fn(50003, n)
         return n
 
+    def push_spooled(self, list records not None, Py_ssize_t i=0):
+        """The forwarder's push (gateway.produce.edge): records[i:] as the spool reader gives
+        them, ``(seq, topic, partition, key, value, headers, timestamp_ms)``, handed to Kafka
+        in order while their topic is this core's; returns the index of the first record not
+        taken (``stop_reason``: the window or librdkafka's queue is full, or
+        SC_STOP_OTHER_TOPIC: the record is another topic's). Report types are not kept."""
+        cdef Py_ssize_t n = PyList_GET_SIZE(records)
+        cdef tuple rec
+        cdef object topic, name = self.topic_name, key, value
+        cdef int64_t partition
+        cdef int err
+        cdef uint64_t seq
+        cdef _Slot* slot
+        if self.broken:
+            raise RuntimeError("the stream core is broken: it takes no more records")
+        self.stop_reason = SC_STOP_NONE
+        while i < n:
+            if self.tail - self.head >= <uint64_t>self.capacity:
+                self.stop_reason = SC_STOP_IN_FLIGHT
+                return i
+            rec = <tuple>PyList_GET_ITEM(records, i)
+            topic = <object>PyTuple_GET_ITEM(rec, 1)
+            if topic is not name and topic != name:
+                self.stop_reason = SC_STOP_OTHER_TOPIC
+                return i
+            partition = <object>PyTuple_GET_ITEM(rec, 2)
+            if partition >= self._partitions:
+                self._file_failure(
+                    40402,
+                    f"partition_id {partition} does not exist: topic '{self.topic_name}' has "
+                    f"{self._partitions} partitions")
+                i += 1
+                continue
+            key = <object>PyTuple_GET_ITEM(rec, 3)
+            value = <object>PyTuple_GET_ITEM(rec, 4)
+            seq = self.tail
+            err = self._producer.produce_record(
+                self._topic, <int32_t>partition, key, value, <object>PyTuple_GET_ITEM(rec, 5),
+                <object>PyTuple_GET_ITEM(rec, 6), (self._sid << 32) | (seq & _SC_SEQ_MASK))
+            if err:
+                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                    self.stop_reason = SC_STOP_KAFKA_QUEUE
+                    return i
+                code, message = self._error_fn(err)
+                self._file_failure(code, message)
+                i += 1
+                continue
+            slot = self._new_slot()
+            slot.state = _SC_PENDING
+            slot.key_type = 0
+            slot.value_type = 0
+            self.produced += 1
+            self.pending += 1
+            i += 1
+        return i
+
+    def take_settled(self, Py_ssize_t limit):
+        """Take up to ``limit`` records of the completed prefix of the ring without formatting
+        their reports: ``(taken, failures)``, failures a list of ``(position among those taken,
+        report bytes)`` (the forwarder's way: most records succeed)."""
+        cdef uint64_t s = self.head
+        cdef uint64_t end
+        cdef _Slot* slot
+        cdef list failures = []
+        cdef Py_ssize_t k = 0
+        self.dirty = False
+        if self._ring == NULL or limit <= 0:
+            return 0, failures
+        end = self.tail if self.tail - s <= <uint64_t>limit else s + <uint64_t>limit
+        while s < end:
+            slot = &self._ring[s & self._mask]
+            if slot.state == _SC_FAILED:
+                failures.append((k, <bytes>slot.report))
+                Py_DECREF(<object>slot.report)
+                slot.report = NULL
+            elif slot.state != _SC_OK:
+                break
+            slot.state = _SC_FREE
+            s += 1
+            k += 1
+        self._taken(s)
+        return k, failures
+
     def error_report(self, int code, message):
         """A failure report in this core's format (a v3 report, or a v1/v2 offsets entry)."""
         return self._error_report(code, message)
@@ -847,5 +931,6 @@ cdef class StreamCore:
 
 # The report formats for Python callers.
 REPORT_FORMAT_V3 = FORMAT_V3
+STOP_OTHER_TOPIC = SC_STOP_OTHER_TOPIC  # push_spooled's stop_reason at another topic's record
 REPORT_FORMAT_V1 = FORMAT_V1
 REPORT_FORMAT_V2 = FORMAT_V2

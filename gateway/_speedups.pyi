@@ -307,6 +307,7 @@ class ReportRouter:
 REPORT_FORMAT_V3: int
 REPORT_FORMAT_V1: int
 REPORT_FORMAT_V2: int
+STOP_OTHER_TOPIC: int  # StreamCore.push_spooled's stop_reason at another topic's record
 
 class StreamCore:
     """The per-record half of a produce stream or request: records to the producer, reports in
@@ -364,6 +365,10 @@ class StreamCore:
     def take_respool(self) -> list[Any]:
         """Records Kafka failed with a retriable error, to append to the spool."""
     def respooled(self, token: int) -> None: ...
+    def push_spooled(self, records: list[Any], i: int = 0) -> int:
+        """Hand the spool reader's records to Kafka while their topic is this core's."""
+    def take_settled(self, limit: int) -> tuple[int, list[tuple[int, bytes]]]:
+        """Take up to ``limit`` completed records: (taken, [(position, failure report)])."""
     def respool_failed(self, report: bytes) -> int: ...
 
     def push(self, items: list[Any], i: int = 0, allow_records: int = -1, allow_bytes: int = -1) -> int:

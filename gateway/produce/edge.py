@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.kafka.producer import KafkaProducer
-from gateway.produce.core import REPORT_FORMAT_V3, StreamCore, new_core
+from gateway.produce.core import REPORT_FORMAT_V3, STOP_OTHER_TOPIC, StreamCore, new_core
 from gateway.produce.spool import Spool, SpoolStats
 
 log = logging.getLogger("gateway.spool")
@@ -43,6 +43,7 @@ SPOOLED_MESSAGE = (
     "spooled: Kafka is unreachable; the gateway will produce this record when it is back")
 FORWARD_MAX_RECORDS = 10000  # records per forwarded batch
 FORWARD_MAX_BYTES = 4 << 20  # bytes per forwarded batch
+BATCHES_IN_FLIGHT = 2  # forwarded batches with Kafka at once
 RETRY_DELAY = 0.5  # seconds before a retriable refusal is sent again
 FAILURE_PAUSE = 1.0  # seconds the forwarder waits after an unexpected error before going on
 # A record refused with 50003 (retriable) is sent again until Kafka takes it. One refused
@@ -346,120 +347,189 @@ class Forwarder:
             pass
 
     async def _run(self) -> None:
+        """Up to BATCHES_IN_FLIGHT batches with Kafka at once (read, handed over, their
+        outcomes awaited and acknowledged in order), so that librdkafka always has records
+        while a batch's last acknowledgements come in."""
         spool = self._spooler.spool
         reader = spool.reader()
-        while not self._stopping:
+        flights: collections.deque[_Flight] = collections.deque()
+        while True:
+            if self._stopping and not flights:
+                return
             try:
-                if spool.empty or self._spooler.unreachable is not None:
+                if (not self._stopping and len(flights) < BATCHES_IN_FLIGHT
+                        and self._spooler.unreachable is None
+                        and (reader.position.seq < spool.durable_seq
+                             or (not flights and not spool.empty))):
+                    batch = await reader.read(FORWARD_MAX_RECORDS, FORWARD_MAX_BYTES)
+                    if not batch.records:
+                        reader.acknowledge(batch.end)  # (records skipped as corrupt)
+                        continue
+                    flight = await self._send(batch.records, batch.end, 1)
+                    if flight is None:
+                        return  # stopping: what is not acknowledged is sent at the next start
+                    flights.append(flight)
+                    continue
+                if not flights:
                     await self._wait()
                     continue
-                batch = await reader.read(FORWARD_MAX_RECORDS, FORWARD_MAX_BYTES)
-                if batch.records and not await self._forward(batch.records):
-                    return  # stopping: what was not acknowledged is forwarded at the next start
-                reader.acknowledge(batch.end)
+                flight = flights[0]
+                if not self._collect(flight):
+                    if self._given_up:
+                        return
+                    await self._wait()
+                    continue
+                flights.popleft()
+                if flight.retry:
+                    # Rare (Kafka refused records it may take later): the batches after it
+                    # settle first, then every refused record is sent again, in order.
+                    retry = flight.retry
+                    end = flight.end
+                    while flights:
+                        while not self._collect(flights[0]):
+                            if self._given_up:
+                                return
+                            await self._wait()
+                        later = flights.popleft()
+                        retry += later.retry
+                        end = later.end
+                    if not await self._forward(sorted(retry, key=_seq_of), 2):
+                        return
+                    reader.acknowledge(end)
+                else:
+                    reader.acknowledge(flight.end)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the forwarder carries on after a pause
                 log.exception("the spool's forwarder failed; it goes on in a second")
-                # The batch is read again from the acknowledged position, through new cores:
-                # records the old ones still wait for must not take the new records' outcomes.
+                # Read again from the acknowledged position, through new cores: records the
+                # old ones still wait for must not take the new records' outcomes.
+                flights.clear()
                 self._close_cores()
                 reader.rewind()
                 await asyncio.sleep(FAILURE_PAUSE)
 
     def _core(self, topic: str) -> StreamCore:
-        """The core forwarding ``topic``'s records, asked for at each attempt of a batch (when
-        the previous attempt's outcomes are all in). It checks partitions against the metadata
+        """The core forwarding ``topic``'s records. It checks partitions against the metadata
         cache's count of now: a new core replaces one made with another count (the topic grew,
         or was unknown) or broken by an internal error in its report handling (its records got
-        50003: they are sent again through the new one)."""
+        50003: they are sent again through the new one), once it has no record with Kafka."""
         partitions = self._partitions(topic) or UNKNOWN_PARTITIONS
         entry = self._cores.get(topic)
         if entry is not None:
             core, known = entry
-            if known == partitions and not core.broken:
+            if (known == partitions and not core.broken) or (len(core) and not core.broken):
+                if core.producer is not self._producer.current:
+                    core.rebind(self._producer.current)
                 return core
             core.close()
         core = new_core(
-            self._producer, topic, partitions, FORWARD_MAX_RECORDS, b"", self._listener,
-            self._producer.error_of, _no_metrics, _outcome_report, REPORT_FORMAT_V3,
+            self._producer, topic, partitions, FORWARD_MAX_RECORDS * BATCHES_IN_FLIGHT, b"",
+            self._listener, self._producer.error_of, _no_metrics, _outcome_report,
+            REPORT_FORMAT_V3,
         )
         core.spool_retriable = False  # the forwarder sends its failures again itself
         self._cores[topic] = (core, partitions)
         return core
 
-    async def _forward(self, records: list[Any]) -> bool:
-        """Hand ``records`` (the spool's tuples) to Kafka until every one is acknowledged or
-        dropped for good (True), or the forwarder stops (False)."""
-        todo = records
-        attempt = 0
-        while todo:
-            attempt += 1
-            # Per topic, in order: (index, partition, key, value, headers, ts, None, None).
-            by_topic: dict[str, list[Any]] = {}
-            for rec in todo:
-                by_topic.setdefault(rec[1], []).append(
-                    (rec[0], rec[2], rec[3], rec[4], rec[5], rec[6], None, None))
-            sent: list[tuple[StreamCore, list[Any]]] = []
-            for topic, items in by_topic.items():
-                core = self._core(topic)
-                if core.producer is not self._producer.current:
-                    core.rebind(self._producer.current)
-                i = 0
-                while True:
-                    i = core.push(items, i)
-                    if i >= len(items):
-                        break
-                    if self._stopping:
-                        return False
-                    self._producer.wait_for_space(self._listener)
-                    await self._wait()
-                self._producer.kick()
-                sent.append((core, items))
-            retry: list[Any] = []
-            for core, items in sent:
-                outcomes: list[Any] = []
-                while len(outcomes) < len(items):
-                    outcomes += core.take_outcomes()
-                    if len(outcomes) < len(items):
-                        if self._given_up:
-                            return False
-                        await self._wait()  # (also when stopping, for a while: see stop)
-                for item, outcome in zip(items, outcomes, strict=True):
-                    if not isinstance(outcome, bytes):
-                        self.forwarded += 1
-                        continue
-                    code = int(outcome.split(b",", 1)[0].rsplit(b":", 1)[1])
-                    if code != 50003 and (code not in MAYBE_LATER_CODES
-                                          or attempt >= MAYBE_LATER_ATTEMPTS):
-                        self.dropped += 1
-                        log.error("spooled record %d of topic %s dropped: Kafka refused it for "
-                                  "good: %s", item[0], core.topic_name,
-                                  outcome.decode(errors="replace").strip())
-                    else:
-                        retry.append(item)
-            if retry:
-                self.retried += len(retry)
-                log.warning("%d spooled records refused by Kafka for now: sent again in %.1f s",
-                            len(retry), RETRY_DELAY)
-                await asyncio.sleep(RETRY_DELAY)
-                while self._spooler.unreachable is not None and not self._stopping:
-                    await self._wait()
+    async def _send(self, records: list[Any], end: Any, attempt: int) -> _Flight | None:
+        """Hand ``records`` (the spool reader's tuples) to Kafka, in order, one run of a topic
+        at a time (no Python call per record); None if the forwarder stops while librdkafka's
+        queue is full."""
+        flight = _Flight(end, attempt)
+        i, n = 0, len(records)
+        while i < n:
+            core = self._core(records[i][1])
+            j = core.push_spooled(records, i)
+            if j > i:
+                flight.parts.append(_Part(core, records[i:j]))
+            if j < n and core.stop_reason != STOP_OTHER_TOPIC:
+                # librdkafka's queue is full (the window holds every batch in flight).
                 if self._stopping:
-                    return False
-                todo = self._regroup(retry, sent)
-            else:
-                todo = []
+                    self._producer.kick()
+                    return None
+                self._producer.wait_for_space(self._listener)
+                await self._wait()
+            i = j
+        self._producer.kick()
+        return flight
+
+    def _collect(self, flight: _Flight) -> bool:
+        """Take the outcomes of ``flight`` that are in (in order: a part's records follow the
+        earlier parts' in their core); True once they all are. Counts the forwarded records,
+        drops (and logs) the ones refused for good, keeps the others in ``flight.retry``."""
+        while flight.done < len(flight.parts):
+            part = flight.parts[flight.done]
+            taken, failures = part.core.take_settled(len(part.records) - part.taken)
+            for pos, report in failures:
+                rec = part.records[part.taken + pos]
+                code = int(report.split(b",", 1)[0].rsplit(b":", 1)[1])
+                if code != 50003 and (code not in MAYBE_LATER_CODES
+                                      or flight.attempt >= MAYBE_LATER_ATTEMPTS):
+                    self.dropped += 1
+                    log.error("spooled record %d of topic %s dropped: Kafka refused it for "
+                              "good: %s", rec[0], rec[1], report.decode(errors="replace").strip())
+                else:
+                    flight.retry.append(rec)
+            self.forwarded += taken - len(failures)
+            part.taken += taken
+            if part.taken < len(part.records):
+                return False
+            flight.done += 1
         return True
 
-    @staticmethod
-    def _regroup(retry: list[Any], sent: list[tuple[StreamCore, list[Any]]]) -> list[Any]:
-        """The records to send again, back in the spool's shape and order."""
-        topic_of = {id(it): core.topic_name for core, items in sent for it in items}
-        return sorted(
-            ((it[0], topic_of[id(it)], it[1], it[2], it[3], it[4], it[5]) for it in retry),
-            key=lambda r: r[0],
-        )
+    async def _forward(self, todo: list[Any], attempt: int) -> bool:
+        """Send ``todo`` (records Kafka refused for now) again until every one is acknowledged
+        or dropped for good (True), or the forwarder stops (False)."""
+        while todo:
+            self.retried += len(todo)
+            log.warning("%d spooled records refused by Kafka for now: sent again in %.1f s",
+                        len(todo), RETRY_DELAY)
+            await asyncio.sleep(RETRY_DELAY)
+            while self._spooler.unreachable is not None and not self._stopping:
+                await self._wait()
+            if self._stopping:
+                return False
+            flight = await self._send(todo, None, attempt)
+            if flight is None:
+                return False
+            while not self._collect(flight):
+                if self._given_up:
+                    return False
+                await self._wait()
+            todo = flight.retry
+            attempt += 1
+        return True
+
+
+class _Part:
+    """Records of a forwarded batch handed to one core in one run, and how many of their
+    outcomes were taken."""
+
+    __slots__ = ("core", "records", "taken")
+
+    def __init__(self, core: StreamCore, records: list[Any]) -> None:
+        self.core = core
+        self.records = records
+        self.taken = 0
+
+
+class _Flight:
+    """A batch with Kafka: its parts in hand-over order, the spool position after it, the
+    records to send again."""
+
+    __slots__ = ("end", "attempt", "parts", "done", "retry")
+
+    def __init__(self, end: Any, attempt: int) -> None:
+        self.end = end
+        self.attempt = attempt
+        self.parts: list[_Part] = []
+        self.done = 0  # parts whose every outcome is in
+        self.retry: list[Any] = []
+
+
+def _seq_of(record: Any) -> int:
+    return int(record[0])
 
 
 def _no_metrics(code: int, count: int) -> None:

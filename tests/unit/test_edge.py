@@ -846,12 +846,13 @@ def test_the_forwarder_produces_in_order_and_acknowledges_once_kafka_has_every_r
                             ("a", [rec(5, key=b"k")]))
             await until(e.queued(6), "six produce calls")
             got = [(p[0], p[1], p[2], p[3], p[5], p[6]) for p in e.fake.produced]
+            # In the spool's order, each topic's records in theirs.
             assert got == [("a", b"value-0", b"k", -1, TS, None),
                            ("a", b"value-1", None, 2, TS + 1, None),
                            ("a", b"value-2", None, -1, TS + 2, [("h", None)]),
-                           ("a", b"value-5", b"k", -1, TS + 5, None),
                            ("b", b"value-3", None, -1, TS + 3, None),
-                           ("b", b"value-4", None, 1, TS + 4, None)]
+                           ("b", b"value-4", None, 1, TS + 4, None),
+                           ("a", b"value-5", b"k", -1, TS + 5, None)]
             for i in range(5):
                 e.fake.deliver(i)
             await asyncio.sleep(0.1)  # many polls and judgements
@@ -1279,3 +1280,34 @@ def test_hand_over_without_a_spool_refuses_at_once_while_kafka_is_unreachable(
     assert hand_over(core, kp, [rec(2)], 0, None, "p") == 1
     assert values(kp.current) == [b"value-2"]
     core.close()
+
+
+def test_two_batches_are_with_kafka_at_once_and_a_refusal_in_the_first_waits_for_the_second(
+        tmp_path: Path, fast: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(edge, "FORWARD_MAX_RECORDS", 3)
+
+    async def main() -> None:
+        async with Edge(tmp_path / "spool") as e:
+            await e.spooled(("t", [rec(i) for i in range(7)]))
+            # Batches of 3: the first two are handed over before Kafka answers any record.
+            await until(e.queued(6), "two batches handed over")
+            await asyncio.sleep(0.05)
+            assert len(e.fake.produced) == 6
+            for i in range(3):
+                e.fake.deliver(i)
+            await until(lambda: e.spool.acknowledged.seq == 3, "the first batch acknowledged")
+            await until(e.queued(7), "the third batch handed over")
+            e.fake.deliver(3)
+            e.fake.deliver(4, KafkaError.NOT_LEADER_FOR_PARTITION)
+            e.fake.deliver(5)
+            e.fake.deliver(6)
+            # The refused record goes again once every batch in flight has settled, and the
+            # spool is acknowledged past them only once Kafka has it.
+            await until(e.queued(8), "the refused record sent again")
+            assert values(e.fake, 7) == [b"value-4"]
+            assert e.spool.acknowledged.seq == 3
+            e.fake.deliver(7)
+            await until(lambda: e.spool.empty, "every batch acknowledged")
+            assert (e.forwarder.forwarded, e.forwarder.retried) == (7, 1)
+
+    run(main())
