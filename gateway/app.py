@@ -310,7 +310,8 @@ async def _serve(
             info = None
         if info is None:
             log.warning(
-                "Kafka at %s is not reachable yet: produce requests answer 503 until it is", bootstrap
+                "Kafka at %s is not reachable yet: produce requests %s until it is", bootstrap,
+                "answer 503" if spooler is None else "are spooled",
             )
         metadata.start()
         producer.start()

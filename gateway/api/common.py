@@ -70,6 +70,12 @@ def with_topic(
     if partitions is not None:
         then(partitions)
         return
+    if (spools and ctx.spooler is not None and ctx.spooler.unreachable is not None
+            and ctx.metadata.info is None):
+        # No listing since the start, and Kafka is judged unreachable: the records are spooled
+        # at once (their partitions are checked when forwarded), not after a lookup that fails.
+        then(UNKNOWN_PARTITIONS)
+        return
     answer = refuse or conn.respond_error
 
     def after_refresh(_fut: asyncio.Future[Any]) -> None:

@@ -43,7 +43,7 @@ SPOOLED_MESSAGE = (
     "spooled: Kafka is unreachable; the gateway will produce this record when it is back")
 FORWARD_MAX_RECORDS = 10000  # records per forwarded batch
 FORWARD_MAX_BYTES = 4 << 20  # bytes per forwarded batch
-BATCHES_IN_FLIGHT = 2  # forwarded batches with Kafka at once
+BATCHES_IN_FLIGHT = 4  # forwarded batches with Kafka at once
 RETRY_DELAY = 0.5  # seconds before a retriable refusal is sent again
 FAILURE_PAUSE = 1.0  # seconds the forwarder waits after an unexpected error before going on
 # A record refused with 50003 (retriable) is sent again until Kafka takes it. One refused

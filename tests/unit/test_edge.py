@@ -1285,6 +1285,7 @@ def test_hand_over_without_a_spool_refuses_at_once_while_kafka_is_unreachable(
 def test_two_batches_are_with_kafka_at_once_and_a_refusal_in_the_first_waits_for_the_second(
         tmp_path: Path, fast: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(edge, "FORWARD_MAX_RECORDS", 3)
+    monkeypatch.setattr(edge, "BATCHES_IN_FLIGHT", 2)
 
     async def main() -> None:
         async with Edge(tmp_path / "spool") as e:
