@@ -120,24 +120,7 @@ class SpooledReports(TimedReports):
     scan per received block, one in SAMPLE_EVERY decoded whole; any other is counted by its code
     (``failures``)."""
 
-    def _reports(self, data: bytes) -> None:
-        cut = data.rfind(b"\r\n")
-        if cut <= 0:
-            self._carry = data
-            return
-        n = data.count(b"\n", 0, cut)
-        ok = data.count(SPOOLED_MARK, 0, cut)
-        base = self.count
-        self.count += n
-        self.ok += ok
-        if ok != n:
-            for i, line in enumerate(data[:cut].split(b"\r\n")[1:]):
-                if not line.startswith(SPOOLED_MARK[2:]) or b"\n" in line:
-                    self._failed_report(base + i, line)
-        first = (-base) % SAMPLE_EVERY
-        if first < n:
-            self._samples(data, cut, n, base, first)
-        self._carry = data[cut:]
+    mark = SPOOLED_MARK
 
     def _check_sample(self, index: int, line: bytes) -> None:
         self.sampled += 1
