@@ -77,7 +77,6 @@ from bench.common import (
     verdict,
 )
 from bench.stream import (
-    SAMPLE_EVERY,
     GatewayRefused,
     ReportStream,
     build_body,
