@@ -463,7 +463,13 @@ def not_json(constant: str) -> Any:
 
 
 def _base64(data: Any) -> bytes:
+    """Standard alphabet, padded (RFC 4648 §4): Python's decoder also takes padding beyond the
+    last quantum ("QUJD="), which docs/api.md does not."""
     if type(data) is not str or not data.isascii():
+        raise ValueError
+    stripped = data.rstrip("=")
+    pad = len(data) - len(stripped)
+    if len(data) % 4 or pad > 2 or (pad and len(stripped) % 4 + pad != 4):
         raise ValueError
     try:
         return base64.b64decode(data, validate=True)
