@@ -1,4 +1,4 @@
-"""The disk spool in the produce path (issue 11; docs/api.md §5 "The disk spool"): when records
+"""The disk spool in the produce path (issue 11; docs/api.md §5 "Disk spool"): when records
 go to the spool instead of Kafka, their 202 reports, and the forwarder that replays the spool
 into Kafka once it is back.
 
@@ -9,17 +9,19 @@ delivery report for ``spool_after`` seconds, which is how a hung broker looks; o
 queue past its high mark), and for a topic the spool still holds records of (so a topic's
 records reach Kafka in the order they came, whatever the judgement says meanwhile).
 
-**Reports.** ``spool()`` appends a batch through ``StreamCore.spool`` (one ``Spool.append`` per
-batch: no Python call per record), and notes (token, core). When the spool's writer says a
+**Reports.** ``spool_items()`` appends a batch through ``StreamCore.spool`` (one
+``Spool.append`` per batch: no Python call per record), and notes (token, core). Records Kafka
+fails with a retriable error come back from the producer's poll (``respool``) and are appended
+the same way. When the spool's writer says a
 range is durable (``on_durable``, once per writer round), every core with a record in it gets
 its 202 reports filed (``StreamCore.spool_settle``) and its listener told (``flush_reports``),
 as after a delivery poll.
 
 **Forwarding.** ``Forwarder`` reads the spool in order while Kafka is judged reachable, hands
 each batch to the same producer as live records (so a record forwarded and a later live record
-of the same partition keep their order in librdkafka's queue), and acknowledges the batch once
-Kafka has every record of it: the spool checkpoints the position and gives back the segments
-before it. A record refused with a retriable error is sent again (the failed ones only, in
+of the same partition keep their order in librdkafka's queue), with up to BATCHES_IN_FLIGHT
+batches with Kafka at once, and acknowledges each, in order, once Kafka has every record of
+it: the spool checkpoints the position and gives back the segments before it. A record refused with a retriable error is sent again (the failed ones only, in
 order); one refused for good is dropped, logged and counted.
 """
 
