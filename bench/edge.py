@@ -19,7 +19,7 @@ a ``--warmup`` stream on the same gateway that is not counted:
   with the live broker forwards what the spool holds, the round's records and its warm-up, to a
   topic created for the round. The bench reads the spool's checkpoint file every 5 ms (which
   costs the gateway nothing, where polling /metrics would cost it CPU): the figures run from
-  the first checkpoint the forwarder writes to the last (one per batch of up to 10,000 records
+  the first checkpoint the forwarder writes to the last (one per batch of up to 2,500 records
   that Kafka has acknowledged; the round lines give the median time between two). Then
   /metrics must say the spool is empty, every record forwarded and none dropped, and every
   record is read back from the topic (not timed).

@@ -43,7 +43,7 @@ log = logging.getLogger("gateway.spool")
 JUDGE_INTERVAL = 0.25  # seconds between two looks at Kafka's reachability
 SPOOLED_MESSAGE = (
     "spooled: Kafka is unreachable; the gateway will produce this record when it is back")
-FORWARD_MAX_RECORDS = 10000  # records per forwarded batch
+FORWARD_MAX_RECORDS = 2500  # records per forwarded batch
 FORWARD_MAX_BYTES = 4 << 20  # bytes per forwarded batch
 BATCHES_IN_FLIGHT = 4  # forwarded batches with Kafka at once
 RETRY_DELAY = 0.5  # seconds before a retriable refusal is sent again
