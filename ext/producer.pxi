@@ -76,11 +76,13 @@ cdef struct _RdpState:
     int64_t* offset
     int64_t* timestamp
     int32_t* err
-    # A failed record's content (_RdpFailed, malloc'd: key, value, headers, partition,
-    # timestamp) when keep_failed is set, NULL otherwise: the disk spool takes it instead of
-    # a 50003 report (gateway.produce.edge). ReportRouter takes and frees each one.
+    # Set only where err is not 0: a failed record's content (_RdpFailed, malloc'd: key,
+    # value, headers, partition, timestamp) when keep_failed is set, NULL otherwise: the disk
+    # spool takes it instead of a 50003 report (gateway.produce.edge). ReportRouter takes and
+    # frees each one; `failed_kept` counts those of the batch (0: nothing to free).
     void** failed
     bint keep_failed
+    Py_ssize_t failed_kept
     Py_ssize_t count
     Py_ssize_t capacity
     Py_ssize_t max_reports
@@ -140,14 +142,16 @@ cdef int _rdp_grow(_RdpState* st) noexcept nogil:
 
 
 cdef void _rdp_free_failed(_RdpState* st) noexcept nogil:
-    # Failed records of the batch nobody took (no core, a core not spooling them).
+    # Failed records of the batch nobody took (no core, a core not spooling them). A batch
+    # with none kept (every batch without the spool) costs nothing here.
     cdef Py_ssize_t i
-    if st.failed == NULL:
+    if st.failed_kept == 0:
         return
     for i in range(st.count):
-        if st.failed[i] != NULL:
+        if st.err[i] != 0 and st.failed[i] != NULL:
             free(st.failed[i])
             st.failed[i] = NULL
+    st.failed_kept = 0
 
 
 cdef struct _RdpFailed:
@@ -267,9 +271,12 @@ cdef void cb_rdp_delivery(rd_kafka_t* rk, const rd_kafka_message_t* msg,
     st.offset[i] = msg.offset
     st.timestamp[i] = rd_kafka_message_timestamp(msg, &tstype)
     st.err[i] = msg.err
-    st.failed[i] = NULL
-    if msg.err != 0 and st.keep_failed:
-        st.failed[i] = _rdp_copy_failed(msg, st.timestamp[i])
+    if msg.err != 0:
+        st.failed[i] = NULL
+        if st.keep_failed:
+            st.failed[i] = _rdp_copy_failed(msg, st.timestamp[i])
+            if st.failed[i] != NULL:
+                st.failed_kept += 1
     i += 1
     st.count = i
     if i == st.capacity and not _rdp_grow(st):
@@ -592,7 +599,7 @@ cdef class ProducerBase:
         st.offset[i] = offset
         st.timestamp[i] = timestamp
         st.err[i] = err
-        st.failed[i] = NULL
+        st.failed[i] = NULL  # (a test double's failed record is in _failed_items)
         st.count = i + 1
 
     @property

@@ -216,7 +216,7 @@ cdef class StreamCore:
     cdef readonly uint64_t spool_token   # the token of this core's latest spool append
     cdef uint64_t _spool_cursor          # no record before it is waiting for the spool
     cdef public bytes spooled_report
-    # Records Kafka failed with a retriable error go to the spool (set with the spool on).
+    # Records Kafka failed with a retriable error go to the spool (see __cinit__).
     cdef public bint spool_retriable
     cdef public bint respool_listed      # in the router's respool list
     cdef list _respool_items             # their contents, in report order, for the spool
@@ -237,6 +237,9 @@ cdef class StreamCore:
 
     def __cinit__(self):
         _ts_cache_init(&self._ts)
+        # A record Kafka fails with a retriable error goes to the disk spool when the producer
+        # kept its content (keep_failed: the spool is on); the forwarder's cores opt out.
+        self.spool_retriable = True
 
     def __init__(self, ReportRouter router not None, ProducerBase producer not None, str topic not None,
                  int32_t partitions, Py_ssize_t capacity, bytes prefix not None, listener,
@@ -358,6 +361,97 @@ cdef class StreamCore:
         self._fail_fn(429, 1)
         return 0
 
+    cdef int _file_record_error(self, object item) except -1:
+        # A RecordError from the splitter: its report, and no more records if it gave up.
+        self._file_failure(item.error_code, item.message)
+        if item.fatal:
+            self.fatal_seen = True
+        return 0
+
+    cdef inline bint _bad_partition(self, int64_t partition) except -1:
+        # An explicit partition the topic does not have: its failure report filed (True).
+        if partition < self._partitions:
+            return False
+        self._file_failure(
+            40402,
+            f"partition_id {partition} does not exist: topic '{self.topic_name}' has "
+            f"{self._partitions} partitions")
+        return True
+
+    cdef inline bint _over_allowance(self, tuple rec, int64_t* allow_records,
+                                     int64_t* allow_bytes) except -1:
+        # The rate limits (gateway.limits): charge the record's key and value bytes to the
+        # allowance, or drop it with the 429 report (True).
+        cdef object key = <object>PyTuple_GET_ITEM(rec, 2)
+        cdef object value = <object>PyTuple_GET_ITEM(rec, 3)
+        cdef int64_t size = (0 if key is None else PyBytes_GET_SIZE(key)) + (
+            0 if value is None else PyBytes_GET_SIZE(value))
+        if allow_records[0] < 1 or size > allow_bytes[0]:
+            self._file_rate_drop()
+            return True
+        allow_records[0] -= 1
+        allow_bytes[0] -= size
+        self.used_records += 1
+        self.used_bytes += size
+        return False
+
+    cdef void _place_spooled(self, uint64_t s, uint64_t token) noexcept:
+        # The records from sequence s on that wait for the spool with no token yet (their
+        # append just returned ``token``) wait for that token.
+        cdef _Slot* slot
+        while s < self.tail:
+            slot = &self._ring[s & self._mask]
+            if slot.state == _SC_SPOOLING and slot.offset == 0:
+                slot.offset = <int64_t>token
+            s += 1
+        if token > self.spool_token:
+            self.spool_token = token
+
+    cdef Py_ssize_t _fail_unplaced(self, bytes report) except -1:
+        # The spool refused the append of the records waiting with no token: each gets
+        # ``report``; returns how many.
+        cdef uint64_t s = self.head
+        cdef _Slot* slot
+        cdef Py_ssize_t n = 0
+        if self._ring == NULL:
+            return 0
+        while s < self.tail:
+            slot = &self._ring[s & self._mask]
+            if slot.state == _SC_SPOOLING and slot.offset == 0:
+                self._fill_failed(slot, report)
+                n += 1
+            s += 1
+        self.pending -= n
+        self.spooling -= n
+        if n:
+            self._fail_fn(50003, n)
+        return n
+
+    cdef inline int _hand(self, int64_t partition, object key, object value, object headers,
+                          int64_t ts, uint8_t kt, uint8_t vt) except -1:
+        # One record to the producer, its slot filed as pending (0); librdkafka's queue full
+        # (1: not taken); refused by produce() (2: its failure report filed).
+        cdef uint64_t seq = self.tail
+        cdef _Slot* slot
+        cdef int err = self._producer.produce_record(
+            self._topic, <int32_t>partition, key, value, headers, ts,
+            (self._sid << 32) | (seq & _SC_SEQ_MASK))
+        if err:
+            if err == RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                return 1
+            code, message = self._error_fn(err)
+            self._file_failure(code, message)
+            return 2
+        slot = self._new_slot()
+        slot.state = _SC_PENDING
+        slot.key_type = kt
+        slot.value_type = vt
+        slot.key_size = 0 if key is None else PyBytes_GET_SIZE(key)
+        slot.value_size = 0 if value is None else PyBytes_GET_SIZE(value)
+        self.produced += 1
+        self.pending += 1
+        return 0
+
     def push_failure(self, int code, message, bint force=False):
         """File a failure report for a record that never reaches Kafka. Over the capacity only
         with ``force``: a final, bounded batch after reading has stopped for good."""
@@ -382,9 +476,7 @@ cdef class StreamCore:
                     return i
                 item = <object>PyList_GET_ITEM(items, i)
                 if type(item) is not tuple:
-                    self._file_failure(item.error_code, item.message)
-                    if item.fatal:
-                        self.fatal_seen = True
+                    self._file_record_error(item)
                 else:
                     self._fill_failed(self._new_slot(), report)
                     refused += 1
@@ -404,13 +496,6 @@ cdef class StreamCore:
         cdef Py_ssize_t n = PyList_GET_SIZE(items)
         cdef object item
         cdef tuple rec
-        cdef object key, value, headers
-        cdef int64_t partition, ts
-        cdef int err
-        cdef uint64_t seq
-        cdef _Slot* slot
-        cdef uint8_t kt, vt
-        cdef int64_t size
         cdef bint limited = allow_records >= 0 or allow_bytes >= 0
         if self.broken:
             raise RuntimeError("the stream core is broken: it takes no more records")
@@ -425,59 +510,22 @@ cdef class StreamCore:
                 return i
             item = <object>PyList_GET_ITEM(items, i)
             if type(item) is not tuple:
-                # A RecordError: its report, and no more records if the splitter gave up.
-                self._file_failure(item.error_code, item.message)
-                if item.fatal:
-                    self.fatal_seen = True
+                self._file_record_error(item)
                 i += 1
                 continue
             rec = <tuple>item
             # (index, partition, key, value, headers, timestamp_ms, key_type, value_type)
-            partition = <object>PyTuple_GET_ITEM(rec, 1)
-            if partition >= self._partitions:
-                self._file_failure(
-                    40402,
-                    f"partition_id {partition} does not exist: topic '{self.topic_name}' has "
-                    f"{self._partitions} partitions")
+            if self._bad_partition(<object>PyTuple_GET_ITEM(rec, 1)) or (
+                    limited and self._over_allowance(rec, &allow_records, &allow_bytes)):
                 i += 1
                 continue
-            key = <object>PyTuple_GET_ITEM(rec, 2)
-            value = <object>PyTuple_GET_ITEM(rec, 3)
-            headers = <object>PyTuple_GET_ITEM(rec, 4)
-            ts = <object>PyTuple_GET_ITEM(rec, 5)
-            kt = _sc_type_code(<object>PyTuple_GET_ITEM(rec, 6))
-            vt = _sc_type_code(<object>PyTuple_GET_ITEM(rec, 7))
-            if limited:
-                size = (0 if key is None else PyBytes_GET_SIZE(key)) + (
-                    0 if value is None else PyBytes_GET_SIZE(value))
-                if allow_records < 1 or size > allow_bytes:
-                    self._file_rate_drop()
-                    i += 1
-                    continue
-                allow_records -= 1
-                allow_bytes -= size
-                self.used_records += 1
-                self.used_bytes += size
-            seq = self.tail
-            err = self._producer.produce_record(self._topic, <int32_t>partition, key, value,
-                                                headers, ts,
-                                                (self._sid << 32) | (seq & _SC_SEQ_MASK))
-            if err:
-                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                    self.stop_reason = SC_STOP_KAFKA_QUEUE
-                    return i
-                code, message = self._error_fn(err)
-                self._file_failure(code, message)
-                i += 1
-                continue
-            slot = self._new_slot()
-            slot.state = _SC_PENDING
-            slot.key_type = kt
-            slot.value_type = vt
-            slot.key_size = 0 if key is None else PyBytes_GET_SIZE(key)
-            slot.value_size = 0 if value is None else PyBytes_GET_SIZE(value)
-            self.produced += 1
-            self.pending += 1
+            if self._hand(<object>PyTuple_GET_ITEM(rec, 1), <object>PyTuple_GET_ITEM(rec, 2),
+                          <object>PyTuple_GET_ITEM(rec, 3), <object>PyTuple_GET_ITEM(rec, 4),
+                          <object>PyTuple_GET_ITEM(rec, 5),
+                          _sc_type_code(<object>PyTuple_GET_ITEM(rec, 6)),
+                          _sc_type_code(<object>PyTuple_GET_ITEM(rec, 7))) == 1:
+                self.stop_reason = SC_STOP_KAFKA_QUEUE
+                return i
             i += 1
         return i
 
@@ -493,14 +541,10 @@ cdef class StreamCore:
         cdef Py_ssize_t n = PyList_GET_SIZE(items)
         cdef object item
         cdef tuple rec
-        cdef object key, value
-        cdef int64_t partition, size
-        cdef uint64_t first = self.tail, s
+        cdef uint64_t first = self.tail
         cdef _Slot* slot
         cdef list records = []
         cdef bint limited = allow_records >= 0 or allow_bytes >= 0
-        cdef bytes report
-        cdef Py_ssize_t refused
         if self.broken:
             raise RuntimeError("the stream core is broken: it takes no more records")
         if allow_records < 0:
@@ -514,33 +558,14 @@ cdef class StreamCore:
                 break
             item = <object>PyList_GET_ITEM(items, i)
             if type(item) is not tuple:
-                self._file_failure(item.error_code, item.message)
-                if item.fatal:
-                    self.fatal_seen = True
+                self._file_record_error(item)
                 i += 1
                 continue
             rec = <tuple>item
-            partition = <object>PyTuple_GET_ITEM(rec, 1)
-            if partition >= self._partitions:
-                self._file_failure(
-                    40402,
-                    f"partition_id {partition} does not exist: topic '{self.topic_name}' has "
-                    f"{self._partitions} partitions")
+            if self._bad_partition(<object>PyTuple_GET_ITEM(rec, 1)) or (
+                    limited and self._over_allowance(rec, &allow_records, &allow_bytes)):
                 i += 1
                 continue
-            if limited:
-                key = <object>PyTuple_GET_ITEM(rec, 2)
-                value = <object>PyTuple_GET_ITEM(rec, 3)
-                size = (0 if key is None else PyBytes_GET_SIZE(key)) + (
-                    0 if value is None else PyBytes_GET_SIZE(value))
-                if allow_records < 1 or size > allow_bytes:
-                    self._file_rate_drop()
-                    i += 1
-                    continue
-                allow_records -= 1
-                allow_bytes -= size
-                self.used_records += 1
-                self.used_bytes += size
             records.append(rec)
             slot = self._new_slot()
             slot.state = _SC_SPOOLING
@@ -553,29 +578,12 @@ cdef class StreamCore:
         try:
             token = spool.append(self.topic_name, records)
         except Exception as exc:
-            report = self._error_report(
-                50003, f"the spool cannot take this record: {exc}; resend it")
-            refused = 0
-            s = first
-            while s < self.tail:
-                slot = &self._ring[s & self._mask]
-                if slot.state == _SC_SPOOLING:
-                    self._fill_failed(slot, report)
-                    refused += 1
-                s += 1
-            self.pending -= refused
-            self.spooling -= refused
-            self._fail_fn(50003, refused)
+            self._fail_unplaced(self._error_report(
+                50003, f"the spool cannot take this record: {exc}; resend it"))
             if not getattr(exc, "retriable", False):
                 raise
             return i
-        s = first
-        while s < self.tail:
-            slot = &self._ring[s & self._mask]
-            if slot.state == _SC_SPOOLING:
-                slot.offset = <int64_t>token
-            s += 1
-        self.spool_token = token
+        self._place_spooled(first, token)
         return i
 
     def spool_settle(self, uint64_t end, bytes failure=None):
@@ -651,39 +659,15 @@ cdef class StreamCore:
 
     def respooled(self, uint64_t token):
         """The records take_respool gave are appended: their slots wait for that token."""
-        cdef uint64_t s
-        cdef _Slot* slot
         if self._ring == NULL:
             return
-        s = self.head
-        while s < self.tail:
-            slot = &self._ring[s & self._mask]
-            if slot.state == _SC_SPOOLING and slot.offset == 0:
-                slot.offset = <int64_t>token
-            s += 1
-        if token > self.spool_token:
-            self.spool_token = token
+        self._place_spooled(self.head, token)
         # spool_settle's cursor may have passed these slots while they were with Kafka.
         self._spool_cursor = self.head
 
     def respool_failed(self, bytes report not None):
         """The spool refused the records take_respool gave: each gets ``report``."""
-        cdef uint64_t s
-        cdef _Slot* slot
-        cdef Py_ssize_t n = 0
-        if self._ring == NULL:
-            return 0
-        s = self.head
-        while s < self.tail:
-            slot = &self._ring[s & self._mask]
-            if slot.state == _SC_SPOOLING and slot.offset == 0:
-                self._fill_failed(slot, report)
-                n += 1
-            s += 1
-        self.pending -= n
-        self.spooling -= n
-        self._fail_fn(50003, n)
-        return n
+        return self._fail_unplaced(report)
 
     def push_spooled(self, list records not None, Py_ssize_t i=0):
         """The forwarder's push (gateway.produce.edge): records[i:] as the spool reader gives
@@ -693,11 +677,7 @@ cdef class StreamCore:
         SC_STOP_OTHER_TOPIC: the record is another topic's). Report types are not kept."""
         cdef Py_ssize_t n = PyList_GET_SIZE(records)
         cdef tuple rec
-        cdef object topic, name = self.topic_name, key, value
-        cdef int64_t partition
-        cdef int err
-        cdef uint64_t seq
-        cdef _Slot* slot
+        cdef object topic, name = self.topic_name
         if self.broken:
             raise RuntimeError("the stream core is broken: it takes no more records")
         self.stop_reason = SC_STOP_NONE
@@ -710,34 +690,12 @@ cdef class StreamCore:
             if topic is not name and topic != name:
                 self.stop_reason = SC_STOP_OTHER_TOPIC
                 return i
-            partition = <object>PyTuple_GET_ITEM(rec, 2)
-            if partition >= self._partitions:
-                self._file_failure(
-                    40402,
-                    f"partition_id {partition} does not exist: topic '{self.topic_name}' has "
-                    f"{self._partitions} partitions")
-                i += 1
-                continue
-            key = <object>PyTuple_GET_ITEM(rec, 3)
-            value = <object>PyTuple_GET_ITEM(rec, 4)
-            seq = self.tail
-            err = self._producer.produce_record(
-                self._topic, <int32_t>partition, key, value, <object>PyTuple_GET_ITEM(rec, 5),
-                <object>PyTuple_GET_ITEM(rec, 6), (self._sid << 32) | (seq & _SC_SEQ_MASK))
-            if err:
-                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                    self.stop_reason = SC_STOP_KAFKA_QUEUE
-                    return i
-                code, message = self._error_fn(err)
-                self._file_failure(code, message)
-                i += 1
-                continue
-            slot = self._new_slot()
-            slot.state = _SC_PENDING
-            slot.key_type = 0
-            slot.value_type = 0
-            self.produced += 1
-            self.pending += 1
+            if not self._bad_partition(<object>PyTuple_GET_ITEM(rec, 2)) and self._hand(
+                    <object>PyTuple_GET_ITEM(rec, 2), <object>PyTuple_GET_ITEM(rec, 3),
+                    <object>PyTuple_GET_ITEM(rec, 4), <object>PyTuple_GET_ITEM(rec, 5),
+                    <object>PyTuple_GET_ITEM(rec, 6), 0, 0) == 1:
+                self.stop_reason = SC_STOP_KAFKA_QUEUE
+                return i
             i += 1
         return i
 

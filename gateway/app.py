@@ -69,7 +69,7 @@ async def _open_spooler(cfg: Config, producer: KafkaProducer) -> Spooler | None:
     loop = asyncio.get_running_loop()
     spool = await loop.run_in_executor(None, functools.partial(
         Spool.open, directory, max_bytes=cfg.spool_max_bytes, fsync=cfg.spool_fsync))
-    high = int(producer_config(cfg, "").get("queue.buffering.max.messages", 100000))
+    high = int(cfg.producer_properties.get("queue.buffering.max.messages", 100000))
     return Spooler(spool, producer, spool_after=cfg.spool_after, high_mark=max(1, high // 2))
 
 
@@ -268,10 +268,9 @@ async def _serve(
         producer.close()
         await _close_metadata(metadata)
         raise StartError(f"cannot open the spool (--spool-dir): {exc}") from None
-    producer.spooler = spooler
     if spooler is not None:
-        producer.current.keep_failed = True  # (a replacement after a fatal error keeps it too)
-    metadata.keep_stale = spooler is not None
+        producer.attach_spooler(spooler)
+        metadata.keep_stale = True
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
     server = Server(cfg, loop, producer, metadata, consumers, cluster, spooler)
     stop = asyncio.Event()

@@ -65,15 +65,19 @@ def with_topic(
     else after one refresh (shared with concurrent misses, rate-limited), reading nothing of the
     request meanwhile. An unknown topic is 404/40401 and no metadata at all 503/50003, decided
     from the cluster's full listing (gateway.kafka.metadata), through ``refuse`` (default: the
-    JSON error answer)."""
+    JSON error answer). A request that ``spools`` (a produce request) to a gateway that has no
+    listing (none since it started) while it spools goes on with UNKNOWN_PARTITIONS: its
+    records are spooled, and their partitions checked when forwarded."""
     partitions = ctx.metadata.partitions(topic)
     if partitions is not None:
         then(partitions)
         return
-    if (spools and ctx.spooler is not None and ctx.spooler.unreachable is not None
-            and ctx.metadata.info is None):
-        # No listing since the start, and Kafka is judged unreachable: the records are spooled
-        # at once (their partitions are checked when forwarded), not after a lookup that fails.
+
+    def spooled_unlisted() -> bool:
+        return (spools and ctx.spooler is not None and ctx.spooler.unreachable is not None
+                and ctx.metadata.info is None)
+
+    if spooled_unlisted():  # at once, not after a lookup that fails
         then(UNKNOWN_PARTITIONS)
         return
     answer = refuse or conn.respond_error
@@ -83,15 +87,10 @@ def with_topic(
             return  # the client went away meanwhile
         try:
             count = ctx.metadata.partition_count(topic)
-        except errors.KafkaUnavailable as exc:
-            if spools and ctx.spooler is not None and ctx.spooler.unreachable is not None:
-                # No listing while Kafka is unreachable: the records are spooled, and their
-                # partitions checked when they are forwarded.
+        except errors.GatewayError as exc:
+            if spooled_unlisted():
                 then(UNKNOWN_PARTITIONS)
                 return
-            answer(exc)
-            return
-        except errors.GatewayError as exc:
             answer(exc)
             return
         then(count)

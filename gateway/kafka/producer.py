@@ -191,8 +191,8 @@ class KafkaProducer:
         self._timeout_run = 0  # message timeouts since the last delivered record
         self._replaced_at = -TIMEOUT_RUN_INTERVAL
         self.reports_seen = 0  # delivery reports served so far (the spool's judgement reads it)
-        # The produce path's disk spool (gateway.produce.edge.Spooler), set by the server when
-        # --spool-dir is given: records go there instead while Kafka is judged unreachable.
+        # The produce path's disk spool (gateway.produce.edge.Spooler; attach_spooler): records
+        # go there instead while Kafka is judged unreachable.
         self.spooler: Any = None
         self._watch(self._producer)
 
@@ -200,6 +200,12 @@ class KafkaProducer:
     def current(self) -> Any:
         """The producer records go to now (changes when a fatal error replaces it)."""
         return self._producer
+
+    def attach_spooler(self, spooler: Any) -> None:
+        """--spool-dir: records failed with a retriable error have their content kept (by this
+        librdkafka handle and any that replaces it) and go to ``spooler`` (poll_now)."""
+        self.spooler = spooler
+        self._producer.keep_failed = True
 
     # -- called by sessions and requests ----------------------------------------------------
     def wait_for_space(self, listener: DeliveryListener) -> None:

@@ -55,15 +55,10 @@ def new_core(
     """A core producing to ``topic`` through the producer's current librdkafka handle, its
     reports routed by the producer's router; ``listener`` is told after a poll that completed
     some of its records (``flush_reports``)."""
-    core = StreamCore(
+    return StreamCore(
         producer.router, producer.current, topic, partitions, capacity, prefix, listener,
         error_fn, fail_fn, error_report, mode,
     )
-    if producer.spooler is not None:
-        # A record Kafka fails with a retriable error goes to the disk spool instead of a
-        # 50003 report (gateway.produce.edge).
-        core.spool_retriable = True
-    return core
 
 
 def hand_over(

@@ -182,7 +182,7 @@ class Spooler:
         """``core.spool`` items[i:] and watch for their durability; the index of the first
         item not taken (as push)."""
         if core.spooled_report is None:
-            core.spooled_report = _spooled_report(core)
+            core.spooled_report = core.error_report(202, SPOOLED_MESSAGE)
         token0 = core.spool_token
         i = core.spool(items, i, self.spool, allow_records, allow_bytes)
         token = core.spool_token
@@ -198,14 +198,14 @@ class Spooler:
             if not items:
                 continue
             if core.spooled_report is None:
-                core.spooled_report = _spooled_report(core)
+                core.spooled_report = core.error_report(202, SPOOLED_MESSAGE)
             try:
                 token = self.spool.append(core.topic_name, items)
             except Exception as exc:  # noqa: BLE001 - those records get 50003, not lost silently
                 log.warning("%d records Kafka failed could not be spooled: %s", len(items), exc)
                 try:
-                    core.respool_failed(core_error_report(
-                        core, f"Kafka failed this record and the spool cannot take it: {exc}; "
+                    core.respool_failed(core.error_report(
+                        50003, f"Kafka failed this record and the spool cannot take it: {exc}; "
                         "resend it"))
                     listener = core.listener
                     if listener is not None:
@@ -231,7 +231,7 @@ class Spooler:
             _, core = watch.popleft()
             cores[id(core)] = core
         for core in cores.values():
-            report = None if failure is None else core_error_report(core, failure)
+            report = None if failure is None else core.error_report(50003, failure)
             try:
                 if core.spool_settle(end, report):
                     listener = core.listener
@@ -254,15 +254,6 @@ def _internal_error(core: StreamCore, exc: BaseException) -> None:
             listener.on_internal_error(exc)
         except Exception:  # noqa: BLE001
             log.exception("a stream could not end after its internal error")
-
-
-def _spooled_report(core: StreamCore) -> bytes:
-    return core_error_report(core, SPOOLED_MESSAGE, 202)
-
-
-def core_error_report(core: StreamCore, message: str, code: int = 50003) -> bytes:
-    """A report in the core's format (v3 report, v1/v2 offsets entry)."""
-    return core.error_report(code, message)
 
 
 class _ForwardListener:
@@ -420,7 +411,7 @@ class Forwarder:
         entry = self._cores.get(topic)
         if entry is not None:
             core, known = entry
-            if (known == partitions and not core.broken) or (len(core) and not core.broken):
+            if not core.broken and (known == partitions or len(core)):
                 if core.producer is not self._producer.current:
                     core.rebind(self._producer.current)
                 return core

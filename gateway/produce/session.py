@@ -136,8 +136,6 @@ class ProduceSession:
         self._core = StreamCore(producer.router, producer.current, topic, partitions,
                                 max_in_flight, prefix, self, producer.error_of, tc.fail,
                                 error_report)
-        if producer.spooler is not None:
-            self._core.spool_retriable = True  # (gateway.produce.core.new_core)
         self._backlog: list[Any] | None = None
         self._backlog_pos = 0
         self._paused = 0
