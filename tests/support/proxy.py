@@ -125,6 +125,13 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
         await self._reset_all()
+        # Every connection's task ends here, on this loop (a connection held by a blackhole
+        # waits in _accept): none is left pending when the loop closes, and each one's
+        # StreamWriter is closed before it, not collected later against a closed loop.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _set_mode(self, mode: str) -> int:
         self.mode = mode
