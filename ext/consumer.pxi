@@ -232,8 +232,10 @@ cdef class RdConsumer:
     cdef set _paused                  # (topic, partition) paused by pause()
     cdef dict _eof                    # (topic, partition) -> offset, since the last eof()
     cdef JsonSplitter _json           # its JSON grammar checks keys and values (JSON formats)
-    # The last topic's name, JSON-escaped.
+    # The last topic's name (a copy: a topic handle's address may be reused for another
+    # topic once librdkafka frees it), and JSON-escaped.
     cdef const rd_kafka_topic_t* _esc_rkt
+    cdef char* _esc_raw
     cdef char* _esc
     cdef Py_ssize_t _esc_len
     cdef Py_ssize_t _esc_cap
@@ -289,6 +291,8 @@ cdef class RdConsumer:
         rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))
         if rk == NULL:
             rd_kafka_conf_destroy(conf)  # rd_kafka_new() takes the conf only on success
+            _rdp_close_fd(self._efd)
+            self._efd = -1
             raise ValueError(
                 f"librdkafka refused the consumer configuration: "
                 f"{errstr.decode('utf-8', 'replace')}")
@@ -296,6 +300,8 @@ cdef class RdConsumer:
         if err:
             with nogil:
                 rd_kafka_destroy(rk)
+            _rdp_close_fd(self._efd)
+            self._efd = -1
             raise ValueError(
                 f"librdkafka property 'group.id' is required (the consumer has no group: "
                 f"{rd_kafka_err2str(err).decode('utf-8', 'replace')})")
@@ -322,6 +328,8 @@ cdef class RdConsumer:
         self._carry = NULL
         free(self._esc)
         self._esc = NULL
+        free(self._esc_raw)
+        self._esc_raw = NULL
         free(self._st)
         self._st = NULL
 
@@ -877,6 +885,7 @@ cdef class RdConsumer:
         # left to the caller.
         cdef Py_ssize_t size
         cdef int bad = 0
+        cdef const char* topic
         if m.err:
             self._message_event(m)
             rd_kafka_message_destroy(m)
@@ -897,11 +906,12 @@ cdef class RdConsumer:
                     return _RDC_NOT_JSON
                 self._raise = self._not_json(m, bad == 1)
                 # Handed out as this error: its offset is stored like a record's.
-                self._hand(m)
+                self._hand(m, rd_kafka_topic_name(m.rkt))
                 rd_kafka_message_destroy(m)
                 return _RDC_RAISE
-        self._put(m, fmt)
-        self._hand(m)
+        topic = rd_kafka_topic_name(m.rkt)
+        self._put(m, topic, fmt)
+        self._hand(m, topic)
         self._count += 1
         self._bytes += size
         rd_kafka_message_destroy(m)
@@ -942,8 +952,9 @@ cdef class RdConsumer:
             snprintf(slot, _RDP_REASON_BYTES, "%s", text)
         return 0
 
-    cdef int _hand(self, rd_kafka_message_t* m) except -1:
-        # Notes the offset after m as its partition's offset to store.
+    cdef int _hand(self, rd_kafka_message_t* m, const char* topic) except -1:
+        # Notes the offset after m as its partition's offset to store. The topic handle is
+        # compared first, the name to be sure.
         cdef rd_kafka_topic_partition_list_t* h = self._handed
         cdef rd_kafka_topic_partition_t* e
         cdef int i = self._handed_last
@@ -951,13 +962,13 @@ cdef class RdConsumer:
             h = rd_kafka_topic_partition_list_new(8)
             self._handed = h
         if not (i >= 0 and h.elems[i].opaque == <void*>m.rkt
-                and h.elems[i].partition == m.partition):
+                and h.elems[i].partition == m.partition and strcmp(h.elems[i].topic, topic) == 0):
             for i in range(h.cnt):
-                if h.elems[i].opaque == <void*>m.rkt and h.elems[i].partition == m.partition:
+                if (h.elems[i].opaque == <void*>m.rkt and h.elems[i].partition == m.partition
+                        and strcmp(h.elems[i].topic, topic) == 0):
                     break
             else:
-                e = rd_kafka_topic_partition_list_add(h, rd_kafka_topic_name(m.rkt),
-                                                      m.partition)
+                e = rd_kafka_topic_partition_list_add(h, topic, m.partition)
                 e.opaque = <void*>m.rkt
                 i = h.cnt - 1
             self._handed_last = i
@@ -1023,22 +1034,27 @@ cdef class RdConsumer:
         self._out_cap = cap
         return 0
 
-    cdef int _escape_topic(self, const rd_kafka_topic_t* rkt) except -1:
+    cdef int _escape_topic(self, const rd_kafka_topic_t* rkt, const char* name) except -1:
         # The topic's name JSON-escaped, kept until a message of another topic comes.
-        cdef const char* name = rd_kafka_topic_name(rkt)
         cdef Py_ssize_t n = <Py_ssize_t>strlen(name)
         cdef void* p
-        if 6 * n > self._esc_cap:
+        if 6 * n + 1 > self._esc_cap:
+            self._esc_rkt = NULL
             p = realloc(self._esc, <size_t>(6 * n + 64))
             if p == NULL:
                 raise MemoryError()
             self._esc = <char*>p
+            p = realloc(self._esc_raw, <size_t>(6 * n + 64))
+            if p == NULL:
+                raise MemoryError()
+            self._esc_raw = <char*>p
             self._esc_cap = 6 * n + 64
+        memcpy(self._esc_raw, name, <size_t>n + 1)
         self._esc_len = _json_escape(self._esc, <const unsigned char*>name, n)
         self._esc_rkt = rkt
         return 0
 
-    cdef int _put(self, rd_kafka_message_t* m, int fmt) except -1:
+    cdef int _put(self, rd_kafka_message_t* m, const char* topic, int fmt) except -1:
         # One record in format `fmt` at the end of the output.
         cdef int family = fmt >> 1
         cdef bint js = fmt & 1
@@ -1052,8 +1068,8 @@ cdef class RdConsumer:
         cdef rd_kafka_timestamp_type_t tstype
         cdef int64_t ts
         cdef char* o
-        if m.rkt != self._esc_rkt:
-            self._escape_topic(m.rkt)
+        if m.rkt != self._esc_rkt or strcmp(topic, self._esc_raw) != 0:
+            self._escape_topic(m.rkt, topic)
         need = 320 + self._esc_len + _b64_len(<Py_ssize_t>klen) + _b64_len(<Py_ssize_t>vlen)
         if family == _RDC_STRIMZI or family == _RDC_STREAM:
             if rd_kafka_message_headers(m, &hdrs) == 0 and hdrs != NULL:
