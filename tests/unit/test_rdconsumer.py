@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import os
 import re
 import select
 import threading
@@ -311,7 +312,12 @@ def test_bad_arguments_and_closed_consumer(consumers: Callable[..., RdConsumer])
 # -- configuration and errors --------------------------------------------------------------------
 
 
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
 def test_configuration_errors() -> None:
+    before = open_fds()
     with pytest.raises(ValueError, match=r"'no\.such\.property'"):
         RdConsumer({"group.id": "g", "no.such.property": 1})
     with pytest.raises(ValueError, match=r"'session\.timeout\.ms'='soon'"):
@@ -320,6 +326,7 @@ def test_configuration_errors() -> None:
         RdConsumer({"bootstrap.servers": "127.0.0.1:1"})
     with pytest.raises(TypeError):
         RdConsumer({"group.id": "g", "error_cb": print})
+    assert open_fds() <= before  # no eventfd, no librdkafka socket left behind
 
 
 def test_unreachable_cluster_errors_are_kept() -> None:
