@@ -32,10 +32,9 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
-from urllib.parse import parse_qs
 
 from gateway import errors
-from gateway.api.common import refused_now, with_topic
+from gateway.api.common import query_params, refused_now, with_topic
 from gateway.api.context import ApiContext
 from gateway.consume.pool import NotKnownToKafka
 from gateway.http.parser import RequestHead
@@ -62,13 +61,13 @@ class ConsumeRequest:
         self.max_bytes = max_bytes
 
 
-def _query_int(query: dict[str, list[str]], name: str) -> int | None:
-    values = query.get(name)
-    if not values:
+def _query_int(query: dict[str, str], name: str) -> int | None:
+    value = query.get(name)
+    if value is None:
         return None
-    text = values[0].strip()  # the first value, as JAX-RS's @QueryParam takes it
+    text = value.strip()
     if not _INT.fullmatch(text):
-        raise errors.BadRequest(f"{name} must be an integer, not {values[0]!r}")
+        raise errors.BadRequest(f"{name} must be an integer, not {value!r}")
     return int(text)
 
 
@@ -81,7 +80,7 @@ def parse_request(params: dict[str, str], query_string: str) -> ConsumeRequest:
     partition = int(part_text)
     if partition < 0:
         raise errors.PartitionNotFound(f"partition {partition} of topic {topic} not found")
-    query = parse_qs(query_string, keep_blank_values=True)
+    query = query_params(query_string)
     offset = _query_int(query, "offset")
     if offset is None:
         raise errors.BadRequest("the offset query parameter is required, e.g. ?offset=0")
