@@ -306,8 +306,8 @@ def test_acl_decision_table_is_bounded(monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("alice produce", "expected PRINCIPAL OPERATION TOPIC-PATTERN"),
-        ("alice produce a b", "expected PRINCIPAL OPERATION TOPIC-PATTERN"),
+        ("alice produce", "expected PRINCIPAL OPERATION PATTERN"),
+        ("alice produce a b", "expected PRINCIPAL OPERATION PATTERN"),
         ("alice write orders", "unknown operation 'write'"),
     ],
 )
