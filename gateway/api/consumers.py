@@ -456,18 +456,16 @@ def create_dialect(body: dict[str, Any] | None, dialect: str) -> str:
     return CONFLUENT
 
 
-def base_uri(ctx: ApiContext, head: RequestHead, group: str, name: str) -> str:
+def base_uri(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, group: str, name: str) -> str:
     """Where the instance is: ``--advertised-url``, else the listener's scheme and the request's
-    Host (the listener's address when there is none, or it is not a host)."""
+    Host (the address the connection came in on when there is none, or it is not a host)."""
     base = ctx.config.advertised_url
     if base is None:
         scheme = "https" if ctx.config.tls_cert is not None else "http"
         host = head.header("host")
         if not host or not _HOST.fullmatch(host):
-            listen_host, port = ctx.config.listen
-            if listen_host in ("", "0.0.0.0", "::"):
-                listen_host = "localhost"
-            host = f"[{listen_host}]:{port}" if ":" in listen_host else f"{listen_host}:{port}"
+            local_host, port = conn.local_address() or ctx.config.listen
+            host = f"[{local_host}]:{port}" if ":" in local_host else f"{local_host}:{port}"
         base = f"{scheme}://{host}"
     return f"{base}/consumers/{quote(group, safe='')}/instances/{quote(name, safe='')}"
 
@@ -514,7 +512,7 @@ async def _create(call: Call) -> Answer:
     group = call.params["group"]
     inst = await call.registry.create(group, name, call.conn.principal, call.dialect, settings)
     return call.ok({"instance_id": inst.name,
-                    "base_uri": base_uri(call.ctx, call.head, group, inst.name)})
+                    "base_uri": base_uri(call.ctx, call.conn, call.head, group, inst.name)})
 
 
 async def _delete(call: Call) -> Answer:

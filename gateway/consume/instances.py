@@ -68,6 +68,10 @@ INSTANCE_CONFIG: dict[str, Any] = {
     # An empty fetch is held this long by the broker: what a new record may wait for.
     "fetch.wait.max.ms": 100,
     "socket.nagle.disable": True,
+    # Kafka's defaults before 3.0 (librdkafka's are 45 s and 3 s). A group's join waits for
+    # its members: Tansu waits half the session timeout (23 s with 45 s, 5 s with this).
+    "session.timeout.ms": 10000,
+    "heartbeat.interval.ms": 1000,
 }
 
 # Offsets of RdConsumer (librdkafka's logical offsets).
