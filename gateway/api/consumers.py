@@ -92,6 +92,7 @@ _V1_BODY_TYPES = frozenset({
     "application/vnd.kafka.json.v1+json", "application/vnd.kafka.avro.v1+json",
 })
 _EMBEDDED = re.compile(r"application/vnd\.kafka\.([a-z]+)\.v([12])\+json")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_TOPIC)
 _HOST = re.compile(r"[A-Za-z0-9.\-_~%]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
 
 # Keys of a create body, and which API knows them.
@@ -170,7 +171,7 @@ class Call:
             return None
         try:
             value = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise errors.BadRequest(f"the request body is not JSON: {exc}") from None
         if not isinstance(value, dict):
             raise errors.Unprocessable("the request body must be a JSON object")
@@ -334,8 +335,11 @@ def _int(value: Any, what: str, lo: int, hi: int) -> int:
 
 
 def _topic(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_TOPIC:
-        raise errors.Unprocessable(f"{what} must be a topic name (1 to {MAX_TOPIC} characters)")
+    """A topic name as Kafka allows it (so never one of librdkafka's ``^regex`` subscriptions)."""
+    if not isinstance(value, str) or not _TOPIC.fullmatch(value):
+        raise errors.Unprocessable(
+            f"{what} must be a topic name: 1 to {MAX_TOPIC} of a-z, A-Z, 0-9, '.', '_', '-'"
+        )
     return value
 
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from gateway import errors
+from gateway.kafka.rdlog import LogThrottle
 
 log = logging.getLogger("gateway.consume")
 
@@ -166,6 +167,7 @@ class ConsumerLike(Protocol):
     def fetch(self, max_records: int, max_bytes: int, timeout_ms: int, fmt: int,
               min_bytes: int = 0, store: bool = True, first: bool = True) -> tuple[bytes, int]: ...
     def take_errors(self) -> list[tuple[int, str]]: ...
+    def take_logs(self) -> tuple[list[tuple[int, str, str]], int]: ...
     def close(self, timeout_ms: int = 10000) -> None: ...
 
 
@@ -271,6 +273,8 @@ class ConsumerInstance:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._refuse_jobs = False  # read by the worker: jobs it takes from now on fail
         self._close_timeout_ms = int(CLOSE_TIMEOUT * 1000)
+        # librdkafka's log lines of this consumer, written from its thread (repeats held).
+        self._rdlog = LogThrottle(f"consumer instance {name} of group {group}:")
         self.ready: asyncio.Future[None] = self._loop.create_future()
         self.stopped: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(
@@ -403,10 +407,17 @@ class ConsumerInstance:
         min_bytes = self.settings.fetch_min_bytes
         label = self.label
 
+        rdlog = self._rdlog
+
         def run(c: ConsumerLike) -> tuple[bytes, int]:
             out = c.fetch(MAX_RECORDS, max_bytes, timeout_ms, fmt, min_bytes, True, True)
             for code, reason in c.take_errors():
                 log.info("%s: Kafka says: %s (%d)", label, reason, code)
+            lines, lost = c.take_logs()
+            for level, facility, text in lines:
+                rdlog.line(level, facility, text)
+            if lost:
+                rdlog.lost(lost)
             return out
 
         return run

@@ -273,6 +273,9 @@ def test_request_errors_of_an_instance(gw: InProcessGateway) -> None:
         gw.request("POST", base + "/subscription", {"topics": []}), 422, 422)
     assert_error(gw.request("POST", base + "/subscription", {"topic_pattern": "("}), 422, 422)
     assert_error(gw.request("POST", base + "/assignments", {"partitions": [{"topic": "t"}]}), 422, 422)
+    # Not a Kafka topic name (a leading ^ would make it a pattern for librdkafka).
+    assert_error(gw.request("POST", base + "/subscription", {"topics": ["^.*"]}), 422, 422)
+    assert_error(gw.request("POST", base + "/subscription", b"[" * 5000 + b"]" * 5000), 400, 400)
     assert_error(gw.request("POST", base + "/positions", {"offsets": [{"topic": "t", "partition": 0, "offset": -1}]}),
                  422, 422)
     assert_error(gw.request("GET", base + "/offsets"), 404, 40402)
