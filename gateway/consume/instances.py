@@ -56,6 +56,7 @@ DEFAULT_IDLE_TIMEOUT = 300.0
 MAX_JOBS = 8  # requests of one instance waiting or running at once
 MAX_RECORDS = 10_000  # records in one answer (max_bytes bounds it too)
 KAFKA_TIMEOUT_MS = 5_000  # a seek, or a read of committed offsets
+SEEK_RETRY = 0.02  # seconds between attempts to seek a partition that is not fetched yet
 CLOSE_TIMEOUT = 10.0  # seconds a DELETE or an expiry gives the consumer to leave its group
 NAME_LIMIT = 255
 
@@ -229,7 +230,8 @@ def kafka_error(exc: Exception) -> errors.GatewayError:
             f"{exc}: the instance's format is json; read the record with a binary instance, or "
             "seek past it"
         )
-    if getattr(exc, "retriable", False) or name in ("_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN"):
+    if getattr(exc, "retriable", False) or name in ("_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN",
+                                                    "_STATE"):
         return errors.KafkaUnavailable(f"Kafka did not answer: {exc}; retry later")
     return KafkaCallFailed(f"Kafka error: {exc}")
 
@@ -390,7 +392,17 @@ class ConsumerInstance:
                     f"{label} is not assigned {', '.join(missing)}: it can only seek in the "
                     "partitions it is assigned now"
                 )
-            c.seek(list(offsets), KAFKA_TIMEOUT_MS)
+            # A partition assigned a moment ago is still looking up where to start (its
+            # committed offset, the reset): librdkafka refuses to seek it until then.
+            deadline = time.monotonic() + KAFKA_TIMEOUT_MS / 1000
+            while True:
+                try:
+                    c.seek(list(offsets), KAFKA_TIMEOUT_MS)
+                    return
+                except Exception as exc:
+                    if getattr(exc, "name", "") != "_STATE" or time.monotonic() >= deadline:
+                        raise
+                time.sleep(SEEK_RETRY)
 
         return self.submit(run)
 
