@@ -227,8 +227,8 @@ def kafka_error(exc: Exception) -> errors.GatewayError:
     name = getattr(exc, "name", "")
     if name in ("_VALUE_DESERIALIZATION", "_KEY_DESERIALIZATION"):
         return RecordNotJson(
-            f"{exc}: the instance's format is json; read the record with a binary instance, or "
-            "seek past it"
+            f"{exc}: the instance's format is json, so the record is skipped (the next read "
+            "goes on after it; a binary instance can read it)"
         )
     if getattr(exc, "retriable", False) or name in ("_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN",
                                                     "_STATE"):

@@ -229,7 +229,8 @@ def test_binary_and_json_formats_and_the_strimzi_records(gw: GatewayProcess, top
     assert r.header("content-type") == JSON_V2
     assert r.body == f'[{{"topic":"{topic}","key":"k","value":{{"n":1}},"partition":0,"offset":0}}]'.encode()
     msg = assert_error(c.call("GET", js + "/records"), 406, 40601)
-    assert f"topic {topic} partition 0 offset 1" in msg
+    assert f"topic {topic} partition 0 offset 1" in msg and "the record is skipped" in msg
+    assert c.records(js, 300) == []  # it was skipped: nothing follows it
     assert_error(c.call("GET", binary + "/records", accept=JSON_V2), 406, 40601)
     recs = read_until(c, [bridge], lambda g: len(g[bridge]) >= 1)[bridge]
     assert list(recs[0]) == ["topic", "key", "value", "partition", "offset", "timestamp", "headers"]

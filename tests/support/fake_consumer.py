@@ -263,7 +263,8 @@ class FakeRdConsumer:
                     err = FakeRdKafkaError(
                         -159, "_VALUE_DESERIALIZATION",
                         f"topic {t} partition {p} offset {pos}: the value is not JSON")
-                    if not out:
+                    if not out:  # the record is dropped, as librdkafka hands it out once
+                        self._positions[(t, p)] = pos + 1
                         raise err
                     self._pending_error = err
                     return out

@@ -185,12 +185,15 @@ def test_assign_seek_and_positions(gw: InProcessGateway, cluster: FakeCluster) -
 def test_a_json_instance_stops_at_a_record_that_is_not_json(gw: InProcessGateway, cluster: FakeCluster) -> None:
     cluster.produce("u", 0, b'{"a":1}')
     cluster.produce("u", 0, b"not json")
+    cluster.produce("u", 0, b"[2]")
     base = create(gw, "g3", {"format": "json", "auto.offset.reset": "earliest"})
     gw.request("POST", base + "/assignments", {"partitions": [{"topic": "u", "partition": 0}]})
     r = gw.request("GET", base + "/records")
     assert r.body == b'[{"topic":"u","key":null,"value":{"a":1},"partition":0,"offset":0}]'
     msg = assert_error(gw.request("GET", base + "/records"), 406, 40601)
-    assert "partition 0 offset 1" in msg and "seek past it" in msg
+    assert "partition 0 offset 1" in msg and "the record is skipped" in msg
+    r = gw.request("GET", base + "/records")
+    assert r.body == b'[{"topic":"u","key":null,"value":[2],"partition":0,"offset":2}]'
 
 
 # -- the Strimzi bridge's dialect ----------------------------------------------------------
