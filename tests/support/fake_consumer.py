@@ -107,7 +107,6 @@ class FakeRdConsumer:
         self._assignment: list[tuple[str, int]] = []
         self._positions: dict[tuple[str, int], int] = {}
         self._stored: dict[tuple[str, int], int] = {}
-        self._pending_error: FakeRdKafkaError | None = None
         self.closed = False
         self.calls: list[str] = []  # method names, in order (what a test may check)
         self.thread_ids: set[int] = set()
@@ -228,9 +227,6 @@ class FakeRdConsumer:
         self._call("fetch")
         if self.fetch_delay:
             time.sleep(self.fetch_delay)
-        if self._pending_error is not None:
-            err, self._pending_error = self._pending_error, None
-            raise err
         deadline = time.monotonic() + timeout_ms / 1000
         with self.cluster.lock:
             while True:
@@ -266,8 +262,7 @@ class FakeRdConsumer:
                     if not out:  # the record is dropped, as librdkafka hands it out once
                         self._positions[(t, p)] = pos + 1
                         raise err
-                    self._pending_error = err
-                    return out
+                    return out  # the next fetch meets it first
                 n = len(key or b"") + len(value or b"")
                 if out and size + n > max_bytes:
                     return out
