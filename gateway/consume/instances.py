@@ -274,6 +274,7 @@ class ConsumerInstance:
         self._loop = registry.loop
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._refuse_jobs = False  # read by the worker: jobs it takes from now on fail
+        self._consumer: ConsumerLike | None = None  # the worker thread's own
         self._close_timeout_ms = int(CLOSE_TIMEOUT * 1000)
         # librdkafka's log lines of this consumer, written from its thread (repeats held).
         self._rdlog = LogThrottle(f"consumer instance {name} of group {group}:")
@@ -342,11 +343,23 @@ class ConsumerInstance:
         return self._tracked(lambda c: c.subscribe(names), before)
 
     def unsubscribe(self) -> asyncio.Future[None]:
-        assigned = self.mode is ASSIGNED
+        """Drop the subscription or the assignment. A group member gets a new consumer: it
+        leaves the group (committing what it consumed, with auto commit) and the new one is in
+        none. (librdkafka's consumer that unsubscribes while the group's join is under way
+        takes no manual assignment any more, nor a seek, whatever is served after.)"""
+        mode = self.mode
         self.mode, self.topics, self.pattern = NONE, (), None
-        if assigned:
+        if mode is ASSIGNED:
             return self.submit(lambda c: c.assign([]))
-        return self.submit(lambda c: c.unsubscribe())
+        if mode is NONE:
+            return self.submit(lambda c: c.unsubscribe())
+        return self.submit(self._renew)
+
+    def _renew(self, consumer: ConsumerLike) -> None:
+        """On the instance's thread: close its consumer and make a new one."""
+        self._consumer = None
+        consumer.close(self._close_timeout_ms)
+        self._consumer = self.registry.factory(self._config)
 
     def assign(self, partitions: Sequence[tuple[str, int]]) -> asyncio.Future[None]:
         if self.mode is SUBSCRIBED:
@@ -485,9 +498,8 @@ class ConsumerInstance:
             pass
 
     def _run(self) -> None:
-        consumer: ConsumerLike | None = None
         try:
-            consumer = self.registry.factory(self._config)
+            self._consumer = self.registry.factory(self._config)
         except Exception as exc:  # noqa: BLE001 - librdkafka refused a property (or worse)
             self._post(_settle, self.ready, None, InvalidConsumerConfig(
                 f"Invalid consumer configuration: {exc}"
@@ -501,6 +513,7 @@ class ConsumerInstance:
                 job = self._jobs.get()
                 if job is None:
                     break
+                consumer = self._consumer
                 if consumer is None or self._refuse_jobs:
                     self._post(self._done, job, None, InstanceNotFound(f"{self.label} was closed"))
                     continue
@@ -517,6 +530,8 @@ class ConsumerInstance:
                 else:
                     self._post(self._done, job, result, None)
         finally:
+            consumer = self._consumer
+            self._consumer = None
             if consumer is not None:
                 try:
                     consumer.close(self._close_timeout_ms)

@@ -139,7 +139,10 @@ def test_subscribe_and_assign_exclude_each_other(loop: asyncio.AbstractEventLoop
         inst.assign([("t", 0)])
     assert (conflict.value.status, conflict.value.error_code) == (409, 40903)
     run(loop, inst.unsubscribe())
+    # A group member gets a new consumer (it left the group with the old one).
+    assert len(cluster.created) == 2 and cluster.created[0].closed
     run(loop, inst.assign([("t", 0)]))
+    assert cluster.created[1].calls == ["assign"]
     with pytest.raises(StateConflict):
         inst.subscribe(["t"], None)
     run(loop, reg.close(1.0))
