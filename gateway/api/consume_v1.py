@@ -23,8 +23,8 @@ the partition):
 
 ``max_bytes`` counts key and value bytes before base64, as Confluent does; the first record is
 always included, even when it alone is larger (otherwise a reader could never get past it).
-The answer is built on the consumer's worker thread (gateway.consume.v1.encode_records); the
-loop only writes it.
+The answer is written by the consumer's compiled fetch on its worker thread
+(gateway.consume.pool); the loop only sends it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from gateway import errors
 from gateway.api.common import refused_now, with_topic
 from gateway.api.context import ApiContext
 from gateway.consume.pool import NotKnownToKafka
-from gateway.consume.v1 import encode_records
 from gateway.http.parser import RequestHead
 from gateway.http.protocol import HttpProtocol
 
@@ -122,16 +121,8 @@ def _read(
     if pool is None:
         conn.respond_error(errors.ShuttingDown("consuming is not available"))
         return
-    partition = req.partition
     try:
-        fut = pool.submit(
-            req.topic,
-            partition,
-            req.offset,
-            req.count,
-            req.max_bytes,
-            lambda records: encode_records(records, partition),
-        )
+        fut = pool.submit(req.topic, req.partition, req.offset, req.count, req.max_bytes)
     except errors.GatewayError as exc:
         conn.respond_error(exc)
         return
@@ -146,7 +137,7 @@ def _answer(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, fut: asyncio
     if not conn.pending(head):
         return  # the client went away: drop the answer
     if exc is None:
-        conn.respond(200, fut.result(), content_type=CONTENT_TYPE)
+        conn.respond(200, fut.result().body, content_type=CONTENT_TYPE)
     elif isinstance(exc, NotKnownToKafka):
         _recheck(ctx, conn, head, exc)
     elif isinstance(exc, errors.GatewayError):
