@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
 from gateway.consume.instances import InstanceRegistry
+from gateway.consume.owners import InstanceOwners
 from gateway.consume.pool import ConsumerPool
 from gateway.errors import ConfigError, StartError
 from gateway.http.tls_listener import bind_sockets
@@ -286,6 +287,7 @@ async def _serve(
     pid of the --workers supervisor this worker serves for (its word on the embedded broker
     comes on the worker's lifeline, gateway.workers)."""
     loop = asyncio.get_running_loop()
+    owners = _instance_owners(cfg)
     cluster = ClusterHealth()  # whether Kafka is reachable: what every source says
     metadata = MetadataCache(admin_config(cfg, bootstrap), loop, health=cluster)
     try:
@@ -308,6 +310,7 @@ async def _serve(
     instances = InstanceRegistry(
         loop, instance_config(cfg, bootstrap),
         max_instances=cfg.max_consumer_instances, idle_timeout=cfg.consumer_instance_timeout,
+        owners=owners,
     )
     server = Server(cfg, loop, producer, metadata, consumers, cluster, spooler, instances)
     stop = asyncio.Event()
@@ -405,6 +408,22 @@ async def _serve(
     log.info("stopped: %s", server.summary())
     flush_access_log()
     return 0
+
+
+def _instance_owners(cfg: Config) -> InstanceOwners | None:
+    """A --workers worker's ownership records of consumer instances (gateway.consume.owners),
+    after removing those a process that had its slot before left (their instances died with
+    it); None in a gateway of one process."""
+    if cfg.worker_run_dir is None or cfg.worker_slot is None:
+        return None
+    owners = InstanceOwners(cfg.worker_run_dir, cfg.worker_slot)
+    try:
+        removed = owners.clear()
+    except OSError as exc:
+        raise StartError(f"cannot read the run directory {cfg.worker_run_dir}: {exc}") from None
+    if removed:
+        log.info("%d consumer instances of the previous worker %d are gone", removed, cfg.worker_slot)
+    return owners
 
 
 class _BrokerNews:

@@ -40,6 +40,9 @@ class Config:
     advertised_url: str | None = None
     workers: int = 1  # processes serving the same address (SO_REUSEPORT), one producer each
     worker_slot: int | None = None  # set in a worker started by the --workers supervisor
+    # The supervisor's private run directory, shared with its workers (gateway.workers): their
+    # hand-off sockets and the consumer instances' ownership records. None without --workers.
+    worker_run_dir: str | None = None
     log_level: str = "info"
     access_log: bool = True  # one gateway.access line per request (per v3 stream)
     # librdkafka statistics.interval.ms, in seconds (0: off): broker state for /metrics.
@@ -64,6 +67,12 @@ class Config:
     spool_fsync: str = "100"  # always | milliseconds | never
     spool_max_bytes: int = 1 << 30
     spool_after: float = 2.0  # seconds Kafka looks unreachable before records are spooled
+
+    def handoff_socket(self, slot: int) -> str:
+        """The Unix socket on which the --workers worker ``slot`` takes requests handed over by
+        the other workers (gateway.api.consumers)."""
+        assert self.worker_run_dir is not None
+        return f"{self.worker_run_dir}/worker-{slot}.sock"
 
     def held_body_limit(self) -> int:
         """Limit of a body held whole until parsed: max_batch_bytes, or --max-request-bytes

@@ -33,8 +33,10 @@ ENV_CONFIG = "GATEWAY_CONFIG"
 # The supervisor of --workers hands each worker the configuration it resolved (file-format
 # values as JSON): workers neither re-read a file that may have changed since nor see flags.
 ENV_WORKER_CONFIG = "GATEWAY_WORKER_CONFIG"
+# ... and the private run directory it shares with them (gateway.workers).
+ENV_WORKER_RUN_DIR = "GATEWAY_WORKER_RUN_DIR"
 # GATEWAY_ variables that are not settings (read elsewhere); any other unknown one is a warning.
-OTHER_ENV = frozenset({"GATEWAY_TANSU_BIN", ENV_CONFIG, ENV_WORKER_CONFIG})
+OTHER_ENV = frozenset({"GATEWAY_TANSU_BIN", ENV_CONFIG, ENV_WORKER_CONFIG, ENV_WORKER_RUN_DIR})
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -230,6 +232,7 @@ def resolve(
         except ValueError as exc:
             raise ConfigError(f"{ENV_WORKER_CONFIG}: invalid JSON: {exc}") from None
         cfg, where = merge([file_layer(data, ENV_WORKER_CONFIG)])
+        cfg.worker_run_dir = environ.get(ENV_WORKER_RUN_DIR) or None
     else:
         for warning in unknown_env(environ):
             print(f"kafka-gateway: warning: {warning}", file=sys.stderr)
@@ -337,12 +340,16 @@ def to_toml(cfg: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def worker_environ(cfg: Config, bootstrap: str, environ: Mapping[str, str]) -> dict[str, str]:
+def worker_environ(
+    cfg: Config, bootstrap: str, environ: Mapping[str, str], run_dir: str | None = None
+) -> dict[str, str]:
     """The environment of a --workers worker: the supervisor's, plus the settings it resolved
-    (one worker each, on the cluster the supervisor settled on)."""
+    (one worker each, on the cluster the supervisor settled on) and its run directory."""
     values = to_file_values(cfg)
     values[BY_DEST["workers"].file_key] = 1
     values[BY_DEST["bootstrap_servers"].file_key] = bootstrap
-    env = {k: v for k, v in environ.items() if k != ENV_CONFIG}
+    env = {k: v for k, v in environ.items() if k not in (ENV_CONFIG, ENV_WORKER_RUN_DIR)}
     env[ENV_WORKER_CONFIG] = json.dumps(values)
+    if run_dir is not None:
+        env[ENV_WORKER_RUN_DIR] = run_dir
     return env

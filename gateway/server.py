@@ -3,12 +3,21 @@
 ``Server`` is the handler the HTTP protocol talks to (gateway.http.protocol's
 ``ConnectionHandler``): it keeps the set of open connections and hands each request head to the
 endpoints (``gateway.api.Api.dispatch``), which get an ``ApiContext`` with what they need.
+
+A ``--workers`` worker also listens on its **hand-off socket**, a Unix socket in the run
+directory its supervisor shares with the workers (``Config.handoff_socket``, a directory only
+the gateway's user can enter): there the other workers hand over the requests for the consumer
+instances this one holds (gateway.api.consumers; ``Api.dispatch_handoff``). Its connections are
+the server's too (the graceful stop drains them), but not in its HTTP metrics or access log:
+the worker that took the client's request counts and logs it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 import time
 from typing import Any
 
@@ -18,6 +27,7 @@ from gateway.auth.tls import server_context
 from gateway.config import Config
 from gateway.consume.instances import InstanceRegistry
 from gateway.consume.pool import ConsumerPool
+from gateway.errors import StartError
 from gateway.http.parser import HttpLimits
 from gateway.http.protocol import HttpProtocol
 from gateway.http.tls_listener import TlsListener
@@ -25,6 +35,7 @@ from gateway.kafka.health import ClusterHealth
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
 from gateway.produce.edge import Spooler
+from gateway.stats import HttpStats
 
 log = logging.getLogger("gateway")
 
@@ -32,6 +43,8 @@ SWEEP_INTERVAL = 1.0
 # During shutdown a connection that has sent nothing for this long is closed (one accepted
 # then, e.g. a client's spare connection, must not hold the drain to its deadline).
 SHUTDOWN_IDLE_TIMEOUT = 1.0
+# A request handed over carries what the client sent plus one field: room for both.
+HANDOFF_LIMITS = HttpLimits(max_header_bytes=32768, max_headers=200)
 
 
 class Server:
@@ -60,12 +73,24 @@ class Server:
         self.access_log = config.access_log
         self.dispatch = self.api.dispatch
         self._servers: list[asyncio.AbstractServer] = []
+        self._handoff_path: str | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
     # -- listener -----------------------------------------------------------------------
     async def start(self) -> list[tuple[str, int]]:
+        if self.config.worker_run_dir is not None and self.config.worker_slot is not None:
+            # Before the clients' listener: an instance made here is reachable from the others
+            # from its first moment.
+            await self._listen_handoff(self.config.handoff_socket(self.config.worker_slot))
+        try:
+            return await self._listen()
+        except BaseException:
+            self.stop_listening()
+            raise
+
+    async def _listen(self) -> list[tuple[str, int]]:
         host, port = self.config.listen
         tls = server_context(self.config)
         server: asyncio.Server | TlsListener
@@ -91,6 +116,20 @@ class Server:
         self._servers.append(server)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         return [s.getsockname()[:2] for s in server.sockets]
+
+    async def _listen_handoff(self, path: str) -> None:
+        """The hand-off socket (see the module docstring); a socket left by the process that
+        had this slot before is replaced."""
+        handler = _HandoffHandler(self)
+        try:
+            _remove_socket(path)
+            server = await self.loop.create_unix_server(
+                lambda: HttpProtocol(handler, internal=True), path, backlog=1024
+            )
+        except OSError as exc:
+            raise StartError(f"cannot listen on the hand-off socket {path}: {exc}") from None
+        self._servers.append(server)
+        self._handoff_path = path
 
     def stop_listening(self) -> None:
         """Close the listening sockets now: no new connection; those accepted go on (a
@@ -168,6 +207,8 @@ class Server:
             self._sweeper.cancel()
         for server in self._servers:
             await server.wait_closed()
+        if self._handoff_path is not None:
+            _remove_socket(self._handoff_path)
         if closing is not None:
             await closing
         if self.ctx.auth is not None:
@@ -181,3 +222,24 @@ class Server:
             "records_failed": s.records_failed,
             "records_dropped_no_client": s.records_dropped_no_client,
         }
+
+
+class _HandoffHandler:
+    """The ConnectionHandler of the hand-off socket (see the module docstring)."""
+
+    def __init__(self, server: Server) -> None:
+        self.loop = server.loop
+        self.http_limits = HANDOFF_LIMITS
+        self.http_stats = HttpStats()  # (not exported: the client's request is counted once)
+        self.access_log = False
+        self.dispatch = server.api.dispatch_handoff
+        self.connection_opened = server.connection_opened
+        self.connection_closed = server.connection_closed
+
+
+def _remove_socket(path: str) -> None:
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass

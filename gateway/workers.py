@@ -32,6 +32,14 @@ The signal is not SIGTERM because the kernel sends it when the supervisor's *thr
 started the worker ends, possibly while other threads of the dying supervisor are still there
 (the worker's parent is then still the supervisor's pid): a SIGTERM could not tell it from the
 supervisor's own graceful stop, which keeps the listener open while it drains.
+
+**The run directory.** The supervisor makes a private directory (mode 0700, removed when it
+exits; ``make_run_dir``) and hands it to its workers with their configuration. Each worker
+listens there on its hand-off socket (``worker-<slot>.sock``, gateway.server) and keeps the
+ownership records of the consumer instances it holds (gateway.consume.owners): a request for an
+instance that lands on another worker is handed over to it (gateway.api.consumers). A worker
+started in a slot removes that slot's records first: the instances they name died with the
+process that had the slot before.
 """
 
 from __future__ import annotations
@@ -40,9 +48,11 @@ import asyncio
 import errno
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +80,22 @@ LINE_MAX = 4096
 PARENT_DEATH_SIGNAL = signal.SIGHUP
 
 
+# sun_path holds 108 bytes with the terminating NUL; the longest socket name is a slot's.
+SOCKET_PATH_MAX = 107
+_LONGEST_SOCKET = "/worker-999.sock"
+
+
+def make_run_dir() -> str:
+    """A new private directory (mode 0700) for the workers' hand-off sockets and ownership
+    records: in the temporary directory ($TMPDIR), or in /tmp when a socket path there would
+    be too long."""
+    path = tempfile.mkdtemp(prefix="kafka-gateway-")
+    if len(os.fsencode(path + _LONGEST_SOCKET)) > SOCKET_PATH_MAX:
+        os.rmdir(path)
+        path = tempfile.mkdtemp(prefix="kafka-gateway-", dir="/tmp")
+    return path
+
+
 def worker_argv(slot: int) -> list[str]:
     """A worker's command line: its slot; its settings come in GATEWAY_WORKER_CONFIG."""
     return [sys.executable, "-m", "gateway", "--worker-slot", str(slot)]
@@ -87,6 +113,9 @@ class Supervisor:
     def __init__(self, cfg: Config, bootstrap: str, keeper: BrokerKeeper | None = None) -> None:
         self.count = cfg.workers
         self.shutdown_timeout = cfg.shutdown_timeout
+        self._cfg = cfg
+        self._bootstrap = bootstrap
+        self.run_dir: str | None = None  # made by run(), removed when it returns
         self.environ = worker_environ(cfg, bootstrap, os.environ)
         self.keeper = keeper
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -160,6 +189,8 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop)
         signal.signal(signal.SIGUSR1, self._on_usr1)
+        self.run_dir = make_run_dir()
+        self.environ = worker_environ(self._cfg, self._bootstrap, os.environ, self.run_dir)
         if self.keeper is not None:
             self.keeper.watch(self._on_broker)
         try:
@@ -170,6 +201,7 @@ class Supervisor:
             with self._lock:
                 for slot in list(self.lifelines):
                     self._close_lifeline(slot)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _run(self) -> int:
         for slot in range(self.count):

@@ -33,6 +33,17 @@ JSON object (400 when it is not JSON, 422 when its fields are wrong). Checks, in
 (dispatch: authentication, ``group`` on the group, ``consume`` on a v1 read's topic), 415, 413,
 404/40403 (no such instance, or another principal's), the body, the ACL on the topics it names
 (403/40301), then the operation.
+
+**Workers.** With ``--workers N`` an instance lives in the worker process that created it, and
+the kernel hands each new connection to any worker. A request for an instance that another
+worker holds (its ownership record says which: gateway.consume.owners) is handed over to that
+worker on its Unix socket (gateway.server), after this worker's checks up to the lookup: the
+same method, target, fields and body, with the principal authenticated here in the
+``HANDOFF_FIELD`` field (believed on that socket only; an outside request's is dropped). The
+owner's answer (status, type, body) goes back to the client as it is. The owner answers within
+a read's wait plus ``HANDOFF_MARGIN`` seconds, or the client gets 503/50003; an owner that is
+gone (its socket refuses) had the instance: 404/40403, and its record is removed. A request
+handed over is never handed on.
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ import logging
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, unquote
 
 from gateway import errors
 from gateway.api.common import refused_coding
@@ -54,12 +65,14 @@ from gateway.consume.instances import (
     OFFSET_INVALID,
     SUBSCRIBED,
     ConsumerInstance,
+    InstanceNotFound,
     InstanceRegistry,
     InstanceSettings,
     InvalidConsumerConfig,
     NotAssigned,
     StateConflict,
 )
+from gateway.http import relay, writer
 from gateway.http.media import accept_ranges, choose, parse_media_type
 from gateway.http.parser import RequestHead
 from gateway.http.protocol import HttpProtocol
@@ -79,6 +92,16 @@ DEFAULT_WAIT_MS = 1_000  # consumer.request.timeout.ms when the create request s
 MAX_TOPIC = 249  # Kafka's longest topic name
 MAX_INT32 = (1 << 31) - 1
 MAX_OFFSET = (1 << 63) - 1
+
+# Hand-offs between --workers processes (see "Workers" above).
+HANDOFF_FIELD = "kafka-gateway-handoff"
+HANDOFF_MARGIN = 30.0  # seconds an owner may take beyond a read's wait (Kafka calls, its queue)
+HANDOFF_SLACK = 16 * 1024 * 1024  # bytes of an answer beyond twice its records' max_bytes
+# Not handed over: the credentials (the principal goes in HANDOFF_FIELD), and an outside
+# request's own HANDOFF_FIELD (never believed).
+_NOT_HANDED = ("authorization", HANDOFF_FIELD)
+# Fields of the owner's answer the client gets besides its status, type and body.
+_ANSWER_FIELDS = frozenset({"retry-after"})
 
 # Body types of the consumer API (Confluent's resource takes the embedded-format types too).
 _V2_BODY_TYPES = frozenset({
@@ -154,14 +177,15 @@ class Call:
     def ok(self, value: Any) -> Answer:
         return 200, _dumps(value), self.answer_type
 
-    def fail(self, exc: errors.GatewayError) -> None:
+    def fail(self, exc: errors.GatewayError, detail: str = "") -> None:
         """The error answer, in the instance's dialect (the gateway's own before there is one)."""
         code = exc.status if self.dialect == STRIMZI else exc.error_code
         if self.dialect == STRIMZI and isinstance(exc, NotAssigned):
             status = code = 404  # the bridge: "did not have one of the partitions assigned"
         else:
             status = exc.status
-        self.conn.respond(status, errors.error_body(code, exc.message), content_type=self.answer_type)
+        self.conn.respond(status, errors.error_body(code, exc.message), content_type=self.answer_type,
+                          detail=detail)
 
     # -- the body ------------------------------------------------------------------------
     def json(self) -> dict[str, Any] | None:
@@ -257,7 +281,15 @@ def _start(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[
     call = Call(ctx, conn, head, params, body)
     try:
         if instance:
-            call.inst = call.registry.get(params["group"], params["instance"], conn.principal)
+            registry = call.registry
+            group, name = params["group"], params["instance"]
+            owners = registry.owners
+            if owners is not None and not conn.internal and not registry.holds(group, name):
+                owner = owners.owner(group, name)
+                if owner is not None:  # another worker holds it
+                    _hand_over(call, owner, operation in _READS)
+                    return
+            call.inst = registry.get(group, name, conn.principal)
             call.dialect = call.inst.dialect
         work = operation(call)
     except errors.GatewayError as exc:
@@ -278,6 +310,105 @@ def _start(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[
         else:
             log.error("consumer request failed", exc_info=exc)
             call.fail(errors.GatewayBug("internal error of the gateway"))
+
+    task.add_done_callback(conn.later(done))
+
+
+# -- hand-offs between --workers processes -----------------------------------------------
+class HandOffFailed(errors.UpstreamError):
+    """503/50003: the worker that holds the instance did not answer a request handed over."""
+
+    status = 503
+    error_code = 50003
+
+
+def handoff_value(principal: str | None) -> str:
+    """The hand-off field of a request handed over: the principal this worker authenticated
+    (percent-encoded UTF-8), or none."""
+    return "v1" if principal is None else "v1; principal=" + quote(principal, safe="")
+
+
+def handoff_principal(head: RequestHead) -> str | None:
+    """The principal a request handed over carries (None: authentication is off);
+    ``BadRequest`` when it has no valid hand-off field."""
+    value = head.header(HANDOFF_FIELD)
+    parts = [p.strip() for p in (value or "").split(";")]
+    if parts[0] != "v1" or len(parts) > 2:
+        raise errors.BadRequest(f"not a request handed over by a worker (no valid {HANDOFF_FIELD} field)")
+    if len(parts) == 1:
+        return None
+    key, _, principal = parts[1].partition("=")
+    if key != "principal" or not principal:
+        raise errors.BadRequest(f"a {HANDOFF_FIELD} field with a bad principal")
+    return unquote(principal)
+
+
+def _handoff_bounds(query: str, reads: bool) -> tuple[float, int]:
+    """How long the owner's answer may take (seconds) and how large it may be (bytes): a read
+    waits for records at most its ``timeout`` (up to MAX_WAIT_MS) and answers at most about
+    twice its ``max_bytes`` (base64, JSON); the margins cover Kafka calls and the instance's
+    queue. (Values the owner refuses give it no time: it answers 400 at once.)"""
+    if not reads:
+        return HANDOFF_MARGIN, HANDOFF_SLACK
+    parsed = parse_qs(query, keep_blank_values=True)
+    try:
+        wait = _query_int(parsed, "timeout")
+        max_bytes = _max_bytes(parsed)
+    except errors.GatewayError:
+        return HANDOFF_MARGIN, HANDOFF_SLACK
+    wait_ms = MAX_WAIT_MS if wait is None or wait < 0 else min(wait, MAX_WAIT_MS)
+    return wait_ms / 1000 + HANDOFF_MARGIN, 2 * max_bytes + HANDOFF_SLACK
+
+
+def _hand_over(call: Call, owner: tuple[int, int], reads: bool) -> None:
+    """Send the request to the worker that holds its instance (its hand-off socket), with the
+    principal authenticated here, and answer the client with what it answers. A worker that
+    is gone (its socket refuses) had the instance: its record goes, and the answer is 404/40403."""
+    ctx, conn, head = call.ctx, call.conn, call.head
+    group, name = call.params["group"], call.params["instance"]
+    slot = owner[0]
+    label = f"consumer instance {name} of group {group}"
+    timeout, max_body = _handoff_bounds(head.query, reads)
+    request = relay.forward_request(
+        head, call.body, drop=_NOT_HANDED, add=[(HANDOFF_FIELD, handoff_value(conn.principal))]
+    )
+    detail = f"handed over to worker {slot}"
+    conn.defer()
+    task = ctx.loop.create_task(relay.exchange(
+        ctx.config.handoff_socket(slot), request, timeout=timeout, max_body=max_body
+    ))
+
+    def done(t: Any) -> None:
+        exc = t.exception() if not t.cancelled() else relay.RelayFailed("cancelled")
+        if not conn.pending(head):
+            return  # the client went away
+        if exc is None:
+            answer: relay.Answer = t.result()
+            ctype = answer.header("content-type")
+            extra = "".join(f"{n}: {v}\r\n" for n, v in answer.headers if n in _ANSWER_FIELDS)
+            conn.respond(
+                answer.status, answer.body,
+                content_type=ctype.encode("latin-1") if ctype else writer.JSON_TYPE,
+                extra_headers=extra.encode("latin-1"), detail=detail,
+            )
+        elif isinstance(exc, relay.Unreachable):
+            registry = call.registry
+            if registry.owners is not None:
+                registry.owners.forget(group, name, owner)
+            call.fail(InstanceNotFound(
+                f"Consumer instance not found: group {group} has no instance named {name} (the "
+                f"worker that held it, {slot}, is gone)"
+            ), detail)
+        elif isinstance(exc, relay.RelayTimeout):
+            call.fail(HandOffFailed(
+                f"worker {slot}, which holds {label}, did not answer within {timeout:g} s: retry"
+            ), detail)
+        elif isinstance(exc, relay.RelayFailed):
+            call.fail(HandOffFailed(f"worker {slot}, which holds {label}, did not answer: {exc}"),
+                      detail)
+        else:
+            log.error("a request handed over failed", exc_info=exc)
+            call.fail(errors.GatewayBug("internal error of the gateway"), detail)
 
     task.add_done_callback(conn.later(done))
 
@@ -684,6 +815,8 @@ async def _committed(call: Call) -> Answer:
         for t, p, o, m in found if o != OFFSET_INVALID
     ]})
 
+
+_READS: frozenset[Operation] = frozenset({_records, _read_v1})  # answers of up to max_bytes
 
 on_create = _endpoint(_create, instance=False)
 on_delete = _endpoint(_delete)

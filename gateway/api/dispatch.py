@@ -47,6 +47,8 @@ _TOPIC_PERMISSION: dict[str, tuple[int, str]] = {
 # The consumer API needs ``group`` on the URL's group first (gateway.api.consumers checks
 # ``consume`` on the topics a request names).
 _GROUP_PERMISSION = routes.CONSUMER_ENDPOINTS
+# What one worker hands over to another: the requests of an existing instance.
+_HANDED_OVER = routes.CONSUMER_ENDPOINTS - {routes.CONSUMER_CREATE}
 
 
 class Resolved(NamedTuple):
@@ -130,6 +132,27 @@ class Api:
             self._authorize(conn, head, route, outcome)
 
         who.add_done_callback(conn.later(lambda f: verified(f.result())))
+
+    def dispatch_handoff(self, conn: HttpProtocol, head: RequestHead) -> None:
+        """A request another --workers worker handed over on this worker's Unix socket
+        (gateway.api.consumers): that worker authenticated the client and checked the ACL; the
+        principal comes in the hand-off field. Only requests for an instance are taken (the
+        ACL is checked again: the same files, the same answer)."""
+        route = self._resolve(head)
+        conn.endpoint = route.endpoint
+        if route.endpoint not in _HANDED_OVER:
+            conn.respond_error(NOT_FOUND)
+            return
+        try:
+            principal = consumers.handoff_principal(head)
+        except errors.GatewayError as exc:
+            conn.respond_error(exc)
+            return
+        if self.ctx.auth is not None and principal is not None:
+            self._authorize(conn, head, route, principal)
+            return
+        conn.principal = principal
+        self._serve(conn, head, route)
 
     def _authorize(self, conn: HttpProtocol, head: RequestHead, route: Resolved, principal: str) -> None:
         conn.principal = principal

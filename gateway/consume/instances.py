@@ -12,7 +12,11 @@ gateway.api.consumers, docs/api.md §12). Knows Kafka, not HTTP.
   of its is waiting or running: a long ``GET .../records`` keeps it alive, and its time counts
   from the end of its last request;
 - with authentication on an instance belongs to the principal that created it: for anyone else
-  it does not exist (``InstanceNotFound``, 404/40403), so that nobody learns its name.
+  it does not exist (``InstanceNotFound``, 404/40403), so that nobody learns its name;
+- with ``--workers``, names are unique across the worker processes: each name is claimed in
+  the ownership records (``owners``, gateway.consume.owners) before its instance is made, and
+  released when it goes; the records also tell a worker which one holds an instance it does
+  not (gateway.api.consumers hands such requests over).
 
 Each ``ConsumerInstance`` owns one librdkafka consumer (``gateway._speedups.RdConsumer``) and
 ONE worker thread. Every call into the consumer runs on that thread, one at a time, in the
@@ -173,6 +177,16 @@ class ConsumerLike(Protocol):
 
 
 ConsumerFactory = Callable[[dict[str, Any]], ConsumerLike]
+
+
+class OwnerRecords(Protocol):
+    """Which ``--workers`` process holds each instance (gateway.consume.owners.InstanceOwners):
+    a name is claimed before its instance is made and released when it goes."""
+
+    def claim(self, group: str, name: str) -> None: ...
+    def release(self, group: str, name: str) -> None: ...
+    def owner(self, group: str, name: str) -> tuple[int, int] | None: ...
+    def forget(self, group: str, name: str, owner: tuple[int, int]) -> bool: ...
 
 
 def rd_consumer_class() -> Any:
@@ -562,8 +576,12 @@ class InstanceRegistry:
         factory: ConsumerFactory | None = None,
         consumer_class: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        owners: OwnerRecords | None = None,
     ) -> None:
         self.loop = loop
+        # With --workers: the records that make names unique across the workers and tell
+        # each worker which one holds an instance (None: one process, nothing recorded).
+        self.owners = owners
         self.client_config = dict(client_config)
         self.max_instances = max_instances
         self.idle_timeout = idle_timeout
@@ -632,6 +650,8 @@ class InstanceRegistry:
                 f"the gateway already holds {self.max_instances} consumer instances "
                 "(--max-consumer-instances): delete one, or retry once an idle one has expired"
             )
+        if self.owners is not None:
+            self.owners.claim(group, name)  # InstanceExists when another worker holds it
         inst = ConsumerInstance(
             self, group, name, owner, dialect, settings,
             consumer_config(self.client_config, group, settings),
@@ -654,6 +674,10 @@ class InstanceRegistry:
         inst.ready.add_done_callback(ready)
         return out
 
+    def holds(self, group: str, name: str) -> bool:
+        """Whether this process holds an instance of that name (whoever it belongs to)."""
+        return (group, name) in self._instances
+
     def get(self, group: str, name: str, principal: str | None) -> ConsumerInstance:
         """The instance, or ``InstanceNotFound`` (also when it belongs to another principal)."""
         inst = self._instances.get((group, name))
@@ -672,6 +696,8 @@ class InstanceRegistry:
     def _forget(self, inst: ConsumerInstance) -> None:
         if self._instances.get((inst.group, inst.name)) is inst:
             del self._instances[(inst.group, inst.name)]
+            if self.owners is not None:
+                self.owners.release(inst.group, inst.name)
 
     def _close(self, inst: ConsumerInstance, timeout: float) -> asyncio.Future[None]:
         self._closing.add(inst)

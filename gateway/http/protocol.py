@@ -96,12 +96,15 @@ class HttpProtocol(ReadBuffer):
         "_consumer", "_cl_remaining", "_chunked", "_keep_alive", "_shutting_down",
         "_process_scheduled", "_peer_eof", "last_activity", "head_started", "_write_paused_at",
         "_held", "requests", "_sent", "_log", "peer_host", "endpoint", "peer_cert", "principal",
-        "_slot", "_decoder", "_encoder",
+        "_slot", "_decoder", "_encoder", "internal",
     )
 
-    def __init__(self, handler: ConnectionHandler) -> None:
+    def __init__(self, handler: ConnectionHandler, *, internal: bool = False) -> None:
         super().__init__()
         self._handler = handler
+        # A connection of the gateway's own (a --workers worker handing a request over on the
+        # Unix socket of the worker that serves it), not a client's.
+        self.internal = internal
         self._limits = handler.http_limits
         self._http = handler.http_stats  # byte totals (gateway.stats)
         self._state = HEAD
