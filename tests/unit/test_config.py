@@ -158,7 +158,7 @@ def test_switch_flags_set_both_ways_over_the_file(tmp_path: Path) -> None:
 def test_every_setting_has_one_option_and_every_option_reads_from_all_three_sources(
     tmp_path: Path,
 ) -> None:
-    fields = {f.name for f in dataclasses.fields(Config)} - {"worker_slot"}
+    fields = {f.name for f in dataclasses.fields(Config)} - {"worker_slot", "worker_run_dir"}  # (set by the supervisor)
     assert {o.dest for o in OPTIONS} == fields
     # A value that is not the default, for each option, in its three spellings.
     samples = {
@@ -483,6 +483,12 @@ def test_workers_get_the_resolved_configuration_not_the_file(tmp_path: Path) -> 
     assert (worker.max_record_bytes, worker.max_batch_entries, worker.max_in_flight) == (999, 3, 100)
     # The hand-over is only honoured by a worker; a plain start ignores it.
     assert cfg_of([], {config_sources.ENV_WORKER_CONFIG: env[config_sources.ENV_WORKER_CONFIG]}) == Config()
+    # The supervisor's run directory goes with it (a worker's own, inherited, does not).
+    env = worker_environ(supervisor, "127.0.0.1:9999", {**environ, "GATEWAY_WORKER_RUN_DIR": "/old"}, "/run/d")
+    assert env["GATEWAY_WORKER_RUN_DIR"] == "/run/d"
+    assert cfg_of(["--worker-slot", "0"], env).worker_run_dir == "/run/d"
+    assert cfg_of([], env).worker_run_dir is None
+    assert "GATEWAY_WORKER_RUN_DIR" not in worker_environ(supervisor, "b:1", {"GATEWAY_WORKER_RUN_DIR": "/old"})
 
 
 def test_worker_command_line_carries_no_settings() -> None:

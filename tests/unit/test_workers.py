@@ -81,6 +81,36 @@ def test_a_worker_that_dies_is_restarted(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert starts.read_text().split() == ["0", "0"]
 
 
+def test_the_workers_share_a_private_run_directory_removed_at_exit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen"
+    # Each worker notes the directory it was given and its mode, leaves a file in it; slot 1
+    # then stops the supervisor.
+    stand_in(monkeypatch, (
+        "import os, signal, stat, sys, time\n"
+        f"path = {str(seen)!r}\n"
+        "d = os.environ['GATEWAY_WORKER_RUN_DIR']\n"
+        "open(os.path.join(d, 'worker-' + sys.argv[1] + '.sock'), 'w').close()\n"
+        "mode = oct(stat.S_IMODE(os.stat(d).st_mode))\n"
+        "open(path, 'a').write(sys.argv[1] + ' ' + d + ' ' + mode + '\\n')\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        "if sys.argv[1] == '1':\n"
+        "    while len(open(path).read().splitlines()) < 2:\n"
+        "        time.sleep(0.01)\n"
+        "    os.kill(os.getppid(), signal.SIGTERM)\n"
+        "time.sleep(50)\n"
+    ))
+    supervisor = workers.Supervisor(Config(workers=2, listen=("127.0.0.1", 1)), "127.0.0.1:9")
+    assert supervisor.run() == 0
+    lines = sorted(seen.read_text().splitlines())
+    assert [line.split()[0] for line in lines] == ["0", "1"]
+    dirs = {line.split()[1] for line in lines}
+    assert dirs == {supervisor.run_dir} and all(line.endswith(" 0o700") for line in lines)
+    assert supervisor.run_dir is not None and not os.path.exists(supervisor.run_dir)
+    assert len(os.fsencode(supervisor.run_dir + "/worker-999.sock")) <= workers.SOCKET_PATH_MAX
+
+
 # -- the embedded broker's state, from the supervisor to its workers (the lifeline) ------------
 class FakeKeeper:
     """The supervisor's broker keeper: ``tell`` is a change of the broker's state."""
