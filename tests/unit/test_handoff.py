@@ -141,6 +141,10 @@ def test_every_request_reaches_the_worker_that_holds_the_instance(workers: Worke
     r = workers.request(1, "GET", base + "/offsets", {"partitions": [{"topic": "t", "partition": 0}]})
     assert r.json() == {"offsets": [{"topic": "t", "partition": 0, "offset": 2, "metadata": ""}]}
     assert workers.registries[1].records_consumed == 0 and workers.registries[0].records_consumed == 3
+    # A client's own hand-off field is not believed (here it would make the instance another
+    # principal's: 404): the worker sends its own.
+    r = workers.request(1, "GET", base + "/assignments", None, {"Kafka-Gateway-Handoff": "v1; principal=eve"})
+    assert r.status == 200
     # The name is taken on both; deleted through worker 1, it is gone from both, and free.
     for w in (0, 1):
         assert_error(workers.request(w, "POST", "/consumers/g", {"name": "i"}), 409, 40902)
