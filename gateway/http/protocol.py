@@ -223,6 +223,16 @@ class HttpProtocol(ReadBuffer):
         self._peer_eof = True
         if self._state is HEAD and self._start == self._end:
             return False
+        if self._state is RESPONDING and self._response is not NO_RESPONSE:
+            # A stream answering a request without a body (streaming consume): the client's
+            # EOF is its end of listening. The consumer, if it cares, ends the stream.
+            on_peer_eof = getattr(self._consumer, "on_peer_eof", None)
+            if on_peer_eof is not None:
+                try:
+                    on_peer_eof()
+                except Exception as exc:  # noqa: BLE001 - a fault of ours (the body consumer's)
+                    self._fault(exc)
+                return True
         if not self._paused & PARSE_BLOCKERS:
             self._process()
         else:
@@ -278,6 +288,20 @@ class HttpProtocol(ReadBuffer):
     def write_blocked(self) -> bool:
         """The transport's buffer is over its high-water mark (the peer is not reading)."""
         return self._write_paused_at != 0.0
+
+    @property
+    def written(self) -> int:
+        """Bytes written to this connection so far (heads, framing and bodies)."""
+        return self._sent
+
+    @property
+    def flushed(self) -> int:
+        """Of ``written``, the bytes the transport has handed to the socket (not in its write
+        buffer any more); -1 once the connection is lost (what it held is unknown)."""
+        transport = self._transport
+        if transport is None:
+            return -1
+        return self._sent - transport.get_write_buffer_size()
 
     # -- flow control (reasons bitmask) ----------------------------------------------
     def pause_reading(self, reason: int) -> None:
@@ -566,9 +590,10 @@ class HttpProtocol(ReadBuffer):
             status, close=not self._keep_alive, http10=http10, extra_headers=extra
         )
         self._write(stream_head)  # at once (docs/api.md §1), the body may take long
-        if not head.chunked:
+        if head.content_length:
             # A Content-Length request is short: its reports are held to the end of the loop
-            # turn, so the last ones and the end of the response leave in one write.
+            # turn, so the last ones and the end of the response leave in one write. (A stream
+            # answering a request without a body writes each piece at once.)
             self._held = b""
         if not self.has_body():
             self._body_complete()
