@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
 from gateway.consume.pool import ConsumerPool
+from gateway.consume.stream import StreamRegistry
 from gateway.errors import ConfigError, StartError
 from gateway.http.tls_listener import bind_sockets
 from gateway.kafka.health import ClusterHealth
@@ -114,6 +115,26 @@ def admin_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
         if key.startswith(
             ("security.", "sasl.", "ssl.", "client.", "socket.", "broker.", "reconnect.")
         ):
+            conf[key] = value
+    return conf
+
+
+# -X properties that are a consumer's (a group member's timing, fetching, prefetch): the
+# consumers of consume streams take them too, over the connection settings of admin_config.
+# (librdkafka's producer ignores them, with a warning.)
+CONSUMER_PROPERTY_PREFIXES = (
+    "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
+    "partition.assignment.strategy", "group.", "fetch.", "queued.", "isolation.level",
+    "check.crcs", "coordinator.",
+)
+
+
+def consumer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
+    """Base librdkafka properties of the consumers of consume streams: admin_config's
+    connection settings and the consumer properties given with -X."""
+    conf = admin_config(cfg, bootstrap)
+    for key, value in cfg.producer_properties.items():
+        if key.startswith(CONSUMER_PROPERTY_PREFIXES):
             conf[key] = value
     return conf
 
@@ -273,8 +294,10 @@ async def _serve(
         metadata.keep_stale = True
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
     server = Server(cfg, loop, producer, metadata, consumers, cluster, spooler)
+    streams = StreamRegistry(loop, consumer_config(cfg, bootstrap), max_streams=cfg.max_consume_streams)
+    server.ctx.streams = streams
     stop = asyncio.Event()
-    broker = _BrokerNews(loop, cluster, metadata, consumers, stop)
+    broker = _BrokerNews(loop, cluster, metadata, consumers, stop, streams)
     lifeline = None
     orphaned = False
 
@@ -363,6 +386,7 @@ async def _serve(
         # stopped: a client still connected would log each connection it then loses.
         producer.close()
         await consumers.close()
+        await streams.close(cfg.shutdown_timeout)
         await _close_metadata(metadata)
     log.info("stopped: %s", server.summary())
     flush_access_log()
@@ -371,9 +395,9 @@ async def _serve(
 
 class _BrokerNews:
     """What the embedded broker's keeper says (or, in a --workers worker, the supervisor's):
-    while it is down, ClusterHealth has it down (503/50003 for what needs Kafka, /readyz 503)
-    and the consumer pool is renewed (its consumers must not carry topic ids of the old broker
-    into the new one: gateway.consume.pool); once it is up again, the metadata cache learns the
+    while it is down, ClusterHealth has it down (503/50003 for what needs Kafka, /readyz 503),
+    the consumer pool is renewed and the consume streams end (their consumers must not carry
+    topic ids of the old broker into the new one: gateway.consume.pool); once it is up again, the metadata cache learns the
     new broker's state at once."""
 
     RELEARN_INTERVAL = 0.5  # between metadata refreshes until one reaches the new broker
@@ -386,12 +410,14 @@ class _BrokerNews:
         metadata: MetadataCache,
         consumers: ConsumerPool,
         stop: asyncio.Event,
+        streams: StreamRegistry | None = None,
     ) -> None:
         self.loop = loop
         self.cluster = cluster
         self.metadata = metadata
         self.consumers = consumers
         self.stop = stop
+        self.streams = streams
         self.was_down = False
 
     def from_thread(self, down: str | None) -> None:
@@ -406,6 +432,9 @@ class _BrokerNews:
             if not self.was_down:
                 self.was_down = True
                 self.consumers.renew()
+                if self.streams is not None:
+                    # Their consumers know the old broker's topic ids too: they end (50003).
+                    self.streams.end_all(f"Kafka is unreachable: {down}")
             self.cluster.mark_down(EMBEDDED_BROKER, down)
             return
         self.cluster.mark_up(EMBEDDED_BROKER)

@@ -31,6 +31,7 @@ class Config:
     stream_idle_timeout: float = 300.0
     validate_cluster_id: bool = False
     consumer_pool_size: int = 4  # long-lived Kafka consumers (and threads) serving v1 consume
+    max_consume_streams: int = 64  # streaming consume: open streams (one Kafka consumer each)
     workers: int = 1  # processes serving the same address (SO_REUSEPORT), one producer each
     worker_slot: int | None = None  # set in a worker started by the --workers supervisor
     log_level: str = "info"

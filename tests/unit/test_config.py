@@ -175,6 +175,7 @@ def test_every_setting_has_one_option_and_every_option_reads_from_all_three_sour
         "max_batch_entries": ("50", "50", 50),
         "max_batch_bytes": ("4096", "4096", 4096),
         "consumer_pool_size": ("2", "2", 2),
+        "max_consume_streams": ("3", "3", 3),
         "header_timeout": ("1.5", "1.5", 1.5),
         "idle_timeout": ("3", "3", 3.0),
         "stream_idle_timeout": ("0", "0", 0.0),
