@@ -13,6 +13,9 @@ Query parameters (the first value of a parameter given twice counts, as in v1 co
   (its partitions are the ones read unless ``partitions`` names them: every partition of
   ``offsets`` must then be among them); nothing is committed.
 - ``format=binary|json`` (default binary): keys and values base64, or embedded as JSON.
+- ``max_records=N``: the stream ends (cleanly) after N records; ``idle_timeout_ms=MS``: it
+  ends once no record has come for MS milliseconds (read what is there, then stop). Without
+  them it lasts until the client closes it.
 
 Checks before the 200, in this order: 503 while stopping (or with Kafka unreachable), 400 for a
 request body, 400 for a bad parameter, 404 for another cluster id (as the v3 reads), 404/40401
@@ -40,11 +43,17 @@ from gateway.consume.stream import (
 from gateway.http.parser import RequestHead
 from gateway.http.protocol import HttpProtocol
 
-PARAMETERS = ("group", "partitions", "offset", "offsets", "format", "commit_interval_ms")
+PARAMETERS = ("group", "partitions", "offset", "offsets", "format", "commit_interval_ms",
+              "max_records", "idle_timeout_ms")
 DEFAULT_COMMIT_INTERVAL_MS = 5000
 COMMIT_INTERVAL_RANGE = (100, 3_600_000)
+MAX_RECORDS_RANGE = (1, 1 << 62)
+IDLE_TIMEOUT_RANGE = (1, 86_400_000)
 MAX_GROUP_CHARS = 255
 MAX_OFFSET = (1 << 63) - 1
+
+# One JSON object per line (each record, and an error line at the end): newline-delimited JSON.
+CONTENT_TYPE = b"application/x-ndjson"
 
 _UINT = re.compile(r"[0-9]+")
 _NAMED = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END}
@@ -60,7 +69,8 @@ class StreamsBusy(errors.UpstreamError):
 class ParsedStream:
     """The query, checked: partitions are checked against the topic later."""
 
-    __slots__ = ("group", "partitions", "offset", "offsets", "json", "commit_interval_ms")
+    __slots__ = ("group", "partitions", "offset", "offsets", "json", "commit_interval_ms",
+                 "max_records", "idle_timeout_ms")
 
     def __init__(self) -> None:
         self.group: str | None = None
@@ -69,6 +79,8 @@ class ParsedStream:
         self.offsets: dict[int, int] = {}
         self.json = False
         self.commit_interval_ms = DEFAULT_COMMIT_INTERVAL_MS
+        self.max_records = 0
+        self.idle_timeout_ms = 0
 
     def request(self, topic: str, count: int) -> StreamRequest:
         """The stream's request for a topic of ``count`` partitions (PartitionNotFound for one
@@ -76,7 +88,8 @@ class ParsedStream:
         if self.group is not None:
             return StreamRequest(topic, json=self.json, group=self.group,
                                  reset="earliest" if self.offset == OFFSET_BEGINNING else "latest",
-                                 commit_interval_ms=self.commit_interval_ms)
+                                 commit_interval_ms=self.commit_interval_ms,
+                                 max_records=self.max_records, idle_timeout_ms=self.idle_timeout_ms)
         if self.partitions is not None:
             partitions = self.partitions
         elif self.offsets:
@@ -88,7 +101,8 @@ class ParsedStream:
                 raise errors.PartitionNotFound(
                     f"partition {p} of topic {topic} not found (it has {count})")
         return StreamRequest(topic, json=self.json,
-                             start=tuple((p, self.offsets.get(p, self.offset)) for p in partitions))
+                             start=tuple((p, self.offsets.get(p, self.offset)) for p in partitions),
+                             max_records=self.max_records, idle_timeout_ms=self.idle_timeout_ms)
 
 
 def _int(name: str, text: str) -> int:
@@ -125,6 +139,12 @@ def parse_query(query_string: str) -> ParsedStream:
     if fmt not in ("binary", "json"):
         raise errors.BadRequest(f"format must be binary or json, not {fmt!r}")
     out.json = fmt == "json"
+    for name, (lo, hi) in (("max_records", MAX_RECORDS_RANGE), ("idle_timeout_ms", IDLE_TIMEOUT_RANGE)):
+        if name in first:
+            value = _int(name, first[name])
+            if not lo <= value <= hi:
+                raise errors.BadRequest(f"{name} must be between {lo} and {hi}, not {value}")
+            setattr(out, name, value)
     if group is not None:
         if not group or len(group) > MAX_GROUP_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in group):
             raise errors.BadRequest(
@@ -254,7 +274,7 @@ def _begin(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, stream: Consu
         if conn.pending(head):
             conn.respond_error(errors.ShuttingDown("the gateway is shutting down"))
         return
-    conn.start_stream(stream)
+    conn.start_stream(stream, content_type=CONTENT_TYPE)
     stream.start(consumer)
 
 

@@ -147,6 +147,8 @@ class StreamRequest:
     reset: str = "latest"
     start: tuple[tuple[int, int], ...] = ()
     commit_interval_ms: int = 5000
+    max_records: int = 0  # the stream ends (cleanly) after this many records; 0: no end
+    idle_timeout_ms: int = 0  # ... or once no record has come for this long; 0: never
 
     def describe(self) -> str:
         where = f"group {self.group}" if self.group is not None else "partitions " + ",".join(
@@ -202,7 +204,8 @@ class ConsumeStream:
         "_registry", "_loop", "_req", "_sink", "_client", "_consumer", "_fmt", "_state",
         "_fd", "_reading", "_blocked", "_gated", "_pump_scheduled", "_first", "_mark",
         "_unstored", "_tick", "_drain_timer", "_drain_delay", "_drain_deadline", "records",
-        "bytes_out", "_status", "_why", "_errors_seen", "__weakref__",
+        "bytes_out", "_status", "_why", "_errors_seen", "_idle_timer", "_last_record",
+        "__weakref__",
     )
 
     def __init__(self, registry: StreamRegistry, req: StreamRequest, sink: StreamSink, *,
@@ -232,6 +235,8 @@ class ConsumeStream:
         self._status = 200
         self._why = "client closed"
         self._errors_seen = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_record = 0.0
 
     @property
     def state(self) -> StreamState:
@@ -257,6 +262,9 @@ class ConsumeStream:
         self._watch(True)
         if self._req.group is not None:
             self._tick = self._loop.call_later(self._req.commit_interval_ms / 1000.0, self._on_tick)
+        if self._req.idle_timeout_ms:
+            self._last_record = self._loop.time()
+            self._idle_timer = self._loop.call_later(self._req.idle_timeout_ms / 1000.0, self._on_idle)
         self._pump()
 
     # -- the body consumer's side (gateway.http.handler.BodyConsumer) ------------------------
@@ -341,8 +349,11 @@ class ConsumeStream:
     def _slice(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        limit = SLICE_RECORDS
+        if self._req.max_records:
+            limit = min(limit, self._req.max_records - self.records)
         try:
-            data, n = consumer.fetch(SLICE_RECORDS, SLICE_BYTES, 0, self._fmt, 0, False, self._first)
+            data, n = consumer.fetch(limit, SLICE_BYTES, 0, self._fmt, 0, False, self._first)
         except Exception as exc:  # noqa: BLE001 - RdKafkaError (anything else: re-raised)
             self._on_fetch_error(exc)
             return
@@ -356,6 +367,11 @@ class ConsumeStream:
                 self._mark = sink.written
                 self._unstored = True
                 self._try_store()
+            if self._req.idle_timeout_ms:
+                self._last_record = self._loop.time()
+            if self._req.max_records and self.records >= self._req.max_records:
+                self._end(None, "", why="max records")
+                return
             if sink.write_blocked:
                 self._block()
                 return
@@ -364,6 +380,21 @@ class ConsumeStream:
             return
         if n and consumer.queued():
             self._schedule_pump()  # the rest on a later turn: other streams go first
+
+    def _on_idle(self) -> None:
+        """``idle_timeout_ms``: end the stream once no record has come for that long (while
+        the client is not reading, or a commit waits, records are there: not idle)."""
+        self._idle_timer = None
+        if self._state is not RUNNING:
+            return
+        idle = self._req.idle_timeout_ms / 1000.0
+        left = idle - (self._loop.time() - self._last_record)
+        if self._blocked or self._gated or self._pump_scheduled:
+            left = idle
+        if left > 0:
+            self._idle_timer = self._loop.call_later(left, self._on_idle)
+            return
+        self._end(None, "", why="idle")
 
     def _block(self) -> None:
         """The client does not read as fast as records come: pause the partitions."""
@@ -458,10 +489,10 @@ class ConsumeStream:
         self._status = status
         if why:
             self._why = why
-        for timer in (self._tick, self._drain_timer):
+        for timer in (self._tick, self._drain_timer, self._idle_timer):
             if timer is not None:
                 timer.cancel()
-        self._tick = self._drain_timer = None
+        self._tick = self._drain_timer = self._idle_timer = None
         sink = self._sink
         if not gone:
             if code is not None:

@@ -563,7 +563,8 @@ class HttpProtocol(ReadBuffer):
     def respond_error(self, exc: errors.GatewayError, *, close: bool = False) -> None:
         self.respond(exc.status, exc.body(), close=close)
 
-    def start_stream(self, consumer: BodyConsumer, *, status: int = 200) -> None:
+    def start_stream(self, consumer: BodyConsumer, *, status: int = 200,
+                     content_type: bytes = writer.JSON_TYPE) -> None:
         """Begin a chunked response and start feeding the request body to ``consumer``.
         A body with a ``Content-Encoding`` goes through a decoder, so that the consumer sees
         it decoded; with an ``Accept-Encoding`` that asks for it, the response is compressed
@@ -587,7 +588,8 @@ class HttpProtocol(ReadBuffer):
             self._encoder = encoder = BodyEncoder(coding)
             extra = encoder.header + extra
         stream_head = writer.chunked_head(
-            status, close=not self._keep_alive, http10=http10, extra_headers=extra
+            status, content_type=content_type, close=not self._keep_alive, http10=http10,
+            extra_headers=extra,
         )
         self._write(stream_head)  # at once (docs/api.md §1), the body may take long
         if head.content_length:
