@@ -1,5 +1,5 @@
 """Streaming consume: ``GET /v3/clusters/{cluster_id}/topics/{topic}/records:stream`` (also
-under ``/kafka/v3``), docs/api.md §4a. The stream itself is gateway.consume.stream; this module
+under ``/kafka/v3``), docs/api.md §12. The stream itself is gateway.consume.stream; this module
 checks the request and opens it.
 
 Query parameters (the first value of a parameter given twice counts, as in v1 consume):

@@ -1,4 +1,4 @@
-"""Streaming consume (docs/api.md §4a): one long chunked answer that carries a topic's records
+"""Streaming consume (docs/api.md §12): one long chunked answer that carries a topic's records
 as they arrive, as a group member (offsets committed for what was written) or from explicit
 partitions and offsets. No HTTP here: the stream writes to a ``StreamSink`` (the connection)
 and is fed by one ``RdConsumer`` (gateway._speedups) that it alone uses.
