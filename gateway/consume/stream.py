@@ -484,6 +484,7 @@ class ConsumeStream:
         state = self._state
         if state is ENDING or state is ENDED:
             return
+        log.debug("%s ends: %s", self.describe(), why or self._why)
         self._state = ENDING
         self._watch(False)
         self._status = status
@@ -648,6 +649,7 @@ class StreamRegistry:
         self._closing.add(fut)
 
         def closed(f: asyncio.Future[None]) -> None:
+            log.debug("%s: its consumer is closed", describe)
             self._closing.discard(f)
             self._held -= 1
             self.live.discard(stream)
