@@ -193,6 +193,11 @@ def test_acl_allows_and_denies_per_topic_and_operation(gateway_factory, topic_fa
     assert_403(get(g, f"/consume/{orders}/partitions/0?offset=0", carol))
     assert get(g, f"/topics/{public}/partitions/0/messages?offset=0", carol).status == 200
     assert_403(get(g, f"/topics/{secret}/partitions/0?offset=0", bob))
+    # Streaming consume (docs/api.md §12): the same permission.
+    stream = f"/v3/clusters/local/topics/{orders}/records:stream?offset=earliest&max_records=1"
+    assert_403(get(g, stream, alice))
+    r = get(g, stream, bob)
+    assert r.status == 200 and json.loads(r.body)["value"]["data"] == base64.b64encode(b"secret payload").decode()
 
     # Metadata: a topic's needs some permission on it; the listing shows only those.
     assert get(g, f"/topics/{orders}", alice).status == 200
