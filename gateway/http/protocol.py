@@ -297,7 +297,9 @@ class HttpProtocol(ReadBuffer):
     @property
     def flushed(self) -> int:
         """Of ``written``, the bytes the transport has handed to the socket (not in its write
-        buffer any more); -1 once the connection is lost (what it held is unknown)."""
+        buffer any more); -1 once the connection is lost (what it held is unknown). Behind TLS
+        the count is of bytes encrypted and handed to the TCP transport below, whose own buffer
+        (up to its high-water mark) is not seen."""
         transport = self._transport
         if transport is None:
             return -1
