@@ -62,6 +62,8 @@ DRAIN_POLL_MAX = 0.2
 # without storing it (the client reads no more).
 END_DRAIN_TIMEOUT = 5.0
 CLOSE_TIMEOUT_MS = 10_000
+# Without a group (no commit cadence), how often librdkafka's log lines are taken to the log.
+LOG_INTERVAL = 5.0
 WORKER_THREADS = 4
 
 # librdkafka's special offsets (RdConsumer.OFFSET_*).
@@ -178,10 +180,6 @@ def consumer_config(base: Mapping[str, Any], req: StreamRequest) -> dict[str, An
     return conf
 
 
-class ConsumerError(errors.UpstreamError):
-    """librdkafka said the stream cannot go on (its code and reason in the message)."""
-
-
 def _error_line(code: int, message: str) -> bytes:
     return errors.error_body(code, message) + b"\n"
 
@@ -260,8 +258,7 @@ class ConsumeStream:
         self._state = RUNNING
         self._fd = consumer.event_fd()
         self._watch(True)
-        if self._req.group is not None:
-            self._tick = self._loop.call_later(self._req.commit_interval_ms / 1000.0, self._on_tick)
+        self._tick = self._loop.call_later(self._tick_interval(), self._on_tick)
         if self._req.idle_timeout_ms:
             self._last_record = self._loop.time()
             self._idle_timer = self._loop.call_later(self._req.idle_timeout_ms / 1000.0, self._on_idle)
@@ -445,11 +442,19 @@ class ConsumeStream:
         self._unstored = False
         return True
 
+    def _tick_interval(self) -> float:
+        if self._req.group is not None:
+            return self._req.commit_interval_ms / 1000.0
+        return LOG_INTERVAL
+
     def _on_tick(self) -> None:
-        """A commit is due (librdkafka commits what is stored at this interval): make sure
-        what was written is stored by then, waiting for it to drain if need be."""
-        self._tick = self._loop.call_later(self._req.commit_interval_ms / 1000.0, self._on_tick)
+        """librdkafka's log lines to the log; and with a group, a commit is due (librdkafka
+        commits what is stored at this interval): make sure what was written is stored by
+        then, waiting for it to drain if need be."""
+        self._tick = self._loop.call_later(self._tick_interval(), self._on_tick)
         self._registry.drain_logs(self._consumer)
+        if self._req.group is None:
+            return
         if self._state is RUNNING and not self._gated and not self._try_store():
             self._gated = True
             self._watch(False)
@@ -582,6 +587,8 @@ class StreamRegistry:
         self._closing: set[asyncio.Future[None]] = set()
         self.closing = False
         self.opened_total = 0
+        self.records_ended = 0  # records and bytes written by the streams no longer live
+        self.bytes_ended = 0
         self._log_throttle: Any = None
 
     @property
@@ -652,7 +659,10 @@ class StreamRegistry:
             log.debug("%s: its consumer is closed", describe)
             self._closing.discard(f)
             self._held -= 1
-            self.live.discard(stream)
+            if stream in self.live:
+                self.live.discard(stream)
+                self.records_ended += stream.records
+                self.bytes_ended += stream.bytes_out
 
         fut.add_done_callback(closed)
 
@@ -705,4 +715,12 @@ class StreamRegistry:
         self._executor.shutdown(wait=False)
 
     def stats(self) -> dict[str, int]:
-        return {"open": len(self.live), "opened_total": self.opened_total}
+        """For the metrics: streams open now (their consumers not yet closed), streams opened,
+        records and bytes written (those of open streams included)."""
+        live = list(self.live)
+        return {
+            "open": len(live),
+            "opened_total": self.opened_total,
+            "records_total": self.records_ended + sum(s.records for s in live),
+            "bytes_total": self.bytes_ended + sum(s.bytes_out for s in live),
+        }

@@ -217,6 +217,8 @@ def test_records_come_in_order_in_the_documented_shape_binary_and_json(gw, broke
     # A record that comes while the stream is open is written as it comes.
     produce(broker.bootstrap, topic, [{"partition": 0, "key": b"live", "value": b"1", "timestamp": T0 + 5}])
     assert s.lines(1) == [line(topic, 0, 3, T0 + 5, b"live", b"1")]
+    assert gw.metric("gateway_consume_streams") >= 1
+    assert gw.metric("gateway_consume_stream_records_total") >= 4
     s.close()
 
 

@@ -300,7 +300,9 @@ def test_a_lost_connection_stores_nothing_it_cannot_vouch_for() -> None:
         assert cluster.committed == {}
         assert sink.access == [("topic=events group=g records=4 bytes=%d end=client-gone (client gone)"
                                 % len(sink.data), 200)]
-        assert reg.stats()["open"] == 0 and not reg.full
+        await until(lambda: reg.stats()["open"] == 0)
+        assert reg.stats() == {"open": 0, "opened_total": 1, "records_total": 4, "bytes_total": len(sink.data)}
+        assert not reg.full
 
     run(body)
 
