@@ -404,6 +404,10 @@ class ConsumeStream:
     def _on_fetch_error(self, exc: Exception) -> None:
         code = getattr(exc, "code", None)
         if code in (ERR_VALUE_DESERIALIZATION, ERR_KEY_DESERIALIZATION):
+            # The consumer counts the record it could not format as handed out: its offset is
+            # among those store_pending() would store. It was not written: store nothing more
+            # (what was written since the last store is read again by the group's next member).
+            self._unstored = False
             self._end(50002, f"{exc}: the stream ends before this record; read it with "
                       "format=binary", status=500, why="record not JSON")
             return

@@ -246,6 +246,10 @@ class FakeRdConsumer:
                 rec = log[pos]
                 if as_json and not (_is_json(rec.key) and _is_json(rec.value)):
                     if taken == 0:
+                        # As the real one: the record counts as handed out (its offset is
+                        # stored per ``store``) and reading goes on after it.
+                        self.positions[(topic, p)] = pos + 1
+                        (self.pending if not store else self.stored)[(topic, p)] = pos + 1
                         raise RdKafkaError(ERR_VALUE_DESERIALIZATION, "_VALUE_DESERIALIZATION",
                                            f"topic {topic} partition {p} offset {pos}: the value is not JSON")
                     budget = taken  # stop before it

@@ -163,6 +163,26 @@ def test_json_format_and_a_record_that_is_not_json_ends_the_stream_before_it() -
     run(body)
 
 
+@pytest.mark.parametrize("drained", [True, False])
+def test_a_group_never_commits_the_record_that_could_not_be_written(drained: bool) -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        cluster = cluster_with(1)
+        for v in (b"1", b"2", b"not json", b"4"):
+            cluster.produce(TOPIC, 0, v)
+        reg = make(loop, cluster)
+        sink = FakeSink()
+        sink.hold = not drained  # the first records are still in the buffer at the error
+        _, consumer = await opened(reg, StreamRequest(TOPIC, json=True, group="g", reset="earliest"), sink)
+        await turns()
+        assert [r.get("offset", r.get("error_code")) for r in sink.lines()] == [0, 1, 50002]
+        sink.drain()
+        await until(lambda: consumer.closed)
+        # The next member starts at the bad record (or before it): never after it.
+        assert cluster.committed == ({("g", TOPIC, 0): 2} if drained else {})
+
+    run(body)
+
+
 def test_an_explicit_offset_out_of_range_ends_the_stream_with_41601() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         cluster = cluster_with(1, records=3)
