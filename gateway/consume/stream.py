@@ -12,12 +12,13 @@ stream yields to the loop (``call_soon``) before the next one, so one stream can
 others.
 
 Back-pressure. When a write leaves the connection's buffer over its high-water mark
-(``write_blocked``), the stream pauses its partitions in librdkafka and stops watching the fd;
-``on_writable`` (the buffer drained below its low-water mark) resumes them. librdkafka's own
-prefetch is bounded (``queued.max.messages.kbytes``, ``fetch.max.bytes``): what a stream holds
-is that, one slice, and the connection's write buffer. Pausing drops what librdkafka had
-prefetched of those partitions; resuming fetches again from the offset after the last record
-handed out, so nothing is skipped or repeated.
+(``write_blocked``), the stream stops watching the fd and fetches nothing more; if the buffer
+is still full ``PAUSE_AFTER`` later, it pauses its partitions in librdkafka too.
+``on_writable`` (the buffer drained below its low-water mark) resumes them and reading goes
+on. librdkafka's own prefetch is bounded (``queued.max.messages.kbytes``, ``fetch.max.bytes``):
+what a stream holds is that, one slice, and the connection's write buffer. Pausing drops what
+librdkafka had prefetched of those partitions; resuming fetches again from the offset after the
+last record handed out, so nothing is skipped or repeated.
 
 Offsets (group mode). Each fetch remembers the offsets after its records (store=False); they
 are stored (``store_pending``) only once the connection has handed every byte written up to
@@ -62,6 +63,11 @@ DRAIN_POLL_MAX = 0.2
 # without storing it (the client reads no more).
 END_DRAIN_TIMEOUT = 5.0
 CLOSE_TIMEOUT_MS = 10_000
+# A client that keeps its connection full this long gets the stream's partitions paused in
+# librdkafka. (Pausing drops what librdkafka had prefetched of them, and resuming fetches it
+# again: a client that reads steadily but slower than records come would otherwise make the
+# stream pause and refetch at every turn of its buffer.)
+PAUSE_AFTER = 0.5
 # Without a group (no commit cadence), how often librdkafka's log lines are taken to the log.
 LOG_INTERVAL = 5.0
 WORKER_THREADS = 4
@@ -203,7 +209,7 @@ class ConsumeStream:
         "_fd", "_reading", "_blocked", "_gated", "_pump_scheduled", "_first", "_mark",
         "_unstored", "_tick", "_drain_timer", "_drain_delay", "_drain_deadline", "records",
         "bytes_out", "_status", "_why", "_errors_seen", "_idle_timer", "_last_record",
-        "__weakref__",
+        "_pause_timer", "_paused", "__weakref__",
     )
 
     def __init__(self, registry: StreamRegistry, req: StreamRequest, sink: StreamSink, *,
@@ -235,6 +241,8 @@ class ConsumeStream:
         self._errors_seen = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_record = 0.0
+        self._pause_timer: asyncio.TimerHandle | None = None
+        self._paused = False  # the partitions are paused in librdkafka
 
     @property
     def state(self) -> StreamState:
@@ -304,9 +312,14 @@ class ConsumeStream:
         if not self._blocked or self._state is not RUNNING:
             return
         self._blocked = False
-        consumer = self._consumer
-        assert consumer is not None
-        consumer.resume()
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
+            self._pause_timer = None
+        if self._paused:
+            self._paused = False
+            consumer = self._consumer
+            assert consumer is not None
+            consumer.resume()
         self._try_store()
         if not self._gated:
             self._watch(True)
@@ -394,12 +407,19 @@ class ConsumeStream:
         self._end(None, "", why="idle")
 
     def _block(self) -> None:
-        """The client does not read as fast as records come: pause the partitions."""
+        """The client does not read as fast as records come: take nothing more from the
+        consumer; if it stays so for ``PAUSE_AFTER``, pause the partitions."""
         self._blocked = True
         self._watch(False)
-        consumer = self._consumer
-        assert consumer is not None
-        consumer.pause()
+        self._pause_timer = self._loop.call_later(PAUSE_AFTER, self._pause_partitions)
+
+    def _pause_partitions(self) -> None:
+        self._pause_timer = None
+        if self._blocked and self._state is RUNNING and not self._paused:
+            consumer = self._consumer
+            assert consumer is not None
+            consumer.pause()
+            self._paused = True
 
     def _on_fetch_error(self, exc: Exception) -> None:
         code = getattr(exc, "code", None)
@@ -499,10 +519,10 @@ class ConsumeStream:
         self._status = status
         if why:
             self._why = why
-        for timer in (self._tick, self._drain_timer, self._idle_timer):
+        for timer in (self._tick, self._drain_timer, self._idle_timer, self._pause_timer):
             if timer is not None:
                 timer.cancel()
-        self._tick = self._drain_timer = self._idle_timer = None
+        self._tick = self._drain_timer = self._idle_timer = self._pause_timer = None
         sink = self._sink
         if not gone:
             if code is not None:

@@ -236,8 +236,11 @@ def test_a_client_that_stops_reading_pauses_the_partitions_and_nothing_is_skippe
         sink.write_body = write  # type: ignore[method-assign]
         stream, consumer = await opened(reg, StreamRequest(TOPIC, start=((0, 0), (1, 0))), sink)
         await turns()
-        assert ("pause", None) in consumer.calls
         fetches = sum(1 for name, _ in consumer.calls if name == "fetch")
+        assert fetches == 1  # nothing more is taken from the consumer
+        assert ("pause", None) not in consumer.calls
+        await asyncio.sleep(stream_mod.PAUSE_AFTER + 0.05)  # still full: the partitions pause
+        assert ("pause", None) in consumer.calls
         for i in range(50):  # records keep coming while the client reads nothing
             cluster.produce(TOPIC, i % 2, b"more %d" % i)
         await turns(20)
@@ -251,6 +254,24 @@ def test_a_client_that_stops_reading_pauses_the_partitions_and_nothing_is_skippe
         await until(lambda: len(sink.lines()) == 70)
         for p in (0, 1):
             assert offsets_of(sink.lines(), p) == list(range(35))
+
+    run(body)
+
+
+def test_a_client_that_reads_again_soon_never_gets_its_partitions_paused() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        cluster = cluster_with(1, records=3)
+        reg = make(loop, cluster)
+        sink = FakeSink()
+        sink.write_blocked = True
+        stream, consumer = await opened(reg, StreamRequest(TOPIC, start=((0, 0),)), sink)
+        await turns()
+        sink.write_blocked = False
+        stream.on_writable()
+        cluster.produce(TOPIC, 0, b"next")
+        await until(lambda: len(sink.lines()) == 4)
+        await asyncio.sleep(stream_mod.PAUSE_AFTER + 0.05)
+        assert not any(name in ("pause", "resume") for name, _ in consumer.calls)
 
     run(body)
 
