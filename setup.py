@@ -1,9 +1,10 @@
 """Builds the one compiled extension, gateway._speedups, from ext/.
 
-``RdProducer`` (ext/producer.pxi) calls librdkafka's C API. It links the librdkafka shared library
-bundled in the confluent-kafka wheel (``site-packages/confluent_kafka.libs/librdkafka-<hash>.so.1``),
-the very file ``confluent_kafka.cimpl`` loads: both record the same soname, so the process maps
-one librdkafka whichever module is imported first. The run-time search path (rpath) is relative to
+``RdProducer`` and ``RdConsumer`` (ext/producer.pxi, ext/consumer.pxi) call librdkafka's C API.
+It links the librdkafka shared library bundled in the confluent-kafka wheel
+(``site-packages/confluent_kafka.libs/librdkafka-<hash>.so.1``), the very file
+``confluent_kafka.cimpl`` loads: both record the same soname, so the process maps one librdkafka
+whichever module is imported first. The run-time search path (rpath) is relative to
 the extension (``$ORIGIN``), so ``import gateway._speedups`` needs no LD_LIBRARY_PATH:
 
 - ``$ORIGIN/../confluent_kafka.libs`` when the extension is installed next to confluent_kafka in
@@ -11,7 +12,7 @@ the extension (``$ORIGIN``), so ``import gateway._speedups`` needs no LD_LIBRARY
 - ``$ORIGIN/<relative path>`` to the library found at build time, for the in-place build that
   ``make`` does (gateway/ -> .venv/lib/python3.X/site-packages/confluent_kafka.libs).
 
-No librdkafka header is needed: ext/rdkafka.pxd declares the few functions we call.
+No librdkafka header is needed: ext/rdkafka.pxd declares the functions we call.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 # Byte tables, strict base64 and ISO-8601 timestamps: the text codecs shared by the record
-# splitter (splitter.pxi) and the v1/v2 body decoder (v1decode.pxi). The pure-Python reference
-# twins are in gateway/produce/splitter.py.
+# splitter (splitter.pxi), the v1/v2 body decoder (v1decode.pxi) and, for the encoders at the
+# end, the consumer (consumer.pxi). The pure-Python reference twins of the decoders are in
+# gateway/produce/splitter.py.
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
 
 # Byte classes, filled once at import.
 # _spl_plain: inside a string, 1 for a byte that needs no attention (printable ASCII but '"', '\').
@@ -162,3 +164,139 @@ cdef long long _spl_timestamp(const unsigned char* s, Py_ssize_t n) noexcept:
     ms = (_spl_days_from_civil(year, month, day) * 86400000
           + ((hour * 60 + minute) * 60 + second) * 1000 + millis - shift)
     return ms if ms >= 0 else -1
+
+
+# Encoders for the consume side (ext/consumer.pxi): standard base64 with padding, and the inside
+# of a JSON string for bytes that should be UTF-8 (topic and header names).
+
+cdef const char* _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+cdef const char* _HEX_DIGITS = b"0123456789abcdef"
+# Two base64 characters for every 12-bit group: one lookup writes two output bytes.
+cdef unsigned short _b64_pairs[4096]
+
+
+cdef void _b64_init_pairs() noexcept:
+    cdef int v
+    cdef unsigned char* p
+    for v in range(4096):
+        p = <unsigned char*>&_b64_pairs[v]
+        p[0] = <unsigned char>_B64_ALPHABET[v >> 6]
+        p[1] = <unsigned char>_B64_ALPHABET[v & 63]
+
+
+_b64_init_pairs()
+
+
+cdef inline Py_ssize_t _b64_len(Py_ssize_t n) noexcept nogil:
+    return (n + 2) // 3 * 4
+
+
+cdef Py_ssize_t _b64_encode(char* o, const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    # RFC 4648 §4 of s[0:n] at o (exactly _b64_len(n) bytes, padded); returns that length.
+    cdef Py_ssize_t i = 0, k = 0
+    cdef unsigned int v
+    while i + 3 <= n:
+        v = (<unsigned int>s[i] << 16) | (<unsigned int>s[i + 1] << 8) | s[i + 2]
+        memcpy(o + k, &_b64_pairs[v >> 12], 2)
+        memcpy(o + k + 2, &_b64_pairs[v & 4095], 2)
+        i += 3
+        k += 4
+    if n - i == 1:
+        v = <unsigned int>s[i] << 16
+        o[k] = _B64_ALPHABET[v >> 18]
+        o[k + 1] = _B64_ALPHABET[(v >> 12) & 63]
+        o[k + 2] = 61
+        o[k + 3] = 61
+        k += 4
+    elif n - i == 2:
+        v = (<unsigned int>s[i] << 16) | (<unsigned int>s[i + 1] << 8)
+        o[k] = _B64_ALPHABET[v >> 18]
+        o[k + 1] = _B64_ALPHABET[(v >> 12) & 63]
+        o[k + 2] = _B64_ALPHABET[(v >> 6) & 63]
+        o[k + 3] = 61
+        k += 4
+    return k
+
+
+cdef inline Py_ssize_t _utf8_seq(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    # Length of the well-formed UTF-8 sequence (Unicode 15 table 3-7) starting with a byte
+    # >= 0x80 at s, within n bytes; 0 when there is none. The splitter's _utf8 checks the same.
+    cdef unsigned char c = s[0]
+    cdef unsigned char lo = 0x80, hi = 0xBF
+    cdef Py_ssize_t m, k
+    if 0xC2 <= c <= 0xDF:
+        m = 2
+    elif 0xE0 <= c <= 0xEF:
+        m = 3
+        if c == 0xE0:
+            lo = 0xA0
+        elif c == 0xED:
+            hi = 0x9F
+    elif 0xF0 <= c <= 0xF4:
+        m = 4
+        if c == 0xF0:
+            lo = 0x90
+        elif c == 0xF4:
+            hi = 0x8F
+    else:
+        return 0
+    if m > n or s[1] < lo or s[1] > hi:
+        return 0
+    for k in range(2, m):
+        if (s[k] & 0xC0) != 0x80:
+            return 0
+    return m
+
+
+cdef Py_ssize_t _json_escape(char* o, const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    # s[0:n] as the inside of a JSON string (no quotes) at o: '"' and '\' escaped, control
+    # characters as \n, \r, \t, \b, \f or \u00XX, valid UTF-8 kept, and each byte of invalid
+    # UTF-8 as \ufffd. At most 6 * n bytes; returns the length written.
+    cdef Py_ssize_t i = 0, k = 0, m
+    cdef unsigned char c
+    while i < n:
+        c = s[i]
+        if _spl_plain[c]:
+            o[k] = <char>c
+            k += 1
+            i += 1
+            continue
+        if c == 34 or c == 92:
+            o[k] = 92
+            o[k + 1] = <char>c
+            k += 2
+            i += 1
+            continue
+        if c < 0x20:
+            o[k] = 92
+            if c == 10:
+                o[k + 1] = 110
+            elif c == 13:
+                o[k + 1] = 114
+            elif c == 9:
+                o[k + 1] = 116
+            elif c == 8:
+                o[k + 1] = 98
+            elif c == 12:
+                o[k + 1] = 102
+            else:
+                memcpy(o + k + 1, b"u00", 3)
+                o[k + 4] = _HEX_DIGITS[c >> 4]
+                o[k + 5] = _HEX_DIGITS[c & 15]
+                k += 6
+                i += 1
+                continue
+            k += 2
+            i += 1
+            continue
+        m = _utf8_seq(s + i, n - i)
+        if m:
+            memcpy(o + k, s + i, <size_t>m)
+            k += m
+            i += m
+        else:
+            memcpy(o + k, b"\\ufffd", 6)
+            k += 6
+            i += 1
+    return k
+

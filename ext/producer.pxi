@@ -285,20 +285,26 @@ cdef void cb_rdp_delivery(rd_kafka_t* rk, const rd_kafka_message_t* msg,
         rd_kafka_yield(rk)
 
 
+cdef char* _rdp_error_slot(_RdpState* st, int code) noexcept nogil:
+    # The next entry of the error ring, for an event `code`: its reason buffer
+    # (_RDP_REASON_BYTES, emptied), which the caller fills.
+    cdef _RdpError* e = &st.errors[st.errors_seen % _RDP_ERROR_RING]
+    e.code = code
+    e.reason[0] = 0
+    st.errors_seen += 1
+    return e.reason
+
+
 cdef void cb_rdp_error(rd_kafka_t* rk, int err, const char* reason,
                        void* opaque) noexcept nogil:
     # librdkafka's error_cb, inside rd_kafka_poll(). Most errors are informational (librdkafka
     # retries by itself); RD_KAFKA_RESP_ERR__FATAL means the producer is unusable
     # (rd_kafka_fatal_error() has the underlying error).
     cdef _RdpState* st = <_RdpState*>opaque
-    cdef _RdpError* e = &st.errors[st.errors_seen % _RDP_ERROR_RING]
-    e.code = err
+    cdef char* slot = _rdp_error_slot(st, err)
     if reason != NULL:
-        strncpy(e.reason, reason, _RDP_REASON_BYTES - 1)
-        e.reason[_RDP_REASON_BYTES - 1] = 0
-    else:
-        e.reason[0] = 0
-    st.errors_seen += 1
+        strncpy(slot, reason, _RDP_REASON_BYTES - 1)
+        slot[_RDP_REASON_BYTES - 1] = 0
     if err == RD_KAFKA_RESP_ERR__FATAL:
         st.fatal = True
 
@@ -381,6 +387,65 @@ cdef bytes _rdp_conf_value(object name, object value):
     raise TypeError(
         f"librdkafka property {name!r}: a {type(value).__name__} value; expected str, int, "
         f"float or bool (callbacks are not librdkafka properties)")
+
+
+cdef rd_kafka_conf_t* _rdp_new_conf(list items, tuple fixed) except NULL:
+    # A librdkafka configuration from the caller's (name, value) pairs, then our `fixed`
+    # (name, value) bytes pairs, set last so the caller cannot replace them. ValueError naming
+    # a property librdkafka refuses, TypeError for a name or value of the wrong type.
+    cdef char errstr[_RDP_ERRSTR_BYTES]
+    cdef rd_kafka_conf_t* conf = rd_kafka_conf_new()
+    cdef bytes bname
+    cdef bytes bvalue
+    try:
+        for name, value in items:
+            if not isinstance(name, str):
+                raise TypeError(f"librdkafka property names are str, not {type(name).__name__}")
+            bname = (<str>name).encode("utf-8")
+            bvalue = _rdp_conf_value(name, value)
+            errstr[0] = 0
+            if rd_kafka_conf_set(conf, bname, bvalue, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK:
+                raise ValueError(
+                    f"librdkafka property {name!r}={value!r}: "
+                    f"{errstr.decode('utf-8', 'replace')}")
+        for bname, bvalue in fixed:
+            errstr[0] = 0
+            if rd_kafka_conf_set(conf, bname, bvalue, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK:
+                raise ValueError(
+                    f"{bname.decode('ascii')}: {errstr.decode('utf-8', 'replace')}")
+    except BaseException:
+        rd_kafka_conf_destroy(conf)
+        raise
+    return conf
+
+
+cdef list _rdp_take_errors(_RdpState* st):
+    # The error ring's events since the last call, oldest first: [(code, reason), ...].
+    cdef unsigned long long first = st.errors_taken
+    cdef unsigned long long i
+    cdef _RdpError* e
+    if st.errors_seen - first > _RDP_ERROR_RING:
+        first = st.errors_seen - _RDP_ERROR_RING
+    out = []
+    for i in range(first, st.errors_seen):
+        e = &st.errors[i % _RDP_ERROR_RING]
+        out.append((e.code, e.reason.decode("utf-8", "replace")))
+    st.errors_taken = st.errors_seen
+    return out
+
+
+cdef tuple _rdp_take_logs(_RdpState* st):
+    # The log lines since the last call and how many did not fit: ([(level, fac, text)], lost).
+    cdef Py_ssize_t i
+    cdef _RdpLog* e
+    out = []
+    for i in range(st.log_count):
+        e = &st.logs[i]
+        out.append((e.level, e.fac.decode("utf-8", "replace"), e.text.decode("utf-8", "replace")))
+    st.log_count = 0
+    lost = st.logs_lost
+    st.logs_lost = 0
+    return out, lost
 
 
 cdef rd_kafka_headers_t* _rdp_headers(object headers) except NULL:
@@ -660,35 +725,15 @@ cdef class RdProducer(ProducerBase):
         cdef rd_kafka_conf_t* conf
         cdef rd_kafka_t* rk
         cdef _RdpState* st = self._st
-        cdef bytes bname
-        cdef bytes bvalue
         if self._rk != NULL:
             raise RuntimeError("RdProducer.__init__ called twice")
         items = list(config.items())  # a mapping; iterated once, before anything is created
         ProducerBase.__init__(self, max_reports=max_reports)
 
-        conf = rd_kafka_conf_new()
-        try:
-            for name, value in items:
-                if not isinstance(name, str):
-                    raise TypeError(f"librdkafka property names are str, not {type(name).__name__}")
-                bname = (<str>name).encode("utf-8")
-                bvalue = _rdp_conf_value(name, value)
-                errstr[0] = 0
-                if rd_kafka_conf_set(conf, bname, bvalue, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK:
-                    raise ValueError(
-                        f"librdkafka property {name!r}={value!r}: "
-                        f"{errstr.decode('utf-8', 'replace')}")
-        except BaseException:
-            rd_kafka_conf_destroy(conf)
-            raise
-        # Set after the caller's properties, so they cannot be replaced. log.queue: librdkafka's
+        # log.queue (set after the caller's properties, so they cannot replace it): librdkafka's
         # log lines are served by poll() on the loop's thread (cb_rdp_log), not printed by its
         # own threads to stderr.
-        errstr[0] = 0
-        if rd_kafka_conf_set(conf, b"log.queue", b"true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK:
-            rd_kafka_conf_destroy(conf)
-            raise ValueError(f"log.queue: {errstr.decode('utf-8', 'replace')}")
+        conf = _rdp_new_conf(items, ((b"log.queue", b"true"),))
         rd_kafka_conf_set_log_cb(conf, cb_rdp_log)
         rd_kafka_conf_set_dr_msg_cb(conf, cb_rdp_delivery)
         rd_kafka_conf_set_error_cb(conf, cb_rdp_error)
@@ -986,35 +1031,14 @@ cdef class RdProducer(ProducerBase):
         return self._st.errors_seen
 
     def take_errors(self):
-        cdef _RdpState* st = self._st
-        cdef unsigned long long first = st.errors_taken
-        cdef unsigned long long i
-        cdef _RdpError* e
-        if st.errors_seen - first > _RDP_ERROR_RING:
-            first = st.errors_seen - _RDP_ERROR_RING
-        out = []
-        for i in range(first, st.errors_seen):
-            e = &st.errors[i % _RDP_ERROR_RING]
-            out.append((e.code, e.reason.decode("utf-8", "replace")))
-        st.errors_taken = st.errors_seen
-        return out
+        return _rdp_take_errors(self._st)
 
     @property
     def log_count(self):
         return self._st.log_count
 
     def take_logs(self):
-        cdef _RdpState* st = self._st
-        cdef Py_ssize_t i
-        cdef _RdpLog* e
-        out = []
-        for i in range(st.log_count):
-            e = &st.logs[i]
-            out.append((e.level, e.fac.decode("utf-8", "replace"), e.text.decode("utf-8", "replace")))
-        st.log_count = 0
-        lost = st.logs_lost
-        st.logs_lost = 0
-        return out, lost
+        return _rdp_take_logs(self._st)
 
     def take_stats(self):
         cdef _RdpState* st = self._st

@@ -1,11 +1,13 @@
-# The handful of librdkafka's public C API that ext/producer.pxi uses, declared by us from the
+# The part of librdkafka's public C API that ext/producer.pxi and ext/consumer.pxi use, declared by us from the
 # documented API (rdkafka.h's doc comments, INTRODUCTION.md): no librdkafka header is needed at
 # build time, and none is vendored. We link the librdkafka shared library bundled in the
 # confluent-kafka wheel (setup.py finds it), so these declarations must match that library's ABI:
 #
 # - handles are opaque pointers; enums are passed as int (their C type is an int-sized enum);
-# - rd_kafka_message_t is the one public struct we read (the delivery report's message); its
-#   layout has been stable since librdkafka 0.9 and is part of the documented API;
+# - rd_kafka_message_t (a delivery report's or a consumed message) and the topic-partition list
+#   (rd_kafka_topic_partition_t, rd_kafka_topic_partition_list_t) are the public structs we read
+#   and write; their layouts have been stable since librdkafka 0.9 and are part of the
+#   documented API;
 # - numeric constants (error codes, vtypes, flags) are the documented values; the unit tests
 #   check the error codes against confluent_kafka.KafkaError, which is compiled from the real
 #   header, and tests/unit/test_rdproducer.py fails if the loaded library is older than 2.0.
@@ -109,6 +111,106 @@ cdef extern from *:
     rd_kafka_resp_err_t rd_kafka_header_get_all(const rd_kafka_headers_t *hdrs, size_t idx,
                                                 const char **namep, const void **valuep,
                                                 size_t *sizep);
+
+    /* Consumer (ext/consumer.pxi). */
+    typedef struct rd_kafka_error_s rd_kafka_error_t;
+    typedef struct rd_kafka_op_s rd_kafka_event_t;
+
+    typedef struct rd_kafka_topic_partition_s {
+        char *topic;
+        int32_t partition;
+        int64_t offset;
+        void *metadata;
+        size_t metadata_size;
+        void *opaque;
+        rd_kafka_resp_err_t err;
+        void *_private;
+    } rd_kafka_topic_partition_t;
+
+    typedef struct rd_kafka_topic_partition_list_s {
+        int cnt;
+        int size;
+        rd_kafka_topic_partition_t *elems;
+    } rd_kafka_topic_partition_list_t;
+
+    rd_kafka_topic_partition_list_t *rd_kafka_topic_partition_list_new(int size);
+    void rd_kafka_topic_partition_list_destroy(rd_kafka_topic_partition_list_t *rkparlist);
+    rd_kafka_topic_partition_t *rd_kafka_topic_partition_list_add(
+        rd_kafka_topic_partition_list_t *rktparlist, const char *topic, int32_t partition);
+    rd_kafka_topic_partition_t *rd_kafka_topic_partition_list_find(
+        const rd_kafka_topic_partition_list_t *rktparlist, const char *topic,
+        int32_t partition);
+    rd_kafka_topic_partition_list_t *rd_kafka_topic_partition_list_copy(
+        const rd_kafka_topic_partition_list_t *src);
+
+    void rd_kafka_conf_set_offset_commit_cb(
+        rd_kafka_conf_t *conf,
+        void (*offset_commit_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                 rd_kafka_topic_partition_list_t *offsets, void *opaque));
+    void rd_kafka_destroy_flags(rd_kafka_t *rk, int flags);
+    void rd_kafka_mem_free(rd_kafka_t *rk, void *ptr);
+    const char *rd_kafka_topic_name(const rd_kafka_topic_t *rkt);
+
+    rd_kafka_resp_err_t rd_kafka_poll_set_consumer(rd_kafka_t *rk);
+    rd_kafka_queue_t *rd_kafka_queue_get_consumer(rd_kafka_t *rk);
+    rd_kafka_queue_t *rd_kafka_queue_new(rd_kafka_t *rk);
+    size_t rd_kafka_queue_length(rd_kafka_queue_t *rkqu);
+    rd_kafka_event_t *rd_kafka_queue_poll(rd_kafka_queue_t *rkqu, int timeout_ms);
+    void rd_kafka_event_destroy(rd_kafka_event_t *rkev);
+
+    rd_kafka_message_t *rd_kafka_consumer_poll(rd_kafka_t *rk, int timeout_ms);
+    ssize_t rd_kafka_consume_batch_queue(rd_kafka_queue_t *rkqu, int timeout_ms,
+                                         rd_kafka_message_t **rkmessages,
+                                         size_t rkmessages_size);
+    void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage);
+    const char *rd_kafka_message_errstr(const rd_kafka_message_t *rkmessage);
+
+    rd_kafka_resp_err_t rd_kafka_subscribe(rd_kafka_t *rk,
+                                           const rd_kafka_topic_partition_list_t *topics);
+    rd_kafka_resp_err_t rd_kafka_unsubscribe(rd_kafka_t *rk);
+    rd_kafka_resp_err_t rd_kafka_subscription(rd_kafka_t *rk,
+                                              rd_kafka_topic_partition_list_t **topics);
+    rd_kafka_resp_err_t rd_kafka_assign(rd_kafka_t *rk,
+                                        const rd_kafka_topic_partition_list_t *partitions);
+    rd_kafka_resp_err_t rd_kafka_assignment(rd_kafka_t *rk,
+                                            rd_kafka_topic_partition_list_t **partitions);
+    rd_kafka_error_t *rd_kafka_seek_partitions(rd_kafka_t *rk,
+                                               rd_kafka_topic_partition_list_t *partitions,
+                                               int timeout_ms);
+    rd_kafka_resp_err_t rd_kafka_position(rd_kafka_t *rk,
+                                          rd_kafka_topic_partition_list_t *partitions);
+    rd_kafka_resp_err_t rd_kafka_committed(rd_kafka_t *rk,
+                                           rd_kafka_topic_partition_list_t *partitions,
+                                           int timeout_ms);
+    rd_kafka_resp_err_t rd_kafka_commit(rd_kafka_t *rk,
+                                        const rd_kafka_topic_partition_list_t *offsets,
+                                        int async);
+    rd_kafka_resp_err_t rd_kafka_commit_queue(
+        rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *offsets,
+        rd_kafka_queue_t *rkqu,
+        void (*cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                   rd_kafka_topic_partition_list_t *offsets, void *opaque),
+        void *opaque);
+    rd_kafka_resp_err_t rd_kafka_offsets_store(rd_kafka_t *rk,
+                                               rd_kafka_topic_partition_list_t *offsets);
+    rd_kafka_resp_err_t rd_kafka_pause_partitions(rd_kafka_t *rk,
+                                                  rd_kafka_topic_partition_list_t *partitions);
+    rd_kafka_resp_err_t rd_kafka_resume_partitions(rd_kafka_t *rk,
+                                                   rd_kafka_topic_partition_list_t *partitions);
+    rd_kafka_resp_err_t rd_kafka_query_watermark_offsets(rd_kafka_t *rk, const char *topic,
+                                                         int32_t partition, int64_t *low,
+                                                         int64_t *high, int timeout_ms);
+    rd_kafka_resp_err_t rd_kafka_get_watermark_offsets(rd_kafka_t *rk, const char *topic,
+                                                       int32_t partition, int64_t *low,
+                                                       int64_t *high);
+    rd_kafka_error_t *rd_kafka_consumer_close_queue(rd_kafka_t *rk, rd_kafka_queue_t *rkqu);
+    int rd_kafka_consumer_closed(rd_kafka_t *rk);
+    char *rd_kafka_memberid(const rd_kafka_t *rk);
+
+    rd_kafka_resp_err_t rd_kafka_error_code(const rd_kafka_error_t *error);
+    const char *rd_kafka_error_string(const rd_kafka_error_t *error);
+    int rd_kafka_error_is_retriable(const rd_kafka_error_t *error);
+    void rd_kafka_error_destroy(rd_kafka_error_t *error);
     """
     ctypedef struct rd_kafka_t
     ctypedef struct rd_kafka_conf_t
@@ -198,11 +300,120 @@ cdef extern from *:
                                                 const char **namep, const void **valuep,
                                                 size_t *sizep) nogil
 
+    # Consumer (ext/consumer.pxi).
+    ctypedef struct rd_kafka_error_t
+    ctypedef struct rd_kafka_event_t
+
+    ctypedef struct rd_kafka_topic_partition_t:
+        char *topic
+        int32_t partition
+        int64_t offset
+        void *metadata
+        size_t metadata_size
+        void *opaque
+        rd_kafka_resp_err_t err
+        void *_private
+
+    ctypedef struct rd_kafka_topic_partition_list_t:
+        int cnt
+        int size
+        rd_kafka_topic_partition_t *elems
+
+    rd_kafka_topic_partition_list_t *rd_kafka_topic_partition_list_new(int size) nogil
+    void rd_kafka_topic_partition_list_destroy(rd_kafka_topic_partition_list_t *rkparlist) nogil
+    rd_kafka_topic_partition_t *rd_kafka_topic_partition_list_add(
+        rd_kafka_topic_partition_list_t *rktparlist, const char *topic, int32_t partition) nogil
+    rd_kafka_topic_partition_t *rd_kafka_topic_partition_list_find(
+        const rd_kafka_topic_partition_list_t *rktparlist, const char *topic,
+        int32_t partition) nogil
+    rd_kafka_topic_partition_list_t *rd_kafka_topic_partition_list_copy(
+        const rd_kafka_topic_partition_list_t *src) nogil
+
+    void rd_kafka_conf_set_offset_commit_cb(
+        rd_kafka_conf_t *conf,
+        void (*offset_commit_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                 rd_kafka_topic_partition_list_t *, void *) noexcept nogil) nogil
+    void rd_kafka_destroy_flags(rd_kafka_t *rk, int flags) nogil
+    void rd_kafka_mem_free(rd_kafka_t *rk, void *ptr) nogil
+    const char *rd_kafka_topic_name(const rd_kafka_topic_t *rkt) nogil
+
+    rd_kafka_resp_err_t rd_kafka_poll_set_consumer(rd_kafka_t *rk) nogil
+    rd_kafka_queue_t *rd_kafka_queue_get_consumer(rd_kafka_t *rk) nogil
+    rd_kafka_queue_t *rd_kafka_queue_new(rd_kafka_t *rk) nogil
+    size_t rd_kafka_queue_length(rd_kafka_queue_t *rkqu) nogil
+    rd_kafka_event_t *rd_kafka_queue_poll(rd_kafka_queue_t *rkqu, int timeout_ms) nogil
+    void rd_kafka_event_destroy(rd_kafka_event_t *rkev) nogil
+
+    rd_kafka_message_t *rd_kafka_consumer_poll(rd_kafka_t *rk, int timeout_ms) nogil
+    Py_ssize_t rd_kafka_consume_batch_queue(rd_kafka_queue_t *rkqu, int timeout_ms,
+                                            rd_kafka_message_t **rkmessages,
+                                            size_t rkmessages_size) nogil
+    void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage) nogil
+    const char *rd_kafka_message_errstr(const rd_kafka_message_t *rkmessage) nogil
+
+    rd_kafka_resp_err_t rd_kafka_subscribe(rd_kafka_t *rk,
+                                           const rd_kafka_topic_partition_list_t *topics) nogil
+    rd_kafka_resp_err_t rd_kafka_unsubscribe(rd_kafka_t *rk) nogil
+    rd_kafka_resp_err_t rd_kafka_subscription(rd_kafka_t *rk,
+                                              rd_kafka_topic_partition_list_t **topics) nogil
+    rd_kafka_resp_err_t rd_kafka_assign(rd_kafka_t *rk,
+                                        const rd_kafka_topic_partition_list_t *partitions) nogil
+    rd_kafka_resp_err_t rd_kafka_assignment(rd_kafka_t *rk,
+                                            rd_kafka_topic_partition_list_t **partitions) nogil
+    rd_kafka_error_t *rd_kafka_seek_partitions(rd_kafka_t *rk,
+                                               rd_kafka_topic_partition_list_t *partitions,
+                                               int timeout_ms) nogil
+    rd_kafka_resp_err_t rd_kafka_position(rd_kafka_t *rk,
+                                          rd_kafka_topic_partition_list_t *partitions) nogil
+    rd_kafka_resp_err_t rd_kafka_committed(rd_kafka_t *rk,
+                                           rd_kafka_topic_partition_list_t *partitions,
+                                           int timeout_ms) nogil
+    rd_kafka_resp_err_t rd_kafka_commit(rd_kafka_t *rk,
+                                        const rd_kafka_topic_partition_list_t *offsets,
+                                        int async) nogil
+    rd_kafka_resp_err_t rd_kafka_commit_queue(
+        rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *offsets,
+        rd_kafka_queue_t *rkqu,
+        void (*cb)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *,
+                   void *) noexcept nogil,
+        void *opaque) nogil
+    rd_kafka_resp_err_t rd_kafka_offsets_store(rd_kafka_t *rk,
+                                               rd_kafka_topic_partition_list_t *offsets) nogil
+    rd_kafka_resp_err_t rd_kafka_pause_partitions(
+        rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions) nogil
+    rd_kafka_resp_err_t rd_kafka_resume_partitions(
+        rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions) nogil
+    rd_kafka_resp_err_t rd_kafka_query_watermark_offsets(rd_kafka_t *rk, const char *topic,
+                                                         int32_t partition, int64_t *low,
+                                                         int64_t *high, int timeout_ms) nogil
+    rd_kafka_resp_err_t rd_kafka_get_watermark_offsets(rd_kafka_t *rk, const char *topic,
+                                                       int32_t partition, int64_t *low,
+                                                       int64_t *high) nogil
+    rd_kafka_error_t *rd_kafka_consumer_close_queue(rd_kafka_t *rk,
+                                                    rd_kafka_queue_t *rkqu) nogil
+    int rd_kafka_consumer_closed(rd_kafka_t *rk) nogil
+    char *rd_kafka_memberid(const rd_kafka_t *rk) nogil
+
+    rd_kafka_resp_err_t rd_kafka_error_code(const rd_kafka_error_t *error) nogil
+    const char *rd_kafka_error_string(const rd_kafka_error_t *error) nogil
+    int rd_kafka_error_is_retriable(const rd_kafka_error_t *error) nogil
+    void rd_kafka_error_destroy(rd_kafka_error_t *error) nogil
+
 
 # Documented constants (rdkafka.h). Error codes are checked against confluent_kafka.KafkaError
 # by the unit tests.
 cdef enum:
     RD_KAFKA_PRODUCER = 0
+    RD_KAFKA_CONSUMER = 1
+
+    # Logical offsets.
+    RD_KAFKA_OFFSET_BEGINNING = -2
+    RD_KAFKA_OFFSET_END = -1
+    RD_KAFKA_OFFSET_STORED = -1000
+    RD_KAFKA_OFFSET_INVALID = -1001
+
+    # rd_kafka_destroy_flags(): destroy a consumer without leaving its group or committing.
+    RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE = 0x8
 
     RD_KAFKA_CONF_UNKNOWN = -2
     RD_KAFKA_CONF_INVALID = -1
@@ -241,3 +452,9 @@ cdef enum:
     RD_KAFKA_RESP_ERR__PURGE_QUEUE = -152
     RD_KAFKA_RESP_ERR__PURGE_INFLIGHT = -151
     RD_KAFKA_RESP_ERR__FATAL = -150
+    RD_KAFKA_RESP_ERR__PARTITION_EOF = -191
+    RD_KAFKA_RESP_ERR__NO_OFFSET = -168
+    RD_KAFKA_RESP_ERR__UNKNOWN_GROUP = -179
+    RD_KAFKA_RESP_ERR__KEY_DESERIALIZATION = -160
+    RD_KAFKA_RESP_ERR__VALUE_DESERIALIZATION = -159
+    RD_KAFKA_RESP_ERR__NOENT = -156

@@ -60,7 +60,7 @@ cdef int _sc_reserve(Py_ssize_t need) except -1:
     return 0
 
 
-cdef inline Py_ssize_t _sc_int(char* o, int64_t v) noexcept:
+cdef inline Py_ssize_t _sc_int(char* o, int64_t v) noexcept nogil:
     # Decimal digits of v at o; returns the length.
     cdef char tmp[24]
     cdef Py_ssize_t n = 0, k = 0
@@ -84,13 +84,13 @@ cdef inline Py_ssize_t _sc_int(char* o, int64_t v) noexcept:
     return k
 
 
-cdef inline void _sc_2(char* o, int v) noexcept:
+cdef inline void _sc_2(char* o, int v) noexcept nogil:
     o[0] = <char>(48 + v // 10)
     o[1] = <char>(48 + v % 10)
 
 
 @cython.cdivision(True)
-cdef void _sc_civil(int64_t days, int64_t* year, int* month, int* day) noexcept:
+cdef void _sc_civil(int64_t days, int64_t* year, int* month, int* day) noexcept nogil:
     # Days since 1970-01-01 -> proleptic Gregorian date (the inverse of the splitter's
     # _spl_days_from_civil): eras of 400 years starting in March.
     cdef int64_t z = days + 719468
@@ -105,7 +105,7 @@ cdef void _sc_civil(int64_t days, int64_t* year, int* month, int* day) noexcept:
     day[0] = <int>(doy - (153 * mp + 2) // 5 + 1)
 
 
-cdef Py_ssize_t _sc_format_seconds(char* o, int64_t sec) noexcept:
+cdef Py_ssize_t _sc_format_seconds(char* o, int64_t sec) noexcept nogil:
     # "YYYY-MM-DDTHH:MM:SS" (19 characters for years 0..9999) for seconds since the epoch (UTC).
     cdef int64_t days = sec // 86400 if sec >= 0 else -((-sec + 86399) // 86400)
     cdef int64_t rem = sec - days * 86400
@@ -173,27 +173,16 @@ cdef struct _TsCache:
     Py_ssize_t length
 
 
-cdef inline void _ts_cache_init(_TsCache* c) noexcept:
+cdef inline void _ts_cache_init(_TsCache* c) noexcept nogil:
     c.sec = -(1 << 62)
     c.length = 0
 
 
-cdef inline Py_ssize_t _sc_format_v3(char* o, const char* prefix, Py_ssize_t plen, _Slot* slot,
-                                     _TsCache* ts) noexcept:
-    # prefix + partition + ,"offset":N,"timestamp":"...Z" + key/value + "}\r\n"; the length
-    # written (at most plen + _SC_MAX_REPORT).
-    cdef char* start = o
-    cdef int64_t ms = slot.timestamp
+cdef inline Py_ssize_t _sc_format_ms(char* o, int64_t ms, _TsCache* ts) noexcept nogil:
+    # format_timestamp(ms) at o ("YYYY-MM-DDTHH:MM:SS.mmmZ", no quotes), the seconds from the
+    # cache when they are the last ones formatted; returns the length (at most 40).
     cdef int64_t sec = ms // 1000 if ms >= 0 else -((-ms + 999) // 1000)
     cdef int milli = <int>(ms - sec * 1000)
-    memcpy(o, prefix, <size_t>plen)
-    o += plen
-    o += _sc_int(o, slot.partition)
-    memcpy(o, b',"offset":', 10)
-    o += 10
-    o += _sc_int(o, slot.offset)
-    memcpy(o, b',"timestamp":"', 14)
-    o += 14
     if sec != ts.sec:
         ts.length = _sc_format_seconds(ts.text, sec)
         ts.sec = sec
@@ -203,8 +192,25 @@ cdef inline Py_ssize_t _sc_format_v3(char* o, const char* prefix, Py_ssize_t ple
     o[1] = <char>(48 + milli // 100)
     _sc_2(o + 2, milli % 100)
     o[4] = 90
-    o[5] = 34
-    o += 6
+    return ts.length + 5
+
+
+cdef inline Py_ssize_t _sc_format_v3(char* o, const char* prefix, Py_ssize_t plen, _Slot* slot,
+                                     _TsCache* ts) noexcept:
+    # prefix + partition + ,"offset":N,"timestamp":"...Z" + key/value + "}\r\n"; the length
+    # written (at most plen + _SC_MAX_REPORT).
+    cdef char* start = o
+    memcpy(o, prefix, <size_t>plen)
+    o += plen
+    o += _sc_int(o, slot.partition)
+    memcpy(o, b',"offset":', 10)
+    o += 10
+    o += _sc_int(o, slot.offset)
+    memcpy(o, b',"timestamp":"', 14)
+    o += 14
+    o += _sc_format_ms(o, slot.timestamp, ts)
+    o[0] = 34
+    o += 1
     if slot.key_type:
         o += _sc_side(o, b',"key":', 7, slot.key_type, slot.key_size)
     if slot.value_type:

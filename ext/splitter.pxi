@@ -73,6 +73,35 @@ cdef inline bint _spl_is(const unsigned char* s, Py_ssize_t n, const char* lit,
 
 
 
+cdef Py_ssize_t _spl_compact_into(unsigned char* o, const unsigned char* b,
+                                  Py_ssize_t n) noexcept nogil:
+    # Compact JSON text of the validated value b[0:n] at o: whitespace outside strings dropped,
+    # everything else (escapes included) kept verbatim. Returns the length (at most n).
+    cdef Py_ssize_t i = 0, k = 0
+    cdef unsigned char c
+    cdef bint in_string = False
+    while i < n:
+        c = b[i]
+        if in_string:
+            if c == 92:
+                o[k] = c
+                o[k + 1] = b[i + 1]
+                k += 2
+                i += 2
+                continue
+            if c == 34:
+                in_string = False
+        elif c == 32 or c == 10 or c == 13 or c == 9:
+            i += 1
+            continue
+        elif c == 34:
+            in_string = True
+        o[k] = c
+        k += 1
+        i += 1
+    return k
+
+
 @cython.final
 cdef class JsonSplitter:
     cdef readonly Py_ssize_t records
@@ -964,13 +993,11 @@ cdef class JsonSplitter:
         return q
 
     cdef bytes _compact(self, Py_ssize_t p, Py_ssize_t q):
-        # Compact JSON text of the validated value b[p:q]: whitespace outside strings dropped,
-        # everything else (escapes included) kept verbatim.
+        # Compact JSON text of the validated value b[p:q] (see _spl_compact_into).
         cdef const unsigned char* b = self._b
         cdef unsigned char* o
-        cdef Py_ssize_t i, n = 0
+        cdef Py_ssize_t i
         cdef unsigned char c
-        cdef bint in_string = False
         for i in range(p, q):
             c = b[i]
             if c == 32 or c == 10 or c == 13 or c == 9:
@@ -978,27 +1005,42 @@ cdef class JsonSplitter:
         else:
             return PyBytes_FromStringAndSize(<char*>b + p, q - p)
         o = self._scratch_for(q - p)
-        i = p
-        while i < q:
-            c = b[i]
-            if in_string:
-                if c == 92:
-                    o[n] = c
-                    o[n + 1] = b[i + 1]
-                    n += 2
-                    i += 2
-                    continue
-                if c == 34:
-                    in_string = False
-            elif c == 32 or c == 10 or c == 13 or c == 9:
-                i += 1
-                continue
-            elif c == 34:
-                in_string = True
-            o[n] = c
-            n += 1
-            i += 1
-        return PyBytes_FromStringAndSize(<char*>o, n)
+        return PyBytes_FromStringAndSize(<char*>o, _spl_compact_into(o, b + p, q - p))
+
+    # ------------------------------------------------------------ JSON text (consume side)
+
+    cdef bint _is_json_text(self, const unsigned char* b, Py_ssize_t n) except -1:
+        # Whether b[0:n] is exactly one JSON value, whitespace around it allowed, by the grammar
+        # of the records (RFC 8259, strict UTF-8, nesting up to _SPL_MAX_DEPTH): the consumer's
+        # check of a record's key or value in its JSON formats (consumer.pxi).
+        cdef Py_ssize_t q
+        self._b = b
+        self._e = n
+        try:
+            q = self._value(self._skip(0), 0)
+            return q >= 0 and self._skip(q) == n
+        finally:
+            self._b = NULL
+            self._e = 0
+            self._err_reason = None
+
+    cdef str _json_text_reason(self, const unsigned char* b, Py_ssize_t n):
+        # Why b[0:n] is not one JSON value (after _is_json_text said so), for messages.
+        cdef Py_ssize_t q
+        self._b = b
+        self._e = n
+        try:
+            if n == 0 or self._skip(0) == n:
+                return "no JSON value (empty or only whitespace)"
+            q = self._value(self._skip(0), 0)
+            if q < 0:
+                return f"{self._err_reason} at byte {self._err_pos}"
+            q = self._skip(q)
+            return f"more than one JSON value: {_spl_desc(b[q])} at byte {q}"
+        finally:
+            self._b = NULL
+            self._e = 0
+            self._err_reason = None
 
     cdef Py_ssize_t _timestamp(self, Py_ssize_t p) except -2:
         cdef int c = self._peek(p)

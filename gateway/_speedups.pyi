@@ -453,3 +453,219 @@ def spool_decode(
     stopped (1: the frame at ``pos`` is cut short and needs ``need`` bytes; 2 to 5: it is
     corrupt: a bad length, checksum, sequence number or layout), and the spooled times of the
     first and last good frames (-1 when none)."""
+
+# -- the consumer (ext/consumer.pxi) --------------------------------------------------------------
+
+class RdKafkaError(Exception):
+    """A librdkafka error from an RdConsumer call. ``str(exc)`` is a sentence: what failed, then
+    librdkafka's reason (``seek in topic t partition 5 to offset 0: Local: Erroneous state``).
+
+    ``topic``/``partition`` name the partition when the error is about one (seek, committed,
+    commit, watermarks, a record fetch() could not format), else None; ``offset`` is set only
+    for a record fetch() could not format (a key or value that is not JSON in a JSON format:
+    ``code`` ``_KEY_DESERIALIZATION`` -160 or ``_VALUE_DESERIALIZATION`` -159)."""
+
+    code: int
+    """librdkafka's error code (``RD_KAFKA_RESP_ERR_*``, as ``confluent_kafka.KafkaError``)."""
+    name: str
+    """librdkafka's name of the code (rd_kafka_err2name), e.g. ``_PARTITION_EOF``."""
+    retriable: bool
+    """A later attempt may succeed (the broker or coordinator moving or busy, a timeout)."""
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+    def __init__(self, code: int, message: str, retriable: bool | None = None,
+                 topic: str | None = None, partition: int | None = None,
+                 offset: int | None = None) -> None: ...
+
+class RdConsumer:
+    """A librdkafka consumer over its C API whose ``fetch()`` formats records straight from
+    librdkafka's messages into one ``bytes`` (one growing C buffer): no Python object, callback
+    or call per record. Uses the librdkafka bundled with confluent-kafka, as RdProducer.
+
+    **Threads.** The caller serialises the calls (any one thread at a time). Calls that can
+    block release the GIL and belong on a worker thread, never on the event loop: ``fetch()``
+    with ``timeout_ms > 0``, ``seek``, ``committed``, ``commit`` (synchronous),
+    ``watermarks(cached=False)``, ``close`` (and ``subscribe``, ``unsubscribe``, ``assign``,
+    which wait for librdkafka's own thread). ``fetch(timeout_ms=0)``, ``pause``, ``resume``,
+    ``assignment``, ``subscription``, ``position``, ``store_pending``, ``event_fd``, ``queued``,
+    ``eof``, ``take_errors``, ``take_logs`` do not wait on the network and may run on the loop
+    (``pause``, ``resume``, ``assignment`` and ``subscription`` hand librdkafka's main thread an
+    operation and wait for it: microseconds, never a round-trip). A second ``fetch()`` while one
+    runs on another thread, or ``close()`` while any GIL-releasing call runs, raises
+    RuntimeError.
+
+    **Queues and wake-ups.** librdkafka's main queue (errors, log lines, commit results) is
+    forwarded to the consumer queue, so ``fetch()`` serves everything: there is no other poll.
+    ``event_fd()`` becomes readable when that queue gets something; ``fetch()`` reads it, and
+    writes it again itself when it leaves records behind (``max_records``/``max_bytes``), so a
+    reader on the fd comes back for them. No rebalance callback: librdkafka's default handling
+    assigns and revokes partitions by itself.
+
+    **Offsets.** ``enable.auto.offset.store`` is always false (set after the caller's
+    properties): the offsets stored are those ``fetch()`` handed out, per partition the last
+    record's offset + 1, at once (``store=True``) or at ``store_pending()``. ``commit(None)``
+    commits what was stored; with ``enable.auto.commit`` true librdkafka commits it every
+    ``auto.commit.interval.ms`` and at ``close()``.
+
+    **Records taken but not handed out.** fetch() takes messages from librdkafka in batches;
+    those beyond ``max_records``/``max_bytes`` are kept, in order, for the next fetch(), and
+    ``position()`` and ``queued()`` count them. librdkafka counts them as consumed, so they are
+    never dropped, except by ``seek`` (for the partitions sought), ``assign``, ``unsubscribe``
+    and ``subscribe`` (for topics no longer subscribed), which move the positions anyway.
+    """
+
+    OFFSET_BEGINNING: int  # -2
+    OFFSET_END: int  # -1
+    OFFSET_STORED: int  # -1000
+    OFFSET_INVALID: int  # -1001
+    FORMAT_V2_BINARY: int
+    """``[{"topic":"t","key":b64|null,"value":b64|null,"partition":0,"offset":5},...]``
+    (Confluent v2 records; ``b64`` is standard base64 with padding)."""
+    FORMAT_V2_JSON: int
+    """As FORMAT_V2_BINARY with key and value embedded as their JSON text (null when absent).
+    The text is checked with the produce side's JSON grammar (RFC 8259, strict UTF-8, nesting
+    up to 64 levels) and compacted: whitespace outside strings is dropped, nothing else
+    changes (escapes stay as they were)."""
+    FORMAT_STRIMZI_BINARY: int
+    """``[{"topic":"t","key":...,"value":...,"partition":0,"offset":5,"timestamp":1712345678901,
+    "headers":[{"key":"h","value":b64|null}]},...]`` (Strimzi bridge records; ``headers``
+    omitted when the record has none; ``timestamp`` -1 when the record has none)."""
+    FORMAT_STRIMZI_JSON: int
+    """As FORMAT_STRIMZI_BINARY with JSON keys and values (header values stay base64)."""
+    FORMAT_V1_BINARY: int
+    """``[{"key":...,"value":...,"partition":0,"offset":5},...]`` (Confluent v1 records)."""
+    FORMAT_V1_JSON: int
+    FORMAT_STREAM_BINARY: int
+    """Streaming consume: one JSON object per record, each followed by ``\\n``, no array:
+    ``{"topic_name":"t","partition_id":0,"offset":5,"timestamp":"2026-12-02T07:00:00.123Z",
+    "key":{"type":"BINARY","data":b64}|null,"value":...,"headers":[{"name":"h","value":b64|null}]}``
+    (``headers`` always there, ``[]`` when none; ``timestamp`` as ``format_timestamp()``, null
+    when the record has none)."""
+    FORMAT_STREAM_JSON: int
+    """As FORMAT_STREAM_BINARY with ``{"type":"JSON","data":<the JSON text>}``."""
+
+    def __init__(self, config: Mapping[str, str | int | float | bool]) -> None:
+        """Create the consumer from librdkafka properties (values str, int, float or bool).
+        ``group.id`` is required (librdkafka has no consumer queue without one): ValueError
+        without it. An unknown property, a bad value or a configuration librdkafka refuses
+        raises ValueError naming it; a non-str name or a callable value, TypeError.
+        ``log.queue`` and ``enable.auto.offset.store`` are set by the consumer."""
+
+    def subscribe(self, topics: Sequence[str]) -> None:
+        """Join the group for these topics (a name starting with ``^`` is a regex); replaces
+        the subscription. ValueError for none; RdKafkaError when librdkafka refuses."""
+
+    def unsubscribe(self) -> None:
+        """Leave the subscription (the assignment is revoked)."""
+
+    def subscription(self) -> list[str]:
+        """The topics (and patterns) subscribed."""
+
+    def assign(self, partitions: Sequence[tuple[str, int, int]]) -> None:
+        """Read these ``(topic, partition, offset)`` (an offset may be ``OFFSET_BEGINNING``,
+        ``OFFSET_END``, ``OFFSET_STORED``: the committed one, else ``auto.offset.reset``),
+        replacing the assignment; ``[]`` unassigns everything. Without a subscription."""
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The partitions assigned now (by assign() or the group), sorted."""
+
+    def seek(self, partitions: Sequence[tuple[str, int, int]], timeout_ms: int) -> None:
+        """Move assigned partitions to ``(topic, partition, offset)`` (rd_kafka_seek_partitions;
+        ``timeout_ms`` 0: do not wait for it). RdKafkaError for the first partition that failed
+        (e.g. ``_STATE`` for one not assigned), naming it; those before it moved."""
+
+    def position(self, partitions: Sequence[tuple[str, int]]) -> list[int]:
+        """Per partition, the offset of the next record fetch() hands out (records taken from
+        librdkafka but not handed out count), ``OFFSET_INVALID`` when none was read yet."""
+
+    def committed(self, partitions: Sequence[tuple[str, int]], timeout_ms: int
+                  ) -> list[tuple[str, int, int, str]]:
+        """The group's committed ``(topic, partition, offset, metadata)``, asked of the broker;
+        offset ``OFFSET_INVALID`` where nothing is committed. Blocks up to ``timeout_ms``."""
+
+    def commit(self, offsets: Sequence[tuple[str, int, int]] | None = None,
+               asynchronous: bool = False) -> list[tuple[str, int, int]]:
+        """Commit ``offsets`` (``(topic, partition, next offset to read)``), or with None what
+        was stored (the offsets after every record handed out and stored), and return what was
+        committed, sorted (``[]`` when there was nothing: not an error). Synchronous by
+        default: waits for the broker (RdKafkaError when it fails, naming the partition when
+        one failed). ``asynchronous=True`` does not wait and returns ``[]``; a failure then
+        reaches ``take_errors()`` through a later fetch()."""
+
+    def store_pending(self) -> int:
+        """Store the offsets after the records of every ``fetch(store=False)`` since the last
+        call; returns how many partitions were stored (one no longer assigned is not)."""
+
+    def pause(self, partitions: Sequence[tuple[str, int]] | None = None) -> None:
+        """Stop fetching these partitions (None: the whole assignment): fetch() hands out
+        nothing of them, not even records it had already taken, until ``resume()``."""
+
+    def resume(self, partitions: Sequence[tuple[str, int]] | None = None) -> None:
+        """Fetch paused partitions again, from the first record not handed out: nothing is
+        skipped or repeated."""
+
+    def watermarks(self, topic: str, partition: int, cached: bool, timeout_ms: int = 0
+                   ) -> tuple[int, int]:
+        """``(low, high)`` offsets of a partition: ``cached`` from the latest fetch responses
+        (``OFFSET_INVALID`` until one came; never blocks), else asked of the broker (blocks up
+        to ``timeout_ms``). RdKafkaError when it cannot tell."""
+
+    def fetch(self, max_records: int, max_bytes: int, timeout_ms: int, fmt: int,
+              min_bytes: int = 0, store: bool = True, first: bool = True) -> tuple[bytes, int]:
+        """Records as one formatted byte string in format ``fmt`` (``FORMAT_*``), and how many.
+
+        Waits up to ``timeout_ms`` for the first record (with ``min_bytes``: until that many
+        key+value bytes), then takes what is queued without waiting, up to ``max_records``
+        records and ``max_bytes`` key+value bytes (at least one record when one is there,
+        however large). On timeout: ``b"[]"`` in the array formats, ``b""`` in the stream
+        formats, and 0. ``max_records`` and ``max_bytes`` at least 1, ``timeout_ms`` and
+        ``min_bytes`` not negative (ValueError).
+
+        ``store=True`` stores the offsets after these records at once; ``store=False`` keeps
+        them for ``store_pending()``. ``first``: False when the piece continues a response
+        (the stream formats end every record with ``\\n`` and do not need it).
+
+        Messages with an error other than the end of a partition go to ``take_errors()``
+        (``"topic [partition]: reason"``); ends of partitions to ``eof()``. In the JSON
+        formats a record whose key or value is not one JSON value is not returned: fetch()
+        stops before it, and the next call, with it first, raises RdKafkaError
+        (``_KEY_DESERIALIZATION``/``_VALUE_DESERIALIZATION``, ``topic t partition p offset o:
+        the value is not JSON (reason)``, with ``topic``/``partition``/``offset`` set). That
+        record then counts as handed out (its offset is stored like a record's, per ``store``)
+        and reading goes on after it; seek back and fetch in a binary format to read it."""
+
+    def queued(self) -> int:
+        """Messages and events in the consumer queue now, plus records taken but not handed
+        out; 0 once closed."""
+
+    def event_fd(self) -> int:
+        """An eventfd, readable while records or events wait for ``fetch()``; -1 once closed.
+        Never read it yourself: fetch() drains it."""
+
+    def eof(self) -> list[tuple[str, int, int]]:
+        """``(topic, partition, end offset)`` of the partitions fetch() found at their end
+        since the last call (``enable.partition.eof`` must be true), sorted."""
+
+    def take_errors(self) -> list[tuple[int, str]]:
+        """Errors ``(code, reason)`` since the last call, oldest first (at most the 16 most
+        recent): librdkafka's error callback, failed commits, errors of fetched messages."""
+
+    def take_logs(self) -> tuple[list[tuple[int, str, str]], int]:
+        """``([(syslog level, facility, text), ...], lines lost)`` since the last call, served
+        by fetch() (``log.queue``); at most 64 lines are kept between two calls."""
+
+    def close(self, timeout_ms: int = 10000) -> None:
+        """Leave the group (a final commit of what was stored when ``enable.auto.commit`` is
+        on), bounded by ``timeout_ms``, destroy the consumer and close ``event_fd``; past the
+        bound the consumer is destroyed without leaving (the group notices after
+        ``session.timeout.ms``). Records taken but not handed out are dropped (they were
+        never stored). Blocks: not on the loop. Idempotent. Dropping the last reference to an
+        unclosed consumer does the same with a 1 s bound."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def member_id(self) -> str:
+        """The group member id librdkafka has now (``""`` before the first join)."""
