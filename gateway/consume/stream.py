@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway import errors
+from gateway._speedups import RdKafkaError
 
 log = logging.getLogger("gateway.consume")
 
@@ -364,7 +365,7 @@ class ConsumeStream:
             limit = min(limit, self._req.max_records - self.records)
         try:
             data, n = consumer.fetch(limit, SLICE_BYTES, 0, self._fmt, 0, False, self._first)
-        except Exception as exc:  # noqa: BLE001 - RdKafkaError (anything else: re-raised)
+        except RdKafkaError as exc:
             self._on_fetch_error(exc)
             return
         if n:
@@ -421,9 +422,8 @@ class ConsumeStream:
             consumer.pause()
             self._paused = True
 
-    def _on_fetch_error(self, exc: Exception) -> None:
-        code = getattr(exc, "code", None)
-        if code in (ERR_VALUE_DESERIALIZATION, ERR_KEY_DESERIALIZATION):
+    def _on_fetch_error(self, exc: RdKafkaError) -> None:
+        if exc.code in (ERR_VALUE_DESERIALIZATION, ERR_KEY_DESERIALIZATION):
             # The consumer counts the record it could not format as handed out: its offset is
             # among those store_pending() would store. It was not written: store nothing more
             # (what was written since the last store is read again by the group's next member).
@@ -431,8 +431,6 @@ class ConsumeStream:
             self._end(50002, f"{exc}: the stream ends before this record; read it with "
                       "format=binary", status=500, why="record not JSON")
             return
-        if code is None:
-            raise exc  # not librdkafka's: a fault of ours (the connection ends the stream)
         self._end(50002, f"Kafka error: {exc}", status=500, why="kafka error")
 
     def _on_errors(self, errs: list[tuple[int, str]]) -> bool:
@@ -569,17 +567,15 @@ ConsumerFactory = Callable[[dict[str, Any]], StreamConsumer]
 
 
 def _rdconsumer(config: dict[str, Any]) -> StreamConsumer:
-    from gateway import _speedups
+    from gateway._speedups import RdConsumer
 
-    consumer: StreamConsumer = getattr(_speedups, "RdConsumer")(config)  # noqa: B009
-    return consumer
+    return RdConsumer(config)
 
 
 def _formats() -> tuple[int, int]:
-    from gateway import _speedups
+    from gateway._speedups import RdConsumer
 
-    cls = getattr(_speedups, "RdConsumer")  # noqa: B009
-    return cls.FORMAT_STREAM_BINARY, cls.FORMAT_STREAM_JSON
+    return RdConsumer.FORMAT_STREAM_BINARY, RdConsumer.FORMAT_STREAM_JSON
 
 
 class StreamRegistry:

@@ -24,20 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway._speedups import RdKafkaError
+
 OFFSET_BEGINNING = -2
 OFFSET_END = -1
 OFFSET_STORED = -1000
 OFFSET_INVALID = -1001
 ERR_AUTO_OFFSET_RESET = -140
 ERR_VALUE_DESERIALIZATION = -159
-
-
-class RdKafkaError(Exception):
-    def __init__(self, code: int, name: str, message: str, retriable: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.name = name
-        self.retriable = retriable
 
 
 @dataclass
@@ -250,8 +244,10 @@ class FakeRdConsumer:
                         # stored per ``store``) and reading goes on after it.
                         self.positions[(topic, p)] = pos + 1
                         (self.pending if not store else self.stored)[(topic, p)] = pos + 1
-                        raise RdKafkaError(ERR_VALUE_DESERIALIZATION, "_VALUE_DESERIALIZATION",
-                                           f"topic {topic} partition {p} offset {pos}: the value is not JSON")
+                        raise RdKafkaError(
+                            ERR_VALUE_DESERIALIZATION,
+                            f"topic {topic} partition {p} offset {pos}: the value is not JSON",
+                            topic=topic, partition=p, offset=pos)
                     budget = taken  # stop before it
                     break
                 out.append(format_stream(topic, p, pos, rec, as_json))

@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from support.fake_rdconsumer import FakeCluster, FakeRdConsumer, RdKafkaError
+from support.fake_rdconsumer import FakeCluster, FakeRdConsumer
 
 from gateway import errors
+from gateway._speedups import RdKafkaError
 from gateway.api.consume_stream import parse_query
 from gateway.consume import stream as stream_mod
 from gateway.consume.stream import (
@@ -472,7 +473,7 @@ def test_a_kafka_error_during_fetch_ends_the_stream_with_50002() -> None:
         reg = make(loop, cluster)
         sink = FakeSink()
         _, consumer = await opened(reg, StreamRequest(TOPIC, start=((0, 0),)), sink)
-        consumer.fail_next_fetch = RdKafkaError(-150, "_FATAL", "fatal: something broke")
+        consumer.fail_next_fetch = RdKafkaError(-150, "fatal: something broke")
         cluster.produce(TOPIC, 0, b"x")
         await until(lambda: sink.ended)
         (line,) = sink.lines()
