@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import signal
 import socket
@@ -24,10 +25,10 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from support.gateway import GatewayProcess
+from support.gateway import GatewayProcess, crash_checked
 from support.http import request
 
-from gateway.kafka.embedded import EmbeddedBroker
+from gateway.kafka.embedded import EmbeddedBroker, find_free_port
 
 GROUP_ARGS = ("-X", "session.timeout.ms=2000", "-X", "heartbeat.interval.ms=300")
 T0 = 1764658800000  # 2025-12-02T07:00:00.000Z
@@ -398,3 +399,62 @@ def test_checks_before_the_200(gw, topic_factory) -> None:
     assert r.status == 405 and r.header("allow") == "GET"
     r = request(gw.host, gw.port, "GET", base, b"{}", {"Content-Type": "application/json"})
     assert (r.status, r.json()["error_code"]) == (400, 400)
+
+
+def test_the_embedded_broker_dying_ends_open_streams_with_50003(tmp_path) -> None:
+    """Its consumers know the old broker's topic ids (librdkafka must never fetch them from the
+    new one): the streams end, and new ones read from the broker started again."""
+    bootstrap = f"127.0.0.1:{find_free_port('127.0.0.1')}"
+    g = GatewayProcess(["--embedded-broker", bootstrap, "--topic", "t:1", "--shutdown-timeout", "5"],
+                       tmp_path / "gateway.log")
+
+    def ready() -> None:
+        deadline = time.monotonic() + 20
+        while request(g.host, g.port, "GET", "/readyz", timeout=5).status != 200:
+            assert time.monotonic() < deadline, "not ready"
+            time.sleep(0.05)
+
+    def produce_one(text: str) -> None:
+        r = request(g.host, g.port, "POST", "/v3/clusters/local/topics/t/records",
+                    json.dumps({"value": {"type": "STRING", "data": text}}).encode(),
+                    {"Content-Type": "application/json"})
+        assert r.status == 200 and json.loads(r.body)["error_code"] == 200, r
+
+    try:
+        with crash_checked(g):
+            ready()
+            produce_one("before")
+            s = Stream(g, "t", "offset=earliest")
+            (r,) = s.lines(1)
+            assert base64.b64decode(r["value"]["data"]) == b"before"
+            tansu = [p for p in children(g.pid) if comm(p) == "tansu"]
+            assert len(tansu) == 1, tansu
+            os.kill(tansu[0], signal.SIGKILL)
+            (last,) = s.rest()
+            assert last["error_code"] == 50003 and "Kafka is unreachable" in last["message"], last
+            ready()  # the broker is back, empty
+            produce(bootstrap, "t", [{"partition": 0, "value": b"after"}])
+            s = Stream(g, "t", "offset=earliest&max_records=1")
+            (r,) = s.rest()
+            assert (r["offset"], base64.b64decode(r["value"]["data"])) == (0, b"after")
+    finally:
+        g.stop()
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
+    return out
+
+
+def comm(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
