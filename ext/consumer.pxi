@@ -224,6 +224,8 @@ cdef class RdConsumer:
     # element's opaque is the message's topic handle, for a quick match) and the last one used.
     cdef Py_ssize_t _count
     cdef Py_ssize_t _bytes
+    cdef Py_ssize_t _events      # error and end-of-partition events the current fetch met
+    cdef bint _continued         # the current fetch continues an answer: max_bytes binds its first record too
     cdef rd_kafka_topic_partition_list_t* _handed
     cdef int _handed_last
     cdef object _raise
@@ -722,13 +724,18 @@ cdef class RdConsumer:
     def take_errors(self):
         return _rdp_take_errors(self._st)
 
+    @property
+    def fetched_bytes(self):
+        return self._bytes
+
     def take_logs(self):
         return _rdp_take_logs(self._st)
 
     # ------------------------------------------------------------ fetch
 
     def fetch(self, Py_ssize_t max_records, Py_ssize_t max_bytes, int timeout_ms, int fmt,
-              Py_ssize_t min_bytes=0, bint store=True, bint first=True):
+              Py_ssize_t min_bytes=0, bint store=True, bint first=True,
+              bint stop_on_event=False, bint continued=False):
         # `first` is for formats whose pieces need separators; the stream formats end every
         # record with a newline, so none needs it yet.
         cdef rd_kafka_t* rk = self._live()
@@ -745,7 +752,9 @@ cdef class RdConsumer:
         self._fetching = True
         self._busy += 1
         try:
-            return self._fetch(rk, max_records, max_bytes, timeout_ms, fmt, min_bytes, store)
+            self._continued = continued
+            return self._fetch(rk, max_records, max_bytes, timeout_ms, fmt, min_bytes, store,
+                               stop_on_event)
         finally:
             self._busy -= 1
             self._fetching = False
@@ -755,7 +764,8 @@ cdef class RdConsumer:
                 self._out_cap = 0
 
     cdef tuple _fetch(self, rd_kafka_t* rk, Py_ssize_t max_records, Py_ssize_t max_bytes,
-                      int timeout_ms, int fmt, Py_ssize_t min_bytes, bint store):
+                      int timeout_ms, int fmt, Py_ssize_t min_bytes, bint store,
+                      bint stop_on_event):
         cdef rd_kafka_message_t* batch[_RDC_BATCH]
         cdef rd_kafka_message_t* m
         cdef Py_ssize_t n, i, want
@@ -769,6 +779,7 @@ cdef class RdConsumer:
         _rdp_read(self._efd, &drained, sizeof(drained))
         self._count = 0
         self._bytes = 0
+        self._events = 0
         self._out_len = 0
         self._handed_last = -1
         self._raise = None
@@ -806,6 +817,8 @@ cdef class RdConsumer:
                             i += 1
                     continue
                 if self._count > 0 and self._bytes >= min_bytes:
+                    break
+                if stop_on_event and self._events:
                     break
                 left = deadline - _rdp_now_ms()
                 if left <= 0:
@@ -892,7 +905,8 @@ cdef class RdConsumer:
             return _RDC_TAKEN
         size = <Py_ssize_t>((m.key_len if m.key != NULL else 0)
                             + (m.len if m.payload != NULL else 0))
-        if self._count > 0 and (self._count >= max_records or self._bytes + size > max_bytes):
+        if (self._count > 0 or self._continued) and (
+                self._count >= max_records or self._bytes + size > max_bytes):
             return _RDC_LIMIT
         if fmt & 1:
             if m.key != NULL and not self._json._is_json_text(
@@ -937,6 +951,7 @@ cdef class RdConsumer:
         # A message with an error: end of partition (for eof()), or an error for take_errors().
         cdef const char* text
         cdef char* slot
+        self._events += 1
         if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF:
             if m.rkt != NULL:
                 self._eof[(_rdc_str(rd_kafka_topic_name(m.rkt)), m.partition)] = m.offset

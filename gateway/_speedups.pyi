@@ -613,7 +613,8 @@ class RdConsumer:
         to ``timeout_ms``). RdKafkaError when it cannot tell."""
 
     def fetch(self, max_records: int, max_bytes: int, timeout_ms: int, fmt: int,
-              min_bytes: int = 0, store: bool = True, first: bool = True) -> tuple[bytes, int]:
+              min_bytes: int = 0, store: bool = True, first: bool = True,
+              stop_on_event: bool = False, continued: bool = False) -> tuple[bytes, int]:
         """Records as one formatted byte string in format ``fmt`` (``FORMAT_*``), and how many.
 
         Waits up to ``timeout_ms`` for the first record (with ``min_bytes``: until that many
@@ -634,7 +635,16 @@ class RdConsumer:
         (``_KEY_DESERIALIZATION``/``_VALUE_DESERIALIZATION``, ``topic t partition p offset o:
         the value is not JSON (reason)``, with ``topic``/``partition``/``offset`` set). That
         record then counts as handed out (its offset is stored like a record's, per ``store``)
-        and reading goes on after it; seek back and fetch in a binary format to read it."""
+        and reading goes on after it; seek back and fetch in a binary format to read it.
+
+        ``stop_on_event``: return as soon as the queue is drained after an error or an end of
+        partition, instead of waiting on for a record (a read of one partition that must
+        answer ``[]`` at its end at once). ``continued``: this fetch continues an answer that
+        already has records, so ``max_bytes`` binds its first record too (it may return none)."""
+
+    @property
+    def fetched_bytes(self) -> int:
+        """Key and value bytes of the records the last ``fetch()`` returned."""
 
     def queued(self) -> int:
         """Messages and events in the consumer queue now, plus records taken but not handed

@@ -28,10 +28,9 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
-from urllib.parse import parse_qs
 
 from gateway import errors
-from gateway.api.common import refused_now, with_topic
+from gateway.api.common import query_params, refused_now, with_topic
 from gateway.api.context import ApiContext
 from gateway.consume.stream import (
     OFFSET_BEGINNING,
@@ -127,12 +126,11 @@ def _offset(name: str, text: str, *, named_only: bool = False) -> int:
 
 def parse_query(query_string: str) -> ParsedStream:
     """The stream's parameters, or BadRequest naming what is wrong."""
-    query = parse_qs(query_string, keep_blank_values=True)
-    unknown = sorted(set(query) - set(PARAMETERS))
+    first = query_params(query_string)
+    unknown = sorted(set(first) - set(PARAMETERS))
     if unknown:
         raise errors.BadRequest(
             f"unknown query parameter {unknown[0]!r}: this endpoint takes {', '.join(PARAMETERS)}")
-    first = {name: values[0] for name, values in query.items()}
     out = ParsedStream()
     group = first.get("group")
     fmt = first.get("format", "binary")

@@ -23,8 +23,8 @@ the partition):
 
 ``max_bytes`` counts key and value bytes before base64, as Confluent does; the first record is
 always included, even when it alone is larger (otherwise a reader could never get past it).
-The answer is built on the consumer's worker thread (gateway.consume.v1.encode_records); the
-loop only writes it.
+The answer is written by the consumer's compiled fetch on its worker thread
+(gateway.consume.pool); the loop only sends it.
 """
 
 from __future__ import annotations
@@ -32,13 +32,11 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
-from urllib.parse import parse_qs
 
 from gateway import errors
-from gateway.api.common import refused_now, with_topic
+from gateway.api.common import query_params, refused_now, with_topic
 from gateway.api.context import ApiContext
 from gateway.consume.pool import NotKnownToKafka
-from gateway.consume.v1 import encode_records
 from gateway.http.parser import RequestHead
 from gateway.http.protocol import HttpProtocol
 
@@ -63,13 +61,13 @@ class ConsumeRequest:
         self.max_bytes = max_bytes
 
 
-def _query_int(query: dict[str, list[str]], name: str) -> int | None:
-    values = query.get(name)
-    if not values:
+def _query_int(query: dict[str, str], name: str) -> int | None:
+    value = query.get(name)
+    if value is None:
         return None
-    text = values[0].strip()  # the first value, as JAX-RS's @QueryParam takes it
+    text = value.strip()
     if not _INT.fullmatch(text):
-        raise errors.BadRequest(f"{name} must be an integer, not {values[0]!r}")
+        raise errors.BadRequest(f"{name} must be an integer, not {value!r}")
     return int(text)
 
 
@@ -82,7 +80,7 @@ def parse_request(params: dict[str, str], query_string: str) -> ConsumeRequest:
     partition = int(part_text)
     if partition < 0:
         raise errors.PartitionNotFound(f"partition {partition} of topic {topic} not found")
-    query = parse_qs(query_string, keep_blank_values=True)
+    query = query_params(query_string)
     offset = _query_int(query, "offset")
     if offset is None:
         raise errors.BadRequest("the offset query parameter is required, e.g. ?offset=0")
@@ -122,16 +120,8 @@ def _read(
     if pool is None:
         conn.respond_error(errors.ShuttingDown("consuming is not available"))
         return
-    partition = req.partition
     try:
-        fut = pool.submit(
-            req.topic,
-            partition,
-            req.offset,
-            req.count,
-            req.max_bytes,
-            lambda records: encode_records(records, partition),
-        )
+        fut = pool.submit(req.topic, req.partition, req.offset, req.count, req.max_bytes)
     except errors.GatewayError as exc:
         conn.respond_error(exc)
         return
@@ -146,7 +136,7 @@ def _answer(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, fut: asyncio
     if not conn.pending(head):
         return  # the client went away: drop the answer
     if exc is None:
-        conn.respond(200, fut.result(), content_type=CONTENT_TYPE)
+        conn.respond(200, fut.result().body, content_type=CONTENT_TYPE)
     elif isinstance(exc, NotKnownToKafka):
         _recheck(ctx, conn, head, exc)
     elif isinstance(exc, errors.GatewayError):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import NamedTuple
-from urllib.parse import parse_qs
 
 from gateway import errors
 from gateway.api import consume_stream, consume_v1, health, metadata, produce_v1, produce_v3
+from gateway.api.common import query_params
 from gateway.api.context import ApiContext
 from gateway.auth.acl import ANY, CONSUME, PRODUCE
 from gateway.auth.authenticator import RETRY_AFTER
@@ -146,9 +146,7 @@ class Api:
         endpoint = methods.get(head.method)
         if endpoint is None:
             return Resolved(METHOD_NOT_ALLOWED, params, methods)
-        if endpoint == routes.PARTITION_OR_CONSUME and "offset" in parse_qs(
-            head.query, keep_blank_values=True
-        ):
+        if endpoint == routes.PARTITION_OR_CONSUME and "offset" in query_params(head.query):
             endpoint = routes.CONSUME_V1
         return Resolved(endpoint, params, methods)
 

@@ -1,22 +1,34 @@
 """A bounded pool of long-lived librdkafka consumers that read one partition range per request.
 
-Each worker thread owns one ``confluent_kafka.Consumer`` for the life of the process: a request
-``assign()``s its partition at the requested offset, reads, and ``unassign()``s. No group is
-joined and nothing is committed (``group.id`` is only there because librdkafka insists on one).
-The event loop never calls librdkafka here: it queues a job and gets one answer per request
-back through ``call_soon_threadsafe``. Jobs beyond the workers wait in a bounded queue; past the
-bound, or after waiting longer than ``queue_timeout``, the request fails with 503/50301, the
-answer Confluent's v1 simple-consumer pool gives when it has no consumer to lend.
+Each worker thread owns one compiled consumer (``gateway._speedups.RdConsumer``) for the life of
+the process. Its ``fetch()`` writes the v1 answer (``[{"key","value","partition","offset"}]``,
+base64) straight from librdkafka's messages: no Python object per record. No group is joined and
+nothing is committed (``group.id`` is only there because librdkafka insists on one).
+
+**Cursors.** A read that stops before the end of its partition (``count`` or ``max_bytes``)
+leaves the partition assigned, with what the consumer prefetched still queued. A read that
+continues it (same topic and partition, its next offset: what a client reading a partition front
+to back asks for) goes to that consumer and finds its records there at once; any other read
+``assign()``s its partition at the requested offset. A read that reaches the end unassigns
+(an assigned partition at its end is fetched again every ``fetch.wait.max.ms``), and so does a
+consumer whose cursor nobody continues within ``CURSOR_IDLE``. (Pausing the partition instead
+was measured to stall the next assignment's first fetch for 1 s now and then.)
+
+The event loop never calls librdkafka here. It hands each job to an idle worker, preferring one
+whose cursor the job continues, and gets one answer back through ``call_soon_threadsafe``. Jobs
+beyond the workers wait in a bounded queue on the loop; past the bound, or after waiting longer
+than ``queue_timeout``, the request fails with 503/50301, the answer Confluent's v1
+simple-consumer pool gives when it has no consumer to lend.
 
 How a read decides it is done, and why (measured against Tansu, the broker of the tests):
 - Records that exist arrive in the first fetch response, ~1-3 ms after ``assign()`` (the
   broker answers at once when it has data; ``fetch.wait.max.ms`` only delays an empty answer,
   and a fetch still in flight from the previous request on this consumer).
 - The end of the partition comes from the fetch responses, never from ListOffsets. Tansu's
-  ListOffsets (``get_watermark_offsets``) reports the first offset of the last batch + 1 (one
+  ListOffsets (``watermarks(cached=False)``) reports the first offset of the last batch + 1 (one
   batch of 3 records: 1), but its Fetch responses carry the true high watermark, and that is
   what librdkafka uses for ``_PARTITION_EOF`` and for the cached watermarks
-  (``get_watermark_offsets(cached=True)``, updated before the records of that response are
+  (``watermarks(cached=True)``, updated before the records of that response are
   queued). So after records: stop when the next offset reaches the cached high watermark of the
   response that carried them; with none: stop at ``_PARTITION_EOF``.
 - Out of range: a real Kafka answers OFFSET_OUT_OF_RANGE, which librdkafka (with
@@ -54,19 +66,23 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-
 from gateway import errors
+from gateway._speedups import RdConsumer, RdKafkaError
 
 log = logging.getLogger("gateway.consume")
 
 MAX_OFFSET = (1 << 63) - 1
 # Longest single wait inside a read: a read notices renew() within this.
 POLL_SLICE = 0.1
+V1_BINARY = RdConsumer.FORMAT_V1_BINARY
+# How long a consumer keeps the partition of its last read (and what it prefetched) for a read
+# that continues it; then it unassigns it.
+CURSOR_IDLE = 2.0
 
 # Settings the read algorithm depends on: applied after the caller's properties.
 REQUIRED_CONSUMER_CONFIG: dict[str, Any] = {
@@ -94,11 +110,35 @@ DEFAULT_CONSUMER_CONFIG: dict[str, Any] = {
     "socket.nagle.disable": True,
 }
 
+# librdkafka error codes the read tells apart (rdkafka.h).
+_ERR_PARTITION_EOF = -191
+_ERR_UNKNOWN_PARTITION = -190
+_ERR_UNKNOWN_TOPIC = -188
+_ERR_AUTO_OFFSET_RESET = -140
+_ERR_FATAL = -150
+_ERR_AUTHENTICATION = -169
+_ERR_SSL = -181
+_ERR_INVALID_ARG = -186
+_ERR_UNSUPPORTED_FEATURE = -165
+_ERR_OFFSET_OUT_OF_RANGE = 1
+_ERR_UNKNOWN_TOPIC_OR_PART = 3
 
-class ConsumedRecord(NamedTuple):
-    offset: int
-    key: bytes | None
-    value: bytes | None
+_OUT_OF_RANGE = {_ERR_OFFSET_OUT_OF_RANGE, _ERR_AUTO_OFFSET_RESET}
+# "Unknown" from the consumer's client: its own view, never the cluster's word on existence.
+_NOT_KNOWN = {_ERR_UNKNOWN_TOPIC_OR_PART, _ERR_UNKNOWN_TOPIC, _ERR_UNKNOWN_PARTITION}
+# Local (librdkafka) errors that waiting cannot cure; other local ones (transport, broker down,
+# timeouts) are retried by librdkafka until the request's deadline.
+_LOCAL_PERMANENT = {_ERR_AUTHENTICATION, _ERR_SSL, _ERR_INVALID_ARG, _ERR_UNSUPPORTED_FEATURE,
+                    _ERR_FATAL}
+# Broker errors a retry can cure (Kafka's protocol marks them retriable): the others fail the read.
+_BROKER_RETRIABLE = {5, 6, 7, 13, 14, 15, 16, 19, 20, 56, 74, 75, 78, 80, 89}
+
+
+class ConsumeResult(NamedTuple):
+    """A read's answer: the v1 binary JSON array of its records, and how many."""
+
+    body: bytes
+    records: int
 
 
 class OffsetOutOfRangeError(errors.OffsetOutOfRange):
@@ -132,10 +172,10 @@ class NotKnownToKafka(errors.KafkaUnavailable):
     cluster's metadata listed it when the request was checked: the cluster cannot be reached,
     or the topic changed since (503/50003 unless a fresh listing says it is gone)."""
 
-    def __init__(self, topic: str, partition: int, err: KafkaError) -> None:
+    def __init__(self, topic: str, partition: int, reason: str) -> None:
         super().__init__(
             f"Kafka cannot tell where topic {topic} partition {partition} is now "
-            f"({err.str()}): the cluster may be unreachable; retry later"
+            f"({reason}): the cluster may be unreachable; retry later"
         )
         self.topic = topic
         self.partition = partition
@@ -152,25 +192,24 @@ class _Job:
     offset: int
     count: int
     max_bytes: int
-    transform: Callable[[list[ConsumedRecord]], Any] | None
-    future: asyncio.Future[Any]
+    future: asyncio.Future[ConsumeResult]
     enqueued_at: float
     abandoned: bool = False  # set on the loop when nobody waits for the answer any more
     generation: int = 0  # the pool's generation when the read started (see renew)
 
 
-_OUT_OF_RANGE = {KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET}
-# "Unknown" from the consumer's client: its own view, never the cluster's word on existence.
-_NOT_KNOWN = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
-# Local (librdkafka) errors that waiting cannot cure; other local ones (transport, broker down,
-# timeouts) are retried by librdkafka until the request's deadline.
-_LOCAL_PERMANENT = {
-    KafkaError._AUTHENTICATION,
-    KafkaError._SSL,
-    KafkaError._INVALID_ARG,
-    KafkaError._UNSUPPORTED_FEATURE,
-    KafkaError._FATAL,
-}
+class _Worker:
+    """One thread and its consumer. ``cursor`` (written by the thread, read on the loop) is
+    where its consumer stands: (topic, partition, next offset), None when nowhere useful."""
+
+    __slots__ = ("jobs", "busy", "cursor", "thread", "stopped")
+
+    def __init__(self, stopped: asyncio.Future[None]) -> None:
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.busy = False  # loop side: a job was handed to it and has not been answered
+        self.cursor: tuple[str, int, int] | None = None
+        self.thread: threading.Thread | None = None
+        self.stopped = stopped
 
 
 class ConsumerPool:
@@ -184,7 +223,7 @@ class ConsumerPool:
         queue_timeout: float = 1.0,
         request_timeout: float = 5.0,
         suspect_after: float = 0.05,
-        consumer_factory: Callable[[dict[str, Any]], Any] = Consumer,
+        consumer_factory: Callable[[dict[str, Any]], Any] = RdConsumer,
     ) -> None:
         if size < 1:
             raise ValueError("a consumer pool needs at least one consumer")
@@ -199,20 +238,18 @@ class ConsumerPool:
         conf.update(REQUIRED_CONSUMER_CONFIG)
         self._config = conf
         self._factory = consumer_factory
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._outstanding = 0  # queued + running jobs (loop thread only)
+        self._waiting: deque[_Job] = deque()  # loop side: jobs no worker has taken yet
+        self._outstanding = 0  # waiting + running jobs (loop thread only)
         self._closed = False
         self._generation = 0  # renew() counts up; a worker's consumer of an older one is replaced
-        self._stopped: list[asyncio.Future[None]] = []
-        self._threads: list[threading.Thread] = []
+        self._workers: list[_Worker] = []
         for i in range(size):
-            stopped: asyncio.Future[None] = loop.create_future()
-            t = threading.Thread(
-                target=self._worker, args=(stopped,), name=f"gateway-consume-{i}", daemon=True
+            worker = _Worker(loop.create_future())
+            worker.thread = threading.Thread(
+                target=self._run, args=(worker,), name=f"gateway-consume-{i}", daemon=True
             )
-            self._stopped.append(stopped)
-            self._threads.append(t)
-            t.start()
+            self._workers.append(worker)
+            worker.thread.start()
 
     # -- loop side ------------------------------------------------------------------------
     @property
@@ -220,33 +257,37 @@ class ConsumerPool:
         return self._outstanding
 
     def submit(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        count: int,
-        max_bytes: int,
-        transform: Callable[[list[ConsumedRecord]], Any] | None = None,
-    ) -> asyncio.Future[Any]:
-        """Queue a read; the future gives ``transform(records)`` (run on the worker thread, so
-        encoding an answer does not hold the loop) or the records, or a ``GatewayError``.
-        Cancel the future to drop a read that has not started yet."""
+        self, topic: str, partition: int, offset: int, count: int, max_bytes: int
+    ) -> asyncio.Future[ConsumeResult]:
+        """Queue a read; the future gives its ``ConsumeResult`` or a ``GatewayError``. Cancel
+        the future to drop a read that has not started yet."""
         if self._closed:
             raise errors.ShuttingDown("the gateway is shutting down")
         if self._outstanding >= self.size + self.max_queued:
             raise ConsumerPoolBusy(
                 f"all {self.size} consumers are busy and {self.max_queued} requests wait: retry later"
             )
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        job = _Job(topic, partition, offset, count, max_bytes, transform, fut, time.monotonic())
+        fut: asyncio.Future[ConsumeResult] = self._loop.create_future()
+        job = _Job(topic, partition, offset, count, max_bytes, fut, time.monotonic())
         fut.add_done_callback(lambda f: _abandon(job) if f.cancelled() else None)
         self._outstanding += 1
-        self._jobs.put(job)
+        idle = None
+        for worker in self._workers:
+            if not worker.busy:
+                if worker.cursor == (topic, partition, offset):
+                    idle = worker
+                    break
+                if idle is None:
+                    idle = worker
+        if idle is not None:
+            self._hand(idle, job)
+        else:
+            self._waiting.append(job)
         return fut
 
     async def fetch(
         self, topic: str, partition: int, offset: int, count: int, max_bytes: int
-    ) -> list[ConsumedRecord]:
+    ) -> ConsumeResult:
         """Records of ``topic``/``partition`` from ``offset`` on, as many as exist now, at most
         ``count`` and about ``max_bytes`` of key and value bytes (always at least one record
         when one exists). ``[]`` at the end of the partition; ``OffsetOutOfRangeError`` outside
@@ -255,15 +296,43 @@ class ConsumerPool:
         read."""
         return await self.submit(topic, partition, offset, count, max_bytes)
 
-    def _resolve(self, job: _Job, result: Any, exc: BaseException | None) -> None:
-        self._outstanding -= 1
-        fut = job.future
-        if fut.done():
+    def _hand(self, worker: _Worker, job: _Job) -> None:
+        worker.busy = True
+        worker.jobs.put(job)
+
+    def _next_for(self, worker: _Worker) -> None:
+        """``worker`` is free: give it the waiting job that continues its cursor, else the
+        oldest; jobs that waited too long or were abandoned are answered on the way."""
+        waiting = self._waiting
+        now = time.monotonic()
+        while waiting and (waiting[0].abandoned or now - waiting[0].enqueued_at > self.queue_timeout):
+            job = waiting.popleft()
+            self._outstanding -= 1
+            if not job.abandoned:
+                _settle(job.future, None, ConsumerPoolBusy(
+                    f"no consumer became free within {self.queue_timeout:g}s: retry later"
+                ))
+        if not waiting:
             return
-        if exc is not None:
-            fut.set_exception(exc)
+        cursor = worker.cursor
+        chosen = None
+        if cursor is not None:
+            for job in waiting:
+                if (job.topic, job.partition, job.offset) == cursor and not job.abandoned:
+                    chosen = job
+                    break
+        if chosen is None:
+            chosen = waiting.popleft()
         else:
-            fut.set_result(result)
+            waiting.remove(chosen)
+        self._hand(worker, chosen)
+
+    def _resolve(self, worker: _Worker, job: _Job, result: Any, exc: BaseException | None) -> None:
+        self._outstanding -= 1
+        worker.busy = False
+        _settle(job.future, result, exc)
+        if not self._closed:
+            self._next_for(worker)
 
     def renew(self) -> None:
         """The cluster behind the consumers is gone (it comes back as a new one): reads in
@@ -271,20 +340,24 @@ class ConsumerPool:
         self._generation += 1
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Stop taking requests; queued ones fail with 503; workers close their consumers."""
+        """Stop taking requests; waiting ones fail with 503; workers close their consumers."""
         if self._closed:
             return
         self._closed = True
-        for _ in self._threads:
-            self._jobs.put(None)
-        done, pending = await asyncio.wait(self._stopped, timeout=timeout)
+        while self._waiting:
+            job = self._waiting.popleft()
+            self._outstanding -= 1
+            _settle(job.future, None, errors.ShuttingDown("the gateway is shutting down"))
+        for worker in self._workers:
+            worker.jobs.put(None)
+        done, pending = await asyncio.wait([w.stopped for w in self._workers], timeout=timeout)
         if pending:
             log.warning("%d consumer threads did not stop within %gs", len(pending), timeout)
 
     # -- worker threads ------------------------------------------------------------------
-    def _post(self, job: _Job, result: Any, exc: BaseException | None) -> None:
+    def _post(self, worker: _Worker, job: _Job, result: Any, exc: BaseException | None) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._resolve, job, result, exc)
+            self._loop.call_soon_threadsafe(self._resolve, worker, job, result, exc)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
 
@@ -302,141 +375,152 @@ class ConsumerPool:
         except Exception as exc:
             log.warning("closing a consumer failed: %s", exc)
 
-    def _worker(self, stopped: asyncio.Future[None]) -> None:
+    def _run(self, worker: _Worker) -> None:
         generation = self._generation
         consumer, startup_error = self._new_consumer()
         try:
             while True:
-                job = self._jobs.get()
+                try:
+                    job = worker.jobs.get(timeout=CURSOR_IDLE if worker.cursor is not None else None)
+                except queue.Empty:
+                    # Nobody continued the last read: stop fetching its partition.
+                    worker.cursor = None
+                    if consumer is not None:
+                        consumer.assign([])
+                    continue
                 if job is None:
                     break
                 if job.abandoned:
-                    self._post(job, None, None)
+                    self._post(worker, job, None, None)
                     continue
                 if self._closed:
-                    self._post(job, None, errors.ShuttingDown("the gateway is shutting down"))
-                    continue
-                waited = time.monotonic() - job.enqueued_at
-                if waited > self.queue_timeout:
-                    self._post(job, None, ConsumerPoolBusy(
-                        f"no consumer became free within {self.queue_timeout:g}s: retry later"
-                    ))
+                    self._post(worker, job, None, errors.ShuttingDown("the gateway is shutting down"))
                     continue
                 if generation != self._generation:
                     generation = self._generation
+                    worker.cursor = None
                     if consumer is not None:
                         self._close_consumer(consumer)
                     consumer, startup_error = self._new_consumer()
                 if consumer is None:
-                    self._post(job, None, errors.KafkaRequestFailed(
+                    self._post(worker, job, None, errors.KafkaRequestFailed(
                         f"no Kafka consumer: {startup_error}"
                     ))
                     continue
                 job.generation = generation
                 try:
-                    records = self._read(consumer, job)
-                    result = job.transform(records) if job.transform is not None else records
+                    result = self._read(consumer, worker, job)
                 except errors.GatewayError as exc:
-                    self._post(job, None, exc)
+                    worker.cursor = None
+                    self._post(worker, job, None, exc)
                 except Exception as exc:
+                    worker.cursor = None
                     log.exception("consume from %s[%d] failed", job.topic, job.partition)
-                    self._post(job, None, errors.KafkaRequestFailed(f"Kafka error: {exc}"))
+                    self._post(worker, job, None, errors.KafkaRequestFailed(f"Kafka error: {exc}"))
                 else:
-                    self._post(job, result, None)
+                    self._post(worker, job, result, None)
         finally:
             if consumer is not None:
                 self._close_consumer(consumer)
             try:
-                self._loop.call_soon_threadsafe(_set_done, stopped)
+                self._loop.call_soon_threadsafe(_set_done, worker.stopped)
             except RuntimeError:
                 pass
 
-    def _read(self, consumer: Any, job: _Job) -> list[ConsumedRecord]:
+    def _read(self, consumer: Any, worker: _Worker, job: _Job) -> ConsumeResult:
         topic, partition, offset = job.topic, job.partition, job.offset
         deadline = time.monotonic() + self.request_timeout
         if not 0 <= offset <= MAX_OFFSET:
-            earliest, end = self._measure_range(consumer, job, deadline)
+            earliest, end = self._measure_range(consumer, worker, job, deadline)
             raise OffsetOutOfRangeError(topic, partition, offset, earliest, end)
         suspect_after: float | None = self.suspect_after
         while True:
             try:
-                return self._read_from(consumer, job, deadline, suspect_after)
+                return self._read_from(consumer, worker, job, deadline, suspect_after)
             except _Suspect:
                 pass
-            earliest, end = self._measure_range(consumer, job, deadline)
+            earliest, end = self._measure_range(consumer, worker, job, deadline)
             if offset == end:
-                return []
+                return ConsumeResult(b"[]", 0)
             if not earliest <= offset < end:
                 raise OffsetOutOfRangeError(topic, partition, offset, earliest, end)
             # The records are there: the broker was only slow. Read again, patiently.
             suspect_after = None
 
+    def _place(self, consumer: Any, worker: _Worker, topic: str, partition: int, offset: int) -> None:
+        """Make ``consumer`` read ``topic``/``partition`` from ``offset``: keep what it has
+        queued when that is where it stands, else assign afresh."""
+        if worker.cursor != (topic, partition, offset):
+            worker.cursor = None
+            consumer.assign([(topic, partition, offset)])
+        consumer.eof()  # (ends and errors of an earlier read are not this one's)
+        consumer.take_errors()
+
+    def _park(self, consumer: Any, worker: _Worker, topic: str, partition: int, at_end: bool) -> None:
+        """The read is over. At the end of the partition, unassign it: an assigned partition at
+        its end is fetched again every ``fetch.wait.max.ms``, for ever. Else keep it, with what
+        it prefetched, for a read that continues it (``CURSOR_IDLE`` at most)."""
+        if at_end:
+            worker.cursor = None
+            consumer.assign([])
+            return
+        position = consumer.position([(topic, partition)])[0]
+        worker.cursor = (topic, partition, position) if position >= 0 else None
     def _read_from(
-        self, consumer: Any, job: _Job, deadline: float, suspect_after: float | None
-    ) -> list[ConsumedRecord]:
+        self, consumer: Any, worker: _Worker, job: _Job, deadline: float,
+        suspect_after: float | None,
+    ) -> ConsumeResult:
         topic, partition = job.topic, job.partition
         count, max_bytes = job.count, job.max_bytes
-        tp = TopicPartition(topic, partition, job.offset)
-        out: list[ConsumedRecord] = []
-        size = 0
-        next_offset = job.offset
-        last_error: KafkaError | None = None
+        pieces: list[bytes] = []
+        n = size = 0
+        last_error = ""
         first_deadline = time.monotonic() + suspect_after if suspect_after is not None else deadline
-        consumer.assign([tp])
+        at_end = False
+        self._place(consumer, worker, topic, partition, job.offset)
         try:
             while True:
-                limit = deadline if out else min(first_deadline, deadline)
+                limit = deadline if n else min(first_deadline, deadline)
                 wait = limit - time.monotonic()
                 if wait <= 0:
-                    if out:
-                        return out  # as many as arrived in time
+                    if n:
+                        return _answer(pieces, n)  # as many as arrived in time
                     if suspect_after is not None and limit == first_deadline:
                         raise _Suspect
                     raise errors.KafkaUnavailable(
                         f"Kafka did not answer a fetch from {topic}[{partition}] within "
-                        f"{self.request_timeout:g}s" + (f": {last_error.str()}" if last_error else "")
+                        f"{self.request_timeout:g}s" + (f": {last_error}" if last_error else "")
                     )
-                msg = consumer.poll(min(wait, POLL_SLICE))
+                body, k = consumer.fetch(
+                    count - n, max_bytes - size, max(1, int(min(wait, POLL_SLICE) * 1000)),
+                    V1_BINARY, store=False, stop_on_event=True, continued=n > 0,
+                )
                 self._check_current(job)
-                if msg is None:
-                    continue
-                # Everything queued now, in one call: a fetch response's records come together.
-                batch = [msg, *consumer.consume(max(1, count - len(out)), 0)]
-                for m in batch:
-                    err = m.error()
-                    if err is not None:
-                        code = err.code()
-                        if code == KafkaError._PARTITION_EOF:
-                            if m.topic() == topic and m.partition() == partition:
-                                return out
-                            continue
-                        if code in _OUT_OF_RANGE:
-                            if out:
-                                return out
-                            raise _Suspect
-                        _raise_fatal(err, topic, partition)
-                        last_error = err  # retriable: librdkafka retries until our deadline
-                        continue
-                    off = m.offset()
-                    if off < next_offset or m.partition() != partition or m.topic() != topic:
-                        continue
-                    key = m.key()
-                    value = m.value()
-                    n = (len(key) if key is not None else 0) + (len(value) if value is not None else 0)
-                    if out and size + n > max_bytes:
-                        return out  # the first record always goes, so a reader always progresses
-                    out.append(ConsumedRecord(off, key, value))
-                    size += n
-                    next_offset = off + 1
-                    if len(out) >= count or size >= max_bytes:
-                        return out
-                if out:
+                if k:
+                    pieces.append(body)
+                    n += k
+                    size += consumer.fetched_bytes
+                    if n >= count or size >= max_bytes:
+                        return _answer(pieces, n)
+                for code, reason in consumer.take_errors():
+                    if code in _OUT_OF_RANGE:
+                        if n:
+                            return _answer(pieces, n)
+                        raise _Suspect
+                    _raise_fatal(code, reason, topic, partition)
+                    last_error = reason  # retriable: librdkafka retries until our deadline
+                for t, p, _end in consumer.eof():
+                    if t == topic and p == partition:
+                        at_end = True
+                        return _answer(pieces, n)
+                if k:
                     # The high watermark of the fetch response that carried these records.
-                    high = consumer.get_watermark_offsets(tp, cached=True)[1]
-                    if high >= 0 and next_offset >= high:
-                        return out
+                    high = consumer.watermarks(topic, partition, True)[1]
+                    if high >= 0 and consumer.position([(topic, partition)])[0] >= high:
+                        at_end = True
+                        return _answer(pieces, n)
         finally:
-            consumer.unassign()
+            self._park(consumer, worker, topic, partition, at_end)
 
     def _check_current(self, job: _Job) -> None:
         """KafkaUnavailable once ``renew()`` was called since the read started."""
@@ -445,60 +529,78 @@ class ConsumerPool:
                 f"Kafka became unreachable while reading {job.topic}[{job.partition}]: retry later"
             )
 
-    def _measure_range(self, consumer: Any, job: _Job, deadline: float) -> tuple[int, int]:
+    def _measure_range(self, consumer: Any, worker: _Worker, job: _Job, deadline: float) -> tuple[int, int]:
         """(earliest, end) of the partition now: earliest from ListOffsets, end from a fetch."""
         topic, partition = job.topic, job.partition
-        tp = TopicPartition(topic, partition)
         for _attempt in range(3):
             wait = deadline - time.monotonic()
             if wait <= 0:
                 break
             try:
-                low, high = consumer.get_watermark_offsets(tp, timeout=wait)
-            except KafkaException as exc:
-                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                if err is not None:
-                    _raise_fatal(err, topic, partition)
+                low, high = consumer.watermarks(topic, partition, False, max(1, int(wait * 1000)))
+            except RdKafkaError as exc:
+                _raise_fatal(exc.code, str(exc), topic, partition)
                 # Retriable (transport, timeout, no broker up): Kafka could not be asked.
                 raise errors.KafkaUnavailable(
-                    f"could not read the offsets of {topic}[{partition}]: "
-                    f"{err.str() if err is not None else exc}"
+                    f"could not read the offsets of {topic}[{partition}]: {exc}"
                 ) from exc
             # Tansu's ListOffsets high watermark can be low (the last batch's first offset + 1):
             # read from just below it; the fetch response carries the true one.
             start = max(low, high - 1)
-            consumer.assign([TopicPartition(topic, partition, start)])
+            worker.cursor = None
+            self._place(consumer, worker, topic, partition, start)
             try:
                 while (wait := deadline - time.monotonic()) > 0:
-                    msg = consumer.poll(min(wait, POLL_SLICE))
+                    _body, k = consumer.fetch(
+                        1, 1 << 30, max(1, int(min(wait, POLL_SLICE) * 1000)), V1_BINARY,
+                        store=False, stop_on_event=True,
+                    )
                     self._check_current(job)
-                    if msg is None:
-                        continue
-                    err = msg.error()
-                    if err is None:
-                        end = consumer.get_watermark_offsets(tp, cached=True)[1]
-                        return low, max(end, msg.offset() + 1)
-                    code = err.code()
-                    if code == KafkaError._PARTITION_EOF:
-                        return low, msg.offset()
-                    if code in _OUT_OF_RANGE:
+                    if k:
+                        end = consumer.watermarks(topic, partition, True)[1]
+                        return low, max(end, consumer.position([(topic, partition)])[0])
+                    out_of_range = False
+                    for code, reason in consumer.take_errors():
+                        if code in _OUT_OF_RANGE:
+                            out_of_range = True
+                        else:
+                            _raise_fatal(code, reason, topic, partition)
+                    for t, p, end in consumer.eof():
+                        if t == topic and p == partition:
+                            return low, end
+                    if out_of_range:
                         break  # the log moved between ListOffsets and the fetch: measure again
-                    _raise_fatal(err, topic, partition)
             finally:
-                consumer.unassign()
+                worker.cursor = None
+                consumer.assign([])
         raise errors.KafkaUnavailable(
             f"could not find the offset range of {topic}[{partition}] within {self.request_timeout:g}s"
         )
 
 
-def _raise_fatal(err: KafkaError, topic: str, partition: int) -> None:
+def _answer(pieces: list[bytes], n: int) -> ConsumeResult:
+    if len(pieces) == 1:
+        return ConsumeResult(pieces[0], n)
+    # Each piece is a JSON array: join their insides.
+    return ConsumeResult(b"[" + b",".join(p[1:-1] for p in pieces) + b"]", n)
+
+
+def _raise_fatal(code: int, reason: str, topic: str, partition: int) -> None:
     """Raise the answer for an error that waiting in this read cannot fix; return for a
     retriable one."""
-    code = err.code()
     if code in _NOT_KNOWN:
-        raise NotKnownToKafka(topic, partition, err)
-    if err.fatal() or code in _LOCAL_PERMANENT or (code > 0 and not err.retriable()):
-        raise errors.KafkaRequestFailed(f"Kafka error: {err.str()}")
+        raise NotKnownToKafka(topic, partition, reason)
+    if code in _LOCAL_PERMANENT or (code > 0 and code not in _BROKER_RETRIABLE):
+        raise errors.KafkaRequestFailed(f"Kafka error: {reason}")
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
 
 
 def _abandon(job: _Job) -> None:

@@ -1,5 +1,4 @@
-"""The v1 consume pieces below HTTP: request parsing, the answer's encoding, and the consumer
-pool (its bounds with a fake consumer; its reads against the session's Tansu broker and against
+"""The v1 consume pieces below HTTP: request parsing and the consumer pool (its bounds with a fake consumer; its reads against the session's Tansu broker and against
 librdkafka's mock cluster, which answers like Apache Kafka: OFFSET_OUT_OF_RANGE, true
 ListOffsets); what a read that fails answers (503 when Kafka cannot be reached or does not know
 the partition, 404 only from the cluster's listing)."""
@@ -21,10 +20,10 @@ import uvloop
 from confluent_kafka import Producer
 
 from gateway import errors
+from gateway._speedups import RdKafkaError
 from gateway.api.consume_v1 import DEFAULT_MAX_BYTES, MAX_BYTES_CEILING, parse_request
-from gateway.consume import ConsumedRecord, ConsumerPool, ConsumerPoolBusy, OffsetOutOfRangeError
+from gateway.consume import ConsumeResult, ConsumerPool, ConsumerPoolBusy, OffsetOutOfRangeError
 from gateway.consume.pool import NotKnownToKafka
-from gateway.consume.v1 import encode_records
 
 
 @pytest.fixture
@@ -73,86 +72,58 @@ def test_parse_errors(partition: str, query: str, exc: type, code: int) -> None:
     assert info.value.error_code == code
 
 
-def test_encoding_matches_json_and_base64() -> None:
-    seed = random.randrange(1 << 30)
-    rnd = random.Random(seed)
-    records = [
-        ConsumedRecord(
-            1000 + i,
-            None if i % 3 == 0 else rnd.randbytes(rnd.randrange(0, 10)),
-            None if i % 5 == 0 else rnd.randbytes(rnd.randrange(0, 50)),
-        )
-        for i in range(50)
-    ]
-    body = encode_records(records, 7)
-    want = [
-        {
-            "key": None if k is None else base64.b64encode(k).decode(),
-            "value": None if v is None else base64.b64encode(v).decode(),
-            "partition": 7,
-            "offset": o,
-        }
-        for o, k, v in records
-    ]
-    assert body == json.dumps(want, separators=(",", ":")).encode(), seed
-    assert encode_records([], 0) == b"[]"
-
-
 # -- the pool's bounds, with a consumer that answers when told ---------------------------------
-class FakeMessage:
-    def __init__(self, topic: str, partition: int, offset: int, err: Any = None) -> None:
-        self._t, self._p, self._o, self._e = topic, partition, offset, err
-
-    def error(self) -> Any:
-        return self._e
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def key(self) -> bytes | None:
-        return None
-
-    def value(self) -> bytes:
-        return b"v%d" % self._o
+def offsets(result: ConsumeResult) -> list[int]:
+    records = json.loads(result.body)
+    assert len(records) == result.records
+    return [r["offset"] for r in records]
 
 
 class FakeConsumer:
-    """Holds each read until ``release`` is set, then answers one record and the end."""
+    """RdConsumer's surface: holds each fetch until ``release`` is set, then answers one record
+    (value ``v<offset>``) and the end of the partition."""
 
     release = threading.Event()
     created: list[FakeConsumer] = []
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.conf = conf
-        self.assigned: list[Any] = []
-        self.queue: list[FakeMessage] = []
+        self.assigned: list[tuple[str, int, int]] = []
+        self.pending: list[int] = []
+        self.pos = -1001
+        self.ends: list[tuple[str, int, int]] = []
+        self.fetched_bytes = 0
         self.closed = False
         FakeConsumer.created.append(self)
 
-    def assign(self, tps: list[Any]) -> None:
-        self.assigned = tps
-        tp = tps[0]
-        self.queue = [FakeMessage(tp.topic, tp.partition, tp.offset)]
+    def assign(self, parts: list[tuple[str, int, int]]) -> None:
+        self.assigned = list(parts)
+        self.pending = [parts[0][2]] if parts else []
+        self.pos = parts[0][2] if parts else -1001
 
-    def unassign(self) -> None:
-        self.assigned = []
+    def fetch(self, max_records: int, max_bytes: int, timeout_ms: int, fmt: int, **kw: Any) -> tuple[bytes, int]:
+        if not FakeConsumer.release.wait(timeout_ms / 1000) or not self.pending:
+            return b"[]", 0
+        topic, partition, _ = self.assigned[0]
+        offset = self.pending.pop(0)
+        self.pos = offset + 1
+        self.ends.append((topic, partition, self.pos))
+        value = base64.b64encode(b"v%d" % offset).decode()
+        self.fetched_bytes = 2
+        return (b'[{"key":null,"value":"%s","partition":%d,"offset":%d}]' % (value.encode(), partition, offset), 1)
 
-    def poll(self, timeout: float) -> Any:
-        if not FakeConsumer.release.wait(timeout):
-            return None
-        return self.queue.pop(0) if self.queue else None
+    def eof(self) -> list[tuple[str, int, int]]:
+        ends, self.ends = self.ends, []
+        return ends
 
-    def consume(self, n: int, timeout: float) -> list[Any]:
+    def take_errors(self) -> list[tuple[int, str]]:
         return []
 
-    def get_watermark_offsets(self, tp: Any, timeout: float | None = None, cached: bool = False) -> tuple[int, int]:
-        return 0, self.assigned[0].offset + 1 if self.assigned else -1
+    def watermarks(self, topic: str, partition: int, cached: bool, timeout_ms: int = 0) -> tuple[int, int]:
+        return 0, self.pos
+
+    def position(self, parts: list[tuple[str, int]]) -> list[int]:
+        return [self.pos for _ in parts]
 
     def close(self) -> None:
         self.closed = True
@@ -170,7 +141,9 @@ def test_required_settings_win_over_the_callers(loop: asyncio.AbstractEventLoop,
     pool = ConsumerPool({"bootstrap.servers": "x:1", "enable.auto.commit": True, "fetch.wait.max.ms": 7},
                         loop, size=1, consumer_factory=fake)
     fake.release.set()
-    assert loop.run_until_complete(pool.fetch("t", 0, 3, 10, 100)) == [ConsumedRecord(3, None, b"v3")]
+    result = loop.run_until_complete(pool.fetch("t", 0, 3, 10, 100))
+    assert json.loads(result.body) == [{"key": None, "value": base64.b64encode(b"v3").decode(),
+                                        "partition": 0, "offset": 3}]
     conf = fake.created[0].conf
     assert conf["enable.auto.commit"] is False and conf["enable.partition.eof"] is True
     assert conf["auto.offset.reset"] == "error" and conf["fetch.wait.max.ms"] == 7
@@ -186,9 +159,9 @@ def test_requests_beyond_the_queue_bound_are_503_50301(loop: asyncio.AbstractEve
     assert (info.value.status, info.value.error_code) == (503, 50301)
     fake.release.set()
     results = loop.run_until_complete(asyncio.gather(*futs))
-    assert [r[0].offset for r in results] == [0, 1, 2, 3, 4]
+    assert [offsets(r) for r in results] == [[0], [1], [2], [3], [4]]
     assert pool.outstanding == 0
-    assert loop.run_until_complete(pool.fetch("t", 0, 9, 10, 100))[0].offset == 9  # room again
+    assert offsets(loop.run_until_complete(pool.fetch("t", 0, 9, 10, 100))) == [9]  # room again
     assert len(fake.created) == 2  # the same two consumers served all seven
     loop.run_until_complete(pool.close())
 
@@ -199,7 +172,7 @@ def test_a_request_that_waits_too_long_for_a_consumer_is_503(loop: asyncio.Abstr
     second = pool.submit("t", 0, 1, 10, 100)
     loop.run_until_complete(asyncio.sleep(0.1))
     fake.release.set()
-    assert loop.run_until_complete(first)[0].offset == 0
+    assert offsets(loop.run_until_complete(first)) == [0]
     with pytest.raises(ConsumerPoolBusy):
         loop.run_until_complete(second)
     loop.run_until_complete(pool.close())
@@ -211,7 +184,7 @@ def test_a_cancelled_request_that_has_not_started_is_skipped(loop: asyncio.Abstr
     second = pool.submit("t", 0, 1, 10, 100)
     second.cancel()
     fake.release.set()
-    assert loop.run_until_complete(first)[0].offset == 0
+    assert offsets(loop.run_until_complete(first)) == [0]
     loop.run_until_complete(asyncio.sleep(0.05))
     assert pool.outstanding == 0
     loop.run_until_complete(pool.close())
@@ -226,7 +199,7 @@ def test_close_fails_queued_requests_and_refuses_new_ones(loop: asyncio.Abstract
     loop.run_until_complete(asyncio.sleep(0))  # close() has begun: the pool is closed
     fake.release.set()
     loop.run_until_complete(closing)
-    assert loop.run_until_complete(first)[0].offset == 0  # the running read finishes
+    assert offsets(loop.run_until_complete(first)) == [0]  # the running read finishes
     with pytest.raises(errors.ShuttingDown):
         loop.run_until_complete(second)
     with pytest.raises(errors.ShuttingDown):
@@ -263,9 +236,9 @@ def _check_every_offset(loop: asyncio.AbstractEventLoop, pool: ConsumerPool, top
     for partition, values in truth.items():
         end = len(values)
         for offset in range(end + 1):
-            got = loop.run_until_complete(pool.fetch(topic, partition, offset, 10_000, 1 << 20))
-            assert [r.offset for r in got] == list(range(offset, end)), (partition, offset)
-            assert [r.value for r in got] == values[offset:]
+            got = json.loads(loop.run_until_complete(pool.fetch(topic, partition, offset, 10_000, 1 << 20)).body)
+            assert [r["offset"] for r in got] == list(range(offset, end)), (partition, offset)
+            assert [base64.b64decode(r["value"]) for r in got] == values[offset:]
         for offset in (end + 1, end + 50, -1):
             with pytest.raises(OffsetOutOfRangeError) as info:
                 loop.run_until_complete(pool.fetch(topic, partition, offset, 10, 1 << 20))
@@ -308,19 +281,17 @@ def test_reads_against_a_kafka_that_reports_out_of_range(loop: asyncio.AbstractE
 class SilentConsumer(FakeConsumer):
     """A Kafka that never answers a fetch (a broker down or hung)."""
 
-    def poll(self, timeout: float) -> Any:
-        time.sleep(min(timeout, 0.01))
-        return None
+    def fetch(self, max_records: int, max_bytes: int, timeout_ms: int, fmt: int, **kw: Any) -> tuple[bytes, int]:
+        time.sleep(min(timeout_ms / 1000, 0.01))
+        return b"[]", 0
 
 
 class UnknowingConsumer(SilentConsumer):
     """librdkafka while the cluster is unreachable: it says at once, from its own state, that it
     does not know the partition (measured against a killed Tansu: ``_UNKNOWN_PARTITION``)."""
 
-    def get_watermark_offsets(self, tp: Any, timeout: float | None = None, cached: bool = False) -> tuple[int, int]:
-        from confluent_kafka import KafkaError, KafkaException
-
-        raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "Failed to get watermark offsets"))
+    def watermarks(self, topic: str, partition: int, cached: bool, timeout_ms: int = 0) -> tuple[int, int]:
+        raise RdKafkaError(-190, "Failed to get watermark offsets: Local: Unknown partition")
 
 
 def test_a_kafka_that_does_not_answer_is_503_50003(loop: asyncio.AbstractEventLoop) -> None:
@@ -353,7 +324,7 @@ def test_renew_ends_reads_in_progress_and_replaces_every_consumer(loop: asyncio.
     assert (info.value.status, info.value.error_code) == (503, 50003)
     assert time.monotonic() - started < 2  # not the request timeout (5 s)
     fake.release.set()
-    assert loop.run_until_complete(pool.fetch("t", 0, 5, 10, 100))[0].offset == 5
+    assert offsets(loop.run_until_complete(pool.fetch("t", 0, 5, 10, 100))) == [5]
     assert len(fake.created) == 2  # the read after renew() had a new consumer
     assert fake.created[0].closed and not fake.created[1].closed
     loop.run_until_complete(pool.close())
@@ -399,14 +370,12 @@ class _Metadata:
 def test_the_endpoint_says_not_found_only_when_the_clusters_listing_does(
     loop: asyncio.AbstractEventLoop, topics: dict[str, int] | None, last_error: str | None, status: int, code: int
 ) -> None:
-    from confluent_kafka import KafkaError
-
     from gateway.api.consume_v1 import _answer
 
     metadata = _Metadata(loop, topics, last_error)
     conn = _Conn()
     fut = loop.create_future()
-    fut.set_exception(NotKnownToKafka("t", 1, KafkaError(KafkaError._UNKNOWN_PARTITION)))
+    fut.set_exception(NotKnownToKafka("t", 1, "Local: Unknown partition"))
     _answer(SimpleNamespace(metadata=metadata), conn, None, fut)  # type: ignore[arg-type]
     loop.run_until_complete(asyncio.sleep(0.01))  # the refresh's callbacks
     assert metadata.refreshes == 1
