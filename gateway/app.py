@@ -11,6 +11,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
+from gateway.consume.instances import InstanceRegistry
 from gateway.consume.pool import ConsumerPool
 from gateway.consume.stream import StreamRegistry
 from gateway.errors import ConfigError, StartError
@@ -33,6 +34,20 @@ log = logging.getLogger("gateway")
 EMBEDDED_BROKER = "embedded-broker"
 
 
+# librdkafka's consumer properties: given with -X (or in [kafka]) they configure the consumer
+# instances (gateway.consume.instances, e.g. a shorter session.timeout.ms), not the producer
+# (which would only warn that it ignores them). What an instance needs itself (group.id, its
+# offset handling) is set by the instance and cannot be changed.
+CONSUMER_PROPERTIES = frozenset({
+    "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
+    "partition.assignment.strategy", "group.protocol", "group.remote.assignor",
+    "coordinator.query.interval.ms", "auto.commit.interval.ms", "queued.min.messages",
+    "queued.max.messages.kbytes", "fetch.wait.max.ms", "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes", "max.partition.fetch.bytes", "fetch.max.bytes", "fetch.min.bytes",
+    "fetch.error.backoff.ms", "isolation.level", "check.crcs",
+})
+
+
 def producer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
     conf: dict[str, Any] = dict(DEFAULT_PRODUCER_CONFIG)
     conf["bootstrap.servers"] = bootstrap
@@ -49,7 +64,7 @@ def producer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
         # (in order, idempotently), never timing out into a 50003: new records go to the spool
         # meanwhile (gateway.produce.edge). -X message.timeout.ms wins.
         conf["message.timeout.ms"] = 0
-    conf.update(cfg.producer_properties)
+    conf.update((k, v) for k, v in cfg.producer_properties.items() if k not in CONSUMER_PROPERTIES)
     return conf
 
 
@@ -89,6 +104,16 @@ def check_producer_config(cfg: Config) -> None:
         err = exc.args[0] if exc.args else exc
         text = err.str() if hasattr(err, "str") else str(err)
         raise ConfigError(f"Kafka producer properties (-X, GATEWAY_X, [kafka]): {text}") from None
+    consumer = {k: v for k, v in cfg.producer_properties.items() if k in CONSUMER_PROPERTIES}
+    if consumer:
+        from confluent_kafka import Consumer
+
+        try:
+            Consumer({**consumer, "group.id": "kafka-gateway-check", "log_level": 0}).close()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else exc
+            text = err.str() if hasattr(err, "str") else str(err)
+            raise ConfigError(f"Kafka consumer properties (-X, GATEWAY_X, [kafka]): {text}") from None
 
 
 # librdkafka logging of the metadata AdminClient and the consumer pool's consumers: errors only
@@ -119,23 +144,12 @@ def admin_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
     return conf
 
 
-# -X properties that are a consumer's (a group member's timing, fetching, prefetch): the
-# consumers of consume streams take them too, over the connection settings of admin_config.
-# (librdkafka's producer ignores them, with a warning.)
-CONSUMER_PROPERTY_PREFIXES = (
-    "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
-    "partition.assignment.strategy", "group.", "fetch.", "queued.", "isolation.level",
-    "check.crcs", "coordinator.",
-)
-
-
-def consumer_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
-    """Base librdkafka properties of the consumers of consume streams: admin_config's
-    connection settings and the consumer properties given with -X."""
+def instance_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
+    """The client properties of every consumer instance, and of every consume stream's
+    consumer: the connection settings shared with the producer (``admin_config``) and the
+    consumer properties given with -X."""
     conf = admin_config(cfg, bootstrap)
-    for key, value in cfg.producer_properties.items():
-        if key.startswith(CONSUMER_PROPERTY_PREFIXES):
-            conf[key] = value
+    conf.update((k, v) for k, v in cfg.producer_properties.items() if k in CONSUMER_PROPERTIES)
     return conf
 
 
@@ -293,11 +307,15 @@ async def _serve(
         producer.attach_spooler(spooler)
         metadata.keep_stale = True
     consumers = ConsumerPool(admin_config(cfg, bootstrap), loop, size=cfg.consumer_pool_size)
-    server = Server(cfg, loop, producer, metadata, consumers, cluster, spooler)
-    streams = StreamRegistry(loop, consumer_config(cfg, bootstrap), max_streams=cfg.max_consume_streams)
+    instances = InstanceRegistry(
+        loop, instance_config(cfg, bootstrap),
+        max_instances=cfg.max_consumer_instances, idle_timeout=cfg.consumer_instance_timeout,
+    )
+    server = Server(cfg, loop, producer, metadata, consumers, cluster, spooler, instances)
+    streams = StreamRegistry(loop, instance_config(cfg, bootstrap), max_streams=cfg.max_consume_streams)
     server.ctx.streams = streams
     stop = asyncio.Event()
-    broker = _BrokerNews(loop, cluster, metadata, consumers, stop, streams)
+    broker = _BrokerNews(loop, cluster, metadata, consumers, stop, instances, streams)
     lifeline = None
     orphaned = False
 
@@ -386,6 +404,7 @@ async def _serve(
         # stopped: a client still connected would log each connection it then loses.
         producer.close()
         await consumers.close()
+        await instances.close(0.0)  # (closed by the server's stop already, unless it failed)
         await streams.close(cfg.shutdown_timeout)
         await _close_metadata(metadata)
     log.info("stopped: %s", server.summary())
@@ -396,8 +415,9 @@ async def _serve(
 class _BrokerNews:
     """What the embedded broker's keeper says (or, in a --workers worker, the supervisor's):
     while it is down, ClusterHealth has it down (503/50003 for what needs Kafka, /readyz 503),
-    the consumer pool is renewed and the consume streams end (their consumers must not carry
-    topic ids of the old broker into the new one: gateway.consume.pool); once it is up again, the metadata cache learns the
+    the consumer pool is renewed, the consumer instances closed and the consume streams ended
+    (their consumers must not carry topic ids of the old broker into the new one:
+    gateway.consume.pool); once it is up again, the metadata cache learns the
     new broker's state at once."""
 
     RELEARN_INTERVAL = 0.5  # between metadata refreshes until one reaches the new broker
@@ -410,12 +430,14 @@ class _BrokerNews:
         metadata: MetadataCache,
         consumers: ConsumerPool,
         stop: asyncio.Event,
+        instances: InstanceRegistry | None = None,
         streams: StreamRegistry | None = None,
     ) -> None:
         self.loop = loop
         self.cluster = cluster
         self.metadata = metadata
         self.consumers = consumers
+        self.instances = instances
         self.stop = stop
         self.streams = streams
         self.was_down = False
@@ -432,6 +454,8 @@ class _BrokerNews:
             if not self.was_down:
                 self.was_down = True
                 self.consumers.renew()
+                if self.instances is not None:
+                    self.instances.renew()
                 if self.streams is not None:
                     # Their consumers know the old broker's topic ids too: they end (50003).
                     self.streams.end_all(f"Kafka is unreachable: {down}")

@@ -32,6 +32,13 @@ class Config:
     validate_cluster_id: bool = False
     consumer_pool_size: int = 4  # long-lived Kafka consumers (and threads) serving v1 consume
     max_consume_streams: int = 64  # streaming consume: open streams (one Kafka consumer each)
+    # Consumer instances (gateway.consume.instances): how many at once, and how long one may
+    # stay idle (Confluent's consumer.instance.timeout.ms, 5 minutes) before it is closed.
+    max_consumer_instances: int = 100
+    consumer_instance_timeout: float = 300.0
+    # The URL clients reach this gateway at (base_uri of a new consumer instance); None: the
+    # scheme of the listener and the request's Host header.
+    advertised_url: str | None = None
     workers: int = 1  # processes serving the same address (SO_REUSEPORT), one producer each
     worker_slot: int | None = None  # set in a worker started by the --workers supervisor
     log_level: str = "info"
@@ -40,7 +47,7 @@ class Config:
     kafka_stats_interval: float = 5.0
     # Security (gateway.auth, README "Security"): HTTP Basic users, the topic ACL, TLS.
     users_file: str | None = None  # NAME:ARGON2-HASH lines; Basic authentication is on with it
-    acl_file: str | None = None  # PRINCIPAL OPERATION TOPIC-PATTERN lines; deny by default
+    acl_file: str | None = None  # PRINCIPAL OPERATION PATTERN lines; deny by default
     tls_cert: str | None = None  # PEM certificate (chain) of the listener; TLS is on with it
     tls_key: str | None = None  # its PEM private key (unless in tls_cert)
     tls_client_ca: str | None = None  # CA(s) of client certificates; their CN is a principal

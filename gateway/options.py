@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.config import Config
 
@@ -207,6 +208,22 @@ class FsyncPolicyText(Text):
         if type(value) is not str:
             raise ValueError(f"expected always, never or milliseconds, got {_describe(value)}")
         return self.from_text(value)
+
+
+class Url(Text):
+    """An absolute http or https URL with a host, and no query or fragment; kept without a
+    trailing ``/``."""
+
+    what = "a URL"
+
+    def from_text(self, text: str) -> str:
+        value = text.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected an http:// or https:// URL with a host, got {text!r}")
+        if parts.query or parts.fragment or any(c.isspace() for c in value):
+            raise ValueError(f"expected a URL without query, fragment or spaces, got {text!r}")
+        return value.rstrip("/")
 
 
 class File(Kind):
@@ -563,6 +580,35 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "max_consumer_instances",
+        "--max-consumer-instances",
+        Int(0, 1 << 16),
+        "consumer instances (of Confluent's v2 and the Strimzi bridge's consumer API) this "
+        "process holds at once, one Kafka consumer and one thread each; one more is refused "
+        "with 503/50302",
+        G_LIMITS,
+        "N",
+    ),
+    Option(
+        "consumer_instance_timeout",
+        "--consumer-instance-timeout",
+        Seconds(0.1, 30 * 86400.0),
+        "a consumer instance that gets no request for this long is closed (its consumer leaves "
+        "its group)",
+        G_TIMEOUTS,
+        "SECONDS",
+    ),
+    Option(
+        "advertised_url",
+        "--advertised-url",
+        Url(),
+        "the URL clients reach this gateway at, given as the base_uri of new consumer instances "
+        "(e.g. behind a load balancer); default: the listener's scheme and the request's Host",
+        G_HTTP,
+        "URL",
+        default="none: the request's Host",
+    ),
+    Option(
         "header_timeout",
         "--header-timeout",
         Seconds(),
@@ -669,7 +715,8 @@ OPTIONS: tuple[Option, ...] = (
         "acl_file",
         "--acl-file",
         File(),
-        "topic ACL, PRINCIPAL produce|consume|all TOPIC-PATTERN lines; what no line allows is "
+        "ACL, PRINCIPAL produce|consume|group|all PATTERN lines (topics; group: consumer "
+        "groups); what no line allows is "
         "denied (403/40301); without it, any authenticated principal may do everything",
         G_SECURITY,
         "FILE",

@@ -16,6 +16,7 @@ from gateway.api.context import ApiContext
 from gateway.api.dispatch import Api
 from gateway.auth.tls import server_context
 from gateway.config import Config
+from gateway.consume.instances import InstanceRegistry
 from gateway.consume.pool import ConsumerPool
 from gateway.http.parser import HttpLimits
 from gateway.http.protocol import HttpProtocol
@@ -43,6 +44,7 @@ class Server:
         consumers: ConsumerPool | None = None,
         cluster: ClusterHealth | None = None,
         spooler: Spooler | None = None,
+        instances: InstanceRegistry | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -50,7 +52,7 @@ class Server:
         self.connections: set[HttpProtocol] = set()
         self.ctx = ctx = ApiContext.from_config(config, loop, producer, metadata, consumers,
                                                 self.connections, cluster or ClusterHealth(),
-                                                spooler)
+                                                spooler, instances)
         self.api = Api(ctx)
         # The ConnectionHandler interface of gateway.http.protocol.
         self.http_limits = HttpLimits()
@@ -140,6 +142,13 @@ class Server:
         self.ctx.closing = True
         for conn in list(self.connections):
             conn.shutdown()
+        # Consumer instances leave their groups meanwhile, one thread each (a read in progress
+        # is answered first), within the same deadline.
+        instances = self.ctx.instances
+        closing = (
+            self.loop.create_task(instances.close(max(0.0, deadline - self.loop.time())))
+            if instances is not None else None
+        )
         purged = await self.producer.drain(deadline)
         if purged:
             log.warning("%d records were failed at the shutdown deadline", purged)
@@ -159,6 +168,8 @@ class Server:
             self._sweeper.cancel()
         for server in self._servers:
             await server.wait_closed()
+        if closing is not None:
+            await closing
         if self.ctx.auth is not None:
             self.ctx.auth.close()
 

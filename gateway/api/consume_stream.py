@@ -1,5 +1,5 @@
 """Streaming consume: ``GET /v3/clusters/{cluster_id}/topics/{topic}/records:stream`` (also
-under ``/kafka/v3``), docs/api.md §12. The stream itself is gateway.consume.stream; this module
+under ``/kafka/v3``), docs/api.md §13. The stream itself is gateway.consume.stream; this module
 checks the request and opens it.
 
 Query parameters (the first value of a parameter given twice counts, as in v1 consume):
@@ -20,7 +20,8 @@ Query parameters (the first value of a parameter given twice counts, as in v1 co
 Checks before the 200, in this order: 503 while stopping (or with Kafka unreachable), 400 for a
 request body, 400 for a bad parameter, 404 for another cluster id (as the v3 reads), 404/40401
 unknown topic, 404/40402 a partition the topic does not have, 503/50301 with
-``--max-consume-streams`` streams open. (401, 403 ``consume`` on the topic: the dispatch.)
+``--max-consume-streams`` streams open. (401, 403 ``consume`` on the topic: the dispatch; 403
+without ``group`` on the group a stream names: here, before the rest.)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 from gateway import errors
 from gateway.api.common import query_params, refused_now, with_topic
 from gateway.api.context import ApiContext
+from gateway.auth.acl import GROUP
 from gateway.consume.stream import (
     OFFSET_BEGINNING,
     OFFSET_END,
@@ -192,6 +194,14 @@ def parse_query(query_string: str) -> ParsedStream:
 
 
 def on_stream(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
+    auth = ctx.auth
+    if auth is not None and conn.principal is not None:
+        # With the ACL's other checks (the dispatch's: ``consume`` on the topic): a stream in
+        # a group needs ``group`` on its name, as the consumer instances do.
+        group = query_params(head.query).get("group")
+        if group is not None and not auth.allows(conn.principal, GROUP, group):
+            conn.respond_error(errors.Forbidden(f"{conn.principal} may not use consumer group {group}"))
+            return
     if refused_now(ctx, conn):
         return
     registry = ctx.streams

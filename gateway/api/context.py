@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.auth.authenticator import Authenticator
 from gateway.config import Config
+from gateway.consume.instances import InstanceRegistry
 from gateway.consume.pool import ConsumerPool
 from gateway.consume.stream import StreamRegistry
 from gateway.kafka.health import ClusterHealth
@@ -26,6 +27,8 @@ class ApiContext:
     producer: KafkaProducer
     metadata: MetadataCache
     consumers: ConsumerPool | None = None
+    # Consumer instances (gateway.consume.instances); None: the consumer API answers 503.
+    instances: InstanceRegistry | None = None
     stats: ProduceStats = field(default_factory=ProduceStats)
     http_stats: HttpStats = field(default_factory=HttpStats)
     # The open connections (their pause reasons feed the metrics): the server's set itself.
@@ -55,6 +58,7 @@ class ApiContext:
         connections: Collection[Any],
         cluster: ClusterHealth,
         spooler: Spooler | None = None,
+        instances: InstanceRegistry | None = None,
     ) -> ApiContext:
         return cls(
             config=config,
@@ -65,6 +69,7 @@ class ApiContext:
             connections=connections,
             cluster=cluster,
             spooler=spooler,
+            instances=instances,
             auth=Authenticator.from_config(config, loop),
             rates=RateLimiter(RateSettings(
                 enabled=config.rate_limit_enabled,

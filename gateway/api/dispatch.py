@@ -13,10 +13,18 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from gateway import errors
-from gateway.api import consume_stream, consume_v1, health, metadata, produce_v1, produce_v3
+from gateway.api import (
+    consume_stream,
+    consume_v1,
+    consumers,
+    health,
+    metadata,
+    produce_v1,
+    produce_v3,
+)
 from gateway.api.common import query_params
 from gateway.api.context import ApiContext
-from gateway.auth.acl import ANY, CONSUME, PRODUCE
+from gateway.auth.acl import ANY, CONSUME, GROUP, PRODUCE
 from gateway.auth.authenticator import RETRY_AFTER
 from gateway.auth.tls import cert_principal
 from gateway.http import routes
@@ -43,7 +51,11 @@ _TOPIC_PERMISSION: dict[str, tuple[int, str]] = {
     routes.V3_TOPIC: (ANY, "read the metadata of"),
     routes.V3_PARTITIONS: (ANY, "read the metadata of"),
     routes.V3_PARTITION: (ANY, "read the metadata of"),
+    routes.CONSUMER_READ_V1: (CONSUME, "consume from"),
 }
+# The consumer API needs ``group`` on the URL's group first (gateway.api.consumers checks
+# ``consume`` on the topics a request names).
+_GROUP_PERMISSION = routes.CONSUMER_ENDPOINTS
 
 
 class Resolved(NamedTuple):
@@ -83,6 +95,20 @@ class Api:
             routes.HEALTHZ: health.on_healthz,
             routes.READYZ: health.on_readyz,
             routes.METRICS: health.MetricsEndpoint(ctx),
+            routes.CONSUMER_CREATE: consumers.on_create,
+            routes.CONSUMER_DELETE: consumers.on_delete,
+            routes.CONSUMER_SUBSCRIBE: consumers.on_subscribe,
+            routes.CONSUMER_SUBSCRIPTION: consumers.on_subscription,
+            routes.CONSUMER_UNSUBSCRIBE: consumers.on_unsubscribe,
+            routes.CONSUMER_ASSIGN: consumers.on_assign,
+            routes.CONSUMER_ASSIGNMENT: consumers.on_assignment,
+            routes.CONSUMER_SEEK: consumers.on_seek,
+            routes.CONSUMER_SEEK_BEGINNING: consumers.on_seek_beginning,
+            routes.CONSUMER_SEEK_END: consumers.on_seek_end,
+            routes.CONSUMER_RECORDS: consumers.on_records,
+            routes.CONSUMER_READ_V1: consumers.on_read_v1,
+            routes.CONSUMER_COMMIT: consumers.on_commit,
+            routes.CONSUMER_COMMITTED: consumers.on_committed,
         }
 
     def dispatch(self, conn: HttpProtocol, head: RequestHead) -> None:
@@ -119,6 +145,11 @@ class Api:
         conn.principal = principal
         auth = self.ctx.auth
         assert auth is not None
+        if route.endpoint in _GROUP_PERMISSION:
+            group = route.params["group"]
+            if not auth.allows(principal, GROUP, group):
+                self._refuse(conn, errors.Forbidden(f"{principal} may not use consumer group {group}"))
+                return
         need = _TOPIC_PERMISSION.get(route.endpoint)
         if need is not None:
             operation, verb = need

@@ -228,6 +228,24 @@ class GatewayCollector(Collector):
             "Producers replaced after a fatal error (their records were failed with 50003).",
             labels=("worker",),
         ), w, producer.fatal_errors)
+        instances = ctx.instances
+        if instances is not None:
+            yield _one(GaugeMetricFamily(
+                "gateway_consumer_instances",
+                "Consumer instances open now (at most --max-consumer-instances).",
+                labels=("worker",),
+            ), w, len(instances))
+            yield _one(CounterMetricFamily(
+                "gateway_consumer_records_consumed",
+                "Records handed to clients of consumer instances (GET .../records and the v1 "
+                "instance read).",
+                labels=("worker",),
+            ), w, instances.records_consumed)
+            yield _one(CounterMetricFamily(
+                "gateway_consumer_instances_expired",
+                "Consumer instances closed after --consumer-instance-timeout idle.",
+                labels=("worker",),
+            ), w, instances.expired)
         info = ctx.metadata.info
         if info is not None:
             yield _one(GaugeMetricFamily(

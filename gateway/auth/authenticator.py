@@ -228,6 +228,11 @@ class Authenticator:
         acl = self.acl
         return acl is None or acl.allows(principal, operation, topic)
 
+    def allows_every(self, principal: str, operation: int) -> bool:
+        """Whether the principal has the operation on every name (gateway.auth.acl)."""
+        acl = self.acl
+        return acl is None or acl.allows_every(principal, operation)
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

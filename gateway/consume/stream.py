@@ -1,4 +1,4 @@
-"""Streaming consume (docs/api.md §12): one long chunked answer that carries a topic's records
+"""Streaming consume (docs/api.md §13): one long chunked answer that carries a topic's records
 as they arrive, as a group member (offsets committed for what was written) or from explicit
 partitions and offsets. No HTTP here: the stream writes to a ``StreamSink`` (the connection)
 and is fed by one ``RdConsumer`` (gateway._speedups) that it alone uses.
@@ -97,6 +97,11 @@ REQUIRED_CONFIG: dict[str, Any] = {
 }
 # Tunables (the caller's -X properties win).
 DEFAULT_CONFIG: dict[str, Any] = {
+    # A group member gone without leaving (a gateway killed) is noticed in 10 s, not
+    # librdkafka's 45 s; and a group's join waits on its members (Tansu: half of it). As the
+    # consumer instances'.
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 1000,
     # Bounded prefetch per stream (librdkafka may overshoot it by one fetch response).
     "queued.max.messages.kbytes": 4096,
     "fetch.max.bytes": 4 * 1024 * 1024,

@@ -873,6 +873,14 @@ class HttpProtocol(ReadBuffer):
             self._http.sent_bytes += n
             transport.write(data)
 
+    def local_address(self) -> tuple[str, int] | None:
+        """The (host, port) this connection was accepted on; None once it is gone."""
+        transport = self._transport
+        name = transport.get_extra_info("sockname") if transport is not None else None
+        if not isinstance(name, tuple) or len(name) < 2:
+            return None
+        return str(name[0]), int(name[1])
+
     # -- the request's end: slot, access log and metrics --------------------------------
     @property
     def limit_principal(self) -> str:

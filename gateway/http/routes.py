@@ -28,8 +28,40 @@ HEALTHZ = "healthz"
 READYZ = "readyz"
 METRICS = "metrics"
 NOT_FOUND = "not_found"  # no route: the name requests are counted under (never dispatched)
+# Consumer instances (Confluent's v2 consumer API, the Strimzi bridge's, Confluent's v1 read).
+CONSUMER_CREATE = "consumer_create"  # POST /consumers/{group}
+CONSUMER_DELETE = "consumer_delete"  # DELETE /consumers/{group}/instances/{instance}
+CONSUMER_SUBSCRIBE = "consumer_subscribe"  # POST .../subscription
+CONSUMER_SUBSCRIPTION = "consumer_subscription"  # GET .../subscription
+CONSUMER_UNSUBSCRIBE = "consumer_unsubscribe"  # DELETE .../subscription
+CONSUMER_ASSIGN = "consumer_assign"  # POST .../assignments
+CONSUMER_ASSIGNMENT = "consumer_assignment"  # GET .../assignments
+CONSUMER_SEEK = "consumer_seek"  # POST .../positions
+CONSUMER_SEEK_BEGINNING = "consumer_seek_beginning"  # POST .../positions/beginning
+CONSUMER_SEEK_END = "consumer_seek_end"  # POST .../positions/end
+CONSUMER_RECORDS = "consumer_records"  # GET .../records
+CONSUMER_COMMIT = "consumer_commit"  # POST .../offsets
+CONSUMER_COMMITTED = "consumer_committed"  # GET .../offsets
+CONSUMER_READ_V1 = "consumer_read_v1"  # GET .../topics/{topic} (Confluent v1)
+CONSUMER_ENDPOINTS = frozenset({
+    CONSUMER_CREATE, CONSUMER_DELETE, CONSUMER_SUBSCRIBE, CONSUMER_SUBSCRIPTION,
+    CONSUMER_UNSUBSCRIBE, CONSUMER_ASSIGN, CONSUMER_ASSIGNMENT, CONSUMER_SEEK,
+    CONSUMER_SEEK_BEGINNING, CONSUMER_SEEK_END, CONSUMER_RECORDS, CONSUMER_COMMIT,
+    CONSUMER_COMMITTED, CONSUMER_READ_V1,
+})
 
 Route = tuple[dict[str, str], dict[str, str]]  # (method -> endpoint, path parameters)
+
+# Under /consumers/{group}/instances/{instance}/: the methods of each sub-path.
+_INSTANCE: dict[str, dict[str, str]] = {
+    "subscription": {"POST": CONSUMER_SUBSCRIBE, "GET": CONSUMER_SUBSCRIPTION,
+                     "DELETE": CONSUMER_UNSUBSCRIBE},
+    "assignments": {"POST": CONSUMER_ASSIGN, "GET": CONSUMER_ASSIGNMENT},
+    "positions": {"POST": CONSUMER_SEEK},
+    "records": {"GET": CONSUMER_RECORDS},
+    "offsets": {"POST": CONSUMER_COMMIT, "GET": CONSUMER_COMMITTED},
+}
+_POSITIONS = {"beginning": CONSUMER_SEEK_BEGINNING, "end": CONSUMER_SEEK_END}
 
 _STATIC: dict[str, dict[str, str]] = {
     "/": {"GET": ROOT},
@@ -72,6 +104,8 @@ def match(path: str) -> Route | None:
         return None
     if n == 5 and parts[1] == "consume" and parts[2] and parts[3] == "partitions" and parts[4]:
         return {"GET": CONSUME_V1}, {"topic": unquote(parts[2]), "partition": unquote(parts[4])}
+    if parts[1] == "consumers":
+        return _consumers(parts, n)
     # ['', 'kafka', 'v3', 'clusters', C, ...] or without 'kafka'
     if parts[1:2] == ["kafka"]:
         parts = parts[1:]
@@ -109,4 +143,27 @@ def match(path: str) -> Route | None:
         return None
     if n == 8 and parts[6] == "partitions" and parts[7]:
         return {"GET": V3_PARTITION}, {**params, "partition": unquote(parts[7])}
+    return None
+
+
+def _consumers(parts: list[str], n: int) -> Route | None:
+    """``/consumers/{group}[/instances/{instance}[/...]]``."""
+    if n < 3 or not parts[2]:
+        return None
+    group = {"group": unquote(parts[2])}
+    if n == 3 or (n == 4 and not parts[3]):  # (Confluent's own example ends with a '/')
+        return {"POST": CONSUMER_CREATE}, group
+    if parts[3] != "instances" or n < 5 or not parts[4]:
+        return None
+    params = {**group, "instance": unquote(parts[4])}
+    if n == 5:
+        return {"DELETE": CONSUMER_DELETE}, params
+    sub = parts[5]
+    if n == 6:
+        methods = _INSTANCE.get(sub)
+        return (methods, params) if methods is not None else None
+    if n == 7 and sub == "positions" and parts[6] in _POSITIONS:
+        return {"POST": _POSITIONS[parts[6]]}, params
+    if n == 7 and sub == "topics" and parts[6]:
+        return {"GET": CONSUMER_READ_V1}, {**params, "topic": unquote(parts[6])}
     return None

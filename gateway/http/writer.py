@@ -35,7 +35,18 @@ def fixed_response(
 ) -> bytes:
     """A whole response with Content-Length, as one bytes object (one transport.write).
     ``keep_alive``: the answer to an HTTP/1.0 request whose connection stays open says so
-    (HTTP/1.0 closes by default; RFC 9112 §9.3)."""
+    (HTTP/1.0 closes by default; RFC 9112 §9.3). A 204 has no content, so neither a
+    Content-Type nor a Content-Length (RFC 9110 §8.6, §15.3.5): ``body`` must be empty."""
+    if status == 204:
+        return b"".join(
+            (
+                status_line(status),
+                SERVER_HEADER,
+                b"Connection: close\r\n" if close else KEEP_ALIVE if keep_alive else b"",
+                extra_headers,
+                b"\r\n",
+            )
+        )
     return b"".join(
         (
             status_line(status),

@@ -1,4 +1,4 @@
-"""Streaming consume (``GET .../records:stream``, docs/api.md §12) through the real gateway
+"""Streaming consume (``GET .../records:stream``, docs/api.md §13) through the real gateway
 process and the real broker: the records a client reads, in order and in the documented shape;
 explicit partitions and offsets; a group member's commits; back-pressure with a client that
 stops reading (the gateway's memory, then every record); a client that cuts its stream; the

@@ -116,7 +116,7 @@ def filter_path_parameters(context: Any, path_parameters: dict[str, Any] | None)
 
 @schema.hook
 def map_query(context: Any, query: dict[str, Any] | None) -> Any:
-    # A consume stream (docs/api.md §12) lasts until its client closes it: the streams this
+    # A consume stream (docs/api.md §13) lasts until its client closes it: the streams this
     # test opens end by themselves, soon (the checks read the whole answer).
     operation = getattr(context, "operation", None)
     if operation is None or not operation.path.endswith("/records:stream"):

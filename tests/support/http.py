@@ -110,7 +110,9 @@ class Conn:
             if status >= 200:
                 break
         h = dict(headers)
-        if "content-length" in h:
+        if status in (204, 304):  # no content, whatever the headers say (RFC 9112 §6.3)
+            body = b""
+        elif "content-length" in h:
             body = self.read_exact(int(h["content-length"]), deadline)
         elif h.get("transfer-encoding", "").lower() == "chunked":
             body = b"".join(iter(lambda: self.read_chunk(deadline), b""))

@@ -11,7 +11,7 @@ import pytest
 
 from gateway import app
 from gateway.config import Config
-from gateway.errors import StartError
+from gateway.errors import ConfigError, StartError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,3 +52,23 @@ def test_topics_that_cannot_be_created_are_a_start_error(monkeypatch: pytest.Mon
         "cannot create the topics at 127.0.0.1:9: could not create topic orders: not authorized"
     )
 
+
+
+def test_consumer_properties_go_to_the_consumer_instances_not_the_producer() -> None:
+    cfg = Config(producer_properties={
+        "session.timeout.ms": "2000", "heartbeat.interval.ms": "300", "linger.ms": "7",
+        "security.protocol": "plaintext",
+    })
+    producer = app.producer_config(cfg, "b:1")
+    assert "session.timeout.ms" not in producer and "heartbeat.interval.ms" not in producer
+    assert producer["linger.ms"] == "7"
+    instances = app.instance_config(cfg, "b:1")
+    assert instances["session.timeout.ms"] == "2000" and instances["heartbeat.interval.ms"] == "300"
+    assert instances["security.protocol"] == "plaintext"  # the connection settings too
+    assert instances["bootstrap.servers"] == "b:1" and "linger.ms" not in instances
+    app.check_producer_config(cfg)  # librdkafka takes them
+
+
+def test_a_bad_consumer_property_stops_the_start() -> None:
+    with pytest.raises(ConfigError, match="Kafka consumer properties .*session.timeout.ms"):
+        app.check_producer_config(Config(producer_properties={"session.timeout.ms": "soon"}))

@@ -20,7 +20,7 @@ import uvloop
 from argon2 import PasswordHasher
 
 from gateway import errors
-from gateway.auth.acl import ANY, CONSUME, PRODUCE, Acl, parse_acl
+from gateway.auth.acl import ANY, CONSUME, GROUP, PRODUCE, Acl, parse_acl
 from gateway.auth.authenticator import Authenticator, TtlCache, parse_basic
 from gateway.auth.passwd import main as passwd_main
 from gateway.auth.tls import cert_principal
@@ -292,6 +292,19 @@ def test_acl_matching() -> None:
     assert acl.allows("alice", PRODUCE, "orders.us") and not acl.allows("mallory", PRODUCE, "orders.us")
 
 
+def test_acl_group_rules_name_consumer_groups() -> None:
+    acl = Acl(parse_acl("bob group billing-*\nbob consume orders.eu\nops all *\n* consume public-*\n"))
+    assert acl.allows("bob", GROUP, "billing-1")
+    assert not acl.allows("bob", GROUP, "orders.eu")  # a topic rule is not a group rule
+    assert not acl.allows("bob", CONSUME, "billing-1")  # nor the other way round
+    assert not acl.allows("bob", ANY, "billing-1")  # a group rule gives no topic metadata
+    assert acl.allows("ops", GROUP, "anything")  # "all" is produce, consume and group
+    # A topic pattern subscription needs consume on every topic: a rule with the pattern *.
+    assert acl.allows_every("ops", CONSUME) and not acl.allows_every("bob", CONSUME)
+    assert not acl.allows_every("carol", CONSUME)  # "* consume public-*" is not every topic
+    assert Acl(parse_acl("* consume *\n")).allows_every("carol", CONSUME)
+
+
 def test_acl_decision_table_is_bounded(monkeypatch) -> None:
     import gateway.auth.acl as acl_mod
 
@@ -306,9 +319,9 @@ def test_acl_decision_table_is_bounded(monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("alice produce", "expected PRINCIPAL OPERATION TOPIC-PATTERN"),
-        ("alice produce a b", "expected PRINCIPAL OPERATION TOPIC-PATTERN"),
-        ("alice write orders", "unknown operation 'write'"),
+        ("alice produce", "expected PRINCIPAL OPERATION PATTERN"),
+        ("alice produce a b", "expected PRINCIPAL OPERATION PATTERN"),
+        ("alice write orders", "unknown operation 'write' \\(produce, consume, group or all\\)"),
     ],
 )
 def test_acl_errors_name_the_line(text: str, problem: str) -> None:

@@ -30,6 +30,8 @@ SAMPLE_PARAMETERS = {
     "partition": "0",
     "partition_id": "0",
     "broker_id": "1",
+    "group": "g1",
+    "instance": "i1",
 }
 
 
