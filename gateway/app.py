@@ -406,7 +406,10 @@ async def _serve(
         await consumers.close()
         await instances.close(0.0)  # (closed by the server's stop already, unless it failed)
         await streams.close(cfg.shutdown_timeout)
-        await _close_metadata(metadata)
+        # Waiting for a listing in progress (up to its timeout) matters only when an embedded
+        # broker is stopped after us (its lost connections would be logged); against an
+        # external cluster the stop does not wait for it.
+        await _close_metadata(metadata, wait=keeper is not None or supervisor is not None)
     log.info("stopped: %s", server.summary())
     flush_access_log()
     return 0
@@ -477,6 +480,7 @@ class _BrokerNews:
         self.metadata.refresh().add_done_callback(done)
 
 
-async def _close_metadata(metadata: MetadataCache) -> None:
+async def _close_metadata(metadata: MetadataCache, wait: bool = True) -> None:
     metadata.close()
-    await metadata.wait_closed()
+    if wait:
+        await metadata.wait_closed()
