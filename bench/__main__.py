@@ -48,7 +48,7 @@ SUITE: list[tuple[str, Any, list[str]]] = [
     ("stream", stream, ["--records", "500000"]),
     ("requests", requests, ["--duration", "8"]),
     ("batches", batches, ["--duration", "8"]),
-    ("consume", consume, ["--duration", "8"]),
+    ("consume", consume, ["--per-partition", "25000"]),
     ("latency", latency, ["--duration", "10", "--probe-records", "300000"]),
     ("memory", memory, []),
     ("workers", workers, ["--duration", "6"]),

@@ -325,8 +325,8 @@ def stream_phase(gw: GatewayProcess, broker_pid: int | None, cluster_id: str, to
                 got[p] = got.get(p, 0) + 1
                 n += 1
                 start = k
-            if tail.endswith(b"0\r\n\r\n") and n >= total:
-                break
+            if buf.endswith(b"\r\n0\r\n\r\n"):
+                break  # the last chunk: the stream ended (max_records)
         out = window.close(max(1, n))
     finally:
         sock.close()

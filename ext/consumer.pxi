@@ -37,7 +37,8 @@ cdef enum:
     _RDC_STRIMZI = 1
     _RDC_V1 = 2
     _RDC_STREAM = 3
-    _RDC_FORMATS = 8
+    _RDC_STRIMZI_TEXT = 4  # the bridge's text format: keys and values as JSON strings
+    _RDC_FORMATS = 10
     # What _take() did with a message.
     _RDC_TAKEN = 0        # handed out (or an error/EOF event), destroyed
     _RDC_LIMIT = 1        # not taken: max_records or max_bytes reached
@@ -183,6 +184,17 @@ cdef inline char* _rdc_b64(char* o, const void* p, size_t n) noexcept nogil:
     return o + 1
 
 
+cdef inline char* _rdc_text(char* o, const void* p, size_t n) noexcept nogil:
+    # A key or value as a JSON string of its text (invalid UTF-8 as U+FFFD), or null.
+    if p == NULL:
+        return _rdc_lit(o, b"null", 4)
+    o[0] = 34
+    o += 1
+    o += _json_escape(o, <const unsigned char*>p, <Py_ssize_t>n)
+    o[0] = 34
+    return o + 1
+
+
 cdef inline char* _rdc_side(char* o, const void* p, size_t n, bint js, bint typed) noexcept nogil:
     # A key or value: null, base64 or the (checked) JSON text compacted; `typed` wraps it as
     # {"type":"BINARY"|"JSON","data":...} (the stream formats).
@@ -255,6 +267,7 @@ cdef class RdConsumer:
     FORMAT_V1_JSON = (_RDC_V1 << 1) | 1
     FORMAT_STREAM_BINARY = _RDC_STREAM << 1
     FORMAT_STREAM_JSON = (_RDC_STREAM << 1) | 1
+    FORMAT_STRIMZI_TEXT = _RDC_STRIMZI_TEXT << 1
 
     def __cinit__(self, *args, **kwargs):
         self._efd = -1
@@ -1073,6 +1086,7 @@ cdef class RdConsumer:
         # One record in format `fmt` at the end of the output.
         cdef int family = fmt >> 1
         cdef bint js = fmt & 1
+        cdef bint text = family == _RDC_STRIMZI_TEXT
         cdef size_t klen = m.key_len if m.key != NULL else 0
         cdef size_t vlen = m.len if m.payload != NULL else 0
         cdef rd_kafka_headers_t* hdrs = NULL
@@ -1085,7 +1099,11 @@ cdef class RdConsumer:
         cdef char* o
         if m.rkt != self._esc_rkt or strcmp(topic, self._esc_raw) != 0:
             self._escape_topic(m.rkt, topic)
-        need = 320 + self._esc_len + _b64_len(<Py_ssize_t>klen) + _b64_len(<Py_ssize_t>vlen)
+        if text:
+            family = _RDC_STRIMZI
+            need = 320 + self._esc_len + 6 * <Py_ssize_t>(klen + vlen)
+        else:
+            need = 320 + self._esc_len + _b64_len(<Py_ssize_t>klen) + _b64_len(<Py_ssize_t>vlen)
         if family == _RDC_STRIMZI or family == _RDC_STREAM:
             if rd_kafka_message_headers(m, &hdrs) == 0 and hdrs != NULL:
                 nh = rd_kafka_header_cnt(hdrs)
@@ -1139,9 +1157,14 @@ cdef class RdConsumer:
             o = _rdc_lit(o, b'{"topic":"', 10)
             o = _rdc_lit(o, self._esc, <size_t>self._esc_len)
             o = _rdc_lit(o, b'","key":', 8)
-        o = _rdc_side(o, m.key, klen, js, False)
-        o = _rdc_lit(o, b',"value":', 9)
-        o = _rdc_side(o, m.payload, vlen, js, False)
+        if text:
+            o = _rdc_text(o, m.key, klen)
+            o = _rdc_lit(o, b',"value":', 9)
+            o = _rdc_text(o, m.payload, vlen)
+        else:
+            o = _rdc_side(o, m.key, klen, js, False)
+            o = _rdc_lit(o, b',"value":', 9)
+            o = _rdc_side(o, m.payload, vlen, js, False)
         o = _rdc_lit(o, b',"partition":', 13)
         o += _sc_int(o, m.partition)
         o = _rdc_lit(o, b',"offset":', 10)

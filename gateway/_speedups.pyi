@@ -545,6 +545,9 @@ class RdConsumer:
     when the record has none)."""
     FORMAT_STREAM_JSON: int
     """As FORMAT_STREAM_BINARY with ``{"type":"JSON","data":<the JSON text>}``."""
+    FORMAT_STRIMZI_TEXT: int
+    """As FORMAT_STRIMZI_BINARY with keys and values as JSON strings of their text (the
+    bridge's ``text`` format; invalid UTF-8 as U+FFFD, one per byte)."""
 
     def __init__(self, config: Mapping[str, str | int | float | bool]) -> None:
         """Create the consumer from librdkafka properties (values str, int, float or bool).

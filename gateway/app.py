@@ -14,6 +14,7 @@ from gateway.config import Config
 from gateway.consume.instances import InstanceRegistry
 from gateway.consume.owners import InstanceOwners
 from gateway.consume.pool import ConsumerPool
+from gateway.consume.stream import StreamRegistry
 from gateway.errors import ConfigError, StartError
 from gateway.http.tls_listener import bind_sockets
 from gateway.kafka.health import ClusterHealth
@@ -145,8 +146,9 @@ def admin_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
 
 
 def instance_config(cfg: Config, bootstrap: str) -> dict[str, Any]:
-    """The client properties of every consumer instance: the connection settings shared with
-    the producer (``admin_config``) and the consumer properties given with -X."""
+    """The client properties of every consumer instance, and of every consume stream's
+    consumer: the connection settings shared with the producer (``admin_config``) and the
+    consumer properties given with -X."""
     conf = admin_config(cfg, bootstrap)
     conf.update((k, v) for k, v in cfg.producer_properties.items() if k in CONSUMER_PROPERTIES)
     return conf
@@ -313,8 +315,10 @@ async def _serve(
         owners=owners,
     )
     server = Server(cfg, loop, producer, metadata, consumers, cluster, spooler, instances)
+    streams = StreamRegistry(loop, instance_config(cfg, bootstrap), max_streams=cfg.max_consume_streams)
+    server.ctx.streams = streams
     stop = asyncio.Event()
-    broker = _BrokerNews(loop, cluster, metadata, consumers, stop, instances)
+    broker = _BrokerNews(loop, cluster, metadata, consumers, stop, instances, streams)
     lifeline = None
     orphaned = False
 
@@ -404,7 +408,11 @@ async def _serve(
         producer.close()
         await consumers.close()
         await instances.close(0.0)  # (closed by the server's stop already, unless it failed)
-        await _close_metadata(metadata)
+        await streams.close(cfg.shutdown_timeout)
+        # Waiting for a listing in progress (up to its timeout) matters only when an embedded
+        # broker is stopped after us (its lost connections would be logged); against an
+        # external cluster the stop does not wait for it.
+        await _close_metadata(metadata, wait=keeper is not None or supervisor is not None)
     log.info("stopped: %s", server.summary())
     flush_access_log()
     return 0
@@ -428,9 +436,10 @@ def _instance_owners(cfg: Config) -> InstanceOwners | None:
 
 class _BrokerNews:
     """What the embedded broker's keeper says (or, in a --workers worker, the supervisor's):
-    while it is down, ClusterHealth has it down (503/50003 for what needs Kafka, /readyz 503)
-    and the consumer pool is renewed and the consumer instances closed (their consumers must not
-    carry topic ids of the old broker into the new one: gateway.consume.pool); once it is up again, the metadata cache learns the
+    while it is down, ClusterHealth has it down (503/50003 for what needs Kafka, /readyz 503),
+    the consumer pool is renewed, the consumer instances closed and the consume streams ended
+    (their consumers must not carry topic ids of the old broker into the new one:
+    gateway.consume.pool); once it is up again, the metadata cache learns the
     new broker's state at once."""
 
     RELEARN_INTERVAL = 0.5  # between metadata refreshes until one reaches the new broker
@@ -444,6 +453,7 @@ class _BrokerNews:
         consumers: ConsumerPool,
         stop: asyncio.Event,
         instances: InstanceRegistry | None = None,
+        streams: StreamRegistry | None = None,
     ) -> None:
         self.loop = loop
         self.cluster = cluster
@@ -451,6 +461,7 @@ class _BrokerNews:
         self.consumers = consumers
         self.instances = instances
         self.stop = stop
+        self.streams = streams
         self.was_down = False
 
     def from_thread(self, down: str | None) -> None:
@@ -467,6 +478,9 @@ class _BrokerNews:
                 self.consumers.renew()
                 if self.instances is not None:
                     self.instances.renew()
+                if self.streams is not None:
+                    # Their consumers know the old broker's topic ids too: they end (50003).
+                    self.streams.end_all(f"Kafka is unreachable: {down}")
             self.cluster.mark_down(EMBEDDED_BROKER, down)
             return
         self.cluster.mark_up(EMBEDDED_BROKER)
@@ -485,6 +499,7 @@ class _BrokerNews:
         self.metadata.refresh().add_done_callback(done)
 
 
-async def _close_metadata(metadata: MetadataCache) -> None:
+async def _close_metadata(metadata: MetadataCache, wait: bool = True) -> None:
     metadata.close()
-    await metadata.wait_closed()
+    if wait:
+        await metadata.wait_closed()

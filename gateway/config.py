@@ -31,6 +31,7 @@ class Config:
     stream_idle_timeout: float = 300.0
     validate_cluster_id: bool = False
     consumer_pool_size: int = 4  # long-lived Kafka consumers (and threads) serving v1 consume
+    max_consume_streams: int = 64  # streaming consume: open streams (one Kafka consumer each)
     # Consumer instances (gateway.consume.instances): how many at once, and how long one may
     # stay idle (Confluent's consumer.instance.timeout.ms, 5 minutes) before it is closed.
     max_consumer_instances: int = 100

@@ -86,6 +86,9 @@ class AccessLogHandler(logging.Handler):
         self._wake = threading.Event()
         self._closed = False
         self._write_lock = threading.Lock()  # one writer at a time: the thread, or flush()
+        # Guards the pending lines. Not the handler's lock: logging.shutdown() holds that one
+        # while it calls close(), which waits for the writer thread (it would wait 1 s).
+        self._queue_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="gateway-access-log", daemon=True)
         self._thread.start()
 
@@ -100,16 +103,18 @@ class AccessLogHandler(logging.Handler):
 
     def _enqueue(self, line: str) -> None:
         """Queue a line for the writer thread, or count it dropped when the queue is full
-        (the caller holds the handler's lock)."""
+        (under the queue's own lock)."""
         n = len(line)
-        if self._pending_bytes + n > self._max_pending:
-            self.dropped += 1
-            return
-        self._pending.append(line)
-        self._pending_bytes += n
-        if self._pending_bytes >= WAKE_BYTES and not self._woken:
+        with self._queue_lock:
+            if self._pending_bytes + n > self._max_pending:
+                self.dropped += 1
+                return
+            self._pending.append(line)
+            self._pending_bytes += n
+            if self._pending_bytes < WAKE_BYTES or self._woken:
+                return
             self._woken = True
-            self._wake.set()
+        self._wake.set()
 
     def append_message(self, message: str) -> None:
         """The fast path of ``write_access``: the line as ``FORMAT`` renders it."""
@@ -119,19 +124,15 @@ class AccessLogHandler(logging.Handler):
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec))
             self._sec = sec
         line = "%s,%03d%s%s\n" % (self._stamp, int((now - sec) * 1000), self.fast_prefix, message)
-        with self.lock:  # type: ignore[union-attr]  # (created by Handler.__init__)
-            self._enqueue(line)
+        self._enqueue(line)
 
     def _take(self) -> list[str]:
-        self.acquire()
-        try:
+        with self._queue_lock:
             lines = self._pending
             self._pending = []
             self._pending_bytes = 0
             self._woken = False
             return lines
-        finally:
-            self.release()
 
     def _write(self, lines: list[str]) -> None:
         if not lines:

@@ -571,6 +571,15 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "max_consume_streams",
+        "--max-consume-streams",
+        Int(1, 10000),
+        "streaming consume: streams open at once (one Kafka consumer each); one more is refused "
+        "with 503/50301",
+        G_LIMITS,
+        "N",
+    ),
+    Option(
         "max_consumer_instances",
         "--max-consumer-instances",
         Int(0, 1 << 16),

@@ -125,6 +125,9 @@ def _read(
     except errors.GatewayError as exc:
         conn.respond_error(exc)
         return
+    if fut.done():  # answered on the loop from what a consumer had queued (gateway.consume.pool)
+        _answer(ctx, conn, head, fut)
+        return
     conn.defer()
     fut.add_done_callback(conn.later(lambda f: _answer(ctx, conn, head, f)))
 

@@ -132,6 +132,7 @@ _SCHEMA_FORMATS = frozenset({"avro", "jsonschema", "protobuf"})
 _RECORD_FORMATS = {
     (CONFLUENT, "binary"): "V2_BINARY", (CONFLUENT, "json"): "V2_JSON",
     (STRIMZI, "binary"): "STRIMZI_BINARY", (STRIMZI, "json"): "STRIMZI_JSON",
+    (STRIMZI, "text"): "STRIMZI_TEXT",
     (V1, "binary"): "V1_BINARY", (V1, "json"): "V1_JSON",
 }
 
@@ -538,9 +539,10 @@ def create_settings(body: dict[str, Any] | None) -> tuple[str | None, InstanceSe
             f"Invalid consumer configuration: format {fmt} needs a Schema Registry, which this "
             "gateway does not use: use binary or json"
         )
-    if fmt not in ("binary", "json"):
+    if fmt not in ("binary", "json", "text"):
         raise InvalidConsumerConfig(
-            f"Invalid consumer configuration: format {fmt} is not supported: use binary or json"
+            f"Invalid consumer configuration: format {fmt} is not supported: use binary, json "
+            "or text"
         )
     reset = body.get("auto.offset.reset", "latest")
     if not isinstance(reset, str) or reset.lower() not in _RESETS:
@@ -586,7 +588,8 @@ def create_dialect(body: dict[str, Any] | None, dialect: str) -> str:
     if dialect == V1:
         return V1
     body = body or {}
-    if any(key in body for key in _STRIMZI_KEYS) or body.get("format") == "text":
+    fmt = body.get("format")
+    if any(key in body for key in _STRIMZI_KEYS) or (isinstance(fmt, str) and fmt.lower() == "text"):
         return STRIMZI
     return CONFLUENT
 
@@ -776,6 +779,10 @@ async def _read_v1(call: Call) -> Answer:
     query = _query(call.head)
     max_bytes = _max_bytes(query)
     content_type = _records_type(call, 1)
+    if (V1, inst.format) not in _RECORD_FORMATS:
+        raise errors.NotAcceptable(
+            f"{inst.label} has the bridge's {inst.format} format, which v1 cannot carry: read "
+            "it with GET .../records", error_code=40601)
     fmt = call.registry.format_code(_RECORD_FORMATS[(V1, inst.format)])
     wait = min(inst.settings.request_timeout_ms, MAX_WAIT_MS)
     data, _n = await inst.read_topic(call.params["topic"], fmt, max_bytes, wait)

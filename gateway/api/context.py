@@ -11,6 +11,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.config import Config
 from gateway.consume.instances import InstanceRegistry
 from gateway.consume.pool import ConsumerPool
+from gateway.consume.stream import StreamRegistry
 from gateway.kafka.health import ClusterHealth
 from gateway.kafka.metadata import MetadataCache
 from gateway.kafka.producer import KafkaProducer
@@ -43,6 +44,8 @@ class ApiContext:
     spooler: Spooler | None = None
     # Set by the server when it starts to stop: new work is refused (503), /readyz says 503.
     closing: bool = False
+    # Streaming consume (gateway.consume.stream): None where it is not served.
+    streams: StreamRegistry | None = None
 
     @classmethod
     def from_config(

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from gateway import errors
-from gateway.api import consume_v1, consumers, health, metadata, produce_v1, produce_v3
+from gateway.api import (
+    consume_stream,
+    consume_v1,
+    consumers,
+    health,
+    metadata,
+    produce_v1,
+    produce_v3,
+)
 from gateway.api.common import query_params
 from gateway.api.context import ApiContext
 from gateway.auth.acl import ANY, CONSUME, GROUP, PRODUCE
@@ -36,6 +44,7 @@ _TOPIC_PERMISSION: dict[str, tuple[int, str]] = {
     routes.PRODUCE_V3_BATCH: (PRODUCE, "produce to"),
     routes.PRODUCE_V1: (PRODUCE, "produce to"),
     routes.CONSUME_V1: (CONSUME, "consume from"),
+    routes.CONSUME_STREAM: (CONSUME, "consume from"),
     routes.TOPIC: (ANY, "read the metadata of"),
     routes.PARTITIONS: (ANY, "read the metadata of"),
     routes.PARTITION_OR_CONSUME: (ANY, "read the metadata of"),
@@ -70,6 +79,7 @@ class Api:
             routes.PRODUCE_V3_BATCH: produce_v3.on_records_batch,
             routes.PRODUCE_V1: produce_v1.on_produce,
             routes.CONSUME_V1: consume_v1.on_consume,
+            routes.CONSUME_STREAM: consume_stream.on_stream,
             routes.TOPICS: metadata.on_topics,
             routes.TOPIC: metadata.on_topic,
             routes.PARTITIONS: metadata.on_partitions,

@@ -266,6 +266,21 @@ class GatewayCollector(Collector):
         ), w, dropped_access_lines())
         if ctx.spooler is not None:
             yield from self._spool(ctx.spooler, w)
+        if ctx.streams is not None:
+            st = ctx.streams.stats()
+            yield _one(GaugeMetricFamily(
+                "gateway_consume_streams",
+                "Consume streams open (until their Kafka consumer is closed).",
+                labels=("worker",),
+            ), w, st["open"])
+            for name, help_text, value in (
+                ("gateway_consume_streams_opened", "Consume streams opened.", st["opened_total"]),
+                ("gateway_consume_stream_records", "Records written to consume streams.",
+                 st["records_total"]),
+                ("gateway_consume_stream_bytes", "Bytes of records written to consume streams.",
+                 st["bytes_total"]),
+            ):
+                yield _one(CounterMetricFamily(name, help_text, labels=("worker",)), w, value)
 
     def _spool(self, spooler: Spooler, w: str) -> Iterator[Metric]:
         """The disk spool's families (--spool-dir; README "Edge")."""

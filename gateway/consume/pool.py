@@ -11,7 +11,9 @@ continues it (same topic and partition, its next offset: what a client reading a
 to back asks for) goes to that consumer and finds its records there at once; any other read
 ``assign()``s its partition at the requested offset. A read that reaches the end unassigns
 (an assigned partition at its end is fetched again every ``fetch.wait.max.ms``), and so does a
-consumer whose cursor nobody continues within ``CURSOR_IDLE``. (Pausing the partition instead
+consumer whose cursor nobody continues within ``CURSOR_IDLE``. A read that continues an idle
+consumer's cursor begins on the loop, with what the consumer has queued (a fetch that does not
+wait): when that answers it, no thread is involved at all; else the worker goes on from there. (Pausing the partition instead
 was measured to stall the next assignment's first fetch for 1 s now and then.)
 
 The event loop never calls librdkafka here. It hands each job to an idle worker, preferring one
@@ -196,20 +198,37 @@ class _Job:
     enqueued_at: float
     abandoned: bool = False  # set on the loop when nobody waits for the answer any more
     generation: int = 0  # the pool's generation when the read started (see renew)
+    # Begun on the loop (ConsumerPool._read_now): the records it has, and the worker goes on
+    # from where the consumer stands, with the events that fetch met still to be looked at.
+    pieces: list[bytes] | None = None
+    n: int = 0
+    size: int = 0
+
+
+class _Drop:
+    """A worker's order to unassign the partition of a cursor nobody continued."""
+
+
+_DROP = _Drop()
 
 
 class _Worker:
-    """One thread and its consumer. ``cursor`` (written by the thread, read on the loop) is
-    where its consumer stands: (topic, partition, next offset), None when nowhere useful."""
+    """One thread and its consumer. ``cursor`` is where its consumer stands: (topic,
+    partition, next offset), None when nowhere useful. The consumer is the thread's while the
+    worker is ``busy`` (a job was handed to it and not answered yet), the loop's otherwise:
+    only the loop hands out jobs, so the two never use it at once."""
 
-    __slots__ = ("jobs", "busy", "cursor", "thread", "stopped")
+    __slots__ = ("jobs", "busy", "cursor", "thread", "stopped", "consumer", "generation", "epoch")
 
     def __init__(self, stopped: asyncio.Future[None]) -> None:
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.busy = False  # loop side: a job was handed to it and has not been answered
+        self.jobs: queue.SimpleQueue[_Job | _Drop | None] = queue.SimpleQueue()
+        self.busy = False
         self.cursor: tuple[str, int, int] | None = None
         self.thread: threading.Thread | None = None
         self.stopped = stopped
+        self.consumer: Any = None  # set by the thread (None: it could not make one)
+        self.generation = -1  # the pool's generation its consumer belongs to
+        self.epoch = 0  # counts the jobs handed to it (a cursor's expiry names its epoch)
 
 
 class ConsumerPool:
@@ -269,21 +288,51 @@ class ConsumerPool:
             )
         fut: asyncio.Future[ConsumeResult] = self._loop.create_future()
         job = _Job(topic, partition, offset, count, max_bytes, fut, time.monotonic())
-        fut.add_done_callback(lambda f: _abandon(job) if f.cancelled() else None)
-        self._outstanding += 1
         idle = None
         for worker in self._workers:
             if not worker.busy:
                 if worker.cursor == (topic, partition, offset):
                     idle = worker
+                    if self._read_now(worker, job):
+                        return fut
                     break
                 if idle is None:
                     idle = worker
+        fut.add_done_callback(lambda f: _abandon(job) if f.cancelled() else None)
+        self._outstanding += 1
         if idle is not None:
             self._hand(idle, job)
         else:
             self._waiting.append(job)
         return fut
+
+    def _read_now(self, worker: _Worker, job: _Job) -> bool:
+        """A read that continues ``worker``'s cursor, begun on the loop with what its consumer
+        has queued (fetch without waiting: nothing blocks). True when that answered it; else
+        the job carries what it got to the worker, which goes on from there."""
+        consumer = worker.consumer
+        if consumer is None or worker.generation != self._generation or not consumer.queued():
+            return False
+        topic, partition = job.topic, job.partition
+        body, k = consumer.fetch(job.count, job.max_bytes, 0, V1_BINARY, store=False,
+                                 stop_on_event=True)
+        job.pieces = [body] if k else []
+        job.n = k
+        job.size = consumer.fetched_bytes if k else 0
+        if not k:
+            return False
+        position = consumer.position([(topic, partition)])[0]
+        high = consumer.watermarks(topic, partition, True)[1]
+        if high >= 0 and position >= high:
+            worker.cursor = None  # at the end: see _park
+            consumer.assign([])
+        elif job.n < job.count and job.size < job.max_bytes:
+            return False
+        else:
+            worker.cursor = (topic, partition, position)
+            self._expire_later(worker)
+        job.future.set_result(ConsumeResult(body, k))
+        return True
 
     async def fetch(
         self, topic: str, partition: int, offset: int, count: int, max_bytes: int
@@ -296,9 +345,19 @@ class ConsumerPool:
         read."""
         return await self.submit(topic, partition, offset, count, max_bytes)
 
-    def _hand(self, worker: _Worker, job: _Job) -> None:
+    def _hand(self, worker: _Worker, job: _Job | _Drop) -> None:
         worker.busy = True
+        worker.epoch += 1
         worker.jobs.put(job)
+
+    def _expire_later(self, worker: _Worker) -> None:
+        if worker.cursor is not None:
+            self._loop.call_later(CURSOR_IDLE, self._expire, worker, worker.epoch)
+
+    def _expire(self, worker: _Worker, epoch: int) -> None:
+        """Nobody continued ``worker``'s cursor since ``epoch``: unassign its partition."""
+        if not worker.busy and worker.epoch == epoch and worker.cursor is not None and not self._closed:
+            self._hand(worker, _DROP)
 
     def _next_for(self, worker: _Worker) -> None:
         """``worker`` is free: give it the waiting job that continues its cursor, else the
@@ -327,12 +386,16 @@ class ConsumerPool:
             waiting.remove(chosen)
         self._hand(worker, chosen)
 
-    def _resolve(self, worker: _Worker, job: _Job, result: Any, exc: BaseException | None) -> None:
-        self._outstanding -= 1
+    def _resolve(self, worker: _Worker, job: _Job | _Drop, result: Any,
+                 exc: BaseException | None) -> None:
         worker.busy = False
-        _settle(job.future, result, exc)
+        if isinstance(job, _Job):
+            self._outstanding -= 1
+            _settle(job.future, result, exc)
         if not self._closed:
             self._next_for(worker)
+            if not worker.busy:
+                self._expire_later(worker)
 
     def renew(self) -> None:
         """The cluster behind the consumers is gone (it comes back as a new one): reads in
@@ -355,7 +418,8 @@ class ConsumerPool:
             log.warning("%d consumer threads did not stop within %gs", len(pending), timeout)
 
     # -- worker threads ------------------------------------------------------------------
-    def _post(self, worker: _Worker, job: _Job, result: Any, exc: BaseException | None) -> None:
+    def _post(self, worker: _Worker, job: _Job | _Drop, result: Any,
+              exc: BaseException | None) -> None:
         try:
             self._loop.call_soon_threadsafe(self._resolve, worker, job, result, exc)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
@@ -378,18 +442,22 @@ class ConsumerPool:
     def _run(self, worker: _Worker) -> None:
         generation = self._generation
         consumer, startup_error = self._new_consumer()
+        worker.consumer, worker.generation = consumer, generation
         try:
             while True:
-                try:
-                    job = worker.jobs.get(timeout=CURSOR_IDLE if worker.cursor is not None else None)
-                except queue.Empty:
-                    # Nobody continued the last read: stop fetching its partition.
-                    worker.cursor = None
-                    if consumer is not None:
-                        consumer.assign([])
-                    continue
+                job = worker.jobs.get()
                 if job is None:
                     break
+                if isinstance(job, _Drop):
+                    # Nobody continued the last read: stop fetching its partition.
+                    worker.cursor = None
+                    if consumer is not None and generation == self._generation:
+                        try:
+                            consumer.assign([])
+                        except Exception as exc:  # noqa: BLE001 - the next read assigns anew
+                            log.warning("unassigning a consumer failed: %s", exc)
+                    self._post(worker, job, None, None)
+                    continue
                 if job.abandoned:
                     self._post(worker, job, None, None)
                     continue
@@ -402,6 +470,8 @@ class ConsumerPool:
                     if consumer is not None:
                         self._close_consumer(consumer)
                     consumer, startup_error = self._new_consumer()
+                    worker.consumer, worker.generation = consumer, generation
+                    job.pieces = None  # (begun on the replaced consumer: read from the start)
                 if consumer is None:
                     self._post(worker, job, None, errors.KafkaRequestFailed(
                         f"no Kafka consumer: {startup_error}"
@@ -472,12 +542,18 @@ class ConsumerPool:
     ) -> ConsumeResult:
         topic, partition = job.topic, job.partition
         count, max_bytes = job.count, job.max_bytes
-        pieces: list[bytes] = []
-        n = size = 0
         last_error = ""
         first_deadline = time.monotonic() + suspect_after if suspect_after is not None else deadline
         at_end = False
-        self._place(consumer, worker, topic, partition, job.offset)
+        if job.pieces is not None:
+            # Begun on the loop, where the consumer stands: go on from there (the events its
+            # fetch met are still to be looked at below).
+            pieces, n, size = job.pieces, job.n, job.size
+            job.pieces = None
+        else:
+            pieces = []
+            n = size = 0
+            self._place(consumer, worker, topic, partition, job.offset)
         try:
             while True:
                 limit = deadline if n else min(first_deadline, deadline)

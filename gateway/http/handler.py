@@ -53,8 +53,10 @@ class ConnectionHandler(Protocol):
 
 class BodyConsumer(Protocol):
     """Takes a request's body (``start_stream`` / ``read_body``). It may also have
-    ``on_writable()`` (called when a socket that was full takes bytes again) and
-    ``debug_info()`` (merged into the connection's ``info()``).
+    ``on_writable()`` (called when a socket that was full takes bytes again),
+    ``on_peer_eof()`` (the client ended its side while a stream answers a request whose body
+    was read: a stream without end, streaming consume, ends there) and ``debug_info()``
+    (merged into the connection's ``info()``).
 
     A body ends in exactly one of two ways: ``on_body_end`` (read to its end) or
     ``on_body_error`` (reading stopped before its end, for a reason the error names). What a

@@ -226,6 +226,16 @@ class HttpProtocol(ReadBuffer):
         self._peer_eof = True
         if self._state is HEAD and self._start == self._end:
             return False
+        if self._state is RESPONDING and self._response is not NO_RESPONSE:
+            # A stream answering a request without a body (streaming consume): the client's
+            # EOF is its end of listening. The consumer, if it cares, ends the stream.
+            on_peer_eof = getattr(self._consumer, "on_peer_eof", None)
+            if on_peer_eof is not None:
+                try:
+                    on_peer_eof()
+                except Exception as exc:  # noqa: BLE001 - a fault of ours (the body consumer's)
+                    self._fault(exc)
+                return True
         if not self._paused & PARSE_BLOCKERS:
             self._process()
         else:
@@ -281,6 +291,22 @@ class HttpProtocol(ReadBuffer):
     def write_blocked(self) -> bool:
         """The transport's buffer is over its high-water mark (the peer is not reading)."""
         return self._write_paused_at != 0.0
+
+    @property
+    def written(self) -> int:
+        """Bytes written to this connection so far (heads, framing and bodies)."""
+        return self._sent
+
+    @property
+    def flushed(self) -> int:
+        """Of ``written``, the bytes the transport has handed to the socket (not in its write
+        buffer any more); -1 once the connection is lost (what it held is unknown). Behind TLS
+        the count is of bytes encrypted and handed to the TCP transport below, whose own buffer
+        (up to its high-water mark) is not seen."""
+        transport = self._transport
+        if transport is None:
+            return -1
+        return self._sent - transport.get_write_buffer_size()
 
     # -- flow control (reasons bitmask) ----------------------------------------------
     def pause_reading(self, reason: int) -> None:
@@ -542,7 +568,8 @@ class HttpProtocol(ReadBuffer):
     def respond_error(self, exc: errors.GatewayError, *, close: bool = False) -> None:
         self.respond(exc.status, exc.body(), close=close)
 
-    def start_stream(self, consumer: BodyConsumer, *, status: int = 200) -> None:
+    def start_stream(self, consumer: BodyConsumer, *, status: int = 200,
+                     content_type: bytes = writer.JSON_TYPE) -> None:
         """Begin a chunked response and start feeding the request body to ``consumer``.
         A body with a ``Content-Encoding`` goes through a decoder, so that the consumer sees
         it decoded; with an ``Accept-Encoding`` that asks for it, the response is compressed
@@ -566,12 +593,14 @@ class HttpProtocol(ReadBuffer):
             self._encoder = encoder = BodyEncoder(coding)
             extra = encoder.header + extra
         stream_head = writer.chunked_head(
-            status, close=not self._keep_alive, http10=http10, extra_headers=extra
+            status, content_type=content_type, close=not self._keep_alive, http10=http10,
+            extra_headers=extra,
         )
         self._write(stream_head)  # at once (docs/api.md §1), the body may take long
-        if not head.chunked:
+        if head.content_length:
             # A Content-Length request is short: its reports are held to the end of the loop
-            # turn, so the last ones and the end of the response leave in one write.
+            # turn, so the last ones and the end of the response leave in one write. (A stream
+            # answering a request without a body writes each piece at once.)
             self._held = b""
         if not self.has_body():
             self._body_complete()

@@ -7,6 +7,7 @@ from urllib.parse import unquote
 # Endpoint names.
 PRODUCE_V3 = "produce_v3"
 PRODUCE_V3_BATCH = "produce_v3_batch"
+CONSUME_STREAM = "consume_stream"  # GET /v3/clusters/{c}/topics/{t}/records:stream
 PRODUCE_V1 = "produce_v1"  # POST /topics/{t} and /topics/{t}/partitions/{p} (v1 and v2 bodies)
 CONSUME_V1 = "consume_v1"
 PARTITION_OR_CONSUME = "partition_or_consume"  # GET /topics/{t}/partitions/{p}[?offset=N]
@@ -135,6 +136,8 @@ def match(path: str) -> Route | None:
             return {"POST": PRODUCE_V3}, params
         if parts[6] == "records:batch":
             return {"POST": PRODUCE_V3_BATCH}, params
+        if parts[6] == "records:stream":
+            return {"GET": CONSUME_STREAM}, params
         if parts[6] == "partitions":
             return {"GET": V3_PARTITIONS}, params
         return None

@@ -12,9 +12,10 @@ listing older than the request.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +69,10 @@ class MetadataCache:
         if health is not None:
             health.listen(self._on_health)
         self._admin: AdminClient | None = AdminClient(client_config)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="gateway-metadata"
-        )
+        # The listing runs on a daemon thread of its own: a stop never waits for one in
+        # progress (up to request_timeout) unless it asks to (wait_closed), where a pool's
+        # thread would be joined when the process exits.
+        self._thread: threading.Thread | None = None
         self.refresh_interval = refresh_interval
         self.miss_refresh_interval = miss_refresh_interval
         self.max_age = max_age
@@ -127,7 +129,7 @@ class MetadataCache:
             return fut
         self._last_attempt = time.monotonic()
         self._refreshing = fut
-        work = self._loop.run_in_executor(self._executor, self._fetch)
+        work = self._in_thread(self._fetch)
 
         def done(w: asyncio.Future[ClusterInfo]) -> None:
             self._refreshing = None
@@ -236,6 +238,25 @@ class MetadataCache:
             self._loop.call_later(delay, start)
         return self._pending_miss
 
+    def _in_thread(self, fn: Callable[[], ClusterInfo]) -> asyncio.Future[ClusterInfo]:
+        work: asyncio.Future[ClusterInfo] = self._loop.create_future()
+        loop = self._loop
+
+        def run() -> None:
+            try:
+                result, exc = fn(), None
+            except BaseException as e:  # noqa: BLE001 - handed to the loop
+                result, exc = None, e
+            try:
+                loop.call_soon_threadsafe(_settle, work, result, exc)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        thread = threading.Thread(target=run, name="gateway-metadata", daemon=True)
+        self._thread = thread
+        thread.start()
+        return work
+
     def close(self) -> None:
         """Stop refreshing and let go of the admin client. librdkafka destroys it, closing its
         broker connections, once a listing still running on the worker thread returns (within
@@ -244,9 +265,19 @@ class MetadataCache:
             self._timer.cancel()
             self._timer = None
         self._admin = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def wait_closed(self) -> None:
         """After ``close``: returns once the admin client is gone (so an embedded broker can
         be stopped without this client logging the connections it loses)."""
-        await self._loop.run_in_executor(None, self._executor.shutdown)
+        thread = self._thread
+        while thread is not None and thread.is_alive():
+            await asyncio.sleep(0.02)
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)

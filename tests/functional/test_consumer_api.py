@@ -237,7 +237,19 @@ def test_binary_and_json_formats_and_the_strimzi_records(gw: GatewayProcess, top
     assert recs[0]["value"] == {"n": 1} and recs[0]["headers"] == [{"key": "h", "value": b64(b"hv")}]
     assert abs(recs[0]["timestamp"] / 1000 - time.time()) < 120
     assert_error(c.call("GET", bridge + "/records"), 406, 406)  # the bridge's dialect
-    for base in (binary, js, bridge):
+    # The bridge's text format: keys and values as strings of their text.
+    text = c.create("formats-t", {"format": "text", "auto.offset.reset": "earliest"})
+    assert c.call("POST", text + "/assignments", assign).status == 204
+    deadline = time.monotonic() + 20
+    recs = []
+    while len(recs) < 2 and time.monotonic() < deadline:
+        r = c.call("GET", text + "/records?timeout=1000", accept="application/vnd.kafka.text.v2+json")
+        assert r.status == 200 and r.header("content-type") == "application/vnd.kafka.text.v2+json"
+        recs += json.loads(r.body)
+    assert [(x["key"], x["value"], x["offset"]) for x in recs] == [
+        ('"k"', '{"n":1}', 0), (None, "\x00\ufffd not json", 1)]
+    assert recs[0]["headers"] == [{"key": "h", "value": b64(b"hv")}]
+    for base in (binary, js, bridge, text):
         assert c.call("DELETE", base).status == 204
 
 

@@ -114,6 +114,19 @@ def filter_path_parameters(context: Any, path_parameters: dict[str, Any] | None)
     return not any(str(v) in (".", "..") for v in (path_parameters or {}).values())
 
 
+@schema.hook
+def map_query(context: Any, query: dict[str, Any] | None) -> Any:
+    # A consume stream (docs/api.md §13) lasts until its client closes it: the streams this
+    # test opens end by themselves, soon (the checks read the whole answer).
+    operation = getattr(context, "operation", None)
+    if operation is None or not operation.path.endswith("/records:stream"):
+        return query
+    out = dict(query) if isinstance(query, dict) else {}
+    out["idle_timeout_ms"] = 300
+    out["max_records"] = 5
+    return out
+
+
 @pytest.fixture(scope="module")
 def live_gateway(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     g = GatewayProcess(

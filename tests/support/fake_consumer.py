@@ -88,6 +88,7 @@ class FakeRdConsumer:
     FORMAT_V1_JSON = 6
     FORMAT_STREAM_BINARY = 7
     FORMAT_STREAM_JSON = 8
+    FORMAT_STRIMZI_TEXT = 9
 
     def __init__(self, conf: dict[str, Any], cluster: FakeCluster | None = None) -> None:
         if "group.id" not in conf:

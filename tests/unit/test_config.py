@@ -175,6 +175,7 @@ def test_every_setting_has_one_option_and_every_option_reads_from_all_three_sour
         "max_batch_entries": ("50", "50", 50),
         "max_batch_bytes": ("4096", "4096", 4096),
         "consumer_pool_size": ("2", "2", 2),
+        "max_consume_streams": ("3", "3", 3),
         "max_consumer_instances": ("0", "0", 0),
         "consumer_instance_timeout": ("2.5", "2.5", 2.5),
         "advertised_url": ("https://gw.example:8443/kafka/", '"https://gw.example:8443/kafka"',

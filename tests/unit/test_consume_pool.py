@@ -380,3 +380,33 @@ def test_the_endpoint_says_not_found_only_when_the_clusters_listing_does(
     loop.run_until_complete(asyncio.sleep(0.01))  # the refresh's callbacks
     assert metadata.refreshes == 1
     assert [(a.status, a.error_code) for a in conn.answers] == [(status, code)]
+
+
+def test_a_partition_read_front_to_back_continues_each_consumers_cursor(loop: asyncio.AbstractEventLoop, broker: Any) -> None:
+    """Reads that each start where the previous one stopped get every record once, in order;
+    once the consumer has prefetched, such a read is answered at once on the loop (its future
+    is done when submit returns) from what the consumer has queued."""
+    from support.kafka import create_topic
+
+    topic = create_topic(broker.bootstrap, f"pool-cursor-{random.randrange(1 << 30)}", 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+    for i in range(3000):
+        p.produce(topic, value=b"%d" % i, partition=0)
+    assert p.flush(10) == 0
+    pool = ConsumerPool({"bootstrap.servers": broker.bootstrap}, loop, size=2)
+    try:
+        offset = 0
+        at_once = 0
+        while True:
+            fut = pool.submit(topic, 0, offset, 100, 1 << 20)
+            at_once += fut.done()
+            got = json.loads(loop.run_until_complete(fut).body)
+            if not got:
+                break
+            assert [r["offset"] for r in got] == list(range(offset, offset + len(got)))
+            assert [base64.b64decode(r["value"]) for r in got] == [b"%d" % o for o in range(offset, offset + len(got))]
+            offset += len(got)
+        assert offset == 3000
+        assert at_once > 10
+    finally:
+        loop.run_until_complete(pool.close())

@@ -224,9 +224,15 @@ def test_a_strimzi_instance_answers_as_the_bridge(gw: InProcessGateway, cluster:
     assert gw.request("DELETE", base).status == 204
 
 
-def test_the_bridge_text_format_is_refused(gw: InProcessGateway) -> None:
-    msg = assert_error(gw.request("POST", "/consumers/sg", {"format": "text"}), 422, 422)
-    assert "format text is not supported" in msg
+def test_the_bridge_text_format_makes_a_bridge_instance_and_other_formats_are_refused(gw: InProcessGateway) -> None:
+    r = gw.request("POST", "/consumers/sg", {"format": "text"})
+    assert r.status == 200
+    base = str(r.json()["base_uri"]).split("gateway.test", 1)[1]
+    # The bridge's dialect: an embedded format the instance does not have is its bare 406.
+    assert_error(gw.request("GET", base + "/records", None, None,
+                            {"Accept": "application/vnd.kafka.binary.v2+json"}), 406, 406)
+    msg = assert_error(gw.request("POST", "/consumers/sg", {"format": "yaml", "enable.auto.commit": True}), 422, 422)
+    assert "format yaml is not supported" in msg
 
 
 # -- Confluent's v1 instance read ----------------------------------------------------------

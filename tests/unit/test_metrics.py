@@ -138,6 +138,8 @@ def test_collector_reads_live_state_at_scrape_time(loop: Any) -> None:
         producer=kp,
         metadata=SimpleNamespace(info=None),
         spooler=None,
+        streams=None,
+        instances=None,
         config=SimpleNamespace(worker_slot=3),
     )
     registry = metrics.make_registry(ctx, lambda: "the Kafka cluster cannot be reached: test")  # type: ignore[arg-type]
@@ -187,7 +189,8 @@ def test_latency_histogram_buckets_are_cumulative_with_le_semantics() -> None:
     ctx = SimpleNamespace(stats=produce_stats, http_stats=stats.HttpStats(), connections=[],
                           producer=SimpleNamespace(outstanding=lambda: 0, queued_bytes=None,
                                                    brokers=None, fatal_errors=0),
-                          metadata=SimpleNamespace(info=None), spooler=None)
+                          metadata=SimpleNamespace(info=None), spooler=None, streams=None,
+                          instances=None)
     fams = {f.name: f for f in metrics.GatewayCollector(ctx, lambda: None, "0").collect()}  # type: ignore[arg-type]
     buckets = {s.labels["le"]: s.value for s in fams["gateway_report_latency_seconds"].samples
                if s.name.endswith("_bucket")}

@@ -28,10 +28,11 @@ from support.mock_transport import (
 )
 
 from gateway import errors
+from gateway.errors import GatewayError
 from gateway.http import protocol, reqlog, writer
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_WRITE
-from gateway.http.parser import HttpLimits
-from gateway.http.protocol import LINGER_TIMEOUT
+from gateway.http.parser import HttpLimits, RequestHead
+from gateway.http.protocol import LINGER_TIMEOUT, HttpProtocol
 from gateway.http.readbuf import MIN_READ_SPACE, READ_BUFFER_INITIAL, READ_BUFFER_MAX, ReadBuffer
 from gateway.http.states import ConnState
 
@@ -1653,3 +1654,86 @@ def test_a_stream_whose_body_ended_is_not_cut_by_shutdown(make, access_lines):
     h.run()
     assert h.responses[0].complete and h.responses[0].chunks == [body_digest(b"abc")]
     assert access_lines[0].split('"')[2].startswith(" 200 ")
+
+
+# == a stream answering a request without a body (streaming consume) ============================
+class Listener:
+    """A body consumer for a GET answered with an endless stream: records what it is told."""
+
+    accepting = False
+
+    def __init__(self, conn: HttpProtocol) -> None:
+        self.conn = conn
+        self.events: list[str] = []
+
+    def on_body(self, data: memoryview) -> None:
+        self.events.append("body")
+
+    def on_body_end(self) -> None:
+        self.events.append("body_end")
+
+    def on_body_error(self, error: GatewayError) -> None:
+        self.events.append(f"error {error.error_code}")
+
+    def on_connection_lost(self) -> None:
+        self.events.append("lost")
+
+    def on_shutdown(self) -> None:
+        self.events.append("shutdown")
+
+    def on_writable(self) -> None:
+        self.events.append("writable")
+
+    def on_peer_eof(self) -> None:
+        self.events.append("eof")
+        self.conn.end_body()
+        self.conn.log_access("listened")
+
+
+def listen_harness(make: Callable[..., Harness]) -> tuple[Harness, list[Listener]]:
+    listeners: list[Listener] = []
+
+    def handler(conn: HttpProtocol, head: RequestHead) -> None:
+        if head.path != "/listen":
+            conn.respond(200, head.path.encode())
+            return
+        listener = Listener(conn)
+        listeners.append(listener)
+        conn.start_stream(listener, content_type=b"application/x-ndjson")
+
+    return make(handler=handler), listeners
+
+
+def test_a_stream_without_a_request_body_writes_at_once_and_counts_what_reached_the_socket(make):
+    h, listeners = listen_harness(make)
+    h.send(get(b"/listen"))
+    (li,) = listeners
+    assert li.events == ["body_end"]  # no body: read at once
+    head_bytes = len(h.transport.written)
+    assert b"Content-Type: application/x-ndjson\r\n" in bytes(h.transport.written)
+    assert h.proto.written == head_bytes and h.proto.flushed == head_bytes
+    h.proto.write_body(b'{"n":1}\n')
+    # Written at once (not held to the end of the loop turn), as one chunk.
+    assert bytes(h.transport.written).endswith(b'8\r\n{"n":1}\n\r\n')
+    assert h.proto.written == h.proto.flushed == len(h.transport.written)
+    # The client stops reading: what is written stays in the transport's buffer.
+    h.peer_stops_reading()
+    h.proto.write_body(b"x" * 1000)
+    assert h.proto.written == len(h.transport.written)
+    assert h.proto.flushed == h.proto.written - h.transport.unsent < h.proto.written
+    h.peer_reads_all()
+    assert h.proto.flushed == h.proto.written
+
+
+def test_the_clients_eof_ends_a_stream_without_a_request_body(make):
+    h, listeners = listen_harness(make)
+    h.send(get(b"/listen"))
+    h.proto.write_body(b"a\n")
+    h.send_eof()
+    (li,) = listeners
+    assert li.events == ["body_end", "eof"]
+    assert h.responses[0].complete and h.responses[0].chunks == [b"a\n"]
+    h.run()
+    assert h.closed
+    # Once the connection is gone, what its buffer held is unknown.
+    assert h.proto.flushed == -1

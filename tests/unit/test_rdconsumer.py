@@ -295,7 +295,7 @@ def test_timeout_and_min_bytes(broker: EmbeddedBroker, topic_factory: Callable[.
 
 def test_bad_arguments_and_closed_consumer(consumers: Callable[..., RdConsumer]) -> None:
     c = consumers()
-    for args in ((0, 1, 0, 0), (1, 0, 0, 0), (1, 1, -1, 0), (1, 1, 0, 8), (1, 1, 0, -1)):
+    for args in ((0, 1, 0, 0), (1, 0, 0, 0), (1, 1, -1, 0), (1, 1, 0, 10), (1, 1, 0, -1)):
         with pytest.raises(ValueError):
             c.fetch(*args)
     with pytest.raises(ValueError, match="at least one topic"):
