@@ -401,10 +401,13 @@ def _hand_over(call: Call, owner: tuple[int, int], reads: bool) -> None:
                 f"worker that held it, {slot}, is gone)"
             ), detail)
         elif isinstance(exc, relay.RelayTimeout):
+            log.warning("a request for %s handed over to worker %d: no answer within %gs",
+                        label, slot, timeout)
             call.fail(HandOffFailed(
                 f"worker {slot}, which holds {label}, did not answer within {timeout:g} s: retry"
             ), detail)
         elif isinstance(exc, relay.RelayFailed):
+            log.warning("a request for %s handed over to worker %d failed: %s", label, slot, exc)
             call.fail(HandOffFailed(f"worker {slot}, which holds {label}, did not answer: {exc}"),
                       detail)
         else:
