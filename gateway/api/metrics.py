@@ -146,7 +146,8 @@ class GatewayCollector(Collector):
         ), w, http.connections)
 
         # -- gauges: the live state --------------------------------------------------------
-        conns = ctx.connections
+        # (Not the hand-off connections between --workers processes: gateway.server.)
+        conns = [c for c in ctx.connections if not getattr(c, "internal", False)]
         yield _one(GaugeMetricFamily(
             "gateway_open_connections", "Client connections open now.", labels=("worker",)
         ), w, len(conns))

@@ -130,7 +130,9 @@ def test_collector_reads_live_state_at_scrape_time(loop: Any) -> None:
     s = ProduceSession(stream, kp, ListSplitter([[rec(i) for i in range(7)]]), cluster_id="c",
                        topic="t", partitions=1, max_in_flight=100, stats=produce_stats)
     conns = [SimpleNamespace(paused_reasons=PAUSE_WRITE | PAUSE_IN_FLIGHT),
-             SimpleNamespace(paused_reasons=PAUSE_WRITE), SimpleNamespace(paused_reasons=0)]
+             SimpleNamespace(paused_reasons=PAUSE_WRITE), SimpleNamespace(paused_reasons=0),
+             # A --workers hand-off connection (gateway.server) is not a client's.
+             SimpleNamespace(paused_reasons=PAUSE_WRITE, internal=True)]
     ctx = SimpleNamespace(
         stats=produce_stats,
         http_stats=stats.HttpStats(),
