@@ -318,7 +318,7 @@ async def _serve(
     streams = StreamRegistry(loop, instance_config(cfg, bootstrap), max_streams=cfg.max_consume_streams)
     server.ctx.streams = streams
     stop = asyncio.Event()
-    broker = _BrokerNews(loop, cluster, metadata, consumers, stop, instances, streams)
+    broker = _BrokerNews(loop, cluster, metadata, consumers, stop, instances, streams, producer)
     lifeline = None
     orphaned = False
 
@@ -439,8 +439,8 @@ class _BrokerNews:
     while it is down, ClusterHealth has it down (503/50003 for what needs Kafka, /readyz 503),
     the consumer pool is renewed, the consumer instances closed and the consume streams ended
     (their consumers must not carry topic ids of the old broker into the new one:
-    gateway.consume.pool); once it is up again, the metadata cache learns the
-    new broker's state at once."""
+    gateway.consume.pool); once it is up again, the producer is replaced (the new broker knows
+    nothing of it) and the metadata cache learns the new broker's state at once."""
 
     RELEARN_INTERVAL = 0.5  # between metadata refreshes until one reaches the new broker
     RELEARN_ATTEMPTS = 20
@@ -454,8 +454,10 @@ class _BrokerNews:
         stop: asyncio.Event,
         instances: InstanceRegistry | None = None,
         streams: StreamRegistry | None = None,
+        producer: KafkaProducer | None = None,
     ) -> None:
         self.loop = loop
+        self.producer = producer
         self.cluster = cluster
         self.metadata = metadata
         self.consumers = consumers
@@ -486,6 +488,10 @@ class _BrokerNews:
         self.cluster.mark_up(EMBEDDED_BROKER)
         if self.was_down:
             self.was_down = False
+            if self.producer is not None:
+                # The new broker has no state of the idempotent producer: its records would
+                # wait out message.timeout.ms (UNKNOWN_PRODUCER_ID) before a replacement.
+                self.producer.renew("the embedded broker was restarted without its data")
             self._relearn(0)
 
     def _relearn(self, attempt: int) -> None:

@@ -190,6 +190,7 @@ class KafkaProducer:
         self._timeouts = 0  # of those, message timeouts
         self._timeout_run = 0  # message timeouts since the last delivered record
         self._replaced_at = -TIMEOUT_RUN_INTERVAL
+        self._renewing = False  # the pending replacement is renew()'s, not a fatal error's
         self.reports_seen = 0  # delivery reports served so far (the spool's judgement reads it)
         # The produce path's disk spool (gateway.produce.edge.Spooler; attach_spooler): records
         # go there instead while Kafka is judged unreachable.
@@ -446,9 +447,24 @@ class KafkaProducer:
         more = f" ({quiet} more like it in the last {now - last:.0f} s)" if quiet else ""
         log.warning("producer: %s: %s%s", RdProducer.error_name(code), reason, more)
 
+    def renew(self, reason: str) -> None:
+        """Replace the producer at the next poll, as after a fatal error: for a cluster that
+        came back without this producer's state (the embedded broker restarted empty), which
+        would hold its records until they time out (``message.timeout.ms``). Records still
+        queued in the old one get failed reports (50003; with the spool, spooled)."""
+        if self._fatal is None:
+            log.warning("%s: failing the producer's queued records and starting a new producer",
+                        reason)
+            self._fatal = reason
+            self._renewing = True
+        self.kick()
+
     def _replace_after_fatal(self) -> None:
         self._fatal = None
-        self.fatal_errors += 1
+        if self._renewing:
+            self._renewing = False
+        else:
+            self.fatal_errors += 1
         self._replaced_at = time.monotonic()
         old = self._producer
         # Records still queued in the fatal producer get failed delivery reports (purged ->
