@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from gateway import errors
+from gateway.futures import settle
 from gateway.kafka.rdlog import LogThrottle
 
 log = logging.getLogger("gateway.consume")
@@ -519,13 +520,13 @@ class ConsumerInstance:
         try:
             self._consumer = self.registry.factory(self._config)
         except Exception as exc:  # noqa: BLE001 - librdkafka refused a property (or worse)
-            self._post(_settle, self.ready, None, InvalidConsumerConfig(
+            self._post(settle, self.ready, None, InvalidConsumerConfig(
                 f"Invalid consumer configuration: {exc}"
             ) if isinstance(exc, ValueError | TypeError) else errors.KafkaRequestFailed(
                 f"cannot create a Kafka consumer: {exc}"
             ))
         else:
-            self._post(_settle, self.ready, None, None)
+            self._post(settle, self.ready, None, None)
         try:
             while True:
                 job = self._jobs.get()
@@ -555,16 +556,8 @@ class ConsumerInstance:
                     consumer.close(self._close_timeout_ms)
                 except Exception as exc:  # noqa: BLE001 - it is gone either way
                     log.warning("%s: closing its consumer failed: %s", self.label, exc)
-            self._post(_settle, self.stopped, None, None)
+            self._post(settle, self.stopped, None, None)
 
-
-def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
 
 
 class InstanceRegistry:

@@ -75,6 +75,7 @@ from typing import Any, NamedTuple
 
 from gateway import errors
 from gateway._speedups import RdConsumer, RdKafkaError
+from gateway.futures import settle
 
 log = logging.getLogger("gateway.consume")
 
@@ -368,7 +369,7 @@ class ConsumerPool:
             job = waiting.popleft()
             self._outstanding -= 1
             if not job.abandoned:
-                _settle(job.future, None, ConsumerPoolBusy(
+                settle(job.future, None, ConsumerPoolBusy(
                     f"no consumer became free within {self.queue_timeout:g}s: retry later"
                 ))
         if not waiting:
@@ -391,7 +392,7 @@ class ConsumerPool:
         worker.busy = False
         if isinstance(job, _Job):
             self._outstanding -= 1
-            _settle(job.future, result, exc)
+            settle(job.future, result, exc)
         if not self._closed:
             self._next_for(worker)
             if not worker.busy:
@@ -410,7 +411,7 @@ class ConsumerPool:
         while self._waiting:
             job = self._waiting.popleft()
             self._outstanding -= 1
-            _settle(job.future, None, errors.ShuttingDown("the gateway is shutting down"))
+            settle(job.future, None, errors.ShuttingDown("the gateway is shutting down"))
         for worker in self._workers:
             worker.jobs.put(None)
         done, pending = await asyncio.wait([w.stopped for w in self._workers], timeout=timeout)
@@ -669,14 +670,6 @@ def _raise_fatal(code: int, reason: str, topic: str, partition: int) -> None:
     if code in _LOCAL_PERMANENT or (code > 0 and code not in _BROKER_RETRIABLE):
         raise errors.KafkaRequestFailed(f"Kafka error: {reason}")
 
-
-def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
 
 
 def _abandon(job: _Job) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from gateway import errors
+from gateway.futures import settle
 from gateway.kafka.health import ClusterHealth
 
 log = logging.getLogger("gateway.metadata")
@@ -248,7 +249,7 @@ class MetadataCache:
             except BaseException as e:  # noqa: BLE001 - handed to the loop
                 result, exc = None, e
             try:
-                loop.call_soon_threadsafe(_settle, work, result, exc)
+                loop.call_soon_threadsafe(settle, work, result, exc)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
 
@@ -273,11 +274,3 @@ class MetadataCache:
         while thread is not None and thread.is_alive():
             await asyncio.sleep(0.02)
 
-
-def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)

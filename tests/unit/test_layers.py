@@ -4,7 +4,7 @@ under TYPE_CHECKING): no cycle, and no import that runs up the layers.
     process   app, server, cli, workers, options, config_sources  (process, listener, wiring)
     api       gateway.api.*                               (endpoints, dispatch, auth and ACL)
     produce, consume, kafka, http, auth                    (each knows only what is below it)
-    base      errors, config, log, stats, limits          (plain values, no I/O of the gateway's)
+    base      errors, config, log, stats, limits, futures (plain values, no I/O of the gateway's)
 
 A module that is in no layer fails the test: a new module must be placed.
 """
@@ -18,7 +18,7 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 
 # Layer of each module: by exact name, else by package prefix.
 BASE = {"gateway", "gateway.errors", "gateway.config", "gateway.log", "gateway.stats", "gateway.limits",
-        "gateway.moves"}
+        "gateway.moves", "gateway.futures"}
 PROCESS = {"gateway.__main__", "gateway.cli", "gateway.app", "gateway.server", "gateway.workers",
            "gateway.options", "gateway.config_sources"}
 PACKAGES = ("api", "http", "kafka", "produce", "consume", "auth")
