@@ -7,6 +7,9 @@
   that a comparison is about the HTTP path. CPU µs per record of the whole child process.
 - ``rate``: records at a fixed rate for a fixed time, ``poll()`` waiting between ticks;
   the latency of each record is its delivery callback's time minus its ``produce()`` time.
+- ``clients``: N closed-loop clients over one producer (one record in flight each, the next
+  produced once its delivery report is in and the schedule says one is due), paced to a rate
+  for a fixed time: bench.requests's "the same pattern without HTTP".
 - ``consume``: every record of a topic read back with ``assign()`` + ``consume(count)``.
 
 The child prints one JSON line of results; the parent adds per-record figures.
@@ -31,6 +34,7 @@ from bench.common import (
     log_tail,
     machine_busy_ticks,
     rss_mb,
+    thread_cpu,
     value_bytes,
 )
 from gateway.kafka.producer import DEFAULT_PRODUCER_CONFIG
@@ -196,6 +200,58 @@ def _rate(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _clients(params: dict[str, Any]) -> dict[str, Any]:
+    """N closed-loop clients over one producer, paced to a rate: reference A of bench.requests
+    (one record per request without HTTP). Each client has at most one record in flight: it
+    produces one when the schedule says one is due and waits for its delivery report before its
+    next. ``poll()`` serves the reports and returns as soon as one arrives; the gateway also
+    serves every connection from one producer."""
+    topic, rate, duration = params["topic"], params["rate"], params["duration"]
+    value = value_bytes(params["value_bytes"])
+    clock = time.perf_counter
+    free = params["clients"]
+    delivered = failed = 0
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        nonlocal free, delivered, failed
+        free += 1
+        if err is None:
+            delivered += 1
+        else:
+            failed += 1
+
+    producer = _producer(params, on_delivery)
+    produce, poll = producer.produce, producer.poll
+    for _ in range(max(1, params["warmup"])):
+        produce(topic, value)
+    if producer.flush(params["timeout"]) or failed:
+        return {"error": "warm-up not flushed"}
+    delivered = 0
+    tick = params["tick"]
+    window = _Window(params["broker_pid"])
+    loop0 = thread_cpu()
+    t0 = window.t0
+    end = t0 + duration
+    sent = 0
+    while True:
+        now = clock()
+        if now >= end:
+            break
+        due = min(int((now - t0) * rate) - sent, free)
+        if due > 0:
+            for _ in range(due):
+                produce(topic, value)
+            sent += due
+            free -= due
+        poll(tick)
+    left = producer.flush(params["timeout"])
+    loop_s = thread_cpu() - loop0
+    out = window.close()
+    out.update(records=sent, delivered=delivered, failed=failed, unflushed=left, send_s=duration,
+               achieved_rate=sent / duration, loop_cpu_s=loop_s, rss_mb_after=rss_mb())
+    return out
+
+
 def _percentiles(sorted_ms: list[float]) -> dict[str, float | None]:
     if not sorted_ms:
         return {"p50": None, "p90": None, "p99": None, "max": None}
@@ -242,7 +298,7 @@ def _consume(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-MODES = {"produce": _produce, "rate": _rate, "consume": _consume}
+MODES = {"produce": _produce, "rate": _rate, "clients": _clients, "consume": _consume}
 
 
 def child_main(params: dict[str, Any]) -> int:
@@ -319,6 +375,24 @@ def run_rate(bootstrap: str, broker_pid: int | None, topic: str, rate: float, du
                          f"delivered, {res['failed']} failed, {res['unflushed']} not flushed")
     res["cpu_us_per_record"] = res["cpu_s"] / max(1, res["records"]) * 1e6
     res["topic"] = topic
+    return res
+
+
+def run_clients(bootstrap: str, broker_pid: int | None, topic: str, clients: int, rate: float,
+                duration: float, value_size: int, warmup: int, timeout: float, log_path: str,
+                tick: float = 0.001) -> dict[str, Any]:
+    """*clients* closed-loop clients, one record in flight each, paced to *rate* records/s."""
+    res = run_child({
+        "mode": "clients", "bootstrap": bootstrap, "topic": topic, "clients": clients,
+        "rate": rate, "tick": tick, "duration": duration, "value_bytes": value_size,
+        "warmup": warmup, "timeout": timeout, "broker_pid": broker_pid,
+    }, log_path, timeout + duration)
+    if res["delivered"] != res["records"] or res["failed"] or res["unflushed"]:
+        raise BenchError(f"closed-loop clients: {res['delivered']} of {res['records']} "
+                         f"delivered, {res['failed']} failed, {res['unflushed']} not flushed")
+    n = max(1, res["records"])
+    res.update(cpu_us_per_record=res["cpu_s"] / n * 1e6,
+               loop_us_per_record=res["loop_cpu_s"] / n * 1e6, topic=topic)
     return res
 
 

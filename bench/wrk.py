@@ -20,13 +20,12 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bench.common import (
     CLK_TCK,
     BenchError,
     CpuSampler,
-    GatewayProcess,
     child_preexec,
     cpu_ticks,
     machine_busy_ticks,
@@ -56,6 +55,18 @@ ok, bad, records, first_bad, buckets = 0, 0, 0, nil, {}
 
 function init(args)
   math.randomseed(%(seed)d + (id or 0))
+end
+
+local delay_ms = %(delay_ms)s
+if delay_ms then
+  -- Pacing: each connection waits this long (on average: wrk takes whole milliseconds) after
+  -- an answer before it sends its next request.
+  local whole = math.floor(delay_ms)
+  local part = delay_ms - whole
+  function delay()
+    if math.random() < part then return whole + 1 end
+    return whole
+  end
 end
 
 if path_fmt then
@@ -143,6 +154,7 @@ class WrkScript:
     bad_mark: str | None = None
     count_mark: str | None = None
     seed: int = 20261121
+    delay_ms: float | None = None  # pace each connection: wait this long after each answer
 
     def render(self) -> str:
         return LUA_TEMPLATE % {
@@ -157,6 +169,7 @@ class WrkScript:
             "bad_mark": lua_string(self.bad_mark),
             "count_mark": lua_string(self.count_mark),
             "seed": self.seed,
+            "delay_ms": "nil" if self.delay_ms is None else repr(float(self.delay_ms)),
             "mark": RESULT_MARK,
         }
 
@@ -188,6 +201,12 @@ class WrkRun:
         return dict(self.__dict__)
 
 
+class Server(Protocol):
+    """What wrk runs against: the gateway (GatewayProcess) or a reference server."""
+
+    def pids(self) -> list[int]: ...
+
+
 def wrk_binary() -> str:
     path = shutil.which("wrk")
     if path is None:
@@ -197,7 +216,7 @@ def wrk_binary() -> str:
 
 
 def run_wrk(script: WrkScript, url: str, *, threads: int, connections: int, duration: float,
-            gateway: GatewayProcess, broker_pid: int | None, script_path: str,
+            gateway: Server, broker_pid: int | None, script_path: str,
             timeout: float = 60.0) -> WrkRun:
     """Run wrk against *url* (127.0.0.1 only) for *duration* seconds; the gateway's CPU
     (all its processes and threads) and its event loop's are sampled over the same window."""
