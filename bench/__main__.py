@@ -46,7 +46,7 @@ from bench.common import (
 # (name, module, the arguments `make bench` gives it)
 SUITE: list[tuple[str, Any, list[str]]] = [
     ("stream", stream, ["--records", "500000"]),
-    ("requests", requests, []),
+    ("requests", requests, ["--duration", "2"]),
     ("batches", batches, ["--duration", "8"]),
     ("consume", consume, ["--per-partition", "25000"]),
     ("latency", latency, ["--duration", "10", "--probe-records", "300000"]),
