@@ -5,7 +5,9 @@ is the bottleneck: each run reports wrk's own CPU next to the gateway's. A Lua s
 generated per run sets the method, headers and body (or a random path per request), checks
 every answer (HTTP status and a mark in the body: a v3 report with ``"error_code":200``, no
 ``"offset":null`` in a v1/v2 answer), counts records in consume answers, counts answers per
-second for the plot, and prints one JSON line at the end. Only 127.0.0.1 is ever targeted.
+second for the plot, and prints one JSON line at the end; with ``delay_ms`` each connection
+waits that long after an answer before its next request (bench.requests paces its reference
+server to the gateway's rate so). Only 127.0.0.1 is ever targeted.
 
 ``make bench`` installs wrk (Debian package ``wrk``) when it is missing.
 """
