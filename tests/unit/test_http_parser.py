@@ -1,12 +1,15 @@
 """Request head parsing and chunked body decoding (gateway.http.parser and gateway.http.chunked,
-RFC 9112)."""
+RFC 9112). Every test runs on both parse_head twins, the compiled one and the Python reference
+(tests/support/head_twins.py)."""
 
 from __future__ import annotations
 
 import itertools
 import random
+import sys
 
 import pytest
+from support.head_twins import HEAD_TWINS, swapped
 
 from gateway import errors
 from gateway.http.chunked import ChunkedDecoder
@@ -20,6 +23,12 @@ from gateway.http.parser import (
 
 LIMITS = HttpLimits()
 SEEDS = range(40)
+
+
+@pytest.fixture(scope="module", autouse=True, params=HEAD_TWINS)
+def head_twin(request):
+    yield from swapped(sys.modules[__name__], "parse_head", request.param)
+
 
 POST = (
     b"POST /v3/clusters/c1/topics/orders/records?async=1 HTTP/1.1\r\n"
@@ -427,6 +436,12 @@ MALFORMED = [
     ("value-esc", R("X-A: \x1b[0m"), BAD, "control character 0x1b"),
     ("value-bare-cr", R("X-A: a\rb"), BAD, "bare CR in the header section"),
     ("value-cr-cr-lf", b"GET / HTTP/1.1\r\nHost: h\r\r\n\r\n", BAD, "bare CR"),
+    # A bare CR and a bare LF apart in a head that ends in CRLF CRLF: neither ends a line nor
+    # gets into a value (the Python fast path once took "a\rb\nc" as the value).
+    ("value-bare-cr-then-bare-lf", b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\nc\r\n\r\n", BAD,
+     "bare CR in the header section"),
+    ("field-smuggled-after-bare-cr", b"GET / HTTP/1.1\r\nHost: h\rX-B: 1\n\r\n\r\n", BAD,
+     "bare CR in the header section"),
     ("vertical-tab", R("X-A: a\x0bb"), BAD, "control character 0x0b"),
     ("form-feed-lf-head", b"GET / HTTP/1.1\nHost: h\nX: \x0c\n\n", BAD, "0x0c"),
     # Host (RFC 9112 §3.2)
