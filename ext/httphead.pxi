@@ -176,9 +176,7 @@ cdef object _hp_parse(const unsigned char* p, Py_ssize_t start, Py_ssize_t end, 
         c = p[s]
 
     max_header_bytes = limits.max_header_bytes
-    lim = s + max_header_bytes
-    if lim > end:
-        lim = end
+    lim = end if max_header_bytes >= end - s else s + max_header_bytes
     # The end of the head: the first CR LF CR LF within the limit.
     t = -1
     i = s
