@@ -16,6 +16,11 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.string cimport memcmp
 
+
+cdef extern from "string.h" nogil:
+    # GNU (Python.h defines _GNU_SOURCE); glibc's is vectorised.
+    void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
+
 cdef enum:
     # Longest field name looked at here; a longer (valid) one goes to the reference twin.
     _HP_MAX_NAME = 64
@@ -150,6 +155,7 @@ cdef object _hp_parse(const unsigned char* p, Py_ssize_t start, Py_ssize_t end, 
     cdef Py_ssize_t max_header_bytes, max_request_line, max_headers, nfields
     cdef Py_ssize_t skipped = 0
     cdef unsigned char c
+    cdef const unsigned char* found
     cdef int special, version, hosts = 0, n_cl = 0, n_te = 0, n_conn = 0, n_expect = 0
     cdef long long content_length = 0
     cdef bint keep_alive, expect_continue = False, chunked = False, conn_keep = False
@@ -178,20 +184,10 @@ cdef object _hp_parse(const unsigned char* p, Py_ssize_t start, Py_ssize_t end, 
     max_header_bytes = limits.max_header_bytes
     lim = end if max_header_bytes >= end - s else s + max_header_bytes
     # The end of the head: the first CR LF CR LF within the limit.
-    t = -1
-    i = s
-    while i + 3 < lim:
-        if p[i + 3] == 10:
-            if p[i + 2] == 13 and p[i + 1] == 10 and p[i] == 13:
-                t = i
-                break
-            i += 1
-        elif p[i + 3] == 13:
-            i += 1
-        else:
-            i += 4
-    if t < 0:
+    found = <const unsigned char*>memmem(p + s, lim - s, b"\r\n\r\n", 4) if lim > s else NULL
+    if found == NULL:
         return NotImplemented  # incomplete, bare LF endings or over a limit
+    t = found - p
 
     # --- request line: METHOD SP target SP HTTP/1.x CR LF, every byte checked on the way
     sp1 = sp2 = -1
