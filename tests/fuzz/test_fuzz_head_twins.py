@@ -84,7 +84,7 @@ def test_twins_agree_on_heads_like_clients_send(
     same_on_both_twins(head + tail, limits, cuts, pad=tail)
 
 
-@examples(300)
+@examples(150)
 @given(st.data(), requests(), st.sampled_from(LIMITS))
 def test_twins_agree_on_generated_and_mutated_requests(
     data: st.DataObject, req: GenRequest, limits: HttpLimits
