@@ -2,13 +2,15 @@
 
 The extension is required: ``make`` builds it, and the gateway does not run without it (there is
 no pure-Python fallback; README "Design" says why). Code outside the extension imports its names
-from two places: ``gateway.kafka.producer`` (the producer and the report router) and
-``gateway.produce`` (the splitter, the stream core and the v1/v2 decoders).
+from three places: ``gateway.kafka.producer`` (the producer and the report router),
+``gateway.produce`` (the splitter, the stream core and the v1/v2 decoders) and
+``gateway.http.parser`` (the request-head parser).
 """
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gateway.http.parser import HttpLimits, RequestHead
 from gateway.produce.items import RecordError
 
 # (index, partition, key, value, headers, timestamp_ms, key_type, value_type);
@@ -682,3 +684,17 @@ class RdConsumer:
 
     def member_id(self) -> str:
         """The group member id librdkafka has now (``""`` before the first join)."""
+
+def parse_head(
+    buf: bytearray | bytes, start: int, end: int, limits: HttpLimits | None = None
+) -> tuple[RequestHead, int] | None:
+    """The request head in ``buf[start:end]``: the compiled twin of
+    ``gateway.http.parser.python_parse_head`` (ext/httphead.pxi), with the same answers for any
+    input: ``None`` while the head is incomplete, ``(head, index just after the empty line that
+    ends it)`` once it is complete, or the same ``PeerError`` (class, status and message) for a
+    head that is malformed or over ``limits`` (``None``: ``parser.DEFAULT_LIMITS``).
+
+    Heads as clients send them (CRLF line endings, no control byte, an origin-form target,
+    HTTP/1.0 or 1.1, token field names, the framing fields in their plain form) are parsed over
+    C bytes; every other input, errors included, is answered by the reference twin. Which twin
+    the gateway uses is ``gateway.http.parser.parse_head`` (``GATEWAY_HEAD_PARSER``)."""

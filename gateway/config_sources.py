@@ -36,7 +36,10 @@ ENV_WORKER_CONFIG = "GATEWAY_WORKER_CONFIG"
 # ... and the private run directory it shares with them (gateway.workers).
 ENV_WORKER_RUN_DIR = "GATEWAY_WORKER_RUN_DIR"
 # GATEWAY_ variables that are not settings (read elsewhere); any other unknown one is a warning.
-OTHER_ENV = frozenset({"GATEWAY_TANSU_BIN", ENV_CONFIG, ENV_WORKER_CONFIG, ENV_WORKER_RUN_DIR})
+# GATEWAY_HEAD_PARSER: the request-head parser twin (gateway.http.parser.HEAD_PARSER_ENV).
+OTHER_ENV = frozenset(
+    {"GATEWAY_TANSU_BIN", "GATEWAY_HEAD_PARSER", ENV_CONFIG, ENV_WORKER_CONFIG, ENV_WORKER_RUN_DIR}
+)
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -14,7 +14,9 @@ offset, counted from the start of the request line.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from typing import NoReturn
 
 from gateway.errors import (
@@ -32,6 +34,7 @@ __all__ = [
     "HttpVersionNotSupported",
     "RequestHead",
     "parse_head",
+    "python_parse_head",
 ]
 
 
@@ -204,10 +207,11 @@ _SPECIAL = frozenset(
 )
 
 
-def parse_head(
+def python_parse_head(
     buf: bytearray | bytes, start: int, end: int, limits: HttpLimits = DEFAULT_LIMITS
 ) -> tuple[RequestHead, int] | None:
-    """Parse the request head in ``buf[start:end]``.
+    """Parse the request head in ``buf[start:end]`` (the reference twin; ``parse_head`` is the
+    twin selected, below).
 
     Returns None while the head is incomplete, else ``(head, index just after the empty line
     that ends the head)``. Raises a ``gateway.errors.PeerError`` (or
@@ -232,8 +236,10 @@ def parse_head(
     t = buf.find(b"\r\n\r\n", s, lim)
     if t >= 0:
         raw = buf[s:t]  # request line and field lines without the final CRLF CRLF (small)
-        # Deleting every allowed byte must leave nothing but a run of CRLFs.
-        if not raw.translate(None, _FIELD_BYTES).replace(b"\r\n", b""):
+        # Deleting every allowed byte must leave nothing but the CRs and LFs of the CRLF pairs
+        # of raw: a bare CR and a bare LF apart in raw would pair up once the bytes between
+        # them are gone, and must not end up inside a field value.
+        if len(raw.translate(None, _FIELD_BYTES)) == 2 * raw.count(b"\r\n"):
             lines = raw.decode("latin-1").split("\r\n")
             head_end = t + 4
             if len(lines[0]) > limits.max_request_line:
@@ -597,3 +603,29 @@ def _keep_alive(values: list[str], version: int) -> bool:
             if item == "keep-alive":
                 keep = True
     return version == 11 or keep
+
+
+# --- the twin the gateway uses --------------------------------------------------------------
+
+#: Environment variable naming the request-head parser: ``compiled`` (the default:
+#: ``gateway._speedups.parse_head``, ext/httphead.pxi) or ``python`` (``python_parse_head``
+#: above, the reference). Read once, when this module is imported; the test suite runs under
+#: either (``GATEWAY_HEAD_PARSER=python``).
+HEAD_PARSER_ENV = "GATEWAY_HEAD_PARSER"
+
+ParseHead = Callable[[bytearray | bytes, int, int, HttpLimits], "tuple[RequestHead, int] | None"]
+
+
+def head_parser(name: str) -> ParseHead:
+    """The parse_head twin called ``name`` (``compiled`` or ``python``); ValueError otherwise."""
+    if name == "python":
+        return python_parse_head
+    if name == "compiled":
+        from gateway._speedups import parse_head as compiled_parse_head
+
+        return compiled_parse_head
+    raise ValueError(f"{HEAD_PARSER_ENV}={name!r}: expected 'compiled' or 'python'")
+
+
+HEAD_PARSER = os.environ.get(HEAD_PARSER_ENV) or "compiled"
+parse_head: ParseHead = head_parser(HEAD_PARSER)

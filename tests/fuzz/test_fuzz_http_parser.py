@@ -11,54 +11,38 @@ Properties, for any input:
 - what is accepted is exactly what was sent: a generated request parses to the fields it was
   built from, a chunked body decodes to its data and ends at its last byte, and a mutated one
   decodes as an independent reference decoder (below, RFC 9112 §7.1 on the whole input) says.
+
+Every parse_head test runs on both twins (tests/support/head_twins.py); test_fuzz_head_twins.py
+compares them on the same inputs.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from support.fuzz import GenRequest, chunked_body, examples, mutated, requests, splits
+from support.head_twins import HEAD_TWINS, head_outcome, swapped
 
 from gateway import errors
 from gateway.http.chunked import ChunkedDecoder
-from gateway.http.parser import HttpLimits, HttpVersionNotSupported, parse_head
+from gateway.http.parser import HttpLimits, parse_head
 
-ALLOWED_STATUS = {400, 408, 413, 414, 417, 431, 501, 505}
 SMALL = HttpLimits(max_request_line=64, max_header_bytes=256, max_headers=6, max_chunk_line=40, max_trailer_bytes=60)
 LIMITS = [HttpLimits(), SMALL]
 
 
+@pytest.fixture(scope="module", autouse=True, params=HEAD_TWINS)
+def head_twin(request):
+    yield from swapped(sys.modules[__name__], "parse_head", request.param)
+
+
 def outcome(buf: bytes | bytearray, start: int = 0, limits: HttpLimits = LIMITS[0]) -> tuple:
-    """parse_head as a comparable value: ("incomplete",), ("error", class, message) or
-    ("head", fields..., end - start)."""
-    try:
-        res = parse_head(buf, start, len(buf), limits)
-    except errors.PeerError as exc:
-        assert exc.status in ALLOWED_STATUS, exc
-        if exc.status == 505:
-            assert isinstance(exc, HttpVersionNotSupported)
-        return ("error", type(exc).__name__, exc.message)
-    if res is None:
-        return ("incomplete",)
-    head, end = res
-    assert start < end <= len(buf)
-    return (
-        "head",
-        head.method,
-        head.target,
-        head.path,
-        head.query,
-        head.version,
-        tuple(head.headers),
-        head.content_length,
-        head.chunked,
-        head.keep_alive,
-        head.expect_continue,
-        head.content_type,
-        end - start,
-    )
+    """parse_head (the twin of the run) as a comparable value (support.head_twins)."""
+    return head_outcome(parse_head, buf, start, limits)
 
 
 def check_incremental(data: bytes, limits: HttpLimits, cuts: list[int]) -> tuple:

@@ -13,17 +13,20 @@ What a client may observe, whatever it sends:
 
 Requests go to the scripted handlers of ``path_handler`` (/r/..., /stream, /whole, 404) and to
 /records, where the body streams into the real JSON splitter (both twins), as a v3 produce
-stream does: the items it emits must be those of the body fed whole.
+stream does: the items it emits must be those of the body fed whole. The pipeline and
+arbitrary-bytes tests run on both request-head parsers (tests/support/head_twins.py).
 """
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from support.fake_producer import FakeRdProducer
 from support.fuzz import GenRequest, examples, mutated, requests, splits
+from support.head_twins import HEAD_TWINS, swapped
 from support.mock_transport import (
     FakeConsumer,
     FakeLoop,
@@ -197,9 +200,15 @@ def expected_answers(reqs: list[GenRequest], splitter_cls: type) -> list[tuple[i
     return out
 
 
+@pytest.fixture(scope="module", params=HEAD_TWINS)
+def head_twin(request):
+    yield from swapped(protocol, "parse_head", request.param)
+
+
 pipelines = st.lists(requests(paths=st.sampled_from(PATHS), body_bytes=bodies), min_size=1, max_size=5)
 
 
+@pytest.mark.usefixtures("head_twin")
 @examples(100)
 @given(st.data(), pipelines, SPLITTERS)
 def test_valid_pipelines_are_answered_in_order_in_any_split(
@@ -216,6 +225,7 @@ def test_valid_pipelines_are_answered_in_order_in_any_split(
     assert Run([wire], splitter_cls).summary() == run.summary()
 
 
+@pytest.mark.usefixtures("head_twin")
 @examples(120)
 @given(st.data(), pipelines, SPLITTERS)
 def test_mutated_pipelines_get_clean_answers(data: st.DataObject, reqs: list[GenRequest], splitter_cls: type) -> None:
@@ -244,6 +254,7 @@ def test_mutated_pipelines_get_clean_answers(data: st.DataObject, reqs: list[Gen
     assert run.summary()[:n] == clean.summary()[:n]
 
 
+@pytest.mark.usefixtures("head_twin")
 @examples(600)
 @given(st.binary(max_size=300), st.data(), SPLITTERS)
 @example(b"GET /r/x HTTP/1.1\r\nHost: h\r\n\r\nGET /r/y HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: x\r\n\r\n", None, None)

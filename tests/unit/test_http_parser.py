@@ -1,25 +1,41 @@
 """Request head parsing and chunked body decoding (gateway.http.parser and gateway.http.chunked,
-RFC 9112)."""
+RFC 9112). Every test runs on both parse_head twins, the compiled one and the Python reference
+(tests/support/head_twins.py)."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import subprocess
+import sys
 
 import pytest
+from support.head_twins import HEAD_TWINS, swapped
 
 from gateway import errors
+from gateway.config_sources import unknown_env
 from gateway.http.chunked import ChunkedDecoder
 from gateway.http.parser import (
+    HEAD_PARSER_ENV,
     MAX_EMPTY_LINES,
     HttpLimits,
     HttpVersionNotSupported,
     RequestHead,
+    head_parser,
     parse_head,
+    python_parse_head,
 )
 
 LIMITS = HttpLimits()
 SEEDS = range(40)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module", autouse=True, params=HEAD_TWINS)
+def head_twin(request):
+    yield from swapped(sys.modules[__name__], "parse_head", request.param)
+
 
 POST = (
     b"POST /v3/clusters/c1/topics/orders/records?async=1 HTTP/1.1\r\n"
@@ -57,6 +73,34 @@ def summary(head: RequestHead) -> tuple:
 def request(*fields: str, line: str = "GET / HTTP/1.1", host: bool = True) -> bytes:
     lines = [line] + (["Host: h"] if host else []) + list(fields)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+# --- the twin the gateway uses ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, "compiled"), ("python", "python")])
+def test_head_parser_is_chosen_by_the_environment(env, expected):
+    code = (
+        "from gateway import _speedups\n"
+        "from gateway.http import parser\n"
+        "twin = {_speedups.parse_head: 'compiled', parser.python_parse_head: 'python'}[parser.parse_head]\n"
+        "print(parser.HEAD_PARSER, twin)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k != HEAD_PARSER_ENV}
+    if env is not None:
+        environ[HEAD_PARSER_ENV] = env
+    out = subprocess.run([sys.executable, "-c", code], env=environ, cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.split() == [expected, expected]
+
+
+def test_an_unknown_head_parser_is_refused():
+    assert head_parser("python") is python_parse_head
+    with pytest.raises(ValueError, match="GATEWAY_HEAD_PARSER='pure': expected 'compiled' or 'python'"):
+        head_parser("pure")
+    # The variable is known to the configuration: no "not a setting" warning at start.
+    assert unknown_env({HEAD_PARSER_ENV: "python"}) == []
+    assert unknown_env({"GATEWAY_HEAD_PARSR": "python"})[0].startswith("GATEWAY_HEAD_PARSR is not a setting")
 
 
 # --- limits and error classes --------------------------------------------------------------
@@ -427,6 +471,12 @@ MALFORMED = [
     ("value-esc", R("X-A: \x1b[0m"), BAD, "control character 0x1b"),
     ("value-bare-cr", R("X-A: a\rb"), BAD, "bare CR in the header section"),
     ("value-cr-cr-lf", b"GET / HTTP/1.1\r\nHost: h\r\r\n\r\n", BAD, "bare CR"),
+    # A bare CR and a bare LF apart in a head that ends in CRLF CRLF: neither ends a line nor
+    # gets into a value (the Python fast path once took "a\rb\nc" as the value).
+    ("value-bare-cr-then-bare-lf", b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\nc\r\n\r\n", BAD,
+     "bare CR in the header section"),
+    ("field-smuggled-after-bare-cr", b"GET / HTTP/1.1\r\nHost: h\rX-B: 1\n\r\n\r\n", BAD,
+     "bare CR in the header section"),
     ("vertical-tab", R("X-A: a\x0bb"), BAD, "control character 0x0b"),
     ("form-feed-lf-head", b"GET / HTTP/1.1\nHost: h\nX: \x0c\n\n", BAD, "0x0c"),
     # Host (RFC 9112 §3.2)

@@ -5,6 +5,8 @@ connection ends (FIN after the last byte, close, abort), and whether the server 
 Every harness is checked at teardown for the flow-control invariants (reasons as a bitmask):
 pause/resume calls on the transport alternate, none comes after connection_lost, no write
 after close(); and (uvloop's behaviour) a write after write_eof() raises at once.
+Every test runs on both request-head parsers, the compiled one and the Python reference
+(tests/support/head_twins.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import random
 from collections.abc import Callable, Iterator
 
 import pytest
+from support.head_twins import HEAD_TWINS, swapped
 from support.mock_transport import (
     CONSUMER_REASON,
     CONSUMER_REASON_2,
@@ -37,6 +40,11 @@ from gateway.http.readbuf import MIN_READ_SPACE, READ_BUFFER_INITIAL, READ_BUFFE
 from gateway.http.states import ConnState
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(scope="module", autouse=True, params=HEAD_TWINS)
+def head_twin(request):
+    yield from swapped(protocol, "parse_head", request.param)
 
 SEEDS = range(12)
 
