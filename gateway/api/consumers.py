@@ -53,10 +53,10 @@ import logging
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import quote, unquote
 
 from gateway import errors
-from gateway.api.common import refused_coding
+from gateway.api.common import query_params, refused_coding
 from gateway.api.context import ApiContext
 from gateway.auth.acl import CONSUME
 from gateway.consume.instances import (
@@ -351,7 +351,7 @@ def _handoff_bounds(query: str, reads: bool) -> tuple[float, int]:
     queue. (Values the owner refuses give it no time: it answers 400 at once.)"""
     if not reads:
         return HANDOFF_MARGIN, HANDOFF_SLACK
-    parsed = parse_qs(query, keep_blank_values=True)
+    parsed = query_params(query)
     try:
         wait = _query_int(parsed, "timeout")
         max_bytes = _max_bytes(parsed)
@@ -611,17 +611,17 @@ def base_uri(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, group: str,
     return f"{base}/consumers/{quote(group, safe='')}/instances/{quote(name, safe='')}"
 
 
-def _query(head: RequestHead) -> dict[str, list[str]]:
-    return parse_qs(head.query, keep_blank_values=True)
+def _query(head: RequestHead) -> dict[str, str]:
+    return query_params(head.query)
 
 
-def _query_int(query: dict[str, list[str]], name: str) -> int | None:
-    values = query.get(name)
-    if not values:
+def _query_int(query: dict[str, str], name: str) -> int | None:
+    value = query.get(name)
+    if value is None:
         return None
-    text = values[0].strip()
+    text = value.strip()
     if not re.fullmatch(r"-?[0-9]{1,19}", text):
-        raise errors.BadRequest(f"{name} must be an integer, not {values[0]!r}")
+        raise errors.BadRequest(f"{name} must be an integer, not {value!r}")
     return int(text)
 
 
@@ -743,7 +743,7 @@ def _seek_to(offset: int) -> Operation:
     return seek
 
 
-def _wait_ms(call: Call, query: dict[str, list[str]]) -> int:
+def _wait_ms(call: Call, query: dict[str, str]) -> int:
     """How long a read waits for records: ``timeout``, at most the instance's
     ``consumer.request.timeout.ms`` in Confluent's API (the bridge: ``timeout`` alone), and
     never more than MAX_WAIT_MS."""
@@ -757,7 +757,7 @@ def _wait_ms(call: Call, query: dict[str, list[str]]) -> int:
     return min(timeout, limit, MAX_WAIT_MS)
 
 
-def _max_bytes(query: dict[str, list[str]]) -> int:
+def _max_bytes(query: dict[str, str]) -> int:
     max_bytes = _query_int(query, "max_bytes")
     if max_bytes is None or max_bytes <= 0:
         return MAX_BYTES
@@ -795,7 +795,7 @@ async def _read_v1(call: Call) -> Answer:
 async def _commit(call: Call) -> Answer:
     body = call.json()
     inst = call.instance
-    asynchronous = _query(call.head).get("async", ["false"])[0].lower() == "true"
+    asynchronous = _query(call.head).get("async", "false").lower() == "true"
     if body is None or body.get("offsets") is None:
         committed = await inst.commit(None, asynchronous)
     else:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from support.gateway import GatewayProcess, crash_checked
+from support.gateway import GatewayProcess, child_pids, crash_checked, process_name
 from support.http import request
 
 from gateway.kafka.embedded import EmbeddedBroker, find_free_port
@@ -427,7 +427,7 @@ def test_the_embedded_broker_dying_ends_open_streams_with_50003(tmp_path) -> Non
             s = Stream(g, "t", "offset=earliest")
             (r,) = s.lines(1)
             assert base64.b64decode(r["value"]["data"]) == b"before"
-            tansu = [p for p in children(g.pid) if comm(p) == "tansu"]
+            tansu = [p for p in child_pids(g.pid) if process_name(p) == "tansu"]
             assert len(tansu) == 1, tansu
             os.kill(tansu[0], signal.SIGKILL)
             (last,) = s.rest()
@@ -441,20 +441,3 @@ def test_the_embedded_broker_dying_ends_open_streams_with_50003(tmp_path) -> Non
         g.stop()
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(x) for x in f.read().split()]
-        except OSError:
-            continue  # the thread ended meanwhile
-    return out
-
-
-def comm(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return None

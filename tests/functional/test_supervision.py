@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
-from support.gateway import GatewayProcess, crash_checked
+from support.gateway import GatewayProcess, child_pids, crash_checked, process_name
 from support.http import HttpResponse, request
 from support.kafka import consume_all
 from support.streaming import PacedStream, check_acknowledged
@@ -30,23 +30,6 @@ from gateway.kafka.embedded import find_free_port
 REPORT_WAIT = 15.0  # a record's report comes within the message timeout once the broker is back
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(x) for x in f.read().split()]
-        except OSError:
-            continue  # the thread ended meanwhile
-    return out
-
-
-def _comm(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def _state(pid: int) -> str | None:
@@ -64,7 +47,7 @@ def _running(pid: int) -> bool:
 
 def _broker_pid(g: GatewayProcess) -> int:
     """The embedded broker: the gateway's one running tansu child."""
-    found = [p for p in _children(g.pid) if _comm(p) == "tansu" and _running(p)]
+    found = [p for p in child_pids(g.pid) if process_name(p) == "tansu" and _running(p)]
     assert len(found) == 1, f"tansu children of the gateway: {found}"
     return found[0]
 
@@ -257,7 +240,7 @@ def test_workers_hear_of_the_embedded_broker_from_their_supervisor_and_die_with_
             _wait_for("both workers listening",
                       lambda: _workers_said(g, "listening on") == {"0", "1"}, 30)
             _wait_for("ready", lambda: all(r.status == 200 for r in _on_fresh_connections(g, "GET", "/readyz")), 10)
-            workers = [p for p in _children(g.pid) if _comm(p) != "tansu"]
+            workers = [p for p in child_pids(g.pid) if process_name(p) != "tansu"]
             assert len(workers) == 2
             first = _broker_pid(g)  # the supervisor's child: it owns the broker
 
@@ -304,7 +287,7 @@ def test_workers_whose_supervisor_is_killed_let_go_of_the_port_and_finish_their_
     g = gateway_factory("--workers", "2", "--shutdown-timeout", "5")
     topic = topic_factory(2)
     _wait_for("both workers listening", lambda: _workers_said(g, "listening on") == {"0", "1"}, 30)
-    workers = _children(g.pid)
+    workers = child_pids(g.pid)
     assert len(workers) == 2
     s = PacedStream(g.host, g.port, topic, tag="orphaned")
     try:

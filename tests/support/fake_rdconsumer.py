@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway._speedups import RdKafkaError
+from support.fake_consumer import _is_json
 
 OFFSET_BEGINNING = -2
 OFFSET_END = -1
@@ -95,15 +96,6 @@ def format_stream(topic: str, partition: int, offset: int, rec: Record, as_json:
     )
     return text.encode()
 
-
-def _is_json(data: bytes | None) -> bool:
-    if data is None:
-        return True
-    try:
-        json.loads(data)
-    except ValueError:
-        return False
-    return True
 
 
 class FakeRdConsumer:

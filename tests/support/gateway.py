@@ -168,3 +168,24 @@ def crash_checked(g: GatewayProcess) -> Iterator[None]:
         g.assert_no_crash()
         raise
     g.assert_no_crash()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid`` (of every thread of it), from /proc."""
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
+    return out
+
+
+def process_name(pid: int) -> str | None:
+    """``/proc/<pid>/comm``; None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
