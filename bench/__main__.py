@@ -47,7 +47,7 @@ from bench.common import (
 # (name, module, the arguments `make bench` gives it). Every module but latency runs its
 # default 3 interleaved rounds; the counts per round are small enough for a few minutes in all.
 SUITE: list[tuple[str, Any, list[str]]] = [
-    ("stream", stream, ["--records", "300000"]),
+    ("stream", stream, ["--records", "600000"]),
     ("requests", requests, ["--duration", "2"]),
     ("batches", batches, ["--duration", "3", "--baseline-records", "300000"]),
     ("consume", consume, ["--per-partition", "25000"]),
