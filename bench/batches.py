@@ -1,6 +1,6 @@
 """v1 and v2 produce with 100 records per request: gateway CPU per record.
 
-    .venv/bin/python -m bench.batches [--duration S] [--records-per-request N] [--json] ...
+    .venv/bin/python -m bench.batches [--rounds R] [--duration S] [--records-per-request N] [--json] ...
 
 Two variants, each against a fresh topic, driven by wrk (bench.wrk) over keep-alive
 connections on 127.0.0.1:
@@ -9,8 +9,11 @@ connections on 127.0.0.1:
 - v2: the same body as ``application/vnd.kafka.binary.v2+json``
 An answer is good when it is a 200 with no ``"offset":null`` (a record that failed in Kafka).
 The gateway's CPU over the measured run is divided by the records acknowledged; the same-run
-baseline is the plain confluent-kafka producer loop (bench.baseline). Target (issue 4):
-≤ 2.5 µs CPU per record.
+baseline is the plain confluent-kafka producer loop (bench.baseline). After one warm-up per
+variant, ``--rounds`` interleaved rounds (3 by default) each run v1, v2, then the baseline:
+every figure is the median of the rounds with their min–max, and "/ baseline" is each round's
+gateway figure over that round's baseline, median (min–max). Target (issue 4): ≤ 2.5 µs CPU
+per record.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import argparse
 import sys
 from typing import Any
 
-from bench.common import bench_main, value_bytes
+from bench.common import bench_main, check_rounds, value_bytes
 from bench.requests import (
     V1_CT,
     V2_CT,
@@ -43,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_request_arguments(p, duration=5.0, connections=64, baseline_records=500_000, warmup=2.0)
     p.add_argument("--records-per-request", type=int, default=100, metavar="N",
                    help="records in each request (default 100)")
+    p.add_argument("--rounds", type=int, default=3, metavar="R",
+                   help="interleaved rounds of v1, v2 and the baseline, at least 3 (default 3)")
     p.add_argument("--only", choices=("v1", "v2"), help="run one variant only")
     return p
 
@@ -50,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> str | None:
     if args.records_per_request < 1:
         return "--records-per-request must be at least 1"
-    return check_request_args(args)
+    return check_rounds(args.rounds) or check_request_args(args)
 
 
 def make_rows(args: argparse.Namespace) -> list[RequestRow]:
@@ -75,8 +80,9 @@ def print_table(result: dict[str, Any]) -> None:
     print_rows_table(result, (
         f"bench.batches: {p['records_per_request']} records ({p['value_bytes']}-byte BINARY values) "
         f"per request, keep-alive, {p['connections']} connections, wrk -t{p['wrk_threads']}, "
-        f"{p['duration_s']:g} s measured after {p['warmup_s']:g} s warm-up per variant, "
-        f"{p['partitions']} partitions"
+        f"{p['partitions']} partitions; {p['warmup_s']:g} s warm-up per variant, then "
+        f"{p['rounds']} interleaved rounds of {p['duration_s']:g} s per variant and "
+        f"{p['baseline_records']:,} records of the producer loop; median (min–max)"
     ))
 
 

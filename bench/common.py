@@ -22,6 +22,7 @@ import resource
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -622,6 +623,43 @@ def fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+#: What a benchmark that reports rounds refuses below: the median of fewer is not a median.
+MIN_ROUNDS = 3
+
+
+def check_rounds(rounds: int) -> str | None:
+    if rounds < MIN_ROUNDS:
+        return f"--rounds must be at least {MIN_ROUNDS} (the median of the rounds is reported)"
+    return None
+
+
+def spread(values: Iterable[float | None]) -> dict[str, float] | None:
+    """Median and min–max of the rounds' values (None where a round has no figure)."""
+    xs = [x for x in values if x is not None]
+    if not xs:
+        return None
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+
+def round_ratios(rounds: Sequence[dict[str, Any]], top: str, bottom: str,
+                 key: str) -> dict[str, float] | None:
+    """The median and min–max of ``round[top][key] / round[bottom][key]``: each round's
+    figure against the reference measured in that same round."""
+    return spread([ratio(r[top][key], r[bottom][key]) for r in rounds
+                   if r.get(top) is not None and r.get(bottom) is not None])
+
+
+def fmt_spread(s: dict[str, float] | None, spec: str) -> str:
+    """``median (min–max)``."""
+    if s is None:
+        return "-"
+    return f"{fmt(s['median'], spec)} ({fmt(s['min'], spec)}–{fmt(s['max'], spec)})"
+
+
+def median_of(s: dict[str, float] | None) -> float | None:
+    return None if s is None else s["median"]
+
+
 def print_rows(rows: Sequence[Sequence[str]], indent: str = "") -> None:
     """An aligned table: the first column left-aligned, the others right-aligned."""
     if not rows:
@@ -635,11 +673,14 @@ def print_rows(rows: Sequence[Sequence[str]], indent: str = "") -> None:
 def verdict(row: str, metric: str, gateway: float | None, baseline: float | None,
             baseline_what: str, target: float | None, target_on: str = "gateway",
             unit: str = "", target_text: str | None = None,
-            higher_is_better: bool = False) -> dict[str, Any]:
+            higher_is_better: bool = False,
+            rounds_ratio: dict[str, float] | None = None) -> dict[str, Any]:
     """One line of the target table. *target_on*: "gateway" (the gateway's figure must be at
     most *target*) or "ratio" (gateway/baseline must be at most *target*); with
-    *higher_is_better*, at least *target* instead (a rate)."""
-    r = ratio(gateway, baseline)
+    *higher_is_better*, at least *target* instead (a rate). With *rounds_ratio* (the spread of
+    the rounds' own ratios, ``round_ratios``), the ratio shown and judged is its median, not
+    the ratio of the medians."""
+    r = ratio(gateway, baseline) if rounds_ratio is None else rounds_ratio["median"]
     judged = gateway if target_on == "gateway" else r
     if target is None or judged is None:
         passed = None
@@ -658,6 +699,8 @@ def verdict(row: str, metric: str, gateway: float | None, baseline: float | None
            "target_text": target_text, "pass": passed}
     if higher_is_better:
         out["higher_is_better"] = True  # bench.plot draws it as target / figure
+    if rounds_ratio is not None:
+        out["ratio_min"], out["ratio_max"] = rounds_ratio["min"], rounds_ratio["max"]
     return out
 
 
@@ -673,6 +716,14 @@ def _num(x: float | None) -> str:
     return f"{x:.2f}"
 
 
+def _ratio_cell(v: dict[str, Any]) -> str:
+    if v["ratio"] is None:
+        return "-"
+    if v.get("ratio_min") is None:
+        return f"{v['ratio']:.2f}×"
+    return f"{v['ratio']:.2f}× ({v['ratio_min']:.2f}–{v['ratio_max']:.2f})"
+
+
 def print_verdicts(verdicts: Iterable[dict[str, Any]]) -> None:
     rows = [("target row", "metric", "gateway", "baseline (same run)", "ratio", "target", "result")]
     for v in verdicts:
@@ -685,7 +736,7 @@ def print_verdicts(verdicts: Iterable[dict[str, Any]]) -> None:
         rows.append((
             v["row"], v["metric"], _num(v["gateway"]) + unit,
             f"{_num(v['baseline'])} ({v['baseline_what']})" if v["baseline"] is not None else "-",
-            f"{v['ratio']:.2f}×" if v["ratio"] is not None else "-",
+            _ratio_cell(v),
             v["target_text"], result,
         ))
     print_rows(rows)

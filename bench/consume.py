@@ -34,7 +34,6 @@ import http.client
 import json
 import os
 import socket
-import statistics
 import sys
 import threading
 import time
@@ -47,9 +46,10 @@ from bench.common import (
     GatewayProcess,
     Rig,
     bench_main,
+    check_rounds,
     common_arguments,
     cpu_ticks,
-    fmt,
+    fmt_spread,
     machine_busy_ticks,
     main_thread_ticks,
     new_result,
@@ -59,6 +59,7 @@ from bench.common import (
     print_rows,
     print_verdicts,
     print_warnings,
+    spread,
     value_bytes,
     verdict,
 )
@@ -376,20 +377,14 @@ def check_args(args: argparse.Namespace) -> str | None:
     if not phases or set(phases) - set(PHASES):
         return f"--phases: a comma-separated list of {', '.join(PHASES)}"
     args.phases = [x for x in PHASES if x in phases]
-    if args.rounds < 3:
-        return "--rounds must be at least 3 (the median of the rounds is reported)"
+    if problem := check_rounds(args.rounds):
+        return problem
     if not 1 <= args.v1_count <= 10_000:
         return "--v1-count must be between 1 and 10,000 (the gateway's limit)"
     for name in ("partitions", "per_partition", "value_bytes", "v2_records", "connections"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be at least 1"
     return None
-
-
-def summary(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
@@ -432,14 +427,14 @@ def summarize(result: dict[str, Any], rounds: list[dict[str, Any]], phases: list
     result["rounds"] = rounds
     rows: dict[str, dict[str, Any]] = {}
     for phase in ("baseline", *phases):
-        rows[phase] = {key: summary([r[phase][key] for r in rounds if r[phase].get(key) is not None])
+        rows[phase] = {key: spread([r[phase][key] for r in rounds if r[phase].get(key) is not None])
                        for key in ("cpu_us_per_record", "records_per_s", "loop_us_per_record",
                                    "client_us_per_record")}
         loads = [r[phase].get("other_load_cores") or 0 for r in rounds]
         busy = [c for c in loads if c > 0.2]
         if busy:
             other_load_warning(result, max(busy), f"{len(busy)} of {len(loads)} {phase} phases")
-    ratios = {phase: summary([r[phase]["cpu_us_per_record"] / r["baseline"]["cpu_us_per_record"]
+    ratios = {phase: spread([r[phase]["cpu_us_per_record"] / r["baseline"]["cpu_us_per_record"]
                               for r in rounds]) for phase in phases}
     result["rows"] = rows
     result["ratios"] = ratios
@@ -448,19 +443,11 @@ def summarize(result: dict[str, Any], rounds: list[dict[str, Any]], phases: list
               "v1": f"v1 consume, {p['v1_count']} per request",
               "stream": "streaming consume"}
     for phase in phases:
-        v = verdict(labels[phase], "CPU/record", rows[phase]["cpu_us_per_record"]["median"],
-                    rows["baseline"]["cpu_us_per_record"]["median"],
-                    f"consume({BASELINE_BATCH}) loop", TARGETS[phase], target_on="ratio", unit="µs")
         # Judged on the median of the rounds' own ratios (each against its round's baseline).
-        v["ratio"] = ratios[phase]["median"]
-        v["pass"] = v["ratio"] <= TARGETS[phase]
-        result["verdicts"].append(v)
-
-
-def _mm(s: dict[str, float] | None, spec: str) -> str:
-    if s is None:
-        return "-"
-    return f"{fmt(s['median'], spec)} ({fmt(s['min'], spec)}–{fmt(s['max'], spec)})"
+        result["verdicts"].append(verdict(
+            labels[phase], "CPU/record", rows[phase]["cpu_us_per_record"]["median"],
+            rows["baseline"]["cpu_us_per_record"]["median"], f"consume({BASELINE_BATCH}) loop",
+            TARGETS[phase], target_on="ratio", unit="µs", rounds_ratio=ratios[phase]))
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -477,10 +464,10 @@ def print_table(result: dict[str, Any]) -> None:
              "stream": "streaming consume, one stream"}
     for phase in rows:
         r = rows[phase]
-        table.append((names[phase], _mm(r["cpu_us_per_record"], ".2f"),
-                      _mm(ratios.get(phase), ".2f") if phase in ratios else "",
-                      _mm(r["records_per_s"], ",.0f"), _mm(r["loop_us_per_record"], ".2f"),
-                      _mm(r["client_us_per_record"], ".2f")))
+        table.append((names[phase], fmt_spread(r["cpu_us_per_record"], ".2f"),
+                      fmt_spread(ratios.get(phase), ".2f") if phase in ratios else "",
+                      fmt_spread(r["records_per_s"], ",.0f"), fmt_spread(r["loop_us_per_record"], ".2f"),
+                      fmt_spread(r["client_us_per_record"], ".2f")))
     print_rows(table)
     print_gateway_processes(result)
     print_warnings(result)

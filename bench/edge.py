@@ -57,9 +57,10 @@ from bench.common import (
     GatewayProcess,
     Rig,
     bench_main,
+    check_rounds,
     common_arguments,
     cpu_ticks,
-    fmt,
+    fmt_spread,
     log_findings,
     log_tail,
     machine_busy_ticks,
@@ -73,6 +74,7 @@ from bench.common import (
     print_warnings,
     record_json,
     records_path,
+    spread,
     value_bytes,
     verdict,
 )
@@ -538,19 +540,13 @@ def check_args(args: argparse.Namespace) -> str | None:
     if args.records < 3 * FORWARD_MAX_RECORDS:
         return (f"--records must be at least {3 * FORWARD_MAX_RECORDS} (the forwarder "
                 f"acknowledges {FORWARD_MAX_RECORDS:,} records at a time)")
-    if args.rounds < 3:
-        return "--rounds must be at least 3 (the median of the rounds is reported)"
+    if problem := check_rounds(args.rounds):
+        return problem
     if args.stall_timeout < 0:
         return "--stall-timeout must not be negative"
     if any(a.startswith(("--workers", "--spool-")) for a in args.gateway_arg or ()):
         return "--gateway-arg: bench.edge runs one gateway process and sets the spool options"
     return None
-
-
-def summary(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
@@ -602,7 +598,7 @@ def summarize(result: dict[str, Any], rounds: list[dict[str, Any]], args: argpar
         runs = [r[phase] for r in rounds if not r[phase].get("invalid")]
         row: dict[str, Any] = {"valid_rounds": len(runs)}
         for key in FIGURES:
-            row[key] = summary([x[key] for x in runs if x.get(key) is not None])
+            row[key] = spread([x[key] for x in runs if x.get(key) is not None])
         rows[phase] = row
         loads = [x[phase]["other_load_cores"] for x in rounds]
         busy = [c for c in loads if c is not None and c > 0.2]
@@ -613,13 +609,14 @@ def summarize(result: dict[str, Any], rounds: list[dict[str, Any]], args: argpar
             if x[phase].get("invalid"):
                 result["warnings"].append(f"round {i}: its {phase} figures are INVALID, left "
                                           f"out: {x[phase]['invalid']}")
-    # Per round, spooling and forwarding against the normal path of the same round.
+    # Per round, spooling and forwarding against the normal path of the same round: the
+    # target rows judge the median of these, not the ratio of the medians.
     paired: dict[str, dict[str, float] | None] = {}
     for phase, key in (("spooling", "cpu_us_per_record"), ("spooling", "records_per_s"),
                        ("forwarding", "cpu_us_per_record"), ("forwarding", "records_per_s")):
         values = [r[phase][key] / r["normal"][key] for r in rounds
                   if not r[phase].get("invalid") and r["normal"][key]]
-        paired[f"{phase}/{key}"] = summary(values)
+        paired[f"{phase}/{key}"] = spread(values)
     result["rows"] = rows
     result["paired_ratios"] = paired
 
@@ -632,7 +629,7 @@ def summarize(result: dict[str, Any], rounds: list[dict[str, Any]], args: argpar
             f"v3 stream spooled (--spool-fsync {FSYNC}), {args.value_bytes}-byte values",
             "CPU/record", median("spooling", "cpu_us_per_record"),
             median("normal", "cpu_us_per_record"), "normal path", TARGET_CPU_RATIO,
-            target_on="ratio", unit="µs"))
+            target_on="ratio", unit="µs", rounds_ratio=paired["spooling/cpu_us_per_record"]))
     else:
         result["verdicts"].append({
             "row": f"v3 stream spooled (--spool-fsync {FSYNC})", "metric": "CPU/record",
@@ -642,7 +639,8 @@ def summarize(result: dict[str, Any], rounds: list[dict[str, Any]], args: argpar
         result["verdicts"].append(verdict(
             "spool forwarded into Kafka", "records/s", median("forwarding", "records_per_s"),
             median("normal", "records_per_s"), "normal path", TARGET_RATE_RATIO,
-            target_on="ratio", unit="rec/s", higher_is_better=True))
+            target_on="ratio", unit="rec/s", higher_is_better=True,
+            rounds_ratio=paired["forwarding/records_per_s"]))
     else:
         result["verdicts"].append({
             "row": "spool forwarded into Kafka", "metric": "records/s",
@@ -651,12 +649,6 @@ def summarize(result: dict[str, Any], rounds: list[dict[str, Any]], args: argpar
 
 
 # -- output ----------------------------------------------------------------------------------
-
-
-def _mm(s: dict[str, float] | None, spec: str) -> str:
-    if s is None:
-        return "-"
-    return f"{fmt(s['median'], spec)} ({fmt(s['min'], spec)}–{fmt(s['max'], spec)})"
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -676,14 +668,14 @@ def print_table(result: dict[str, Any]) -> None:
         name = names[phase]
         if r["valid_rounds"] < p["rounds"]:
             name += f" [{r['valid_rounds']} of {p['rounds']} rounds valid]"
-        table.append((name, _mm(r["records_per_s"], ",.0f"), _mm(r["cpu_us_per_record"], ".2f"),
-                      _mm(r["loop_us_per_record"], ".2f"), _mm(r["loop_share"], ".0%"),
-                      _mm(r["broker_cpu_us_per_record"], ".2f"),
-                      _mm(r["head_ms"], ",.0f"),
-                      _mm(r["stream_records_per_s"], ",.0f")))
+        table.append((name, fmt_spread(r["records_per_s"], ",.0f"), fmt_spread(r["cpu_us_per_record"], ".2f"),
+                      fmt_spread(r["loop_us_per_record"], ".2f"), fmt_spread(r["loop_share"], ".0%"),
+                      fmt_spread(r["broker_cpu_us_per_record"], ".2f"),
+                      fmt_spread(r["head_ms"], ",.0f"),
+                      fmt_spread(r["stream_records_per_s"], ",.0f")))
     for phase in ("spooling", "forwarding"):
-        table.append((f"{phase} / normal, per round", _mm(paired[f"{phase}/records_per_s"], ".2f"),
-                      _mm(paired[f"{phase}/cpu_us_per_record"], ".2f"), "", "", "", "", ""))
+        table.append((f"{phase} / normal, per round", fmt_spread(paired[f"{phase}/records_per_s"], ".2f"),
+                      fmt_spread(paired[f"{phase}/cpu_us_per_record"], ".2f"), "", "", "", "", ""))
     print_rows(table)
     print()
     for i, r in enumerate(result["rounds"], 1):

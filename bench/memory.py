@@ -1,9 +1,11 @@
 """Gateway memory: RSS with 10,000 concurrently open v3 streams, and the extra RSS one client
 costs that sends records but never reads its reports.
 
-    .venv/bin/python -m bench.memory [--streams N] [--json] [--plot FILE.png] ...
+    .venv/bin/python -m bench.memory [--streams N] [--rounds R] [--json] [--plot FILE.png] ...
 
-Two phases, each on a fresh gateway (memory freed by one phase would hide the other's):
+Two phases, each on a fresh gateway (memory freed by one phase would hide the other's), run in
+turn for ``--rounds`` rounds (3 by default: non-reader, streams, non-reader, streams, ...);
+each figure is the median of the rounds with their min–max:
 
 1. Non-reader: one chunked stream to ``POST /v3/clusters/{c}/topics/{t}/records`` whose
    client writes records as fast as it can and never reads. The gateway must pause reading
@@ -16,7 +18,8 @@ Two phases, each on a fresh gateway (memory freed by one phase would hide the ot
    CPU then), and after they close. Target (issue 4): ≤ 150 MB RSS with 10,000 open.
 
 The open-file limit is raised (RLIMIT_NOFILE, up to the hard limit) in this process and in
-the gateway child. The baseline in the same run is the gateway's own RSS before the phase.
+the gateway child. The baseline in the same run is the gateway's own RSS before the phase;
+the ratio is each round's figure over that round's RSS before, median (min–max).
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ from bench.common import (
     GatewayProcess,
     Rig,
     bench_main,
+    check_rounds,
     common_arguments,
-    fmt,
+    fmt_spread,
+    median_of,
     new_result,
     print_gateway_processes,
     print_header,
@@ -49,8 +54,10 @@ from bench.common import (
     print_verdicts,
     print_warnings,
     raise_nofile,
+    ratio,
     record_json,
     records_path,
+    spread,
     tcp_queues,
     value_bytes,
     verdict,
@@ -287,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bytes per record value (default 100)")
     p.add_argument("--partitions", type=int, default=6, metavar="N",
                    help="partitions of the fresh topic (default 6)")
+    p.add_argument("--rounds", type=int, default=3, metavar="R",
+                   help="rounds of the phases, each on a fresh gateway, at least 3 (default 3)")
     p.add_argument("--only", choices=("streams", "non-reader"), help="run one phase only")
     p.add_argument("--warmup", type=int, default=1000, help=argparse.SUPPRESS)
     p.add_argument("--stall-timeout", type=float, default=30.0, help=argparse.SUPPRESS)
@@ -299,13 +308,19 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--streams must be at least 1, --stall and --idle positive"
     if min(args.value_bytes, args.partitions) < 1:
         return "--value-bytes and --partitions must be at least 1"
-    return None
+    return check_rounds(args.rounds)
+
+
+NON_READER_FIGURES = ("rss_before_mb", "rss_paused_mb", "extra_mb", "rss_after_close_mb",
+                      "records_sent", "paused_after_s")
+STREAMS_FIGURES = ("streams", "rss_idle_mb", "rss_open_mb", "kb_per_stream", "rss_after_close_mb",
+                   "open_s", "idle_cores")
 
 
 def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
     result = new_result("bench.memory", args, {
         "streams": args.streams, "stall_s": args.stall, "value_bytes": args.value_bytes,
-        "partitions": args.partitions,
+        "partitions": args.partitions, "rounds": args.rounds,
     })
     n = args.streams
     limit = raise_nofile(n + FD_SLACK)
@@ -314,88 +329,118 @@ def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
                                   f"not {n:,}")
         n = limit - FD_SLACK
     result["params"]["streams_opened"] = n
+    phases = [x for x in ("non-reader", "streams") if args.only in (None, x)]
+    rounds: list[dict[str, Any]] = []
     with Rig("bench-memory", args, log_dir) as rig:
         result["broker"] = rig.info
         topic = rig.topic("mem", args.partitions)
         path = records_path(rig.cluster_id, topic)
         try:
-            if args.only in (None, "non-reader"):
-                gw = rig.start_gateway("gateway-non-reader.log")
-                try:
-                    warm_up_gateway(gw.port, rig.cluster_id, topic, args)
-                    result["non_reader"] = non_reader(gw, path, args)
-                except BenchError as exc:
-                    raise rig.gateway_failed(gw, exc, "non-reader phase") from None
-                rig.stop_gateway(gw)
-            if args.only in (None, "streams"):
-                gw = rig.start_gateway("gateway-streams.log", nofile=n + FD_SLACK)
-                try:
-                    warm_up_gateway(gw.port, rig.cluster_id, topic, args)
-                    result["streams"] = open_streams(gw, path, args, n)
-                except BenchError as exc:
-                    raise rig.gateway_failed(gw, exc, "open-streams phase") from None
+            for i in range(1, args.rounds + 1):
+                one: dict[str, Any] = {}
+                for phase in phases:
+                    if phase == "non-reader":
+                        gw = rig.start_gateway(f"gateway-non-reader-round{i}.log")
+                    else:
+                        gw = rig.start_gateway(f"gateway-streams-round{i}.log", nofile=n + FD_SLACK)
+                    try:
+                        warm_up_gateway(gw.port, rig.cluster_id, topic, args)
+                        if phase == "non-reader":
+                            one["non_reader"] = non_reader(gw, path, args)
+                        else:
+                            one["streams"] = open_streams(gw, path, args, n)
+                    except BenchError as exc:
+                        raise rig.gateway_failed(gw, exc, f"{phase} phase, round {i}") from None
+                    rig.stop_gateway(gw)
+                rounds.append(one)
         finally:
             result["gateway_processes"] = [rig.stop_gateway(g) for g in rig.gateways]
-    s, nr = result.get("streams"), result.get("non_reader")
-    if s is not None:
+    summarize(result, rounds)
+    return result
+
+
+def summarize(result: dict[str, Any], rounds: list[dict[str, Any]]) -> None:
+    result["rounds"] = rounds
+    result["summary"] = {}
+    first = rounds[0]
+    if "streams" in first:
+        ss = [r["streams"] for r in rounds]
+        s = result["summary"]["streams"] = {key: spread([x[key] for x in ss]) for key in STREAMS_FIGURES}
+        s["ratio"] = spread([ratio(x["rss_open_mb"], x["rss_idle_mb"]) for x in ss])
         result["verdicts"].append(verdict(
-            f"{s['streams']:,} concurrently open v3 streams", "gateway RSS", s["rss_open_mb"],
-            s["rss_idle_mb"], "idle RSS before", TARGET_STREAMS_MB, unit="MB",
+            f"{result['params']['streams_opened']:,} concurrently open v3 streams", "gateway RSS",
+            median_of(s["rss_open_mb"]), median_of(s["rss_idle_mb"]), "idle RSS before",
+            TARGET_STREAMS_MB, unit="MB", rounds_ratio=s["ratio"],
         ))
-        result["series"]["memory"] = {"streams": [c[0] for c in s["curve"]],
-                                      "rss_mb": [c[1] for c in s["curve"]],
+        curve = first["streams"]["curve"]
+        result["series"]["memory"] = {"streams": [c[0] for c in curve], "rss_mb": [c[1] for c in curve],
                                       "target_mb": TARGET_STREAMS_MB}
-    if nr is not None:
-        info = nr["connection_dump"] or {}
-        if "paused" in info and info["paused"] in ("-", ""):
-            result["warnings"].append(f"non-reader: the gateway's dump shows the connection not "
-                                      f"paused: {info}")
+    if "non_reader" in first:
+        nrs = [r["non_reader"] for r in rounds]
+        for i, nr in enumerate(nrs, 1):
+            info = nr["connection_dump"] or {}
+            if "paused" in info and info["paused"] in ("-", ""):
+                result["warnings"].append(f"non-reader, round {i}: the gateway's dump shows the "
+                                          f"connection not paused: {info}")
+        s = result["summary"]["non_reader"] = {key: spread([x[key] for x in nrs])
+                                               for key in NON_READER_FIGURES}
+        s["ratio"] = spread([ratio(x["extra_mb"], x["rss_before_mb"]) for x in nrs])
         result["verdicts"].append(verdict(
-            "a client that never reads its reports", "extra RSS once paused", nr["extra_mb"],
-            nr["rss_before_mb"], "RSS before it", TARGET_NON_READER_MB, unit="MB",
+            "a client that never reads its reports", "extra RSS once paused",
+            median_of(s["extra_mb"]), median_of(s["rss_before_mb"]), "RSS before it",
+            TARGET_NON_READER_MB, unit="MB", rounds_ratio=s["ratio"],
         ))
+        nr = first["non_reader"]
         result["series"]["non_reader_rss"] = {"t": [x[0] for x in nr["rss_series"]],
                                               "rss_mb": [x[1] for x in nr["rss_series"]],
                                               "rss_before_mb": nr["rss_before_mb"],
                                               "target_mb": TARGET_NON_READER_MB}
-    return result
+    for one in rounds[1:]:  # the plot draws round 1; the other rounds' samples are dropped
+        one.get("non_reader", {}).pop("rss_series", None)
+        one.get("streams", {}).pop("curve", None)
 
 
 def print_table(result: dict[str, Any]) -> None:
     p = result["params"]
     print_header(result, (
         f"bench.memory: gateway RSS with {p['streams_opened']:,} open v3 streams, and the cost of one "
-        f"client that never reads its reports ({p['value_bytes']}-byte BINARY values)"
+        f"client that never reads its reports ({p['value_bytes']}-byte BINARY values); "
+        f"{p['rounds']} rounds, a fresh gateway per phase; median (min–max)"
     ))
-    s, nr = result.get("streams"), result.get("non_reader")
+    s, nr = result["summary"].get("streams"), result["summary"].get("non_reader")
     if nr is not None:
         print()
-        info = nr["connection_dump"] or {}
-        q = nr["tcp_queues"] or {}
         print_rows([
-            ("non-reading client", "RSS before MB", "RSS paused MB", "extra MB", "after close MB",
-             "records sent", "paused after s"),
-            ("gateway", fmt(nr["rss_before_mb"], ".1f"), fmt(nr["rss_paused_mb"], ".1f"),
-             fmt(nr["extra_mb"], ".1f"), fmt(nr["rss_after_close_mb"], ".1f"),
-             f"{nr['records_sent']:,}", fmt(nr["paused_after_s"], ".2f")),
+            ("non-reading client", "RSS before MB", "RSS paused MB", "extra MB", "/ before",
+             "after close MB", "records sent", "paused after s"),
+            ("gateway", fmt_spread(nr["rss_before_mb"], ".1f"), fmt_spread(nr["rss_paused_mb"], ".1f"),
+             fmt_spread(nr["extra_mb"], ".1f"), fmt_spread(nr["ratio"], ".2f"),
+             fmt_spread(nr["rss_after_close_mb"], ".1f"), fmt_spread(nr["records_sent"], ",.0f"),
+             fmt_spread(nr["paused_after_s"], ".2f")),
         ])
-        print(f"  gateway dump of that connection: paused={info.get('paused')!s}, "
-              f"unsent={info.get('unsent')}, buffered={info.get('buffered')}, "
-              f"reports_pending={info.get('reports_pending')}, ok={info.get('ok')}, "
-              f"session_paused={info.get('session_paused')}")
-        if q:
-            print(f"  kernel queues: gateway socket {q['server_unread']:,} B unread / "
-                  f"{q['server_unsent']:,} B unsent; client socket {q['client_unsent']:,} B unsent / "
-                  f"{q['client_unread']:,} B unread")
+        for i, one in enumerate(result["rounds"], 1):
+            x = one["non_reader"]
+            info = x["connection_dump"] or {}
+            q = x["tcp_queues"] or {}
+            print(f"  round {i}: extra {x['extra_mb']:.1f} MB; gateway dump of that connection: "
+                  f"paused={info.get('paused')!s}, unsent={info.get('unsent')}, "
+                  f"buffered={info.get('buffered')}, reports_pending={info.get('reports_pending')}, "
+                  f"ok={info.get('ok')}, session_paused={info.get('session_paused')}"
+                  + (f"; kernel queues: gateway socket {q['server_unread']:,} B unread / "
+                     f"{q['server_unsent']:,} B unsent, client socket {q['client_unsent']:,} B "
+                     f"unsent / {q['client_unread']:,} B unread" if q else ""))
     if s is not None:
         print()
         print_rows([
-            ("open streams", "streams", "RSS idle MB", "RSS open MB", "KB/stream", "after close MB",
-             "open in s", "idle CPU cores"),
-            ("gateway", f"{s['streams']:,}", fmt(s["rss_idle_mb"], ".1f"), fmt(s["rss_open_mb"], ".1f"),
-             fmt(s["kb_per_stream"], ".1f"), fmt(s["rss_after_close_mb"], ".1f"),
-             fmt(s["open_s"], ".1f"), fmt(s["idle_cores"], ".3f")),
+            ("open streams", "streams", "RSS idle MB", "RSS open MB", "/ idle", "KB/stream",
+             "after close MB", "open in s", "idle CPU cores"),
+            ("gateway", fmt_spread(s["streams"], ",.0f"), fmt_spread(s["rss_idle_mb"], ".1f"),
+             fmt_spread(s["rss_open_mb"], ".1f"), fmt_spread(s["ratio"], ".2f"),
+             fmt_spread(s["kb_per_stream"], ".1f"), fmt_spread(s["rss_after_close_mb"], ".1f"),
+             fmt_spread(s["open_s"], ".1f"), fmt_spread(s["idle_cores"], ".3f")),
         ])
+        print("  " + "; ".join(f"round {i}: {one['streams']['rss_open_mb']:.1f} MB open"
+                               for i, one in enumerate(result["rounds"], 1)))
     print()
     print_gateway_processes(result)
     print_warnings(result)

@@ -35,7 +35,6 @@ import json
 import os
 import select
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -53,8 +52,10 @@ from bench.common import (
     child_preexec,
     common_arguments,
     fmt,
+    fmt_spread,
     log_tail,
     loop_warning,
+    median_of,
     new_result,
     other_load_warning,
     print_gateway_processes,
@@ -62,8 +63,10 @@ from bench.common import (
     print_rows,
     print_verdicts,
     print_warnings,
+    ratio,
     record_json,
     records_path,
+    spread,
     stop_child,
     value_bytes,
     verdict,
@@ -128,16 +131,21 @@ def wait_ready(port: int, row: RequestRow, cluster_id: str, topic: str, timeout:
 
 
 def measure_row(row: RequestRow, rig: Rig, gw: GatewayProcess, args: argparse.Namespace,
-                log_dir: str) -> dict[str, Any]:
-    topic = rig.topic(row.key, args.partitions)
-    wait_ready(gw.port, row, rig.cluster_id, topic, args.timeout)
+                log_dir: str, topic: str | None = None) -> dict[str, Any]:
+    """One measured wrk run of *row*. Without *topic*: a fresh topic, the wait until the
+    gateway answers and a warm-up run first; with the *topic* of an earlier round, the gateway
+    is warm already and the run starts at once."""
+    warm_up = topic is None
+    if topic is None:
+        topic = rig.topic(row.key, args.partitions)
+        wait_ready(gw.port, row, rig.cluster_id, topic, args.timeout)
     url = f"http://127.0.0.1:{gw.port}{row.path(rig.cluster_id, topic)}"
     script = WrkScript(method="POST", content_type=row.content_type, body=row.body,
                        ok_mark=row.ok_mark, bad_mark=row.bad_mark)
     common = dict(threads=args.threads, connections=args.connections, gateway=gw,
                   broker_pid=rig.broker_pid, timeout=args.timeout,
                   script_path=os.path.join(log_dir, f"wrk-{row.key}.lua"))
-    if args.warmup > 0:
+    if warm_up and args.warmup > 0:
         check_answers(run_wrk(script, url, duration=args.warmup, **common), f"{row.key} warm-up")
     run = run_wrk(script, url, duration=args.duration, **common)
     check_answers(run, row.key)
@@ -174,64 +182,111 @@ def run_figures(run: WrkRun, row: RequestRow, connections: int) -> dict[str, Any
 
 def run_request_rows(name: str, args: argparse.Namespace, log_dir: str, rows: list[RequestRow],
                      params: dict[str, Any]) -> dict[str, Any]:
+    """``--rounds`` interleaved rounds on one gateway: each row's wrk run, then the plain
+    producer loop as that round's baseline."""
     result = new_result(name, args, dict(
-        params, duration_s=args.duration, warmup_s=args.warmup, connections=args.connections,
-        wrk_threads=args.threads, partitions=args.partitions, value_bytes=args.value_bytes,
-        baseline_records=args.baseline_records,
+        params, rounds=args.rounds, duration_s=args.duration, warmup_s=args.warmup,
+        connections=args.connections, wrk_threads=args.threads, partitions=args.partitions,
+        value_bytes=args.value_bytes, baseline_records=args.baseline_records,
         producer_settings=baseline.PRODUCER_SETTINGS,
     ))
-    result["rows"] = []
+    rounds: list[dict[str, dict[str, Any]]] = []
     with Rig(name.replace(".", "-"), args, log_dir) as rig:
         result["broker"] = rig.info
         gw = rig.start_gateway()
         try:
-            for row in rows:
-                try:
-                    result["rows"].append(measure_row(row, rig, gw, args, log_dir))
-                except BenchError as exc:
-                    raise rig.gateway_failed(gw, exc, f"{name} {row.key}") from None
+            topics: dict[str, str] = {}
             base_topic = rig.topic("base", args.partitions)
-            result["baseline"] = baseline.run_produce(
-                rig.bootstrap, rig.broker_pid, base_topic, args.baseline_records,
-                args.value_bytes, 1000, args.timeout, os.path.join(log_dir, "baseline.log"),
-            )
+            for i in range(1, args.rounds + 1):
+                one: dict[str, dict[str, Any]] = {}
+                for row in rows:
+                    try:
+                        one[row.key] = measure_row(row, rig, gw, args, log_dir, topics.get(row.key))
+                    except BenchError as exc:
+                        raise rig.gateway_failed(gw, exc, f"{name} {row.key}, round {i}") from None
+                    topics[row.key] = one[row.key]["topic"]
+                one["baseline"] = baseline.run_produce(
+                    rig.bootstrap, rig.broker_pid, base_topic, args.baseline_records,
+                    args.value_bytes, 1000, args.timeout, os.path.join(log_dir, "baseline.log"),
+                )
+                one["baseline"].pop("series", None)
+                rounds.append(one)
         finally:
             result["gateway_processes"] = [rig.stop_gateway(g) for g in rig.gateways]
-    summarize(result, rows)
+    summarize(result, rows, rounds)
     return result
 
 
-def summarize(result: dict[str, Any], rows: list[RequestRow]) -> None:
-    base = result["baseline"]
-    other_load_warning(result, base["other_load_cores"], "the baseline")
+#: A row's figures that get a median (min–max) over the rounds.
+ROW_FIGURES = ("requests_per_s", "records_per_s", "cpu_us_per_request", "cpu_us_per_record",
+               "loop_us_per_request", "gateway_cores", "peak_loop_share", "wrk_cores",
+               "wrk_us_per_request", "p50_ms", "p99_ms", "other_load_cores")
+BASELINE_FIGURES = ("records_per_s", "cpu_us_per_record", "other_load_cores")
+
+
+def summarize(result: dict[str, Any], rows: list[RequestRow],
+              rounds: list[dict[str, dict[str, Any]]]) -> None:
+    for one in rounds:
+        for row in rows:
+            r = one[row.key]
+            r["p50_ms"], r["p99_ms"] = r["latency_us"]["p50"] / 1000, r["latency_us"]["p99"] / 1000
+            # A round's own ratio: the row's figure over the baseline of the same round.
+            figure = r["cpu_us_per_request"] if row.per == "request" else r["cpu_us_per_record"]
+            r["ratio_to_baseline"] = ratio(figure, one["baseline"]["cpu_us_per_record"])
+    for one in rounds[1:]:  # the plot draws round 1; the other rounds' samples are dropped
+        for row in rows:
+            for key in ("per_second", "cpu_series"):
+                one[row.key].pop(key, None)
+    result["rounds"] = rounds
+    result["summary"] = {row.key: {key: spread([one[row.key][key] for one in rounds])
+                                   for key in (*ROW_FIGURES, "ratio_to_baseline")} for row in rows}
+    result["summary"]["baseline"] = {key: spread([one["baseline"][key] for one in rounds])
+                                     for key in BASELINE_FIGURES}
+    base = result["summary"]["baseline"]
+    loads = [one["baseline"]["other_load_cores"] for one in rounds]
+    if any(c > 0.2 for c in loads):
+        other_load_warning(result, max(loads), f"the baseline ({len([c for c in loads if c > 0.2])} "
+                           f"of {len(loads)} rounds)")
     result["series"]["throughput"] = []
     result["series"]["cpu"] = []
     result["series"]["latency_requests"] = []
-    for row, r in zip(rows, result["rows"], strict=True):
-        figure = r["cpu_us_per_request"] if row.per == "request" else r["cpu_us_per_record"]
+    p = result["params"]
+    for row in rows:
+        s = result["summary"][row.key]
+        figure = s["cpu_us_per_request"] if row.per == "request" else s["cpu_us_per_record"]
         result["verdicts"].append(verdict(
-            row.label, f"CPU/{row.per}", figure, base["cpu_us_per_record"],
+            row.label, f"CPU/{row.per}", median_of(figure), median_of(base["cpu_us_per_record"]),
             "plain producer µs/record", row.target_us, unit="µs",
+            rounds_ratio=s["ratio_to_baseline"],
         ))
-        other_load_warning(result, r["other_load_cores"], f"the {row.key} run")
-        why = ""
-        if r["wrk_cores"] < 0.9 * result["params"]["wrk_threads"]:
-            # A closed loop: each connection waits for its answer before it sends again, so
-            # connections / mean latency is all it can ask for.
-            why = (f", nor was wrk ({r['wrk_cores']:.2f} cores for {result['params']['wrk_threads']} "
-                   f"threads): {result['params']['connections']} connections each waiting "
-                   f"{r['latency_us']['mean'] / 1000:.1f} ms on average (linger.ms=5 included) "
-                   f"ask for at most {r['concurrency_bound_per_s']:,.0f} requests/s; "
-                   "--connections raises that")
-        loop_warning(result, f"{name_of(result)} {r['key']}", r["peak_loop_share"], why)
-        label = f"{r['key']} ({r['records_per_request']} rec/req)"
+        mine = [one[row.key] for one in rounds]
+        loads = [r["other_load_cores"] for r in mine]
+        if any(c > 0.2 for c in loads):
+            other_load_warning(result, max(loads), f"the {row.key} runs "
+                               f"({len([c for c in loads if c > 0.2])} of {len(loads)} rounds)")
+        peaks = [(i, r) for i, r in enumerate(mine, 1) if r["peak_loop_share"] is not None]
+        if peaks:
+            i, r = min(peaks, key=lambda x: x[1]["peak_loop_share"])
+            why = ""
+            if r["wrk_cores"] < 0.9 * p["wrk_threads"]:
+                # A closed loop: each connection waits for its answer before it sends again, so
+                # connections / mean latency is all it can ask for.
+                why = (f", nor was wrk ({r['wrk_cores']:.2f} cores for {p['wrk_threads']} "
+                       f"threads): {p['connections']} connections each waiting "
+                       f"{r['latency_us']['mean'] / 1000:.1f} ms on average (linger.ms=5 included) "
+                       f"ask for at most {r['concurrency_bound_per_s']:,.0f} requests/s; "
+                       "--connections raises that")
+            loop_warning(result, f"{name_of(result)} {row.key}, round {i} (the lowest of "
+                         f"{len(peaks)})", r["peak_loop_share"], why)
+        first = mine[0]
+        label = f"{row.key} ({first['records_per_request']} rec/req, round 1)"
         result["series"]["throughput"].append({
             "label": label, "unit": "records/s",
-            "t": [x[0] for x in r["per_second"]],
-            "rate": [x[1] * r["records_per_request"] for x in r["per_second"]],
+            "t": [x[0] for x in first["per_second"]],
+            "rate": [x[1] * first["records_per_request"] for x in first["per_second"]],
         })
-        result["series"]["cpu"].append(dict(r["cpu_series"], label=label))
-        result["series"]["latency_requests"].append({"label": label, **r["latency_us"]})
+        result["series"]["cpu"].append(dict(first["cpu_series"], label=label))
+        result["series"]["latency_requests"].append({"label": label, **first["latency_us"]})
 
 
 def name_of(result: dict[str, Any]) -> str:
@@ -241,28 +296,38 @@ def name_of(result: dict[str, Any]) -> str:
 def print_rows_table(result: dict[str, Any], first_line: str) -> None:
     print_header(result, first_line)
     print()
-    base = result["baseline"]
-    rows = [("", "requests/s", "records/s", "CPU µs/req", "CPU µs/rec", "loop µs/req",
-             "gw cores", "loop peak", "p50 ms", "p99 ms", "wrk cores", "wrk µs/req")]
-    for r in result["rows"]:
-        lat = r["latency_us"]
+    s = result["summary"]
+    rows = [("", "requests/s", "records/s", "CPU µs/req", "CPU µs/rec", "/ baseline",
+             "loop µs/req", "loop peak", "p50 ms", "p99 ms", "wrk cores")]
+    for key, x in s.items():
+        if key == "baseline":
+            continue
         rows.append((
-            f"gateway {r['key']}", fmt(r["requests_per_s"], ",.0f"), fmt(r["records_per_s"], ",.0f"),
-            fmt(r["cpu_us_per_request"], ".1f"), fmt(r["cpu_us_per_record"], ".2f"),
-            fmt(r["loop_us_per_request"], ".1f"), fmt(r["gateway_cores"], ".2f"),
-            fmt(r["peak_loop_share"], ".0%"), fmt(lat["p50"] / 1000, ".2f"),
-            fmt(lat["p99"] / 1000, ".2f"), fmt(r["wrk_cores"], ".2f"), fmt(r["wrk_us_per_request"], ".1f"),
+            f"gateway {key}", fmt_spread(x["requests_per_s"], ",.0f"),
+            fmt_spread(x["records_per_s"], ",.0f"), fmt_spread(x["cpu_us_per_request"], ".1f"),
+            fmt_spread(x["cpu_us_per_record"], ".2f"), fmt_spread(x["ratio_to_baseline"], ".2f"),
+            fmt_spread(x["loop_us_per_request"], ".1f"), fmt_spread(x["peak_loop_share"], ".0%"),
+            fmt_spread(x["p50_ms"], ".2f"), fmt_spread(x["p99_ms"], ".2f"),
+            fmt_spread(x["wrk_cores"], ".2f"),
         ))
-    rows.append(("baseline (producer loop)", "", fmt(base["records_per_s"], ",.0f"), "",
-                 fmt(base["cpu_us_per_record"], ".2f"), "", "", "", "", "", "", ""))
+    base = s["baseline"]
+    rows.append(("baseline (producer loop)", "", fmt_spread(base["records_per_s"], ",.0f"), "",
+                 fmt_spread(base["cpu_us_per_record"], ".2f"), "", "", "", "", "", ""))
     print_rows(rows)
     print()
     print("CPU = utime+stime of the gateway (all threads) / requests or records completed in the "
-          "measured run; loop = its event-loop thread alone; loop peak = busiest 1 s of the loop "
+          "measured run; / baseline = each round's CPU per record over the same round's plain "
+          "producer loop; loop = its event-loop thread alone; loop peak = busiest 1 s of the loop "
           "thread; p50/p99 = wrk's request latency; wrk cores = the load generator's own CPU.")
-    for r in result["rows"]:
-        print(f"{r['key']}: {r['requests']:,} requests in {r['wall_s']:.1f} s, "
-              f"{r['errors']['timeout']} wrk timeouts, topic {r['topic']}")
+    for i, one in enumerate(result["rounds"], 1):
+        parts = [f"{key} {r['cpu_us_per_record']:.2f} µs/rec at {r['records_per_s']:,.0f} rec/s "
+                 f"({r['requests']:,} requests in {r['wall_s']:.1f} s, {r['errors']['timeout']} wrk "
+                 f"timeouts, other load {r['other_load_cores']:.2f} cores)"
+                 for key, r in one.items() if key != "baseline"]
+        b = one["baseline"]
+        parts.append(f"baseline {b['cpu_us_per_record']:.2f} µs/rec at {b['records_per_s']:,.0f} "
+                     f"rec/s (other load {b['other_load_cores']:.2f} cores)")
+        print(f"round {i}: " + "; ".join(parts))
     print_gateway_processes(result)
     print_warnings(result)
     print()
@@ -472,10 +537,6 @@ def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
             result["gateway_processes"] = [rig.stop_gateway(g) for g in rig.gateways]
     summarize_rounds(result, rows, rounds)
     return result
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 FIGURES = {

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -37,13 +36,16 @@ import uvloop
 
 from bench.common import (
     bench_main,
+    check_rounds,
     common_arguments,
     fmt,
+    fmt_spread,
     new_result,
     print_header,
     print_rows,
     print_verdicts,
     print_warnings,
+    spread,
     thread_cpu,
     value_bytes,
     verdict,
@@ -74,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> str | None:
     if args.records < 1 or args.batch < 1 or args.value_bytes < 0:
         return "--records and --batch must be at least 1, --value-bytes at least 0"
-    if args.rounds < 3:
-        return "--rounds must be at least 3 (the median of the rounds is reported)"
+    if problem := check_rounds(args.rounds):
+        return problem
     return None
 
 
@@ -154,10 +156,6 @@ def one_round(args: argparse.Namespace, policy: str, base: str, read_back: bool
     return appended, read, disk
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
     result = new_result("bench.spool", args, dict(
         records=args.records, rounds=args.rounds, batch=args.batch, value_bytes=args.value_bytes,
@@ -177,15 +175,15 @@ def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
     for policy in POLICIES:
         runs = raw[policy]
         rows[policy] = {
-            "records_per_s": summary([n / r["wall_s"] for r in runs]),
-            "cpu_us_per_record": summary([r["cpu_s"] * 1e6 / n for r in runs]),
-            "loop_us_per_record": summary([r["loop_cpu_s"] * 1e6 / n for r in runs]),
-            "fsyncs": summary([r["fsyncs"] for r in runs]),
-            "busy_waits": summary([r["busy_waits"] for r in runs]),
+            "records_per_s": spread([n / r["wall_s"] for r in runs]),
+            "cpu_us_per_record": spread([r["cpu_s"] * 1e6 / n for r in runs]),
+            "loop_us_per_record": spread([r["loop_cpu_s"] * 1e6 / n for r in runs]),
+            "fsyncs": spread([r["fsyncs"] for r in runs]),
+            "busy_waits": spread([r["busy_waits"] for r in runs]),
         }
     rows["read"] = {
-        "records_per_s": summary([n / r["wall_s"] for r in reads]),
-        "cpu_us_per_record": summary([r["cpu_s"] * 1e6 / n for r in reads]),
+        "records_per_s": spread([n / r["wall_s"] for r in reads]),
+        "cpu_us_per_record": spread([r["cpu_s"] * 1e6 / n for r in reads]),
     }
     result["rows"] = rows
     result["records_per_round"] = n
@@ -201,10 +199,6 @@ def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
     return result
 
 
-def _mm(s: dict[str, float], spec: str) -> str:
-    return f"{fmt(s['median'], spec)} ({fmt(s['min'], spec)}–{fmt(s['max'], spec)})"
-
-
 def print_table(result: dict[str, Any]) -> None:
     p, rows = result["params"], result["rows"]
     print_header(result, (
@@ -215,12 +209,12 @@ def print_table(result: dict[str, Any]) -> None:
     table = [("", "records/s", "CPU µs/record", "loop µs/record", "fsyncs", "busy waits")]
     for policy in POLICIES:
         r = rows[policy]
-        table.append((f"append, --spool-fsync {policy}", _mm(r["records_per_s"], ",.0f"),
-                      _mm(r["cpu_us_per_record"], ".2f"), _mm(r["loop_us_per_record"], ".2f"),
+        table.append((f"append, --spool-fsync {policy}", fmt_spread(r["records_per_s"], ",.0f"),
+                      fmt_spread(r["cpu_us_per_record"], ".2f"), fmt_spread(r["loop_us_per_record"], ".2f"),
                       fmt(r["fsyncs"]["median"], ",.0f"), fmt(r["busy_waits"]["median"], ",.0f")))
     r = rows["read"]
-    table.append(("read back (batches of 10,000)", _mm(r["records_per_s"], ",.0f"),
-                  _mm(r["cpu_us_per_record"], ".2f"), "", "", ""))
+    table.append(("read back (batches of 10,000)", fmt_spread(r["records_per_s"], ",.0f"),
+                  fmt_spread(r["cpu_us_per_record"], ".2f"), "", "", ""))
     print_rows(table)
     print_warnings(result)
     print()

@@ -1,6 +1,6 @@
 """Streaming produce through the gateway against a plain confluent-kafka producer.
 
-    .venv/bin/python -m bench.stream [--records N] [--json] [--plot FILE.png] ...
+    .venv/bin/python -m bench.stream [--records N] [--rounds R] [--json] [--plot FILE.png] ...
 
 The gateway phase streams N records over ONE chunked HTTP/1.1 connection to
 ``POST /v3/clusters/{cluster_id}/topics/{topic}/records`` (docs/api.md §1) and reads the
@@ -8,7 +8,11 @@ delivery reports on the same connection while it is still sending. The baseline 
 a plain ``confluent_kafka.Producer`` with the gateway's librdkafka settings in a child
 process (bench.baseline), sending the same records to a topic of the same layout on the same
 broker. Both figures are records/s and CPU µs per record of the process doing the work (all
-its threads). Target (issue 4): gateway CPU per record ≤ 1.0× the baseline's.
+its threads). The two phases alternate for ``--rounds`` rounds (3 by default; gateway then
+baseline, or the reverse with ``--baseline-first``) against the one gateway and broker: each
+figure is the median of the rounds with their min–max, and the ratio is each round's gateway
+figure over that round's baseline, the median of those with their min–max (the machine is
+shared and noisy). Target (issue 4): gateway CPU per record ≤ 1.0× the baseline's.
 
 Everything runs on 127.0.0.1: an embedded Tansu broker (unless ``--bootstrap-servers``), a
 fresh topic per phase, the gateway as a child process. Each phase has a timeout, and the
@@ -38,12 +42,15 @@ from bench.common import (
     GatewayProcess,
     Rig,
     bench_main,
+    check_rounds,
     common_arguments,
     cpu_ticks,
     describe_tcp,
     fmt,
+    fmt_spread,
     loop_warning,
     machine_busy_ticks,
+    median_of,
     new_result,
     other_load_warning,
     print_gateway_processes,
@@ -54,6 +61,8 @@ from bench.common import (
     ratio,
     record_json,
     records_path,
+    round_ratios,
+    spread,
     thread_cpu,
     value_bytes,
     verdict,
@@ -68,9 +77,9 @@ TARGET_RATIO = 1.0  # issue 4: gateway CPU per record <= 1.0x the plain producer
 
 HELP_EPILOG = """\
 Memory: the embedded Tansu broker keeps every record in memory (memory storage has no
-retention), about 110 bytes of RSS per 100-byte record. A default run (1,000,000 records
-through the gateway and 1,000,000 through the baseline, plus warm-ups) holds ~250 MB in the
-broker until it stops at the end of the run. Against --bootstrap-servers the bench deletes
+retention), about 110 bytes of RSS per 100-byte record. A default run (3 rounds of 1,000,000
+records through the gateway and 1,000,000 through the baseline, plus warm-ups) holds ~700 MB in
+the broker until it stops at the end of the run: --records 300000 keeps it near 200 MB. Against --bootstrap-servers the bench deletes
 its topics at the end.
 
 Figures: records/s is N / (first request byte sent -> last delivery report received) for
@@ -562,55 +571,72 @@ def run_gateway_phase(
 
 # -- output ----------------------------------------------------------------------------------
 
+#: The figures of a phase that get a median (min–max) over the rounds.
+FIGURES = ("records_per_s", "cpu_us_per_record", "broker_cpu_us_per_record", "wall_s",
+           "other_load_cores")
+#: The figures compared with the same round's baseline.
+RATIOS = ("records_per_s", "cpu_us_per_record", "broker_cpu_us_per_record")
+
 
 def print_table(result: dict[str, Any]) -> None:
     p = result["params"]
-    gw, base, r = result.get("gateway"), result.get("baseline"), result.get("ratio", {})
+    s, r = result["summary"], result.get("ratios", {})
+    order = " then ".join(p["phases"])
     print_header(result,
-        f"bench.stream: {p['records']:,} records, {p['value_bytes']}-byte BINARY values, no key, "
-        f"{p['partitions']} partitions ({p['warmup']:,}-record warm-up per phase, not counted)"
+        f"bench.stream: {p['records']:,} records per phase, {p['value_bytes']}-byte BINARY values, "
+        f"no key, {p['partitions']} partitions ({p['warmup']:,}-record warm-up per phase, not "
+        f"counted); {p['rounds']} interleaved rounds ({order}); median (min–max)"
     )
     print()
-    rows = [("", "records/s", "CPU µs/rec", "broker µs/rec", "wall s", "other load")]
-    for name, x in (("gateway", gw), ("baseline", base)):
-        if x is not None:
-            rows.append((
-                name,
-                fmt(x["records_per_s"], ",.0f"),
-                fmt(x["cpu_us_per_record"], ".2f"),
-                fmt(x["broker_cpu_us_per_record"], ".2f"),
-                fmt(x["wall_s"], ".2f"),
-                fmt(x["other_load_cores"], ".2f") + " cores",
-            ))
-    if gw is not None and base is not None:
+    rows = [("", "records/s", "CPU µs/rec", "broker µs/rec", "wall s", "other load cores")]
+    for name in p["phases"]:
+        x = s[name]
         rows.append((
-            "gateway/baseline",
-            fmt(r.get("records_per_s"), ".3f"),
-            fmt(r.get("cpu_us_per_record"), ".2f"),
-            fmt(r.get("broker_cpu_us_per_record"), ".2f"),
+            name,
+            fmt_spread(x["records_per_s"], ",.0f"),
+            fmt_spread(x["cpu_us_per_record"], ".2f"),
+            fmt_spread(x["broker_cpu_us_per_record"], ".2f"),
+            fmt_spread(x["wall_s"], ".2f"),
+            fmt_spread(x["other_load_cores"], ".2f"),
+        ))
+    if r:
+        rows.append((
+            "gateway/baseline, per round",
+            fmt_spread(r["records_per_s"], ".3f"),
+            fmt_spread(r["cpu_us_per_record"], ".2f"),
+            fmt_spread(r["broker_cpu_us_per_record"], ".2f"),
             "",
             "",
         ))
     print_rows(rows)
     print()
+    for i, one in enumerate(result["rounds"], 1):
+        parts = [f"{name} {one[name]['cpu_us_per_record']:.2f} µs/rec at "
+                 f"{one[name]['records_per_s']:,.0f}/s (other load "
+                 f"{one[name]['other_load_cores']:.2f} cores)" for name in p["phases"]]
+        if "gateway" in one and "baseline" in one:
+            parts.append(f"ratio {ratio(one['gateway']['cpu_us_per_record'], one['baseline']['cpu_us_per_record']):.2f}")
+        print(f"round {i}: " + "; ".join(parts))
+    gw = result["rounds"][0].get("gateway")
     if gw is not None:
         print(
-            f"load generator: {gw['loadgen_cpu_us_per_record']:.2f} CPU µs/rec "
+            f"round 1 gateway: load generator {gw['loadgen_cpu_us_per_record']:.2f} CPU µs/rec "
             f"(sender {gw['loadgen_sender_cpu_us_per_record']:.2f}, reader "
             f"{gw['loadgen_reader_cpu_us_per_record']:.2f}); body {gw['body_bytes'] / 1e6:,.1f} MB "
             f"in {gw['chunks']:,} chunks of {gw['records_per_chunk']} records; gateway event loop "
             f"at {fmt(gw['peak_loop_share'], '.0%')} of a core at peak (1 s)"
         )
         print(
-            f"gateway stream: body sent after {gw['send_done_s']:.2f} s, first report after "
+            f"round 1 gateway stream: body sent after {gw['send_done_s']:.2f} s, first report after "
             f"{gw['first_report_ms']:.1f} ms, longest gap between reports {gw['max_report_gap_ms']:.1f} ms, "
             f"{gw['reports_sampled']:,} reports decoded in full, RSS {fmt(gw['rss_mb_after'], '.0f')} MB; "
             f"warm-up took {gw['warmup_s']:.2f} s"
         )
     print_gateway_processes(result)
+    base = result["rounds"][0].get("baseline")
     if base is not None:
         print(
-            f"baseline: produce loop {base['produce_loop_s']:.2f} s + flush, "
+            f"round 1 baseline: produce loop {base['produce_loop_s']:.2f} s + flush, "
             f"{base['buffer_full']:,} BufferError retries, RSS {fmt(base['rss_mb_after'], '.0f')} MB; "
             f"warm-up took {base['warmup_s']:.2f} s"
         )
@@ -634,7 +660,9 @@ def build_parser(records: int = 1_000_000) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--records", type=int, default=records, metavar="N",
-                   help=f"records per phase (default {records:,})")
+                   help=f"records per phase and round (default {records:,})")
+    p.add_argument("--rounds", type=int, default=3, metavar="R",
+                   help="interleaved rounds of gateway and baseline, at least 3 (default 3)")
     p.add_argument("--value-bytes", type=int, default=100, metavar="N",
                    help="bytes per record value, sent as BINARY (base64) (default 100)")
     p.add_argument("--partitions", type=int, default=6, metavar="N",
@@ -645,7 +673,7 @@ def build_parser(records: int = 1_000_000) -> argparse.ArgumentParser:
                    help="end the gateway phase when no report arrives for this long "
                    "(0: wait for --timeout) (default 30)")
     p.add_argument("--baseline-first", action="store_true",
-                   help="run the baseline before the gateway")
+                   help="run the baseline before the gateway in each round")
     p.add_argument("--only", choices=("gateway", "baseline"),
                    help="run one phase only (no ratios)")
     common_arguments(p, timeout=300.0)
@@ -658,12 +686,17 @@ def check_args(args: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} must be at least 1"
     if args.stall_timeout < 0:
         return "--stall-timeout must not be negative"
-    return None
+    return check_rounds(args.rounds)
 
 
 def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
+    phases = ["baseline", "gateway"] if args.baseline_first else ["gateway", "baseline"]
+    if args.only:
+        phases = [args.only]
     result = new_result("bench.stream", args, {
         "records": args.records,
+        "rounds": args.rounds,
+        "phases": phases,
         "value_bytes": args.value_bytes,
         "partitions": args.partitions,
         "warmup": args.warmup,
@@ -671,64 +704,80 @@ def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
         "stall_timeout_s": args.stall_timeout,
         "producer_settings": baseline.PRODUCER_SETTINGS,
     })
-    phases = ["baseline", "gateway"] if args.baseline_first else ["gateway", "baseline"]
-    if args.only:
-        phases = [args.only]
+    rounds: list[dict[str, Any]] = []
     with Rig("bench-stream", args, log_dir) as rig:
         result["broker"] = rig.info
-        topics = {phase: rig.topic("gw" if phase == "gateway" else "base", args.partitions)
-                  for phase in phases}
         gateway = rig.start_gateway() if "gateway" in phases else None
         try:
-            for phase in phases:
-                if phase == "gateway":
-                    assert gateway is not None
-                    try:
-                        result["gateway"] = run_gateway_phase(
-                            gateway, rig.broker_pid, rig.cluster_id, topics[phase], args
+            for i in range(1, args.rounds + 1):
+                one: dict[str, Any] = {}
+                for phase in phases:
+                    # A fresh topic per phase and round: every phase starts from empty partitions.
+                    topic = rig.topic(f"{'gw' if phase == 'gateway' else 'base'}{i}", args.partitions)
+                    if phase == "gateway":
+                        assert gateway is not None
+                        try:
+                            one[phase] = run_gateway_phase(
+                                gateway, rig.broker_pid, rig.cluster_id, topic, args
+                            )
+                        except BenchError as exc:
+                            raise rig.gateway_failed(gateway, exc, f"gateway phase, round {i}") from None
+                    else:
+                        one[phase] = baseline.run_produce(
+                            rig.bootstrap, rig.broker_pid, topic, args.records,
+                            args.value_bytes, args.warmup, args.timeout,
+                            os.path.join(log_dir, "baseline.log"),
                         )
-                    except BenchError as exc:
-                        raise rig.gateway_failed(gateway, exc, "gateway phase") from None
-                else:
-                    result["baseline"] = baseline.run_produce(
-                        rig.bootstrap, rig.broker_pid, topics[phase], args.records,
-                        args.value_bytes, args.warmup, args.timeout,
-                        os.path.join(log_dir, "baseline.log"),
-                    )
+                rounds.append(one)
         finally:
             result["gateway_processes"] = [rig.stop_gateway(g) for g in rig.gateways]
-    summarize(result, args)
+    summarize(result, rounds, args)
     return result
 
 
-def summarize(result: dict[str, Any], args: argparse.Namespace) -> None:
-    gw, base = result.get("gateway"), result.get("baseline")
-    if gw is not None:
-        other_load_warning(result, gw["other_load_cores"], "the gateway phase")
-        loop_warning(result, "stream", gw["peak_loop_share"])
-    if base is not None:
-        other_load_warning(result, base["other_load_cores"], "the baseline phase")
-    if gw is not None and base is not None:
-        result["ratio"] = {
-            "records_per_s": ratio(gw["records_per_s"], base["records_per_s"]),
-            "cpu_us_per_record": ratio(gw["cpu_us_per_record"], base["cpu_us_per_record"]),
-            "broker_cpu_us_per_record": ratio(
-                gw["broker_cpu_us_per_record"], base["broker_cpu_us_per_record"]
-            ),
-        }
+def summarize(result: dict[str, Any], rounds: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    phases = result["params"]["phases"]
+    series = {phase: rounds[0][phase].pop("series", None) for phase in phases}
+    for one in rounds[1:]:  # the plot draws round 1; the other rounds' samples are dropped
+        for phase in phases:
+            one[phase].pop("series", None)
+            one[phase].pop("cpu_series", None)
+    result["rounds"] = rounds
+    result["summary"] = {phase: {key: spread([r[phase][key] for r in rounds]) for key in FIGURES}
+                         for phase in phases}
+    for phase in phases:
+        loads = [r[phase]["other_load_cores"] for r in rounds]
+        busy = [c for c in loads if c > 0.2]
+        if busy:
+            other_load_warning(result, max(busy), f"{len(busy)} of the {len(loads)} {phase} phases "
+                               f"({min(busy):.2f}–{max(busy):.2f} cores)")
+    if "gateway" in phases:
+        peaks = [(i, r["gateway"]["peak_loop_share"]) for i, r in enumerate(rounds, 1)
+                 if r["gateway"]["peak_loop_share"] is not None]
+        if peaks:
+            i, low = min(peaks, key=lambda x: x[1])
+            loop_warning(result, f"stream, round {i} (the lowest of {len(peaks)})", low)
+    both = "gateway" in phases and "baseline" in phases
+    if both:
+        result["ratios"] = {key: round_ratios(rounds, "gateway", "baseline", key) for key in RATIOS}
+    s = result["summary"]
     result["verdicts"].append(verdict(
         f"v3 streaming, {args.value_bytes}-byte BINARY values, 1 chunked connection",
-        "CPU/record", gw and gw["cpu_us_per_record"], base and base["cpu_us_per_record"],
+        "CPU/record", median_of(s["gateway"]["cpu_us_per_record"]) if "gateway" in s else None,
+        median_of(s["baseline"]["cpu_us_per_record"]) if "baseline" in s else None,
         "plain producer loop", TARGET_RATIO, target_on="ratio", unit="µs",
+        rounds_ratio=result["ratios"]["cpu_us_per_record"] if both else None,
     ))
     result["series"]["throughput"] = []
-    if gw is not None:
-        result["series"]["throughput"].append(_rate_series("stream v3: gateway", gw["series"]))
-        result["series"]["cpu"] = [dict(gw["cpu_series"], label="stream v3: gateway")]
-    if base is not None:
-        s = base.pop("series")
+    if series.get("gateway") is not None:
+        result["series"]["throughput"].append(_rate_series("stream v3: gateway (round 1)",
+                                                           series["gateway"]))
+        result["series"]["cpu"] = [dict(rounds[0]["gateway"]["cpu_series"],
+                                        label="stream v3: gateway (round 1)")]
+    if series.get("baseline") is not None:
+        b = series["baseline"]
         result["series"]["throughput"].append(_rate_series(
-            "stream: plain producer", {"t": [x[0] for x in s], "count": [x[1] for x in s]}))
+            "stream: plain producer (round 1)", {"t": [x[0] for x in b], "count": [x[1] for x in b]}))
 
 
 def _rate_series(label: str, s: dict[str, list[float]]) -> dict[str, Any]:
