@@ -459,8 +459,12 @@ def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
                     args.warmup, args.timeout, os.path.join(log_dir, f"baseline-{k}.log"),
                     args.tick_ms / 1000,
                 )
-                result["rounds"].append({"gateway": result["gateway"]["latency_ms"],
-                                         "baseline": result["baseline"]["latency_ms"]})
+                result["rounds"].append({
+                    "gateway": result["gateway"]["latency_ms"],
+                    "baseline": result["baseline"]["latency_ms"],
+                    "other_load_cores": {"gateway": result["gateway"]["other_load_cores"],
+                                         "baseline": result["baseline"]["other_load_cores"]},
+                })
         finally:
             result["gateway_processes"] = [rig.stop_gateway(g) for g in rig.gateways]
     g, b = result["gateway"], result["baseline"]
