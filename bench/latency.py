@@ -213,8 +213,11 @@ class PacedSender:
                 if due > 0:
                     due = min(due, MAX_CHUNK_RECORDS)
                     payload = record * due
-                    sends.append((now, due))
-                    sendall(b"%x\r\n" % len(payload) + payload + b"\r\n")
+                    chunk = b"%x\r\n" % len(payload) + payload + b"\r\n"
+                    # Stamped when handed to the socket, the chunk built (its records are the
+                    # gateway's from then on).
+                    sends.append((clock(), due))
+                    sendall(chunk)
                     sent += due
                 # One chunk per tick: the records due since the last one.
                 next_tick += tick
