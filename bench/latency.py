@@ -482,7 +482,8 @@ def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
     summary = summarize_rounds(result["rounds"])
     result["rounds_summary"] = summary
     g_p99, b_p99 = summary["gateway"]["p99"]["median"], summary["baseline"]["p99"]["median"]
-    row = f"latency at {args.fraction:g}× peak ({rate:,.0f} records/s), 1 stream"
+    at = f"{args.fraction:g}× peak" if args.rate is None else "a given rate"
+    row = f"latency at {at} ({rate:,.0f} records/s), 1 stream"
     many = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     result["verdicts"].append(verdict(
         row, f"p99 report latency{many}", g_p99, b_p99, "plain producer p99", TARGET_P99_MS,
