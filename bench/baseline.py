@@ -254,12 +254,13 @@ def _clients(params: dict[str, Any]) -> dict[str, Any]:
 
 def _percentiles(sorted_ms: list[float]) -> dict[str, float | None]:
     if not sorted_ms:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
+        return {"p50": None, "p90": None, "p99": None, "p999": None, "max": None}
 
     def pct(q: float) -> float:
         return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]
 
-    return {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": sorted_ms[-1]}
+    return {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "p999": pct(0.999),
+            "max": sorted_ms[-1]}
 
 
 def _consume(params: dict[str, Any]) -> dict[str, Any]:
