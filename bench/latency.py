@@ -27,7 +27,6 @@ import os
 import pickle
 import select
 import socket
-import statistics
 import struct
 import sys
 import time
@@ -41,6 +40,7 @@ from bench.common import (
     GatewayProcess,
     Rig,
     bench_main,
+    check_rounds,
     common_arguments,
     cpu_ticks,
     describe_tcp,
@@ -55,6 +55,7 @@ from bench.common import (
     print_warnings,
     record_json,
     records_path,
+    spread,
     thread_cpu,
     value_bytes,
     verdict,
@@ -101,20 +102,19 @@ def weighted_percentiles(pairs: list[tuple[float, int]]) -> dict[str, float | No
     return out
 
 
+_NO_FIGURE: dict[str, float | None] = {"median": None, "min": None, "max": None}
+
+
 def summarize_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Median and min-max over the rounds of each side's percentiles, and of the gateway's p99
     minus the baseline's p99 in the same round."""
     out: dict[str, Any] = {}
     for side in ("gateway", "baseline"):
-        out[side] = {}
-        for k in ("p50", "p99", "p999", "max"):
-            v = [r[side][k] for r in rounds if r[side].get(k) is not None]
-            out[side][k] = {"median": statistics.median(v) if v else None,
-                            "min": min(v, default=None), "max": max(v, default=None)}
+        out[side] = {k: spread(r[side].get(k) for r in rounds) or dict(_NO_FIGURE)
+                     for k in ("p50", "p99", "p999", "max")}
     gaps = [r["gateway"]["p99"] - r["baseline"]["p99"] for r in rounds
             if r["gateway"]["p99"] is not None and r["baseline"]["p99"] is not None]
-    out["p99_gap"] = {"median": statistics.median(gaps) if gaps else None,
-                      "min": min(gaps, default=None), "max": max(gaps, default=None)}
+    out["p99_gap"] = spread(gaps) or dict(_NO_FIGURE)
     return out
 
 
@@ -396,9 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of sending at the fixed rate, gateway and baseline each (default 10)")
     p.add_argument("--tick-ms", type=float, default=1.0, metavar="MS",
                    help="one HTTP chunk (baseline: one produce() burst) per tick (default 1 ms)")
-    p.add_argument("--rounds", type=int, default=1, metavar="N",
-                   help="alternate the gateway's and the baseline's runs N times; the figures "
-                   "are the medians over the rounds, with min-max (default 1)")
+    p.add_argument("--rounds", type=int, default=3, metavar="N",
+                   help="alternate the gateway's and the baseline's runs N times (at least 3); "
+                   "the figures are the medians over the rounds, with min-max (default 3)")
     p.add_argument("--partitions", type=int, default=6, metavar="N",
                    help="partitions of the fresh topics (default 6)")
     p.add_argument("--value-bytes", type=int, default=100, metavar="N",
@@ -420,9 +420,9 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--duration must be at least 1 s, --probe-records at least 1000"
     if not 0.05 <= args.tick_ms <= 100:
         return "--tick-ms must be between 0.05 and 100"
-    if min(args.partitions, args.value_bytes, args.rounds) < 1:
-        return "--partitions, --value-bytes and --rounds must be at least 1"
-    return None
+    if min(args.partitions, args.value_bytes) < 1:
+        return "--partitions and --value-bytes must be at least 1"
+    return check_rounds(args.rounds)
 
 
 def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
