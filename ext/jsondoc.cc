@@ -106,43 +106,52 @@ struct Loader {
     return pos;
   }
 
-  // A number simdjson could not hold in 64 bits or a finite double: read by Python from the
-  // token's text once the text is checked to be a JSON number (PyLong_FromString and float()
-  // take more: underscores, "inf", spaces).
-  PyObject *number_from_text(std::string_view token) {
-    size_t n = 0;
-    while (n < token.size() && (token[n] == '-' || token[n] == '+' || token[n] == '.' ||
-                                token[n] == 'e' || token[n] == 'E' ||
-                                (token[n] >= '0' && token[n] <= '9'))) {
-      n++;
+  static bool blank(std::string_view t) {
+    for (char c : t) {
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return false;
     }
+    return true;
+  }
+
+  static bool atom(std::string_view token, std::string_view word) {
+    return token.substr(0, word.size()) == word && blank(token.substr(word.size()));
+  }
+
+  // The length of the JSON number (RFC 8259 §6) at the start of token, 0 if there is none;
+  // *integer tells whether it has no fraction or exponent.
+  static size_t number_length(std::string_view t, bool *integer) {
+    size_t i = 0, n = t.size();
+    auto digits = [&]() {
+      size_t start = i;
+      while (i < n && t[i] >= '0' && t[i] <= '9') i++;
+      return i > start;
+    };
+    *integer = true;
+    if (i < n && t[i] == '-') i++;
+    if (i < n && t[i] == '0') {
+      i++;
+    } else if (!digits()) {
+      return 0;
+    }
+    if (i < n && t[i] == '.') {
+      *integer = false;
+      i++;
+      if (!digits()) return 0;
+    }
+    if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+      *integer = false;
+      i++;
+      if (i < n && (t[i] == '+' || t[i] == '-')) i++;
+      if (!digits()) return 0;
+    }
+    return i;
+  }
+
+  // A number simdjson could not hold in 64 bits or a finite double, read by Python from its
+  // text (checked to be a JSON number: PyLong_FromString and float() take more).
+  PyObject *number_from_text(std::string_view token, size_t n, bool integer) {
     std::string text(token.substr(0, n));
     text_end = token.data() + n;
-    size_t i = 0;
-    bool integer = true;
-    if (i < n && text[i] == '-') i++;
-    if (i >= n || text[i] < '0' || text[i] > '9') return fail(NUMBER_ERROR);
-    if (text[i] == '0') {
-      i++;
-    } else {
-      while (i < n && text[i] >= '0' && text[i] <= '9') i++;
-    }
-    if (i < n && text[i] == '.') {
-      integer = false;
-      i++;
-      size_t start = i;
-      while (i < n && text[i] >= '0' && text[i] <= '9') i++;
-      if (i == start) return fail(NUMBER_ERROR);
-    }
-    if (i < n && (text[i] == 'e' || text[i] == 'E')) {
-      integer = false;
-      i++;
-      if (i < n && (text[i] == '+' || text[i] == '-')) i++;
-      size_t start = i;
-      while (i < n && text[i] >= '0' && text[i] <= '9') i++;
-      if (i == start) return fail(NUMBER_ERROR);
-    }
-    if (i != n) return fail(NUMBER_ERROR);
     if (integer) return PyLong_FromString(text.c_str(), nullptr, 10);
     double d = PyOS_string_to_double(text.c_str(), nullptr, nullptr);
     if (d == -1.0 && PyErr_Occurred()) return nullptr;
@@ -210,6 +219,14 @@ struct Loader {
         return str(s);
       }
       case ondemand::json_type::number: {
+        // simdjson's number accessors do not all check where the number ends ("1;" reads as
+        // 1): the token (up to the next structural character) must be one JSON number and
+        // whitespace.
+        std::string_view token;
+        if (auto e = raw_token(v).get(token)) return fail(e);
+        bool integer;
+        size_t n = number_length(token, &integer);
+        if (n == 0 || !blank(token.substr(n))) return fail(NUMBER_ERROR);
         ondemand::number_type kind;
         if (auto e = v.get_number_type().get(kind)) return fail(e);
         if (kind == ondemand::number_type::signed_integer) {
@@ -222,17 +239,23 @@ struct Loader {
           double d;
           if (!v.get_double().get(d)) return PyFloat_FromDouble(d);
         }
-        // A big integer, a double out of range, or not a number after all.
-        std::string_view token;
-        if (auto e = raw_token(v).get(token)) return fail(e);
-        return number_from_text(token);
+        // A big integer or a double out of range.
+        return number_from_text(token, n, integer);
       }
       case ondemand::json_type::boolean: {
+        // As for numbers, the token is checked whole (" fals" at the end of a document
+        // otherwise reads as false).
+        std::string_view token;
+        if (auto e = raw_token(v).get(token)) return fail(e);
+        if (!atom(token, "true") && !atom(token, "false")) return fail(T_ATOM_ERROR);
         bool b;
         if (auto e = v.get_bool().get(b)) return fail(e);
         return PyBool_FromLong(b);
       }
       case ondemand::json_type::null: {
+        std::string_view token;
+        if (auto e = raw_token(v).get(token)) return fail(e);
+        if (!atom(token, "null")) return fail(N_ATOM_ERROR);
         bool null;
         if (auto e = v.is_null().get(null)) return fail(e);
         if (!null) return fail(N_ATOM_ERROR);
