@@ -15,6 +15,7 @@
 
 #include "jsondoc.h"
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -44,15 +45,19 @@ struct Loader {
   // Raises error_type(message, N); N is where On-Demand stopped, or the end of the document
   // when it stopped outside it (or had not started: the errors of stage 1, the structural
   // index, have no position; utf8_error_at finds the one of a UTF-8 error).
-  PyObject *fail(error_code code, const char *what = nullptr) {
+  PyObject *fail(error_code code, const char *what = nullptr, size_t known = SIZE_MAX) {
     size_t pos = len;
     const char *at = nullptr;
-    if (doc == nullptr) {
+    if (known != SIZE_MAX) {
+      pos = known;
+    } else if (doc == nullptr) {
       pos = utf8_error_at(code);
     } else if (!doc->current_location().get(at) && at >= base && at <= base + len) {
       pos = static_cast<size_t>(at - base);
     }
-    if (code == INCOMPLETE_ARRAY_OR_OBJECT || code == UNCLOSED_STRING) pos = len;
+    if (known == SIZE_MAX && (code == INCOMPLETE_ARRAY_OR_OBJECT || code == UNCLOSED_STRING)) {
+      pos = len;
+    }
     std::string msg = what != nullptr ? what : reason(code);
     PyObject *r = PyObject_CallFunction(error_type, "s#n", msg.data(),
                                         static_cast<Py_ssize_t>(msg.size()),
@@ -293,6 +298,11 @@ PyObject *load(ondemand::parser &parser, padded_string &copy, const char *buf, s
   std::memcpy(copy.data(), buf, len);
   std::memset(copy.data() + len, 0, SIMDJSON_PADDING);
   Loader loader{copy.data(), len, error_type, nullptr};
+  if (len >= 3 && std::memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
+    // simdjson skips a byte order mark; json.loads of the text (what the gateway's endpoints
+    // did before) refuses it, and JSON text must not begin with one (RFC 8259 §8.1).
+    return loader.fail(UTF8_ERROR, "a UTF-8 byte order mark", 0);
+  }
   ondemand::document doc;
   if (auto e = parser.iterate(copy.data(), len, len + SIMDJSON_PADDING).get(doc)) {
     return loader.fail(e);

@@ -713,8 +713,9 @@ def json_loads(data: bytes | bytearray | memoryview) -> Any:
     (beyond the double range: +-inf, as json), bool, None.
 
     Raises ``JsonDecodeError`` (a ValueError) naming the byte offset for a document that is not
-    JSON, and also for three things json.loads takes: ``NaN``/``Infinity``/``-Infinity``, a string
-    escaping a lone UTF-16 surrogate, and nesting deeper than 1024. ``str`` is a TypeError."""
+    JSON, and also for what json.loads takes: ``NaN``/``Infinity``/``-Infinity``, a string
+    escaping a lone UTF-16 surrogate, nesting deeper than 1024, and a UTF-8 byte order mark (which
+    json.loads refuses in text, and skips in bytes). ``str`` is a TypeError."""
 
 def simdjson_implementation() -> str:
     """The kernel simdjson chose for this CPU at run time for its structural index ("icelake",

@@ -58,8 +58,11 @@ def test_a_str_is_refused() -> None:
         json_loads('{"a":1}')  # type: ignore[arg-type]
 
 
-def test_a_utf8_bom_is_skipped() -> None:
-    assert json_loads(b"\xef\xbb\xbf[1]") == [1]
+def test_a_utf8_bom_is_refused_as_json_refuses_it_in_text() -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(b"\xef\xbb\xbf[1]".decode())
+    with pytest.raises(JsonDecodeError, match="byte order mark at byte 0"):
+        json_loads(b"\xef\xbb\xbf[1]")
 
 
 # (document, message, byte offset)
