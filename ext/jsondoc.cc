@@ -294,6 +294,7 @@ PyObject *load(ondemand::parser &parser, padded_string &copy, const char *buf, s
   // so the document is copied into a padded buffer (a memcpy: cheap next to the parse).
   if (copy.data() == nullptr || copy.size() < len || copy.size() > len + KEEP_CAPACITY) {
     copy = padded_string(len);
+    if (copy.data() == nullptr) return PyErr_NoMemory();
   }
   std::memcpy(copy.data(), buf, len);
   std::memset(copy.data() + len, 0, SIMDJSON_PADDING);
