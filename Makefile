@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.deps-installed
 REQS   := $(VENV)/requirements.txt
-EXT_SRC := $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi)
+EXT_SRC := $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi ext/*.cc ext/*.h)
 EXT_SO := gateway/_speedups.stamp
 RUN_ARGS ?= --topic test:3
 

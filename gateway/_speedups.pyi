@@ -698,3 +698,26 @@ def parse_head(
     HTTP/1.0 or 1.1, token field names, the framing fields in their plain form) are parsed over
     C bytes; every other input, errors included, is answered by the reference twin. Which twin
     the gateway uses is ``gateway.http.parser.parse_head`` (``GATEWAY_HEAD_PARSER``)."""
+
+class JsonDecodeError(ValueError):
+    """A document ``json_loads`` refuses: ``str()`` is ``"<msg> at byte <pos>"``."""
+
+    msg: str
+    pos: int
+    def __init__(self, msg: str, pos: int) -> None: ...
+
+def json_loads(data: bytes | bytearray | memoryview) -> Any:
+    """The Python objects ``json.loads`` makes of the UTF-8 JSON document ``data``, parsed by
+    simdjson's On-Demand API (ext/jsondoc.cc): dict (of a repeated name the last member wins),
+    list, str, int (of any size, within Python's int digit limit: ValueError beyond it), float
+    (beyond the double range: +-inf, as json), bool, None.
+
+    Raises ``JsonDecodeError`` (a ValueError) naming the byte offset for a document that is not
+    JSON, and also for what json.loads takes: ``NaN``/``Infinity``/``-Infinity``, a string
+    escaping a lone UTF-16 surrogate, nesting deeper than 1024, and a UTF-8 byte order mark (which
+    json.loads refuses in text, and skips in bytes). ``str`` is a TypeError."""
+
+def simdjson_implementation() -> str:
+    """The kernel simdjson chose for this CPU at run time for its structural index ("icelake",
+    "haswell", "westmere" or "fallback"); the value accessors are compiled for the build's
+    baseline target."""

@@ -3,7 +3,8 @@ produce items to it that every produce API shares.
 
 The extension is required (there is no pure-Python fallback: README "Design"). The produce
 package takes its compiled pieces from here only: the splitter of v3 bodies, the ``StreamCore``
-that hands records to librdkafka and keeps their reports in order, and the v1/v2 decoders.
+that hands records to librdkafka and keeps their reports in order, the v1/v2 decoders, and
+``json_loads`` (simdjson) for the bodies parsed whole.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway._speedups import (
     StreamCore,
     base64_decode,
     format_timestamp,
+    json_loads,
     v1_binary_items,
 )
 from gateway.kafka.producer import KafkaProducer
@@ -35,6 +37,7 @@ __all__ = [
     "base64_decode",
     "format_timestamp",
     "hand_over",
+    "json_loads",
     "new_core",
     "v1_binary_items",
 ]
