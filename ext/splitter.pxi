@@ -24,6 +24,9 @@ cdef enum:
     _SPL_CLIP = 64
     # A record buffer or scratch area larger than this is freed after use instead of kept.
     _SPL_KEEP_BYTES = 65536
+    # A record at least this long is read by simdjson first (jsonsplit.pxi): bench/splitjson.py
+    # measures where its SIMD passes overtake this module's byte-by-byte ones.
+    _SPL_SIMD_MIN = 4096
     # Field ids of a record; bit (1 << id) marks a field as seen.
     _SPL_F_PARTITION = 1
     _SPL_F_HEADERS = 2
@@ -42,6 +45,9 @@ cdef enum:
     _SPL_T_STRING = 3
 
 cdef Py_ssize_t _SPL_MIN_LIMIT = 2
+# Records of at least this many bytes go to simdjson first (_SPL_SIMD_MIN; the benchmark and the
+# tests move it through splitter_simdjson_min()).
+cdef Py_ssize_t _spl_simd_min = _SPL_SIMD_MIN
 cdef Py_ssize_t _SPL_MAX_LIMIT = 1 << 31
 cdef long long _SPL_INT32_MAX = 2147483647
 
@@ -100,6 +106,14 @@ cdef Py_ssize_t _spl_compact_into(unsigned char* o, const unsigned char* b,
         k += 1
         i += 1
     return k
+
+
+def splitter_simdjson_min(n=None):
+    global _spl_simd_min
+    cdef Py_ssize_t old = _spl_simd_min
+    if n is not None:
+        _spl_simd_min = PyNumber_Index(n)
+    return old
 
 
 @cython.final
@@ -348,6 +362,10 @@ cdef class JsonSplitter:
         cdef Py_ssize_t pos
         cdef int code
         cdef object reason
+        if n >= _spl_simd_min:
+            item = _js_read_record(b, n, index)
+            if item is not _JS_REFUSED:
+                return item
         self._b = b
         self._e = n
         self._r_partition = -1

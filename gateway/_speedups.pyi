@@ -720,3 +720,25 @@ def simdjson_implementation() -> str:
     """The kernel simdjson chose for this CPU at run time for its structural index ("icelake",
     "haswell", "westmere" or "fallback"); the value accessors are compiled for the build's
     baseline target."""
+
+def simdjson_record_kernel() -> str:
+    """The simdjson kernel of the v3 record reader (ext/jsonsplit.cc) on this CPU: "icelake" or
+    "haswell" (its On-Demand API compiled for AVX-512 or AVX2, picked at run time), else
+    "builtin <name>" (the one the build's baseline target allows: "fallback" on x86-64)."""
+
+def splitter_simdjson_min(n: int | None = None) -> int:
+    """The size from which ``JsonSplitter`` reads a record with simdjson first (ext/jsonsplit.pxi;
+    whatever simdjson does not accept, the splitter's own parser decides); sets it to ``n`` if
+    given. Returns the previous value. For the benchmark and the tests."""
+
+class SimdjsonRecords:
+    """simdjson alone over a v3 body fed in chunks (bench/splitjson.py's counterpart of
+    ``JsonSplitter``): each chunk is appended to the partial record the previous one left, and the
+    complete records are read by On-Demand ``iterate_many`` in one pass. Items as the splitter's
+    for good records; ValueError on the first record it does not accept (no error wording)."""
+
+    records: int
+    def __init__(self, kernel: str | None = None) -> None:
+        """``kernel``: "builtin", "haswell" or "icelake" (ValueError if this CPU cannot run it);
+        None: ``simdjson_record_kernel()``."""
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Record]: ...
