@@ -14,11 +14,11 @@ the extension (``$ORIGIN``), so ``import gateway._speedups`` needs no LD_LIBRARY
 
 No librdkafka header is needed: ext/rdkafka.pxd declares the functions we call.
 
-simdjson (ext/jsondoc.pxi: whole JSON bodies; ext/jsonsplit.pxi: large v3 records) is compiled into the same extension from the
-``simdjson.h`` and ``simdjson.cpp`` that the pysimdjson wheel installs in site-packages (found
-without importing its module), together with our C++ shims ext/jsondoc.cc and ext/jsonsplit.cc; the Cython module stays
-C and calls the shims' ``extern "C"`` functions (ext/jsondoc.h, ext/jsonsplit.h), and the extension is linked as
-C++. simdjson.cpp takes some 10 s of one core to compile: each C++ object is kept under
+simdjson (ext/jsondoc.pxi: whole JSON bodies; ext/jsonsplit.pxi: v3 records) is compiled into
+the same extension from the ``simdjson.h`` and ``simdjson.cpp`` that the pysimdjson wheel
+installs in site-packages (found without importing its module), together with our C++ shims
+ext/jsondoc.cc and ext/jsonsplit.cc; the Cython module stays C and calls the shims'
+``extern "C"`` functions (ext/jsondoc.h, ext/jsonsplit.h), and the extension is linked as C++. simdjson.cpp takes some 10 s of one core to compile: each C++ object is kept under
 build/cxx/, named by a hash of its inputs (paths, sizes, modification times, flags, compiler),
 and reused while they are unchanged, so editing a .pxi recompiles only the Cython module.
 """
@@ -29,7 +29,6 @@ import glob
 import hashlib
 import importlib.util
 import os
-import platform
 import shlex
 import subprocess
 import sysconfig
@@ -90,30 +89,17 @@ CXX_FLAGS = [
     *(["-O3"] if not debug else ["-O0", "-g"]),
 ]
 
-# The instruction sets of simdjson's x86-64 kernels "haswell" and "icelake" (its target regions),
-# for the record reader's kernels of each (ext/jsonsplit_kernel.cc).
-_HASWELL = ("-mavx2", "-mbmi", "-mpclmul", "-mlzcnt", "-mpopcnt")
-SIMD_FLAGS = {
-    "haswell": _HASWELL,
-    "icelake": (*_HASWELL, "-mavx512f", "-mavx512dq", "-mavx512cd", "-mavx512bw", "-mavx512vbmi",
-                "-mavx512vbmi2", "-mavx512vl"),
-}
 
-
-def cxx_object(
-    source: str, depends: list[str], include_dirs: list[str], extra: tuple[str, ...] = (),
-    name: str | None = None,
-) -> str:
-    """The object file of the C++ ``source`` (compiled with the ``extra`` flags too; ``name``
-    tells apart objects of one source), compiled into build/cxx/ unless an object of the same
-    inputs is already there."""
+def cxx_object(source: str, depends: list[str], include_dirs: list[str]) -> str:
+    """The object file of the C++ ``source``, compiled into build/cxx/ unless an object of the
+    same inputs is already there."""
     cxx = shlex.split(os.environ.get("CXX", "g++"))
-    flags = [*CXX_FLAGS, *extra, *(f"-I{d}" for d in include_dirs)]
+    flags = [*CXX_FLAGS, *(f"-I{d}" for d in include_dirs)]
     key = hashlib.sha256(repr((cxx, flags)).encode())
     for path in (source, *depends):
         st = os.stat(path)
         key.update(f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    name = name or os.path.splitext(os.path.basename(source))[0]
+    name = os.path.splitext(os.path.basename(source))[0]
     obj = os.path.join(HERE, "build", "cxx", f"{name}-{key.hexdigest()[:16]}.o")
     if not os.path.exists(obj):
         os.makedirs(os.path.dirname(obj), exist_ok=True)
@@ -156,25 +142,11 @@ class build_ext(_build_ext):
             shim_h = os.path.join(HERE, "ext", "jsondoc.h")
             split = os.path.join(HERE, "ext", "jsonsplit.cc")
             split_h = os.path.join(HERE, "ext", "jsonsplit.h")
-            kernel = os.path.join(HERE, "ext", "jsonsplit_kernel.cc")
-            kernel_h = os.path.join(HERE, "ext", "jsonsplit_kernel.h")
-            split_deps = [split_h, kernel_h, sj_h]
-            # The record reader's kernel once per simdjson implementation (ext/jsonsplit_kernel.cc
-            # says why): the builtin one, and on x86-64 the AVX2 and AVX-512 ones too.
-            x86 = platform.machine().lower() in ("x86_64", "amd64")
-            kernels = [cxx_object(kernel, split_deps, [sj], name="jsonsplit_builtin")]
-            if x86:
-                kernels += [
-                    cxx_object(kernel, split_deps, [sj], name=f"jsonsplit_{impl}",
-                               extra=(f"-DGW_JS_{impl.upper()}", *SIMD_FLAGS[impl]))
-                    for impl in ("haswell", "icelake")
-                ]
             python_include = sysconfig.get_paths()["include"]
             objects = [
                 cxx_object(os.path.join(sj, "simdjson.cpp"), [sj_h], [sj]),
                 cxx_object(shim, [shim_h, sj_h], [sj, python_include]),
-                cxx_object(split, split_deps, [sj], extra=("-DGW_JS_X86",) if x86 else ()),
-                *kernels,
+                cxx_object(split, [split_h, sj_h], [sj]),
             ]
             ext.extra_objects = objects
             # A changed object relinks the extension; a changed header recompiles the C.

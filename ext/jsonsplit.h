@@ -45,14 +45,12 @@ typedef struct {
     gw_js_span side_string[2];  /* STRING kind: the string's unescaped value */
 } gw_js_record;
 
-/* The simdjson kernel the readers use on this CPU: "icelake", "haswell" or "fallback". */
+/* The simdjson kernel of the readers' On-Demand API ("fallback" on x86-64: see jsonsplit.cc). */
 const char *gw_js_kernel(void);
 
-/* One reader: a simdjson parser and a padded buffer, reused, on the kernel named (NULL: the one
- * for this CPU; "builtin", or on x86-64 "haswell" or "icelake" if this CPU runs it). NULL when
- * out of memory or the kernel is not one this CPU runs. */
+/* One reader: a simdjson parser and a padded buffer, reused. NULL when out of memory. */
 typedef struct gw_js_reader gw_js_reader;
-gw_js_reader *gw_js_reader_new(const char *kernel);
+gw_js_reader *gw_js_reader_new(void);
 void gw_js_reader_free(gw_js_reader *r);
 /* Frees the reader's buffers when a large record left them over 1 MiB (the spans of the last
  * record die with them; so does a partial record of a stream). */
@@ -62,13 +60,15 @@ void gw_js_reader_trim(gw_js_reader *r);
  * valid until the reader's next call); 0: not accepted; -1: out of memory. */
 int gw_js_record_read(gw_js_reader *r, const char *buf, size_t len, gw_js_record *out);
 
-/* Concatenated records (for the benchmark's stream of chunks): the chunk is appended to what
- * is left of the previous ones and the complete records in it are read by iterate_many in one
- * pass. Returns 0, or -1 when out of memory. */
-int gw_js_stream_feed(gw_js_reader *r, const char *buf, size_t len);
+/* Concatenated records, read by iterate_many in one pass: buf[0:len], after what was left of
+ * the previous feed (a record not yet complete) if carry is set. Returns 0; -1 when out of
+ * memory; -2 when simdjson refuses the whole (its structural index: bad UTF-8, say). */
+int gw_js_stream_feed(gw_js_reader *r, const char *buf, size_t len, int carry);
 /* The next complete record: 1 accepted (*out filled, valid until the next call), 0 none left in
- * what was fed (a partial record is kept for the next feed), -2 not accepted or not a record. */
-int gw_js_stream_next(gw_js_reader *r, gw_js_record *out);
+ * what was fed (a partial record is kept for a feed with carry), -2 not accepted or not a
+ * record. *start and *end: where the record lies (its '{' to after its '}') in the bytes read,
+ * the carried ones first. */
+int gw_js_stream_next(gw_js_reader *r, gw_js_record *out, size_t *start, size_t *end);
 
 #ifdef __cplusplus
 }

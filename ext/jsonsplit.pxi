@@ -36,12 +36,13 @@ cdef extern from "jsonsplit.h":
         GW_JS_T_JSON
         GW_JS_T_STRING
     const char* gw_js_kernel()
-    gw_js_reader* gw_js_reader_new(const char* kernel) nogil
+    gw_js_reader* gw_js_reader_new() nogil
     void gw_js_reader_free(gw_js_reader* r) nogil
     void gw_js_reader_trim(gw_js_reader* r) nogil
     int gw_js_record_read(gw_js_reader* r, const char* buf, size_t n, gw_js_record* out) nogil
-    int gw_js_stream_feed(gw_js_reader* r, const char* buf, size_t n) nogil
-    int gw_js_stream_next(gw_js_reader* r, gw_js_record* out) nogil
+    int gw_js_stream_feed(gw_js_reader* r, const char* buf, size_t n, int carry) nogil
+    int gw_js_stream_next(gw_js_reader* r, gw_js_record* out, size_t* start,
+                          size_t* end) nogil
 
 def simdjson_record_kernel():
     return gw_js_kernel().decode()
@@ -128,16 +129,19 @@ cdef object _js_item(const gw_js_record* r, Py_ssize_t index):
 cdef gw_js_reader* _js_shared = NULL
 
 
-cdef object _js_read_record(const unsigned char* b, Py_ssize_t n, Py_ssize_t index):
-    # The item of the record b[0:n] read by simdjson, or _JS_REFUSED.
+cdef gw_js_reader* _js_reader() except NULL:
     global _js_shared
-    cdef gw_js_record rec
-    cdef int rc
     if _js_shared == NULL:
-        _js_shared = gw_js_reader_new(NULL)
+        _js_shared = gw_js_reader_new()
         if _js_shared == NULL:
             raise MemoryError()
-    rc = gw_js_record_read(_js_shared, <const char*>b, <size_t>n, &rec)
+    return _js_shared
+
+
+cdef object _js_read_record(const unsigned char* b, Py_ssize_t n, Py_ssize_t index):
+    # The item of the record b[0:n] read by simdjson, or _JS_REFUSED.
+    cdef gw_js_record rec
+    cdef int rc = gw_js_record_read(_js_reader(), <const char*>b, <size_t>n, &rec)
     if rc < 0:
         raise MemoryError()
     try:
@@ -152,11 +156,10 @@ cdef class SimdjsonRecords:
     cdef gw_js_reader* _r
     cdef readonly Py_ssize_t records
 
-    def __cinit__(self, kernel=None):
-        cdef bytes name = None if kernel is None else kernel.encode()
-        self._r = gw_js_reader_new(NULL if name is None else <const char*>name)
+    def __cinit__(self):
+        self._r = gw_js_reader_new()
         if self._r == NULL:
-            raise ValueError(f"simdjson kernel {kernel!r} not available on this CPU")
+            raise MemoryError()
         self.records = 0
 
     def __dealloc__(self):
@@ -167,9 +170,10 @@ cdef class SimdjsonRecords:
         cdef list out = []
         cdef gw_js_record rec
         cdef int rc
+        cdef size_t start, end
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
-            rc = gw_js_stream_feed(self._r, <const char*>view.buf, <size_t>view.len)
+            rc = gw_js_stream_feed(self._r, <const char*>view.buf, <size_t>view.len, 1)
         finally:
             PyBuffer_Release(&view)
         if rc == -1:
@@ -177,7 +181,7 @@ cdef class SimdjsonRecords:
         if rc == -2:
             raise ValueError(f"record {self.records}: not a record simdjson accepts")
         while True:
-            rc = gw_js_stream_next(self._r, &rec)
+            rc = gw_js_stream_next(self._r, &rec, &start, &end)
             if rc == 0:
                 return out
             if rc < 0:

@@ -15,7 +15,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.number cimport PyNumber_Index
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 cdef enum:
     # Containers nested deeper than this are refused; the record object itself is level 1.
@@ -24,9 +24,12 @@ cdef enum:
     _SPL_CLIP = 64
     # A record buffer or scratch area larger than this is freed after use instead of kept.
     _SPL_KEEP_BYTES = 65536
-    # A record at least this long is read by simdjson first (jsonsplit.pxi): bench/splitjson.py
-    # measures where its SIMD passes overtake this module's byte-by-byte ones.
-    _SPL_SIMD_MIN = 4096
+    # simdjson (jsonsplit.pxi) reads first, and this module's parser decides what it does not
+    # accept: the complete records of a chunk, when at least _SPL_STREAM_MIN bytes of it are
+    # left at a record boundary (one iterate_many pass); and a record that spanned chunks, when
+    # it is at least _SPL_SIMD_MIN bytes long. bench/splitjson.py has the figures.
+    _SPL_STREAM_MIN = 256
+    _SPL_SIMD_MIN = 1024
     # Field ids of a record; bit (1 << id) marks a field as seen.
     _SPL_F_PARTITION = 1
     _SPL_F_HEADERS = 2
@@ -45,8 +48,8 @@ cdef enum:
     _SPL_T_STRING = 3
 
 cdef Py_ssize_t _SPL_MIN_LIMIT = 2
-# Records of at least this many bytes go to simdjson first (_SPL_SIMD_MIN; the benchmark and the
-# tests move it through splitter_simdjson_min()).
+# The simdjson settings in force (the benchmark and the tests move them: splitter_simdjson()).
+cdef Py_ssize_t _spl_stream_min = _SPL_STREAM_MIN
 cdef Py_ssize_t _spl_simd_min = _SPL_SIMD_MIN
 cdef Py_ssize_t _SPL_MAX_LIMIT = 1 << 31
 cdef long long _SPL_INT32_MAX = 2147483647
@@ -108,11 +111,13 @@ cdef Py_ssize_t _spl_compact_into(unsigned char* o, const unsigned char* b,
     return k
 
 
-def splitter_simdjson_min(n=None):
-    global _spl_simd_min
-    cdef Py_ssize_t old = _spl_simd_min
-    if n is not None:
-        _spl_simd_min = PyNumber_Index(n)
+def splitter_simdjson(stream_min=None, record_min=None):
+    global _spl_stream_min, _spl_simd_min
+    cdef tuple old = (_spl_stream_min, _spl_simd_min)
+    if stream_min is not None:
+        _spl_stream_min = PyNumber_Index(stream_min)
+    if record_min is not None:
+        _spl_simd_min = PyNumber_Index(record_min)
     return old
 
 
@@ -217,8 +222,15 @@ cdef class JsonSplitter:
         cdef Py_ssize_t i = 0, j, limit
         cdef Py_ssize_t rec_i = 0  # index in p of the record's first byte (0: it began earlier)
         cdef unsigned char c
+        cdef bint stream = True
         while i < n:
             if not self._in_record:
+                if stream and n - i >= _spl_stream_min:
+                    # Once per chunk: from where simdjson stopped, this module reads the rest.
+                    stream = False
+                    i = self._feed_stream(p, i, n, base, out)
+                    if i == n:
+                        break
                 # RFC 8259 §2 whitespace only between records (docs/api.md §1).
                 c = p[i]
                 while c == 32 or c == 10 or c == 13 or c == 9:
@@ -267,6 +279,34 @@ cdef class JsonSplitter:
         self.offset = base + n
         return 0
 
+    cdef Py_ssize_t _feed_stream(self, const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                 Py_ssize_t base, list out) except -1:
+        # The complete records of p[i:n] that simdjson accepts, in one iterate_many pass; returns
+        # the index after the last of them, from where the scanner goes on: a record simdjson
+        # does not accept or that is over the limit, or one not complete in this chunk.
+        cdef gw_js_reader* r = _js_reader()
+        cdef gw_js_record rec
+        cdef size_t start, end
+        cdef Py_ssize_t done = i
+        cdef int rc = gw_js_stream_feed(r, <const char*>p + i, <size_t>(n - i), 0)
+        if rc == -1:
+            raise MemoryError()
+        try:
+            while rc == 0:
+                rc = gw_js_stream_next(r, &rec, &start, &end)
+                if rc != 1 or <Py_ssize_t>(end - start) > self._max:
+                    break
+                item = _js_item(&rec, self.records)
+                if item is _JS_REFUSED:
+                    break
+                out.append(item)
+                self.records += 1
+                done = i + <Py_ssize_t>end
+                rc = 0
+        finally:
+            gw_js_reader_trim(r)
+        return done
+
     cdef int _fatal(self, list out, Py_ssize_t off, str reason) except -1:
         cdef Py_ssize_t index = self.records
         out.append(self._RecordError(index, 400, f"record {index} at byte {off}: {reason}", True))
@@ -282,6 +322,9 @@ cdef class JsonSplitter:
         cdef Py_ssize_t depth = self._depth
         cdef bint in_string = self._in_string
         cdef unsigned char c
+        cdef Py_ssize_t plain = 0  # bytes of the string run read one by one
+        cdef Py_ssize_t quote = -1  # index of the next '"' from i (limit: none), once looked up
+        cdef const unsigned char* q
         if self._escape:
             # The previous chunk ended on a backslash inside a string: skip the escaped byte.
             if i >= limit:
@@ -290,6 +333,23 @@ cdef class JsonSplitter:
             i += 1
         while i < limit:
             c = p[i]
+            if in_string and c != 34 and c != 92:
+                plain += 1
+                if plain < 32:
+                    i += 1
+                    continue
+                # A long string (base64 data, say): memchr's word-wide search for the next '"'
+                # and for a '\' before it. The '"' found is kept until i passes it, so a string
+                # of many escapes is still read once.
+                plain = 0
+                if quote < i:
+                    q = <const unsigned char*>memchr(p + i, 34, <size_t>(limit - i))
+                    quote = limit if q == NULL else q - p
+                q = <const unsigned char*>memchr(p + i, 92, <size_t>(quote - i))
+                i = quote if q == NULL else q - p
+                if i >= limit:
+                    break
+                c = p[i]
             if not _spl_scan[c]:
                 i += 1
                 continue
@@ -303,6 +363,7 @@ cdef class JsonSplitter:
                     i += 1
             elif c == 34:
                 in_string = True
+                plain = 0
             elif c == 123 or c == 91:
                 depth += 1
             elif c == 125 or c == 93:

@@ -722,14 +722,19 @@ def simdjson_implementation() -> str:
     baseline target."""
 
 def simdjson_record_kernel() -> str:
-    """The simdjson kernel of the v3 record reader (ext/jsonsplit.cc) on this CPU: "icelake" or
-    "haswell" (its On-Demand API compiled for AVX-512 or AVX2, picked at run time), else
-    "builtin <name>" (the one the build's baseline target allows: "fallback" on x86-64)."""
+    """The simdjson kernel of the v3 record reader's On-Demand API (ext/jsonsplit.cc): the one the
+    build's baseline target allows, "fallback" on x86-64 (simdjson dispatches only its DOM API at
+    run time)."""
 
-def splitter_simdjson_min(n: int | None = None) -> int:
-    """The size from which ``JsonSplitter`` reads a record with simdjson first (ext/jsonsplit.pxi;
-    whatever simdjson does not accept, the splitter's own parser decides); sets it to ``n`` if
-    given. Returns the previous value. For the benchmark and the tests."""
+def splitter_simdjson(
+    stream_min: int | None = None, record_min: int | None = None
+) -> tuple[int, int]:
+    """Where ``JsonSplitter`` lets simdjson read first (ext/jsonsplit.pxi; whatever simdjson does
+    not accept, the splitter's own parser decides): the complete records of a chunk in one pass
+    when ``stream_min`` bytes or more of it are left at a record boundary, and a record that
+    spanned chunks when it is ``record_min`` bytes or longer. Sets what is given (a value over
+    2**31, the longest record, turns that use off); returns the previous
+    ``(stream_min, record_min)``. For the benchmark and the tests."""
 
 class SimdjsonRecords:
     """simdjson alone over a v3 body fed in chunks (bench/splitjson.py's counterpart of
@@ -738,7 +743,4 @@ class SimdjsonRecords:
     for good records; ValueError on the first record it does not accept (no error wording)."""
 
     records: int
-    def __init__(self, kernel: str | None = None) -> None:
-        """``kernel``: "builtin", "haswell" or "icelake" (ValueError if this CPU cannot run it);
-        None: ``simdjson_record_kernel()``."""
     def feed(self, data: bytes | bytearray | memoryview) -> list[Record]: ...
