@@ -30,6 +30,11 @@ cdef enum:
     # it is at least _SPL_SIMD_MIN bytes long. bench/splitjson.py has the figures.
     _SPL_STREAM_MIN = 256
     _SPL_SIMD_MIN = 1024
+    # Bounds on what simdjson reads at once (its padded copy and its index take several times
+    # the input): a window of a chunk (a longer chunk takes several passes), and a record
+    # spanning chunks (a longer one is this module's alone).
+    _SPL_STREAM_WINDOW = 131072
+    _SPL_SIMD_MAX = 1048576
     # Field ids of a record; bit (1 << id) marks a field as seen.
     _SPL_F_PARTITION = 1
     _SPL_F_HEADERS = 2
@@ -163,6 +168,8 @@ cdef class JsonSplitter:
     cdef object _r_value_type
     cdef object _side_data
     cdef int _side_type
+    # Whether the last simdjson pass stopped at a record it did not take (_feed_stream).
+    cdef bint _stream_refused
 
     def __init__(self, max_record_bytes=2 * 1024 * 1024):
         cdef object limit = PyNumber_Index(max_record_bytes)
@@ -226,11 +233,15 @@ cdef class JsonSplitter:
         while i < n:
             if not self._in_record:
                 if stream and n - i >= _spl_stream_min:
-                    # Once per chunk: from where simdjson stopped, this module reads the rest.
-                    stream = False
-                    i = self._feed_stream(p, i, n, base, out)
-                    if i == n:
-                        break
+                    # Window by window while simdjson reads all a window's records; from a
+                    # record it refuses, or one not complete in the chunk or the window, this
+                    # module reads the rest of the chunk.
+                    limit = n if n - i <= _SPL_STREAM_WINDOW else i + _SPL_STREAM_WINDOW
+                    j = self._feed_stream(p, i, limit, base, out)
+                    if j == i or limit == n or self._stream_refused:
+                        stream = False
+                    i = j
+                    continue
                 # RFC 8259 §2 whitespace only between records (docs/api.md §1).
                 c = p[i]
                 while c == 32 or c == 10 or c == 13 or c == 9:
@@ -291,9 +302,12 @@ cdef class JsonSplitter:
         cdef int rc = gw_js_stream_feed(r, <const char*>p + i, <size_t>(n - i), 0)
         if rc == -1:
             raise MemoryError()
+        self._stream_refused = True
         try:
             while rc == 0:
                 rc = gw_js_stream_next(r, &rec, &start, &end)
+                if rc == 0:
+                    self._stream_refused = False  # all complete records read
                 if rc != 1 or <Py_ssize_t>(end - start) > self._max:
                     break
                 item = _js_item(&rec, self.records)
@@ -423,7 +437,7 @@ cdef class JsonSplitter:
         cdef Py_ssize_t pos
         cdef int code
         cdef object reason
-        if n >= _spl_simd_min:
+        if _spl_simd_min <= n <= _SPL_SIMD_MAX:
             item = _js_read_record(b, n, index)
             if item is not _JS_REFUSED:
                 return item
