@@ -170,6 +170,8 @@ cdef class JsonSplitter:
     cdef int _side_type
     # Whether the last simdjson pass stopped at a record it did not take (_feed_stream).
     cdef bint _stream_refused
+    # The length of the last record read.
+    cdef Py_ssize_t _last_len
 
     def __init__(self, max_record_bytes=2 * 1024 * 1024):
         cdef object limit = PyNumber_Index(max_record_bytes)
@@ -190,6 +192,7 @@ cdef class JsonSplitter:
         self._depth = 0
         self._start = 0
         self._buf_len = 0
+        self._last_len = 0
 
     def __dealloc__(self):
         PyMem_Free(self._buf)
@@ -232,10 +235,12 @@ cdef class JsonSplitter:
         cdef bint stream = True
         while i < n:
             if not self._in_record:
-                if stream and n - i >= _spl_stream_min:
+                if stream and n - i >= _spl_stream_min and n - i > self._last_len:
                     # Window by window while simdjson reads all a window's records; from a
                     # record it refuses, or one not complete in the chunk or the window, this
-                    # module reads the rest of the chunk.
+                    # module reads the rest of the chunk. Not on a rest shorter than the last
+                    # record: with records of about one size it would hold no complete one,
+                    # and simdjson's pass over it would be lost.
                     limit = n if n - i <= _SPL_STREAM_WINDOW else i + _SPL_STREAM_WINDOW
                     j = self._feed_stream(p, i, limit, base, out)
                     if j == i or limit == n or self._stream_refused:
@@ -279,6 +284,7 @@ cdef class JsonSplitter:
                 out.append(item)
                 self.records += 1
                 self._in_record = False
+                self._last_len = base + j - self._start
                 i = j
             elif limit < n:
                 self._fatal(out, self._start, f"record exceeds the {self._max}-byte limit")
@@ -315,6 +321,7 @@ cdef class JsonSplitter:
                     break
                 out.append(item)
                 self.records += 1
+                self._last_len = <Py_ssize_t>(end - start)
                 done = i + <Py_ssize_t>end
                 rc = 0
         finally:
