@@ -14,11 +14,11 @@ the extension (``$ORIGIN``), so ``import gateway._speedups`` needs no LD_LIBRARY
 
 No librdkafka header is needed: ext/rdkafka.pxd declares the functions we call.
 
-simdjson (ext/jsondoc.pxi: whole JSON bodies) is compiled into the same extension from the
-``simdjson.h`` and ``simdjson.cpp`` that the pysimdjson wheel installs in site-packages (found
-without importing its module), together with our C++ shim ext/jsondoc.cc; the Cython module stays
-C and calls the shim's ``extern "C"`` functions (ext/jsondoc.h), and the extension is linked as
-C++. simdjson.cpp takes some 10 s of one core to compile: each C++ object is kept under
+simdjson (ext/jsondoc.pxi: whole JSON bodies; ext/jsonsplit.pxi: v3 records) is compiled into
+the same extension from the ``simdjson.h`` and ``simdjson.cpp`` that the pysimdjson wheel
+installs in site-packages (found without importing its module), together with our C++ shims
+ext/jsondoc.cc and ext/jsonsplit.cc; the Cython module stays C and calls the shims'
+``extern "C"`` functions (ext/jsondoc.h, ext/jsonsplit.h), and the extension is linked as C++. simdjson.cpp takes some 10 s of one core to compile: each C++ object is kept under
 build/cxx/, named by a hash of its inputs (paths, sizes, modification times, flags, compiler),
 and reused while they are unchanged, so editing a .pxi recompiles only the Cython module.
 """
@@ -140,14 +140,17 @@ class build_ext(_build_ext):
             sj_h = os.path.join(sj, "simdjson.h")
             shim = os.path.join(HERE, "ext", "jsondoc.cc")
             shim_h = os.path.join(HERE, "ext", "jsondoc.h")
+            split = os.path.join(HERE, "ext", "jsonsplit.cc")
+            split_h = os.path.join(HERE, "ext", "jsonsplit.h")
             python_include = sysconfig.get_paths()["include"]
             objects = [
                 cxx_object(os.path.join(sj, "simdjson.cpp"), [sj_h], [sj]),
                 cxx_object(shim, [shim_h, sj_h], [sj, python_include]),
+                cxx_object(split, [split_h, sj_h], [sj]),
             ]
             ext.extra_objects = objects
-            # A changed object relinks the extension; a changed jsondoc.h recompiles the C.
-            ext.depends = [*ext.depends, shim_h, *objects]
+            # A changed object relinks the extension; a changed header recompiles the C.
+            ext.depends = [*ext.depends, shim_h, split_h, *objects]
             ext.language = "c++"  # links with the C++ driver (libstdc++); the .c stays C
             ext.library_dirs = [libdir]
             # -l:<file> links that exact file; its soname (librdkafka-<hash>.so.1) becomes our

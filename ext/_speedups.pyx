@@ -3,6 +3,7 @@
 # stays in one module: a call from one extension module to another costs a Python-level call.
 include "codecs.pxi"
 include "splitter.pxi"
+include "jsonsplit.pxi"
 include "v1decode.pxi"
 include "producer.pxi"
 include "reports.pxi"

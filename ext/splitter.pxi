@@ -15,7 +15,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.number cimport PyNumber_Index
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 cdef enum:
     # Containers nested deeper than this are refused; the record object itself is level 1.
@@ -24,6 +24,17 @@ cdef enum:
     _SPL_CLIP = 64
     # A record buffer or scratch area larger than this is freed after use instead of kept.
     _SPL_KEEP_BYTES = 65536
+    # simdjson (jsonsplit.pxi) reads first, and this module's parser decides what it does not
+    # accept: the complete records of a chunk, when at least _SPL_STREAM_MIN bytes of it are
+    # left at a record boundary (one iterate_many pass); and a record that spanned chunks, when
+    # it is at least _SPL_SIMD_MIN bytes long. bench/splitjson.py has the figures.
+    _SPL_STREAM_MIN = 256
+    _SPL_SIMD_MIN = 1024
+    # Bounds on what simdjson reads at once (its padded copy and its index take several times
+    # the input): a window of a chunk (a longer chunk takes several passes), and a record
+    # spanning chunks (a longer one is this module's alone).
+    _SPL_STREAM_WINDOW = 131072
+    _SPL_SIMD_MAX = 1048576
     # Field ids of a record; bit (1 << id) marks a field as seen.
     _SPL_F_PARTITION = 1
     _SPL_F_HEADERS = 2
@@ -42,6 +53,9 @@ cdef enum:
     _SPL_T_STRING = 3
 
 cdef Py_ssize_t _SPL_MIN_LIMIT = 2
+# The simdjson settings in force (the benchmark and the tests move them: splitter_simdjson()).
+cdef Py_ssize_t _spl_stream_min = _SPL_STREAM_MIN
+cdef Py_ssize_t _spl_simd_min = _SPL_SIMD_MIN
 cdef Py_ssize_t _SPL_MAX_LIMIT = 1 << 31
 cdef long long _SPL_INT32_MAX = 2147483647
 
@@ -102,6 +116,16 @@ cdef Py_ssize_t _spl_compact_into(unsigned char* o, const unsigned char* b,
     return k
 
 
+def splitter_simdjson(stream_min=None, record_min=None):
+    global _spl_stream_min, _spl_simd_min
+    cdef tuple old = (_spl_stream_min, _spl_simd_min)
+    if stream_min is not None:
+        _spl_stream_min = PyNumber_Index(stream_min)
+    if record_min is not None:
+        _spl_simd_min = PyNumber_Index(record_min)
+    return old
+
+
 @cython.final
 cdef class JsonSplitter:
     cdef readonly Py_ssize_t records
@@ -144,6 +168,10 @@ cdef class JsonSplitter:
     cdef object _r_value_type
     cdef object _side_data
     cdef int _side_type
+    # Whether the last simdjson pass stopped at a record it did not take (_feed_stream).
+    cdef bint _stream_refused
+    # The length of the last record read.
+    cdef Py_ssize_t _last_len
 
     def __init__(self, max_record_bytes=2 * 1024 * 1024):
         cdef object limit = PyNumber_Index(max_record_bytes)
@@ -164,6 +192,7 @@ cdef class JsonSplitter:
         self._depth = 0
         self._start = 0
         self._buf_len = 0
+        self._last_len = 0
 
     def __dealloc__(self):
         PyMem_Free(self._buf)
@@ -203,8 +232,21 @@ cdef class JsonSplitter:
         cdef Py_ssize_t i = 0, j, limit
         cdef Py_ssize_t rec_i = 0  # index in p of the record's first byte (0: it began earlier)
         cdef unsigned char c
+        cdef bint stream = True
         while i < n:
             if not self._in_record:
+                if stream and n - i >= _spl_stream_min and n - i > self._last_len:
+                    # Window by window while simdjson reads all a window's records; from a
+                    # record it refuses, or one not complete in the chunk or the window, this
+                    # module reads the rest of the chunk. Not on a rest shorter than the last
+                    # record: with records of about one size it would hold no complete one,
+                    # and simdjson's pass over it would be lost.
+                    limit = n if n - i <= _SPL_STREAM_WINDOW else i + _SPL_STREAM_WINDOW
+                    j = self._feed_stream(p, i, limit, base, out)
+                    if j == i or limit == n or self._stream_refused:
+                        stream = False
+                    i = j
+                    continue
                 # RFC 8259 §2 whitespace only between records (docs/api.md §1).
                 c = p[i]
                 while c == 32 or c == 10 or c == 13 or c == 9:
@@ -242,6 +284,7 @@ cdef class JsonSplitter:
                 out.append(item)
                 self.records += 1
                 self._in_record = False
+                self._last_len = base + j - self._start
                 i = j
             elif limit < n:
                 self._fatal(out, self._start, f"record exceeds the {self._max}-byte limit")
@@ -252,6 +295,38 @@ cdef class JsonSplitter:
                 i = n
         self.offset = base + n
         return 0
+
+    cdef Py_ssize_t _feed_stream(self, const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                 Py_ssize_t base, list out) except -1:
+        # The complete records of p[i:n] that simdjson accepts, in one iterate_many pass; returns
+        # the index after the last of them, from where the scanner goes on: a record simdjson
+        # does not accept or that is over the limit, or one not complete in this chunk.
+        cdef gw_js_reader* r = _js_reader()
+        cdef gw_js_record rec
+        cdef size_t start, end
+        cdef Py_ssize_t done = i
+        cdef int rc = gw_js_stream_feed(r, <const char*>p + i, <size_t>(n - i), 0)
+        if rc == -1:
+            raise MemoryError()
+        self._stream_refused = True
+        try:
+            while rc == 0:
+                rc = gw_js_stream_next(r, &rec, &start, &end)
+                if rc == 0:
+                    self._stream_refused = False  # all complete records read
+                if rc != 1 or <Py_ssize_t>(end - start) > self._max:
+                    break
+                item = _js_item(&rec, self.records)
+                if item is _JS_REFUSED:
+                    break
+                out.append(item)
+                self.records += 1
+                self._last_len = <Py_ssize_t>(end - start)
+                done = i + <Py_ssize_t>end
+                rc = 0
+        finally:
+            gw_js_reader_trim(r)
+        return done
 
     cdef int _fatal(self, list out, Py_ssize_t off, str reason) except -1:
         cdef Py_ssize_t index = self.records
@@ -268,6 +343,9 @@ cdef class JsonSplitter:
         cdef Py_ssize_t depth = self._depth
         cdef bint in_string = self._in_string
         cdef unsigned char c
+        cdef Py_ssize_t plain = 0  # bytes of the string run read one by one
+        cdef Py_ssize_t quote = -1  # index of the next '"' from i (limit: none), once looked up
+        cdef const unsigned char* q
         if self._escape:
             # The previous chunk ended on a backslash inside a string: skip the escaped byte.
             if i >= limit:
@@ -276,6 +354,23 @@ cdef class JsonSplitter:
             i += 1
         while i < limit:
             c = p[i]
+            if in_string and c != 34 and c != 92:
+                plain += 1
+                if plain < 32:
+                    i += 1
+                    continue
+                # A long string (base64 data, say): memchr's word-wide search for the next '"'
+                # and for a '\' before it. The '"' found is kept until i passes it, so a string
+                # of many escapes is still read once.
+                plain = 0
+                if quote < i:
+                    q = <const unsigned char*>memchr(p + i, 34, <size_t>(limit - i))
+                    quote = limit if q == NULL else q - p
+                q = <const unsigned char*>memchr(p + i, 92, <size_t>(quote - i))
+                i = quote if q == NULL else q - p
+                if i >= limit:
+                    break
+                c = p[i]
             if not _spl_scan[c]:
                 i += 1
                 continue
@@ -289,6 +384,7 @@ cdef class JsonSplitter:
                     i += 1
             elif c == 34:
                 in_string = True
+                plain = 0
             elif c == 123 or c == 91:
                 depth += 1
             elif c == 125 or c == 93:
@@ -348,6 +444,10 @@ cdef class JsonSplitter:
         cdef Py_ssize_t pos
         cdef int code
         cdef object reason
+        if _spl_simd_min <= n <= _SPL_SIMD_MAX:
+            item = _js_read_record(b, n, index)
+            if item is not _JS_REFUSED:
+                return item
         self._b = b
         self._e = n
         self._r_partition = -1

@@ -721,3 +721,27 @@ def simdjson_implementation() -> str:
     """The kernel simdjson chose for this CPU at run time for its structural index ("icelake",
     "haswell", "westmere" or "fallback"); the value accessors are compiled for the build's
     baseline target."""
+
+def simdjson_record_kernel() -> str:
+    """The simdjson kernel of the v3 record reader's On-Demand API (ext/jsonsplit.cc): the one the
+    build's baseline target allows, "fallback" on x86-64 (simdjson dispatches only its DOM API at
+    run time)."""
+
+def splitter_simdjson(
+    stream_min: int | None = None, record_min: int | None = None
+) -> tuple[int, int]:
+    """Where ``JsonSplitter`` lets simdjson read first (ext/jsonsplit.pxi; whatever simdjson does
+    not accept, the splitter's own parser decides): the complete records of a chunk in one pass
+    when ``stream_min`` bytes or more of it are left at a record boundary, and a record that
+    spanned chunks when it is ``record_min`` bytes or longer. Sets what is given (a value over
+    2**31, the longest record, turns that use off); returns the previous
+    ``(stream_min, record_min)``. For the benchmark and the tests."""
+
+class SimdjsonRecords:
+    """simdjson alone over a v3 body fed in chunks (bench/splitjson.py's counterpart of
+    ``JsonSplitter``): each chunk is appended to the partial record the previous one left, and the
+    complete records are read by On-Demand ``iterate_many`` in one pass. Items as the splitter's
+    for good records; ValueError on the first record it does not accept (no error wording)."""
+
+    records: int
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Record]: ...
