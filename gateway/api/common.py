@@ -28,13 +28,12 @@ def refused_now(ctx: ApiContext, conn: HttpProtocol, refuse: Refuse | None = Non
     Kafka cannot be served now: the gateway is stopping, or Kafka is known to be unreachable
     (gateway.kafka.health: answered at once, not after a timeout), unless the request
     ``spools`` (a produce request, with the disk spool on: its records go there)."""
-    answer = refuse or conn.respond_error
     if ctx.closing:
-        answer(errors.ShuttingDown("the gateway is shutting down"))
+        (refuse or conn.respond_error)(errors.ShuttingDown("the gateway is shutting down"))
         return True
     down = ctx.cluster.down
     if down is not None and not (spools and ctx.spooler is not None):
-        answer(errors.KafkaUnavailable(f"Kafka is unreachable: {down}"))
+        (refuse or conn.respond_error)(errors.KafkaUnavailable(f"Kafka is unreachable: {down}"))
         return True
     return False
 

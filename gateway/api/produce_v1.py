@@ -18,6 +18,7 @@ answer are gateway.produce.v1's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from gateway import errors
@@ -101,10 +102,24 @@ def response_type(version: int, accept: str | None) -> bytes:
     return choose(RESPONSE_TYPES[version], accept).encode()
 
 
+# Negotiations made before, by (Content-Type, Accept): a client sends the same pair with every
+# request. Bounded in entries and in length (the values are the peer's); refusals are not kept.
+_NEGOTIATED: dict[tuple[str | None, str | None], Negotiated] = {}
+_NEGOTIATED_MAX = 256
+_NEGOTIATED_MAX_TEXT = 512
+
+
 def negotiate(content_type: str | None, accept: str | None) -> Negotiated:
     """Content-Type (415 first, as Confluent) then Accept (406)."""
-    version, embedded = request_format(content_type)
-    return Negotiated(version, embedded, response_type(version, accept))
+    key = (content_type, accept)
+    found = _NEGOTIATED.get(key)
+    if found is None:
+        version, embedded = request_format(content_type)
+        found = Negotiated(version, embedded, response_type(version, accept))
+        if (len(_NEGOTIATED) < _NEGOTIATED_MAX
+                and len(content_type or "") + len(accept or "") <= _NEGOTIATED_MAX_TEXT):
+            _NEGOTIATED[key] = found
+    return found
 
 
 def _parse_url_partition(raw: str) -> int | None:
@@ -148,27 +163,38 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
         ))
         return
 
-    def start(partitions: int) -> None:
-        if url_partition is not None and url_partition >= partitions:
-            refuse(errors.PartitionNotFound(
-                f"partition {url_partition} not found: topic {topic} has {partitions} partitions"
-            ))
-            return
-        if not take_slot(ctx, conn):
-            return
-        conn.read_body(
-            V1ProduceRequest(
-                conn,
-                ctx.producer,
-                topic=topic,
-                partitions=partitions,
-                url_partition=url_partition,
-                version=negotiated.version,
-                embedded=negotiated.embedded,
-                content_type=ctype,
-                max_bytes=limit,
-                stats=ctx.stats,
-            )
-        )
+    partitions = ctx.metadata.partitions(topic)
+    if partitions is not None:  # (the common case, without a closure)
+        _start(ctx, conn, topic, partitions, url_partition, negotiated, limit, refuse)
+        return
+    with_topic(ctx, conn, head, topic,
+               lambda partitions: _start(ctx, conn, topic, partitions, url_partition, negotiated,
+                                         limit, refuse),
+               refuse, spools=True)
 
-    with_topic(ctx, conn, head, topic, start, refuse, spools=True)
+
+def _start(ctx: ApiContext, conn: HttpProtocol, topic: str, partitions: int,
+           url_partition: int | None, negotiated: Negotiated, limit: int,
+           refuse: Callable[[errors.GatewayError], None]) -> None:
+    """The topic is known: the partition check, the request's slot, then its body."""
+    if url_partition is not None and url_partition >= partitions:
+        refuse(errors.PartitionNotFound(
+            f"partition {url_partition} not found: topic {topic} has {partitions} partitions"
+        ))
+        return
+    if not take_slot(ctx, conn):
+        return
+    conn.read_body(
+        V1ProduceRequest(
+            conn,
+            ctx.producer,
+            topic=topic,
+            partitions=partitions,
+            url_partition=url_partition,
+            version=negotiated.version,
+            embedded=negotiated.embedded,
+            content_type=negotiated.response_type,
+            max_bytes=limit,
+            stats=ctx.stats,
+        )
+    )

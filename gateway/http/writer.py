@@ -62,6 +62,12 @@ def fixed_response(
     )
 
 
+# Heads of streamed responses built before: a stream's head depends on a few values only, and
+# nearly every stream has the same. Bounded (the values come from the gateway, not the peer).
+_CHUNKED_HEADS: dict[tuple[int, bytes, bool, bool, bytes], bytes] = {}
+_CHUNKED_HEADS_MAX = 64
+
+
 def chunked_head(
     status: int,
     *,
@@ -72,6 +78,18 @@ def chunked_head(
 ) -> bytes:
     """Head of a streamed response. HTTP/1.0 peers cannot take chunked framing: they get a
     close-delimited body instead (RFC 9112 §6.3 rule 8)."""
+    key = (status, content_type, close, http10, extra_headers)
+    head = _CHUNKED_HEADS.get(key)
+    if head is None:
+        head = _chunked_head(status, content_type, close, http10, extra_headers)
+        if len(_CHUNKED_HEADS) < _CHUNKED_HEADS_MAX:
+            _CHUNKED_HEADS[key] = head
+    return head
+
+
+def _chunked_head(
+    status: int, content_type: bytes, close: bool, http10: bool, extra_headers: bytes
+) -> bytes:
     if http10:
         framing = b"Connection: close\r\n"
     else:
