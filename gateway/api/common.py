@@ -45,6 +45,8 @@ def refused_coding(
     None, and the request answered 415 with ``Accept-Encoding`` naming the codings it takes,
     for one it does not (RFC 9110 §15.5.16), before any byte of the body is read."""
     try:
+        if conn.head is head:  # (the connection reads them once per request)
+            return bool(conn.request_codings())
         return bool(request_codings(head.joined("content-encoding")))
     except UnsupportedContentEncoding as exc:
         conn.respond(exc.status, exc.body(), content_type=content_type, extra_headers=exc.headers)

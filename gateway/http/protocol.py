@@ -96,7 +96,7 @@ class HttpProtocol(ReadBuffer):
         "_consumer", "_cl_remaining", "_chunked", "_keep_alive", "_shutting_down",
         "_process_scheduled", "_parsing", "_peer_eof", "last_activity", "head_started", "_write_paused_at",
         "_held", "_held_head", "requests", "_sent", "_log", "peer_host", "endpoint", "peer_cert", "principal",
-        "_slot", "_decoder", "_encoder", "internal",
+        "_slot", "_decoder", "_encoder", "_codings", "internal",
     )
 
     def __init__(self, handler: ConnectionHandler, *, internal: bool = False) -> None:
@@ -143,6 +143,7 @@ class HttpProtocol(ReadBuffer):
         # framing and the body consumer) and the stream's encoder, for this request only.
         self._decoder: BodyDecoder | None = None
         self._encoder: BodyEncoder | None = None
+        self._codings: tuple[str, ...] | None = None  # the request body's (None: not read yet)
 
     # -- state ------------------------------------------------------------------------
     def _set_state(self, state: ConnState) -> None:
@@ -524,6 +525,7 @@ class HttpProtocol(ReadBuffer):
         self._cl_remaining = head.content_length or 0
         self._decoder = None
         self._encoder = None
+        self._codings = None
         self._set_state(BODY)
         self._handler.dispatch(self, head)
 
@@ -652,7 +654,7 @@ class HttpProtocol(ReadBuffer):
         if not self.has_body():
             return True
         try:
-            codings = request_codings(head.joined("content-encoding"))
+            codings = self.request_codings()
         except UnsupportedContentEncoding as exc:
             consumer.on_connection_lost()
             self.respond(exc.status, exc.body(), extra_headers=ACCEPT_ENCODING)
@@ -660,6 +662,16 @@ class HttpProtocol(ReadBuffer):
         if codings:
             self._decoder = BodyDecoder(codings, consumer)
         return True
+
+    def request_codings(self) -> tuple[str, ...]:
+        """The current request body's content codings (gateway.http.coding.request_codings),
+        read from its head once; raises ``UnsupportedContentEncoding``."""
+        codings = self._codings
+        if codings is None:
+            head = self.head
+            codings = request_codings(head.joined("content-encoding")) if head is not None else ()
+            self._codings = codings
+        return codings
 
     def write_body(self, data: bytes) -> None:
         response = self._response
