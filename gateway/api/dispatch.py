@@ -9,6 +9,7 @@ read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from gateway import errors
@@ -136,7 +137,13 @@ class Api:
         if isinstance(who, str):
             self._authorize(conn, head, route, who)
             return
-        # The password is being verified on a worker thread: read nothing meanwhile.
+        self._authorize_later(conn, head, route, who)
+
+    def _authorize_later(self, conn: HttpProtocol, head: RequestHead, route: Route,
+                         who: asyncio.Future[str | errors.GatewayError]) -> None:
+        """The password is being verified on a worker thread (``who``: its future): read
+        nothing meanwhile. (Apart from dispatch, whose every call would make this closure's
+        cells.)"""
         conn.defer()
 
         def verified(outcome: str | errors.GatewayError) -> None:

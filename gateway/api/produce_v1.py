@@ -18,7 +18,6 @@ answer are gateway.produce.v1's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 from gateway import errors
@@ -133,12 +132,9 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
     except errors.PeerError as exc:
         conn.respond_error(exc)
         return
+    # (No inner function here: its cells would be made for every request.)
     ctype = negotiated.response_type
-
-    def refuse(exc: errors.GatewayError) -> None:
-        conn.respond(exc.status, exc.body(), content_type=ctype)
-
-    if refused_now(ctx, conn, refuse, spools=True):
+    if refused_now(ctx, conn, spools=True, content_type=ctype):
         return
     coded = refused_coding(conn, head)
     if coded is None:
@@ -150,35 +146,46 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
     if raw is not None:
         url_partition = _parse_url_partition(raw)
         if url_partition is None:
-            refuse(errors.PartitionNotFound(f"partition {raw} not found"))
+            _refuse(conn, ctype, errors.PartitionNotFound(f"partition {raw} not found"))
             return
     if not conn.has_body():
         # No Content-Length and no chunked framing is a zero-length body (RFC 9112 §6.3).
-        refuse(errors.Unprocessable('the request body is empty: send {"records":[...]}'))
+        _refuse(conn, ctype,
+                errors.Unprocessable('the request body is empty: send {"records":[...]}'))
         return
     limit = ctx.config.held_body_limit()
     if not coded and head.content_length is not None and head.content_length > limit:
-        refuse(errors.PayloadTooLarge(
+        _refuse(conn, ctype, errors.PayloadTooLarge(
             f"request body of {head.content_length} bytes is over the {limit}-byte limit"
         ))
         return
 
     partitions = ctx.metadata.partitions(topic)
-    if partitions is not None:  # (the common case, without a closure)
-        _start(ctx, conn, topic, partitions, url_partition, negotiated, limit, refuse)
+    if partitions is not None:  # (the common case)
+        _start(ctx, conn, topic, partitions, url_partition, negotiated, limit)
         return
+    _start_after_lookup(ctx, conn, head, topic, url_partition, negotiated, limit)
+
+
+def _refuse(conn: HttpProtocol, content_type: bytes, exc: errors.GatewayError) -> None:
+    conn.respond(exc.status, exc.body(), content_type=content_type)
+
+
+def _start_after_lookup(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, topic: str,
+                        url_partition: int | None, negotiated: Negotiated, limit: int) -> None:
+    """The topic is not in the metadata cache: ``_start`` once it is known."""
+    ctype = negotiated.response_type
     with_topic(ctx, conn, head, topic,
                lambda partitions: _start(ctx, conn, topic, partitions, url_partition, negotiated,
-                                         limit, refuse),
-               refuse, spools=True)
+                                         limit),
+               lambda exc: _refuse(conn, ctype, exc), spools=True)
 
 
 def _start(ctx: ApiContext, conn: HttpProtocol, topic: str, partitions: int,
-           url_partition: int | None, negotiated: Negotiated, limit: int,
-           refuse: Callable[[errors.GatewayError], None]) -> None:
+           url_partition: int | None, negotiated: Negotiated, limit: int) -> None:
     """The topic is known: the partition check, the request's slot, then its body."""
     if url_partition is not None and url_partition >= partitions:
-        refuse(errors.PartitionNotFound(
+        _refuse(conn, negotiated.response_type, errors.PartitionNotFound(
             f"partition {url_partition} not found: topic {topic} has {partitions} partitions"
         ))
         return

@@ -13,6 +13,8 @@ body reaches them decoded (gateway.http.coding, in the connection).
 
 from __future__ import annotations
 
+import functools
+
 from gateway import errors
 from gateway.api.common import refused_coding, refused_now, take_slot, with_topic
 from gateway.api.context import ApiContext
@@ -71,10 +73,17 @@ def _produce(
             conn.respond_error(errors.NotFound(f"cluster {cluster_id} not found"))
             return
 
+    # (No inner function here: its cells would be made for every request.)
     partitions = ctx.metadata.partitions(topic)
-    if partitions is not None:  # (the common case, without a closure)
+    if partitions is not None:  # (the common case)
         _start(ctx, conn, cluster_id, topic, partitions, batch)
         return
+    _start_after_lookup(ctx, conn, head, cluster_id, topic, batch)
+
+
+def _start_after_lookup(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, cluster_id: str,
+                        topic: str, batch: bool) -> None:
+    """The topic is not in the metadata cache: ``_start`` once it is known."""
     with_topic(ctx, conn, head, topic,
                lambda partitions: _start(ctx, conn, cluster_id, topic, partitions, batch),
                spools=True)
@@ -91,7 +100,7 @@ def _start(ctx: ApiContext, conn: HttpProtocol, cluster_id: str, topic: str, par
             BatchRequest(
                 conn,
                 ctx.producer,
-                lambda: JsonSplitter(cfg.max_record_bytes),
+                functools.partial(JsonSplitter, cfg.max_record_bytes),  # (no cell per call)
                 cluster_id=cluster_id,
                 topic=topic,
                 partitions=partitions,
