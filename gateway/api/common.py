@@ -23,20 +23,26 @@ Refuse = Callable[[errors.GatewayError], None]
 
 
 def refused_now(ctx: ApiContext, conn: HttpProtocol, refuse: Refuse | None = None, *,
-                spools: bool = False) -> bool:
-    """True (and the 503/50003 sent, through ``refuse`` if given) when a request that needs
-    Kafka cannot be served now: the gateway is stopping, or Kafka is known to be unreachable
-    (gateway.kafka.health: answered at once, not after a timeout), unless the request
-    ``spools`` (a produce request, with the disk spool on: its records go there)."""
-    answer = refuse or conn.respond_error
+                spools: bool = False, content_type: bytes | None = None) -> bool:
+    """True (and the 503/50003 sent, through ``refuse`` if given, else as JSON or with
+    ``content_type``) when a request that needs Kafka cannot be served now: the gateway is
+    stopping, or Kafka is known to be unreachable (gateway.kafka.health: answered at once, not
+    after a timeout), unless the request ``spools`` (a produce request, with the disk spool on:
+    its records go there)."""
     if ctx.closing:
-        answer(errors.ShuttingDown("the gateway is shutting down"))
-        return True
-    down = ctx.cluster.down
-    if down is not None and not (spools and ctx.spooler is not None):
-        answer(errors.KafkaUnavailable(f"Kafka is unreachable: {down}"))
-        return True
-    return False
+        exc: errors.GatewayError = errors.ShuttingDown("the gateway is shutting down")
+    else:
+        down = ctx.cluster.down
+        if down is None or (spools and ctx.spooler is not None):
+            return False
+        exc = errors.KafkaUnavailable(f"Kafka is unreachable: {down}")
+    if refuse is not None:
+        refuse(exc)
+    elif content_type is not None:
+        conn.respond(exc.status, exc.body(), content_type=content_type)
+    else:
+        conn.respond_error(exc)
+    return True
 
 
 def refused_coding(
@@ -46,6 +52,8 @@ def refused_coding(
     None, and the request answered 415 with ``Accept-Encoding`` naming the codings it takes,
     for one it does not (RFC 9110 §15.5.16), before any byte of the body is read."""
     try:
+        if conn.head is head:  # (the connection reads them once per request)
+            return bool(conn.request_codings())
         return bool(request_codings(head.joined("content-encoding")))
     except UnsupportedContentEncoding as exc:
         conn.respond(exc.status, exc.body(), content_type=content_type, extra_headers=exc.headers)

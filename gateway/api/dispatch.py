@@ -9,8 +9,8 @@ read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import NamedTuple
 
 from gateway import errors
 from gateway.api import (
@@ -35,6 +35,11 @@ Endpoint = Callable[[ApiContext, HttpProtocol, RequestHead, dict[str, str]], Non
 
 NOT_FOUND = errors.NotFound("HTTP 404 Not Found")
 METHOD_NOT_ALLOWED = "method_not_allowed"  # the name 405 answers are counted under
+_NO_PARAMS: dict[str, str] = {}  # (shared, read-only: an endpoint never changes its parameters)
+
+# What a request head names: the endpoint (routes.NOT_FOUND and METHOD_NOT_ALLOWED name the
+# requests answered 404 and 405) and the path's parameters.
+Route = tuple[str, dict[str, str]]
 
 # What an endpoint needs on its topic when the ACL is on (README "Security"). Listings
 # (/topics, /brokers, clusters, v3 topics) need only authentication; they show the topics the
@@ -58,15 +63,6 @@ _TOPIC_PERMISSION: dict[str, tuple[int, str]] = {
 _GROUP_PERMISSION = routes.CONSUMER_ENDPOINTS
 # What one worker hands over to another: the requests of an existing instance.
 _HANDED_OVER = routes.CONSUMER_ENDPOINTS - {routes.CONSUMER_CREATE}
-
-
-class Resolved(NamedTuple):
-    """What a request head names: the endpoint (routes.NOT_FOUND and METHOD_NOT_ALLOWED name
-    the requests answered 404 and 405), the path parameters, the path's methods."""
-
-    endpoint: str
-    params: dict[str, str]
-    methods: dict[str, str] | None
 
 
 class Api:
@@ -114,12 +110,23 @@ class Api:
         }
 
     def dispatch(self, conn: HttpProtocol, head: RequestHead) -> None:
-        route = self._resolve(head)
-        conn.endpoint = route.endpoint
+        # The route, written out (this runs for every request): the endpoint the path and
+        # method name (routes.NOT_FOUND and METHOD_NOT_ALLOWED name the requests answered 404
+        # and 405) and the path's parameters; _serve gives the rest to the endpoint.
+        found = routes.lookup(head.path)
+        if found is None:
+            endpoint, params = routes.NOT_FOUND, _NO_PARAMS
+        else:
+            endpoint = found[0].get(head.method, METHOD_NOT_ALLOWED)
+            params = found[1]
+            if endpoint == routes.PARTITION_OR_CONSUME and "offset" in query_params(head.query):
+                endpoint = routes.CONSUME_V1
+        conn.endpoint = endpoint
         auth = self.ctx.auth
         if auth is None or head.path in routes.OPEN_PATHS:
-            self._serve(conn, head, route)
+            self._serve(conn, head, endpoint, params)
             return
+        route = (endpoint, params)
         # Authentication first, then authorization, both before the endpoint's own checks
         # and before any byte of the body is read (docs/api.md §1: 401 and 403 come first).
         try:
@@ -130,7 +137,13 @@ class Api:
         if isinstance(who, str):
             self._authorize(conn, head, route, who)
             return
-        # The password is being verified on a worker thread: read nothing meanwhile.
+        self._authorize_later(conn, head, route, who)
+
+    def _authorize_later(self, conn: HttpProtocol, head: RequestHead, route: Route,
+                         who: asyncio.Future[str | errors.GatewayError]) -> None:
+        """The password is being verified on a worker thread (``who``: its future): read
+        nothing meanwhile. (Apart from dispatch, whose every call would make this closure's
+        cells.)"""
         conn.defer()
 
         def verified(outcome: str | errors.GatewayError) -> None:
@@ -149,8 +162,8 @@ class Api:
         principal comes in the hand-off field. Only requests for an instance are taken (the
         ACL is checked again: the same files, the same answer)."""
         route = self._resolve(head)
-        conn.endpoint = route.endpoint
-        if route.endpoint not in _HANDED_OVER:
+        conn.endpoint = route[0]
+        if route[0] not in _HANDED_OVER:
             conn.respond_error(NOT_FOUND)
             return
         try:
@@ -162,25 +175,26 @@ class Api:
             self._authorize(conn, head, route, principal)
             return
         conn.principal = principal
-        self._serve(conn, head, route)
+        self._serve(conn, head, *route)
 
-    def _authorize(self, conn: HttpProtocol, head: RequestHead, route: Resolved, principal: str) -> None:
+    def _authorize(self, conn: HttpProtocol, head: RequestHead, route: Route, principal: str) -> None:
         conn.principal = principal
         auth = self.ctx.auth
         assert auth is not None
-        if route.endpoint in _GROUP_PERMISSION:
-            group = route.params["group"]
+        endpoint, params = route
+        if endpoint in _GROUP_PERMISSION:
+            group = params["group"]
             if not auth.allows(principal, GROUP, group):
                 self._refuse(conn, errors.Forbidden(f"{principal} may not use consumer group {group}"))
                 return
-        need = _TOPIC_PERMISSION.get(route.endpoint)
+        need = _TOPIC_PERMISSION.get(endpoint)
         if need is not None:
             operation, verb = need
-            topic = route.params["topic"]
+            topic = params["topic"]
             if not auth.allows(principal, operation, topic):
                 self._refuse(conn, errors.Forbidden(f"{principal} may not {verb} topic {topic}"))
                 return
-        self._serve(conn, head, route)
+        self._serve(conn, head, endpoint, params)
 
     def _refuse(self, conn: HttpProtocol, exc: errors.GatewayError) -> None:
         extra = b""
@@ -192,28 +206,29 @@ class Api:
         conn.respond(exc.status, exc.body(), extra_headers=extra)
 
     @staticmethod
-    def _resolve(head: RequestHead) -> Resolved:
-        found = routes.match(head.path)
+    def _resolve(head: RequestHead) -> Route:
+        """The endpoint a request head names and the path's parameters (as ``dispatch``)."""
+        found = routes.lookup(head.path)
         if found is None:
-            return Resolved(routes.NOT_FOUND, {}, None)
-        methods, params = found
-        endpoint = methods.get(head.method)
-        if endpoint is None:
-            return Resolved(METHOD_NOT_ALLOWED, params, methods)
+            return routes.NOT_FOUND, _NO_PARAMS
+        endpoint = found[0].get(head.method, METHOD_NOT_ALLOWED)
         if endpoint == routes.PARTITION_OR_CONSUME and "offset" in query_params(head.query):
             endpoint = routes.CONSUME_V1
-        return Resolved(endpoint, params, methods)
+        return endpoint, found[1]
 
-    def _serve(self, conn: HttpProtocol, head: RequestHead, route: Resolved) -> None:
-        if route.endpoint == METHOD_NOT_ALLOWED:
+    def _serve(self, conn: HttpProtocol, head: RequestHead, endpoint: str,
+               params: dict[str, str]) -> None:
+        handler = self._endpoints.get(endpoint)
+        if handler is not None:
+            handler(self.ctx, conn, head, params)
+            return
+        if endpoint == METHOD_NOT_ALLOWED:
+            found = routes.lookup(head.path)
+            methods = found[0] if found is not None else {}
             conn.respond(
                 405,
                 errors.error_body(405, "HTTP 405 Method Not Allowed"),
-                extra_headers=b"Allow: " + ", ".join(route.methods or ()).encode() + b"\r\n",
+                extra_headers=b"Allow: " + ", ".join(methods).encode() + b"\r\n",
             )
             return
-        handler = self._endpoints.get(route.endpoint)
-        if handler is None:
-            conn.respond_error(NOT_FOUND)
-            return
-        handler(self.ctx, conn, head, route.params)
+        conn.respond_error(NOT_FOUND)

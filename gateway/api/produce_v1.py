@@ -101,10 +101,24 @@ def response_type(version: int, accept: str | None) -> bytes:
     return choose(RESPONSE_TYPES[version], accept).encode()
 
 
+# Negotiations made before, by (Content-Type, Accept): a client sends the same pair with every
+# request. Bounded in entries and in length (the values are the peer's); refusals are not kept.
+_NEGOTIATED: dict[tuple[str | None, str | None], Negotiated] = {}
+_NEGOTIATED_MAX = 256
+_NEGOTIATED_MAX_TEXT = 512
+
+
 def negotiate(content_type: str | None, accept: str | None) -> Negotiated:
     """Content-Type (415 first, as Confluent) then Accept (406)."""
-    version, embedded = request_format(content_type)
-    return Negotiated(version, embedded, response_type(version, accept))
+    key = (content_type, accept)
+    found = _NEGOTIATED.get(key)
+    if found is None:
+        version, embedded = request_format(content_type)
+        found = Negotiated(version, embedded, response_type(version, accept))
+        if (len(_NEGOTIATED) < _NEGOTIATED_MAX
+                and len(content_type or "") + len(accept or "") <= _NEGOTIATED_MAX_TEXT):
+            _NEGOTIATED[key] = found
+    return found
 
 
 def _parse_url_partition(raw: str) -> int | None:
@@ -118,12 +132,9 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
     except errors.PeerError as exc:
         conn.respond_error(exc)
         return
+    # (No inner function here: its cells would be made for every request.)
     ctype = negotiated.response_type
-
-    def refuse(exc: errors.GatewayError) -> None:
-        conn.respond(exc.status, exc.body(), content_type=ctype)
-
-    if refused_now(ctx, conn, refuse, spools=True):
+    if refused_now(ctx, conn, spools=True, content_type=ctype):
         return
     coded = refused_coding(conn, head)
     if coded is None:
@@ -135,40 +146,62 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
     if raw is not None:
         url_partition = _parse_url_partition(raw)
         if url_partition is None:
-            refuse(errors.PartitionNotFound(f"partition {raw} not found"))
+            _refuse(conn, ctype, errors.PartitionNotFound(f"partition {raw} not found"))
             return
     if not conn.has_body():
         # No Content-Length and no chunked framing is a zero-length body (RFC 9112 §6.3).
-        refuse(errors.Unprocessable('the request body is empty: send {"records":[...]}'))
+        _refuse(conn, ctype,
+                errors.Unprocessable('the request body is empty: send {"records":[...]}'))
         return
     limit = ctx.config.held_body_limit()
     if not coded and head.content_length is not None and head.content_length > limit:
-        refuse(errors.PayloadTooLarge(
+        _refuse(conn, ctype, errors.PayloadTooLarge(
             f"request body of {head.content_length} bytes is over the {limit}-byte limit"
         ))
         return
 
-    def start(partitions: int) -> None:
-        if url_partition is not None and url_partition >= partitions:
-            refuse(errors.PartitionNotFound(
-                f"partition {url_partition} not found: topic {topic} has {partitions} partitions"
-            ))
-            return
-        if not take_slot(ctx, conn):
-            return
-        conn.read_body(
-            V1ProduceRequest(
-                conn,
-                ctx.producer,
-                topic=topic,
-                partitions=partitions,
-                url_partition=url_partition,
-                version=negotiated.version,
-                embedded=negotiated.embedded,
-                content_type=ctype,
-                max_bytes=limit,
-                stats=ctx.stats,
-            )
-        )
+    partitions = ctx.metadata.partitions(topic)
+    if partitions is not None:  # (the common case)
+        _start(ctx, conn, topic, partitions, url_partition, negotiated, limit)
+        return
+    _start_after_lookup(ctx, conn, head, topic, url_partition, negotiated, limit)
 
-    with_topic(ctx, conn, head, topic, start, refuse, spools=True)
+
+def _refuse(conn: HttpProtocol, content_type: bytes, exc: errors.GatewayError) -> None:
+    conn.respond(exc.status, exc.body(), content_type=content_type)
+
+
+def _start_after_lookup(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, topic: str,
+                        url_partition: int | None, negotiated: Negotiated, limit: int) -> None:
+    """The topic is not in the metadata cache: ``_start`` once it is known."""
+    ctype = negotiated.response_type
+    with_topic(ctx, conn, head, topic,
+               lambda partitions: _start(ctx, conn, topic, partitions, url_partition, negotiated,
+                                         limit),
+               lambda exc: _refuse(conn, ctype, exc), spools=True)
+
+
+def _start(ctx: ApiContext, conn: HttpProtocol, topic: str, partitions: int,
+           url_partition: int | None, negotiated: Negotiated, limit: int) -> None:
+    """The topic is known: the partition check, the request's slot, then its body."""
+    if url_partition is not None and url_partition >= partitions:
+        _refuse(conn, negotiated.response_type, errors.PartitionNotFound(
+            f"partition {url_partition} not found: topic {topic} has {partitions} partitions"
+        ))
+        return
+    if not take_slot(ctx, conn):
+        return
+    conn.read_body(
+        V1ProduceRequest(
+            conn,
+            ctx.producer,
+            topic=topic,
+            partitions=partitions,
+            url_partition=url_partition,
+            version=negotiated.version,
+            embedded=negotiated.embedded,
+            content_type=negotiated.response_type,
+            max_bytes=limit,
+            stats=ctx.stats,
+        )
+    )

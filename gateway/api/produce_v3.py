@@ -13,6 +13,8 @@ body reaches them decoded (gateway.http.coding, in the connection).
 
 from __future__ import annotations
 
+import functools
+
 from gateway import errors
 from gateway.api.common import refused_coding, refused_now, take_slot, with_topic
 from gateway.api.context import ApiContext
@@ -71,42 +73,59 @@ def _produce(
             conn.respond_error(errors.NotFound(f"cluster {cluster_id} not found"))
             return
 
-    def start(partitions: int) -> None:
-        if not take_slot(ctx, conn):
-            return
-        if batch:
-            conn.read_body(
-                BatchRequest(
-                    conn,
-                    ctx.producer,
-                    lambda: JsonSplitter(cfg.max_record_bytes),
-                    cluster_id=cluster_id,
-                    topic=topic,
-                    partitions=partitions,
-                    max_entries=cfg.max_batch_entries,
-                    max_bytes=cfg.held_body_limit(),
-                    stats=ctx.stats,
-                    rates=ctx.rates,
-                    principal=conn.limit_principal,
-                )
-            )
-            return
-        conn.start_stream(
-            ProduceSession(
+    # (No inner function here: its cells would be made for every request.)
+    partitions = ctx.metadata.partitions(topic)
+    if partitions is not None:  # (the common case)
+        _start(ctx, conn, cluster_id, topic, partitions, batch)
+        return
+    _start_after_lookup(ctx, conn, head, cluster_id, topic, batch)
+
+
+def _start_after_lookup(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, cluster_id: str,
+                        topic: str, batch: bool) -> None:
+    """The topic is not in the metadata cache: ``_start`` once it is known."""
+    with_topic(ctx, conn, head, topic,
+               lambda partitions: _start(ctx, conn, cluster_id, topic, partitions, batch),
+               spools=True)
+
+
+def _start(ctx: ApiContext, conn: HttpProtocol, cluster_id: str, topic: str, partitions: int,
+           batch: bool) -> None:
+    """The topic is known: the request's slot, then its body."""
+    if not take_slot(ctx, conn):
+        return
+    cfg = ctx.config
+    if batch:
+        conn.read_body(
+            BatchRequest(
                 conn,
                 ctx.producer,
-                JsonSplitter(cfg.max_record_bytes),
+                functools.partial(JsonSplitter, cfg.max_record_bytes),  # (no cell per call)
                 cluster_id=cluster_id,
                 topic=topic,
                 partitions=partitions,
-                max_in_flight=cfg.max_in_flight,
+                max_entries=cfg.max_batch_entries,
+                max_bytes=cfg.held_body_limit(),
                 stats=ctx.stats,
                 rates=ctx.rates,
                 principal=conn.limit_principal,
-                max_body_bytes=cfg.max_request_bytes,
-                max_duration=cfg.stream_max_duration_ms / 1000.0,
-                client=conn.peer_host,
             )
         )
-
-    with_topic(ctx, conn, head, topic, start, spools=True)
+        return
+    conn.start_stream(
+        ProduceSession(
+            conn,
+            ctx.producer,
+            JsonSplitter(cfg.max_record_bytes),
+            cluster_id=cluster_id,
+            topic=topic,
+            partitions=partitions,
+            max_in_flight=cfg.max_in_flight,
+            stats=ctx.stats,
+            rates=ctx.rates,
+            principal=conn.limit_principal,
+            max_body_bytes=cfg.max_request_bytes,
+            max_duration=cfg.stream_max_duration_ms / 1000.0,
+            client=conn.peer_host,
+        )
+    )

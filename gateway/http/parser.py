@@ -157,8 +157,11 @@ class RequestHead:
     def joined(self, name: str) -> str | None:
         """Every value of the field ``name`` (lower case) as one comma-separated list (RFC 9110
         §5.3: several field lines are one list), or None when it is absent."""
-        values = [v for n, v in self.headers if n == name]
-        return ", ".join(values) if values else None
+        found = None
+        for n, v in self.headers:  # (no list: most heads have the field once or not at all)
+            if n == name:
+                found = v if found is None else found + ", " + v
+        return found
 
     def __repr__(self) -> str:
         return (

@@ -94,9 +94,9 @@ class HttpProtocol(ReadBuffer):
     __slots__ = (
         "_handler", "_limits", "_http", "_state", "_response", "_transport", "_paused", "head",
         "_consumer", "_cl_remaining", "_chunked", "_keep_alive", "_shutting_down",
-        "_process_scheduled", "_peer_eof", "last_activity", "head_started", "_write_paused_at",
-        "_held", "requests", "_sent", "_log", "peer_host", "endpoint", "peer_cert", "principal",
-        "_slot", "_decoder", "_encoder", "internal",
+        "_process_scheduled", "_parsing", "_peer_eof", "last_activity", "head_started", "_write_paused_at",
+        "_held", "_held_head", "requests", "_sent", "_log", "peer_host", "endpoint", "peer_cert", "principal",
+        "_slot", "_decoder", "_encoder", "_codings", "internal",
     )
 
     def __init__(self, handler: ConnectionHandler, *, internal: bool = False) -> None:
@@ -118,6 +118,7 @@ class HttpProtocol(ReadBuffer):
         self._keep_alive = True  # the connection stays open after this request's response
         self._shutting_down = False  # no keep-alive from the next request on
         self._process_scheduled = False
+        self._parsing = False  # _process's loop is running (it goes on by itself)
         self._peer_eof = False  # the client half-closed: it sends nothing more
         self.last_activity = time.monotonic()
         self.head_started = 0.0  # when the first byte of the current head arrived (0: none yet)
@@ -125,6 +126,8 @@ class HttpProtocol(ReadBuffer):
         # Output of a Content-Length request's stream, held to the end of the loop turn (None:
         # not holding). Non-empty exactly while a _flush_held is scheduled.
         self._held: bytes | None = None
+        # That stream's head, held until its first output leaves (b"": none held).
+        self._held_head = b""
         self.requests = 0
         self._sent = 0  # bytes written on this connection
         self._log = RequestLog(handler.http_stats, handler.access_log, time.monotonic)
@@ -140,6 +143,7 @@ class HttpProtocol(ReadBuffer):
         # framing and the body consumer) and the stream's encoder, for this request only.
         self._decoder: BodyDecoder | None = None
         self._encoder: BodyEncoder | None = None
+        self._codings: tuple[str, ...] | None = None  # the request body's (None: not read yet)
 
     # -- state ------------------------------------------------------------------------
     def _set_state(self, state: ConnState) -> None:
@@ -345,6 +349,12 @@ class HttpProtocol(ReadBuffer):
             self._process_scheduled = True
             self._handler.loop.call_soon(self._deferred_process)
 
+    def _parse_on(self) -> None:
+        """Bytes already buffered may be parsed now: from the parser's loop when this is called
+        inside it (a handler answering from its dispatch), else from a callback of its own."""
+        if not self._parsing:
+            self._schedule_process()
+
     def _deferred_process(self) -> None:
         self._process_scheduled = False
         if self._state is not CLOSED:
@@ -354,6 +364,7 @@ class HttpProtocol(ReadBuffer):
     def _process(self) -> None:
         buf = self._buf
         try:
+            self._parsing = True
             while not self._paused & PARSE_BLOCKERS:
                 state = self._state
                 if state is HEAD:
@@ -371,16 +382,19 @@ class HttpProtocol(ReadBuffer):
                         break
                 else:
                     break
+            self._parsing = False
             if self._peer_eof and self._state is not CLOSED:
                 self._check_eof()
         except errors.PeerError as exc:
             # The client's fault (malformed framing, or refused by the handler or consumer).
+            self._parsing = False
             try:
                 self._protocol_error(exc)
             except Exception as fault:  # noqa: BLE001 - ending the body raised: ours
                 self._fault(fault)
             return
         except Exception as exc:  # noqa: BLE001 - the handler's or the body consumer's: ours
+            self._parsing = False
             self._fault(exc)
             return
         if self._state is CLOSED:
@@ -511,6 +525,7 @@ class HttpProtocol(ReadBuffer):
         self._cl_remaining = head.content_length or 0
         self._decoder = None
         self._encoder = None
+        self._codings = None
         self._set_state(BODY)
         self._handler.dispatch(self, head)
 
@@ -596,17 +611,20 @@ class HttpProtocol(ReadBuffer):
             status, content_type=content_type, close=not self._keep_alive, http10=http10,
             extra_headers=extra,
         )
-        self._write(stream_head)  # at once (docs/api.md §1), the body may take long
         if head.content_length:
-            # A Content-Length request is short: its reports are held to the end of the loop
-            # turn, so the last ones and the end of the response leave in one write. (A stream
-            # answering a request without a body writes each piece at once.)
+            # A Content-Length request is short: its head and reports are held to the end of
+            # the loop turn in which its first reports are written, so that a short request's
+            # whole answer leaves in one write, never later than its reports (docs/api.md §1).
+            # (A stream answering a request without a body writes each piece at once.)
             self._held = b""
+            self._held_head = stream_head
+        else:
+            self._write(stream_head)  # at once (docs/api.md §1): a chunked body may take long
         if not self.has_body():
             self._body_complete()
         self.resume_reading(PAUSE_WAITING)
         if not self._paused & PARSE_BLOCKERS:
-            self._schedule_process()
+            self._parse_on()
 
     def read_body(self, consumer: BodyConsumer) -> None:
         """Feed the request body to ``consumer``, which answers with ``respond`` once it has
@@ -625,7 +643,7 @@ class HttpProtocol(ReadBuffer):
             self._body_complete()
         self.resume_reading(PAUSE_WAITING)
         if not self._paused & PARSE_BLOCKERS:
-            self._schedule_process()
+            self._parse_on()
 
     def _take_decoder(self, consumer: BodyConsumer) -> bool:
         """Put a decoder in front of ``consumer`` for a body with a ``Content-Encoding``.
@@ -636,7 +654,7 @@ class HttpProtocol(ReadBuffer):
         if not self.has_body():
             return True
         try:
-            codings = request_codings(head.joined("content-encoding"))
+            codings = self.request_codings()
         except UnsupportedContentEncoding as exc:
             consumer.on_connection_lost()
             self.respond(exc.status, exc.body(), extra_headers=ACCEPT_ENCODING)
@@ -644,6 +662,16 @@ class HttpProtocol(ReadBuffer):
         if codings:
             self._decoder = BodyDecoder(codings, consumer)
         return True
+
+    def request_codings(self) -> tuple[str, ...]:
+        """The current request body's content codings (gateway.http.coding.request_codings),
+        read from its head once; raises ``UnsupportedContentEncoding``."""
+        codings = self._codings
+        if codings is None:
+            head = self.head
+            codings = request_codings(head.joined("content-encoding")) if head is not None else ()
+            self._codings = codings
+        return codings
 
     def write_body(self, data: bytes) -> None:
         response = self._response
@@ -672,7 +700,13 @@ class HttpProtocol(ReadBuffer):
         if held:
             self._held = b""  # (the stream is still open: end_body takes what is held)
             encoder = self._encoder
-            self._write(self._frame(encoder.write(held)) if encoder is not None else held)
+            if encoder is not None:
+                held = self._frame(encoder.write(held))
+            head = self._held_head
+            if head:
+                self._held_head = b""
+                held = head + held
+            self._write(held)
 
     def end_body(self) -> None:
         response = self._response
@@ -689,8 +723,14 @@ class HttpProtocol(ReadBuffer):
             last = encoder.end(held or b"")
             tail = (writer.chunk(last) if response is CHUNKED else last) + tail
             held = None
+        if held is not None:
+            tail = held + tail
+        head = self._held_head
+        if head:
+            self._held_head = b""
+            tail = head + tail
         if self._transport is not None:
-            self._write(held + tail if held is not None else tail)
+            self._write(tail)
         if response is CLOSE_DELIMITED or self._state is BODY:
             # A close-delimited body ends with the connection; a response that ended before
             # its request body leaves the rest of that body unread.
@@ -823,9 +863,13 @@ class HttpProtocol(ReadBuffer):
                     log.error("the body consumer could not end its stream after an internal "
                               "error: the response ends unfinished", exc_info=again)
             # Nobody can end the stream properly: it ends without its last chunk, which a
-            # client of a chunked response reads as a broken response.
+            # client of a chunked response reads as a broken response (its head goes first).
             self._set_response(ENDED)
             self._held = None
+            held_head = self._held_head
+            if held_head:
+                self._held_head = b""
+                self._write(held_head)
             self._drop_consumer()
             self._finish_request(500, " (internal error)")
             self._close_after_write()

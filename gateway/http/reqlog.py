@@ -40,13 +40,13 @@ def log_name(name: str) -> str:
 
 
 class RequestLog:
-    __slots__ = ("peer", "bytes_in", "_line", "_t0", "_sent0", "_owed", "_stats", "_enabled",
+    __slots__ = ("peer", "bytes_in", "_head", "_t0", "_sent0", "_owed", "_stats", "_enabled",
                  "_clock")
 
     def __init__(self, stats: HttpStats, enabled: bool, clock: Callable[[], float]) -> None:
         self.peer = "-"  # host:port of the client
         self.bytes_in = 0  # head and body bytes of the current request (the connection adds)
-        self._line = "-"
+        self._head: RequestHead | None = None  # the current request's (None: a refused head)
         self._t0 = 0.0
         self._sent0 = 0  # the connection's bytes written when the request began
         self._owed = _WRITTEN
@@ -69,10 +69,7 @@ class RequestLog:
         self._t0 = self._clock()
         self._sent0 = sent
         self.bytes_in = head_bytes
-        target = head.target
-        if not target.isprintable():
-            target = repr(target)[1:-1]  # never a raw control character in the log
-        self._line = f"{head.method} {target}"
+        self._head = head  # (its line is made only when it is written)
         self._owed = _OURS
 
     def begin_unparsed(self, unparsed: int, sent: int) -> None:
@@ -81,7 +78,7 @@ class RequestLog:
         self._t0 = self._clock()
         self._sent0 = sent
         self.bytes_in = unparsed
-        self._line = "-"
+        self._head = None
         self._owed = _OURS
 
     def consumer_writes(self) -> None:
@@ -98,14 +95,23 @@ class RequestLog:
             return
         self._owed = _WRITTEN
         self._stats.response(endpoint, status)
+        head = self._head
+        self._head = None
         if self._enabled:
             if principal is not None:
                 detail += " user=" + log_name(principal)
+            if head is None:
+                line = "-"
+            else:
+                target = head.target
+                if not target.isprintable():
+                    target = repr(target)[1:-1]  # never a raw control character in the log
+                line = f"{head.method} {target}"
             write_access(
                 '%s "%s" %d in=%d out=%d ms=%.1f%s'
                 % (
                     self.peer,
-                    self._line,
+                    line,
                     status,
                     self.bytes_in,
                     sent - self._sent0,

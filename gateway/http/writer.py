@@ -47,19 +47,27 @@ def fixed_response(
                 b"\r\n",
             )
         )
-    return b"".join(
-        (
-            status_line(status),
-            SERVER_HEADER,
-            b"Content-Type: ",
-            content_type,
-            b"\r\nContent-Length: %d\r\n" % len(body),
-            b"Connection: close\r\n" if close else KEEP_ALIVE if keep_alive else b"",
-            extra_headers,
-            b"\r\n",
-            body,
+    key = (status, content_type, close, keep_alive, extra_headers)
+    parts = _FIXED_HEADS.get(key)
+    if parts is None:
+        parts = (
+            status_line(status) + SERVER_HEADER + b"Content-Type: " + content_type
+            + b"\r\nContent-Length: ",
+            b"\r\n"
+            + (b"Connection: close\r\n" if close else KEEP_ALIVE if keep_alive else b"")
+            + extra_headers
+            + b"\r\n",
         )
-    )
+        if len(_FIXED_HEADS) < _HEADS_MAX:
+            _FIXED_HEADS[key] = parts
+    return b"%s%d%s%s" % (parts[0], len(body), parts[1], body)
+
+
+# Heads built before: a head depends on a few values only (the Content-Length aside), and
+# nearly every answer has the same. Bounded (the values come from the gateway, not the peer).
+_CHUNKED_HEADS: dict[tuple[int, bytes, bool, bool, bytes], bytes] = {}
+_FIXED_HEADS: dict[tuple[int, bytes, bool, bool, bytes], tuple[bytes, bytes]] = {}
+_HEADS_MAX = 64
 
 
 def chunked_head(
@@ -72,6 +80,18 @@ def chunked_head(
 ) -> bytes:
     """Head of a streamed response. HTTP/1.0 peers cannot take chunked framing: they get a
     close-delimited body instead (RFC 9112 §6.3 rule 8)."""
+    key = (status, content_type, close, http10, extra_headers)
+    head = _CHUNKED_HEADS.get(key)
+    if head is None:
+        head = _chunked_head(status, content_type, close, http10, extra_headers)
+        if len(_CHUNKED_HEADS) < _HEADS_MAX:
+            _CHUNKED_HEADS[key] = head
+    return head
+
+
+def _chunked_head(
+    status: int, content_type: bytes, close: bool, http10: bool, extra_headers: bytes
+) -> bytes:
     if http10:
         framing = b"Connection: close\r\n"
     else:

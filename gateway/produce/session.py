@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import time
 from typing import Any, Protocol
@@ -69,6 +70,16 @@ _MOVES = move_masks({
     ENDED: set(),
 })
 _WRITING = (READING, DRAINING, SHUTTING_DOWN)  # the client is there to read
+
+
+@functools.lru_cache(maxsize=1024)
+def report_prefix(cluster_id: str, topic: str) -> bytes:
+    """The start of a success report of the topic's streams (built once per topic: streams of
+    one record each are common)."""
+    return b'{"error_code":200,"cluster_id":%s,"topic_name":%s,"partition_id":' % (
+        json_str(cluster_id),
+        json_str(topic),
+    )
 
 
 class ReportStream(Protocol):
@@ -129,13 +140,9 @@ class ProduceSession:
         self._max_feed = max_feed
         # Metrics (gateway.stats): folded at batch boundaries, never counted per record.
         self._tc = tc = stats.topic(topic)
-        prefix = b'{"error_code":200,"cluster_id":%s,"topic_name":%s,"partition_id":' % (
-            json_str(cluster_id),
-            json_str(topic),
-        )
         self._core = StreamCore(producer.router, producer.current, topic, partitions,
-                                max_in_flight, prefix, self, producer.error_of, tc.fail,
-                                error_report)
+                                max_in_flight, report_prefix(cluster_id, topic), self,
+                                producer.error_of, tc.fail, error_report)
         self._backlog: list[Any] | None = None
         self._backlog_pos = 0
         self._paused = 0

@@ -183,3 +183,13 @@ def test_the_v3_json_content_type(content_type: str | None, expected: bool) -> N
     """The v3 endpoints take application/json with no parameter but charset=utf-8 (415
     otherwise); the same media-type parser as v1/v2 negotiation reads it."""
     assert is_json(content_type) is expected
+
+
+def test_negotiate_gives_the_same_answer_again_and_refuses_again() -> None:
+    first = negotiate("application/vnd.kafka.binary.v2+json", "application/json")
+    assert negotiate("application/vnd.kafka.binary.v2+json", "application/json") == first
+    for _ in range(2):
+        with pytest.raises(errors.UnsupportedMediaType):
+            negotiate("text/plain", None)
+        with pytest.raises(errors.NotAcceptable):
+            negotiate("application/vnd.kafka.binary.v2+json", "text/html")

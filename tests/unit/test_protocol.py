@@ -327,7 +327,9 @@ def test_client_fills_the_buffer_while_a_response_is_pending_then_everything_is_
     assert h.proto.info()["buffer"] == READ_BUFFER_MAX
     assert READ_BUFFER_MAX - h.proto.info()["buffered"] < MIN_READ_SPACE
     assert not h.transport.reading and h.unread > 0
-    assert len(h.responses) == 1 and not h.responses[0].complete  # nothing answered out of order
+    # Nothing answered out of order (the stream's head waits for its first report: a
+    # Content-Length request).
+    assert h.responses == []
     assert h.min_buffer_seen > 0
     c.write(b"report")
     c.finish()
@@ -493,14 +495,23 @@ def test_100_continue_only_when_expected_and_a_body_is_announced(make, expect, b
     head_only = req[: req.index(b"\r\n\r\n") + 4]
     h.send(head_only)  # a client that waits for 100 Continue sends only the head
     rs = h.responses
+    # The 200 of a stream answering a Content-Length body goes with its first reports
+    # (docs/api.md §1); the 100 goes at once.
     if expect and body:
-        assert rs[0].status == 100 and rs[1].status == 200
-        assert bytes(h.transport.written).startswith(writer.CONTINUE_100)
+        assert [r.status for r in rs] == [100]
+        assert bytes(h.transport.written) == writer.CONTINUE_100
+    elif body:
+        assert rs == []
     else:
         assert [r.status for r in rs] == [200]
     h.send(req[len(head_only) :])
     c = h.consumers[0]
     assert bytes(c.body) == (body or b"") and c.body_ends == 1
+    c.write(b"r1")
+    c.finish()
+    h.run()
+    assert [r.status for r in h.responses] == ([100, 200] if expect and body else [200])
+    assert h.responses[-1].complete and h.responses[-1].body.startswith(b"r1")
 
 
 def test_no_100_continue_for_a_request_answered_without_reading_its_body(make):
@@ -535,7 +546,7 @@ def test_keep_alive_after_a_stream_serves_the_next_pipelined_request(make):
     h = make()
     h.send(post(b"/hold", b"body") + get(b"/r/next") + get(b"/r/third"))
     c = h.consumers[0]
-    assert len(h.responses) == 1 and not h.responses[0].complete
+    assert h.responses == []  # (the stream's head waits for its first report)
     assert h.server.heads[-1].path == "/hold"  # the next request waits for this response
     c.write(b"r1")
     c.finish()
@@ -1359,22 +1370,44 @@ def test_read_buffer_starts_small_grows_under_load_and_shrinks_when_idle(make):
     assert h.responses[-1].body == b"after"
 
 
-def test_content_length_stream_sends_its_last_reports_and_end_in_one_write(make):
-    # The head goes at once (docs/api.md §1); what a short request's stream writes in one loop
-    # turn, and the last-chunk, leave together: a one-record request costs two writes, not three.
+def test_content_length_stream_sends_its_head_reports_and_end_in_one_write(make):
+    # The head of a Content-Length request's stream goes with its first reports (docs/api.md
+    # §1); what its stream writes in one loop turn, and the last-chunk, leave together: a
+    # one-record request's answer is one write.
     h = make()
     h.send(post(b"/hold", b"abc"))
     c = h.consumers[0]
-    writes_before = len(h.transport.writes)
-    assert h.transport.writes[-1].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert h.transport.writes == []
     c.write(b"r1")
     c.write(b"r2")
     c.finish()
     h.run()
-    new = h.transport.writes[writes_before:]
-    assert len(new) == 1, new
-    assert new[0].startswith(b"2\r\nr1\r\n2\r\nr2\r\n") and new[0].endswith(b"0\r\n\r\n")
+    assert len(h.transport.writes) == 1, h.transport.writes
+    (out,) = h.transport.writes
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\n\r\n2\r\nr1\r\n2\r\nr2\r\n" in out and out.endswith(b"0\r\n\r\n")
     assert h.responses[0].complete and h.responses[0].body.startswith(b"r1r2")
+
+
+def test_content_length_stream_without_reports_sends_its_head_with_its_end(make):
+    h = make()
+    h.send(post(b"/hold", b"  "))
+    c = h.consumers[0]
+    assert h.transport.writes == []
+    c.finish()
+    h.run()
+    assert len(h.transport.writes) == 1
+    assert h.transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert h.transport.writes[0].endswith(b"0\r\n\r\n")
+    assert h.responses[0].status == 200 and h.responses[0].complete
+
+
+def test_chunked_stream_sends_its_head_at_once(make):
+    # Clients of long streams read the 200 before any report (docs/api.md §1).
+    h = make()
+    h.send(post_chunked(b"/hold", b"3\r\nabc\r\n"))  # the body goes on
+    assert [r.status for r in h.responses] == [200] and not h.responses[0].complete
+    assert h.transport.writes[-1].endswith(b"Transfer-Encoding: chunked\r\n\r\n")
 
 
 def test_content_length_stream_held_reports_leave_within_the_loop_turn(make):
@@ -1384,6 +1417,9 @@ def test_content_length_stream_held_reports_leave_within_the_loop_turn(make):
     c.write(b"early")
     h.run()  # the turn ends: the held report is written although the stream goes on
     assert h.transport.written.endswith(b"5\r\nearly\r\n")
+    # ... in one write with the head it waited for.
+    assert len(h.transport.writes) == 1 and h.transport.writes[0].startswith(b"HTTP/1.1 200 OK")
+    assert h.responses[0].status == 200 and not h.responses[0].complete
     c.finish()
     h.run()
     assert h.responses[0].complete
