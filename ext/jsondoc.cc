@@ -12,6 +12,10 @@
 // them), True, False, None. What JSON (RFC 8259) is not, json.loads takes and this refuses:
 // NaN, Infinity, -Infinity; it also refuses a string escaping a lone UTF-16 surrogate
 // (simdjson decodes to UTF-8, which cannot hold one) and nesting deeper than MAX_DEPTH.
+//
+// A records:batch body gets its own walk (gw_json_batch): the same checks, no objects for the
+// records, and per entry the byte spans of its text around its "id" member, so the splitter
+// reads each record as the client wrote it (docs/api.md §1, "Batch variant").
 
 #include "jsondoc.h"
 
