@@ -10,6 +10,11 @@ given the bytes, as the endpoints had it (it decodes them first). Each round tim
 parses of each body by each parser, the parsers interleaved; figures are the median of
 ``--rounds`` rounds (at least 3) with min–max, in µs of wall time per parse on one thread. Before
 timing, both parsers are checked to give the same objects for every body.
+
+A second table times what ``records:batch`` hands the splitter, per body, in the same rounds:
+each entry's record text, cut out of the body by ``json_batch_entries`` (what the gateway does),
+against ``json.loads`` of the body and one compact ``json.dumps`` per entry without its id (the
+gateway's way before: the same work, Python's rendering of the record instead of the client's).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import machine_info, versions
-from gateway._speedups import json_loads, simdjson_implementation
+from gateway._speedups import json_batch_entries, json_loads, simdjson_implementation
 
 
 def _v2_produce() -> bytes:
@@ -57,6 +62,28 @@ BODIES: dict[str, bytes] = {
 PARSERS: dict[str, Callable[[bytes], Any]] = {"json.loads": json.loads, "simdjson": json_loads}
 
 
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _records_by_json(body: bytes) -> list[bytes]:
+    out = []
+    for entry in json.loads(body)["entries"]:
+        fields = dict(entry)
+        fields.pop("id", None)
+        out.append(_compact(fields).encode())
+    return out
+
+
+def _records_by_walk(body: bytes) -> list[bytes]:
+    return [body[start:cut] + body[resume:end] for _, _, start, cut, resume, end in json_batch_entries(body)]
+
+
+BATCH_READERS: dict[str, Callable[[bytes], Any]] = {
+    "json.loads+dumps": _records_by_json,
+    "json_batch_entries": _records_by_walk,
+}
+
+
 def time_one(parse: Callable[[bytes], Any], body: bytes, number: int) -> float:
     t0 = time.perf_counter()
     for _ in range(number):
@@ -68,12 +95,19 @@ def run(rounds: int, number: int) -> dict[str, Any]:
     for name, body in BODIES.items():
         if json.loads(body) != json_loads(body):
             raise SystemExit(f"bench.jsonbodies: the parsers disagree on the {name} body")
+    batch = BODIES["records:batch 100"]
+    if len(_records_by_walk(batch)) != len(_records_by_json(batch)):
+        raise SystemExit("bench.jsonbodies: the batch readers disagree on the entries")
     times: dict[str, dict[str, list[float]]] = {b: {p: [] for p in PARSERS} for b in BODIES}
+    batch_times: dict[str, list[float]] = {r: [] for r in BATCH_READERS}
     for _ in range(rounds):
         for name, body in BODIES.items():
             n = max(1, number * 64 // max(64, len(body)))  # about the same time per body
             for parser, parse in PARSERS.items():
                 times[name][parser].append(time_one(parse, body, n))
+        n = max(1, number * 64 // len(batch))
+        for reader, read in BATCH_READERS.items():
+            batch_times[reader].append(time_one(read, batch, n))
     return {
         "benchmark": "jsonbodies",
         "params": {"rounds": rounds, "number": number},
@@ -81,6 +115,7 @@ def run(rounds: int, number: int) -> dict[str, Any]:
         "machine": machine_info(),
         "versions": versions(),
         "us_per_parse": times,
+        "us_per_batch_body": batch_times,
     }
 
 
@@ -97,6 +132,13 @@ def print_table(result: dict[str, Any]) -> None:
             cells.append(f"{statistics.median(xs):7.2f} ({min(xs):.2f}–{max(xs):.2f})")
         ratio = statistics.median(by_parser["json.loads"]) / statistics.median(by_parser["simdjson"])
         print(f"{name:<21} {len(BODIES[name]):>6}  {cells[0]:>22}  {cells[1]:>22}  {ratio:5.2f}×")
+    print()
+    print("records:batch 100: every entry's record text for the splitter, µs per body")
+    by_reader = result["us_per_batch_body"]
+    for reader, xs in by_reader.items():
+        print(f"{reader:<21} {statistics.median(xs):7.2f} ({min(xs):.2f}–{max(xs):.2f})")
+    ratio = statistics.median(by_reader["json.loads+dumps"]) / statistics.median(by_reader["json_batch_entries"])
+    print(f"{'ratio':<21} {ratio:5.2f}×")
 
 
 def main(argv: list[str] | None = None) -> int:

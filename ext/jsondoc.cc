@@ -12,6 +12,10 @@
 // them), True, False, None. What JSON (RFC 8259) is not, json.loads takes and this refuses:
 // NaN, Infinity, -Infinity; it also refuses a string escaping a lone UTF-16 surrogate
 // (simdjson decodes to UTF-8, which cannot hold one) and nesting deeper than MAX_DEPTH.
+//
+// A records:batch body gets its own walk (gw_json_batch): the same checks, no objects for the
+// records, and per entry the byte spans of its text around its "id" member, so the splitter
+// reads each record as the client wrote it (docs/api.md §1, "Batch variant").
 
 #include "jsondoc.h"
 
@@ -271,6 +275,275 @@ struct Loader {
     }
   }
 
+  // -- checking without objects (the batch walk) ------------------------------------------
+  //
+  // check() reads one value exactly as convert() would, and refuses what it refuses, but makes
+  // no objects (so an integer has no digit limit: the text is kept, never converted), and sets
+  // *end to where the value's text ends (before any blank after it). The walk of a batch needs
+  // that end to cut entries out of the document.
+
+  static const char *skip_blank(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return p;
+  }
+
+  static const char *trimmed_end(std::string_view token) {
+    size_t n = token.size();
+    while (n > 0 && (token[n - 1] == ' ' || token[n - 1] == '\t' || token[n - 1] == '\n' ||
+                     token[n - 1] == '\r')) {
+      n--;
+    }
+    return token.data() + n;
+  }
+
+  // In a record of a batch entry (record), what json.loads takes but convert() does not is
+  // left to the splitter, which judges it as in a stream: a string escaping a lone surrogate
+  // (read here with U+FFFD in its place), nesting past MAX_DEPTH (skipped by counting
+  // brackets; the splitter reads no deeper than 64 levels), NaN and Infinity.
+  template <typename T>
+  bool too_deep(T &v, const char **end, bool record) {
+    if (!record) return fail(DEPTH_ERROR, "nested too deeply"), false;
+    std::string_view text;
+    if (auto e = v.raw_json().get(text)) return fail(e), false;
+    *end = trimmed_end(text);
+    return true;
+  }
+
+  template <typename T>
+  bool check(T &v, int depth, const char **end, bool record = false) {
+    std::string_view token;
+    if (record) {
+      // NaN, Infinity and -Infinity are no JSON values, but a stream refuses them record by
+      // record: left to the splitter, as the tokens they are.
+      if (auto e = raw_token(v).get(token)) return fail(e), false;
+      for (std::string_view word : {"NaN", "Infinity", "-Infinity"}) {
+        if (atom(token, word)) {
+          *end = token.data() + word.size();
+          return true;
+        }
+      }
+    }
+    ondemand::json_type type;
+    if (auto e = v.type().get(type)) return fail(e), false;
+    switch (type) {
+      case ondemand::json_type::object: {
+        if (depth >= MAX_DEPTH) return too_deep(v, end, record);
+        if (auto e = raw_token(v).get(token)) return fail(e), false;
+        const char *last = token.data() + 1;
+        ondemand::object obj;
+        if (auto e = v.get_object().get(obj)) return fail(e), false;
+        for (auto member : obj) {
+          ondemand::field field;
+          std::string_view name;
+          if (auto e = std::move(member).get(field)) return fail(e), false;
+          if (auto e = field.unescaped_key(record).get(name)) return fail(e), false;
+          ondemand::value child = field.value();
+          if (!check(child, depth + 1, &last, record)) return false;
+        }
+        *end = skip_blank(last) + 1;  // past the '}' (On-Demand has checked it is there)
+        return true;
+      }
+      case ondemand::json_type::array: {
+        if (depth >= MAX_DEPTH) return too_deep(v, end, record);
+        if (auto e = raw_token(v).get(token)) return fail(e), false;
+        const char *last = token.data() + 1;
+        ondemand::array arr;
+        if (auto e = v.get_array().get(arr)) return fail(e), false;
+        for (auto element : arr) {
+          ondemand::value child;
+          if (auto e = std::move(element).get(child)) return fail(e), false;
+          if (!check(child, depth + 1, &last, record)) return false;
+        }
+        *end = skip_blank(last) + 1;
+        return true;
+      }
+      case ondemand::json_type::string: {
+        if (auto e = raw_token(v).get(token)) return fail(e), false;
+        std::string_view s;
+        if (auto e = v.get_string(record).get(s)) return fail(e), false;
+        *end = trimmed_end(token);
+        return true;
+      }
+      case ondemand::json_type::number: {
+        if (auto e = raw_token(v).get(token)) return fail(e), false;
+        bool integer;
+        size_t n = number_length(token, &integer);
+        if (n == 0 || !blank(token.substr(n))) return fail(NUMBER_ERROR), false;
+        *end = token.data() + n;
+        return true;
+      }
+      case ondemand::json_type::boolean: {
+        if (auto e = raw_token(v).get(token)) return fail(e), false;
+        if (atom(token, "true")) {
+          *end = token.data() + 4;
+        } else if (atom(token, "false")) {
+          *end = token.data() + 5;
+        } else {
+          return fail(T_ATOM_ERROR), false;
+        }
+        bool b;
+        if (auto e = v.get_bool().get(b)) return fail(e), false;
+        return true;
+      }
+      case ondemand::json_type::null: {
+        if (auto e = raw_token(v).get(token)) return fail(e), false;
+        if (!atom(token, "null")) return fail(N_ATOM_ERROR), false;
+        bool null;
+        if (auto e = v.is_null().get(null)) return fail(e), false;
+        if (!null) return fail(N_ATOM_ERROR), false;
+        *end = token.data() + 4;
+        return true;
+      }
+      default:
+        return fail(INCORRECT_TYPE, "not a JSON value"), false;
+    }
+  }
+
+  Py_ssize_t at(const char *p) const { return static_cast<Py_ssize_t>(p - base); }
+
+  // One element of "entries" (depth 2): None when it is not an object; otherwise the tuple
+  // (id, ids, start, cut_start, cut_end, end). id is the first "id" member's string (None when
+  // there is none or it is not a string), ids how many "id" members there are; the record is
+  // the document's bytes [start, cut_start) + [cut_end, end): the entry's own text without its
+  // first "id" member (and one comma next to it).
+  PyObject *entry(ondemand::value &v, const char **end) {
+    ondemand::json_type type;
+    if (auto e = v.type().get(type)) return fail(e);
+    if (type != ondemand::json_type::object) {
+      if (!check(v, 2, end)) return nullptr;
+      Py_RETURN_NONE;
+    }
+    std::string_view token;
+    if (auto e = raw_token(v).get(token)) return fail(e);
+    const char *start = token.data(), *last = start + 1;
+    const char *cut_start = nullptr, *cut_end = nullptr, *id_end = nullptr;
+    bool cut_open = false;  // the id member was the last seen: its cut ends at the next name
+    long ids = 0;
+    PyObject *id = nullptr;
+    ondemand::object obj;
+    if (auto e = v.get_object().get(obj)) return fail(e);
+    for (auto member : obj) {
+      ondemand::field field;
+      std::string_view name;
+      if (auto e = std::move(member).get(field)) return release(id, fail(e));
+      // The name's opening quote (read before unescaped_key(), which consumes the name).
+      const char *name_at = field.key().raw() - 1;
+      if (cut_open) {
+        cut_end = name_at;
+        cut_open = false;
+      }
+      if (auto e = field.unescaped_key(true).get(name)) return release(id, fail(e));
+      ondemand::value child = field.value();
+      if (name == "id" && ids++ == 0) {
+        cut_start = name_at;
+        cut_open = true;
+        ondemand::json_type id_type;
+        if (auto e = child.type().get(id_type)) return fail(e);
+        if (id_type == ondemand::json_type::string) {
+          std::string_view s;
+          if (auto e = raw_token(child).get(token)) return fail(e);
+          if (auto e = child.get_string(true).get(s)) return fail(e);
+          id = str(s);
+          if (id == nullptr) return nullptr;
+          last = trimmed_end(token);
+        } else if (!check(child, 3, &last, true)) {
+          return nullptr;
+        }
+        id_end = last;
+        continue;
+      }
+      if (!check(child, 3, &last, true)) return release(id, nullptr);
+    }
+    *end = skip_blank(last) + 1;
+    if (cut_open) {
+      // The id member was the last: cut it with the comma before it, if there is one.
+      const char *p = cut_start;
+      while (p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r') p--;
+      if (p[-1] == ',') cut_start = p - 1;
+      cut_end = id_end;
+    }
+    if (ids == 0) cut_start = cut_end = *end;
+    if (id == nullptr) {
+      id = Py_None;
+      Py_INCREF(id);
+    }
+    return Py_BuildValue("(Nlnnnn)", id, ids, at(start), at(cut_start), at(cut_end), at(*end));
+  }
+
+  static PyObject *release(PyObject *id, PyObject *result) {
+    Py_XDECREF(id);
+    return result;
+  }
+
+  // The document {"entries":[...]}: the list of its entries (entry()), or None when the
+  // document is JSON of another shape. The whole document is checked first as convert() reads
+  // it: a document that is not JSON raises, whatever its shape.
+  PyObject *batch(ondemand::document &d) {
+    ondemand::json_type type;
+    if (auto e = d.type().get(type)) return fail(e);
+    const char *end = nullptr;
+    if (type != ondemand::json_type::object) {
+      if (!check(d, 0, &end)) return nullptr;
+      if (!finished(end, type)) return nullptr;
+      Py_RETURN_NONE;
+    }
+    std::string_view token;
+    if (auto e = raw_token(d).get(token)) return fail(e);
+    const char *last = token.data() + 1;
+    bool shape = true;
+    long members = 0;
+    PyObject *entries = nullptr;
+    ondemand::object obj;
+    if (auto e = d.get_object().get(obj)) return fail(e);
+    for (auto member : obj) {
+      ondemand::field field;
+      std::string_view name;
+      if (auto e = std::move(member).get(field)) return release(entries, fail(e));
+      if (auto e = field.unescaped_key().get(name)) return release(entries, fail(e));
+      ondemand::value child = field.value();
+      ondemand::json_type child_type;
+      if (auto e = child.type().get(child_type)) return release(entries, fail(e));
+      if (members++ > 0 || name != "entries" || child_type != ondemand::json_type::array) {
+        shape = false;
+        if (!check(child, 1, &last)) return release(entries, nullptr);
+        continue;
+      }
+      if (auto e = raw_token(child).get(token)) return fail(e);
+      last = token.data() + 1;
+      entries = PyList_New(0);
+      if (entries == nullptr) return nullptr;
+      ondemand::array arr;
+      if (auto e = child.get_array().get(arr)) return release(entries, fail(e));
+      for (auto element : arr) {
+        ondemand::value item;
+        if (auto e = std::move(element).get(item)) return release(entries, fail(e));
+        PyObject *one = entry(item, &last);
+        if (one == nullptr) return release(entries, nullptr);
+        int r = PyList_Append(entries, one);
+        Py_DECREF(one);
+        if (r < 0) return release(entries, nullptr);
+      }
+      last = skip_blank(last) + 1;  // past the ']'
+    }
+    end = skip_blank(last) + 1;
+    if (!finished(end, type)) return release(entries, nullptr);
+    if (!shape || entries == nullptr) {
+      Py_XDECREF(entries);
+      Py_RETURN_NONE;
+    }
+    return entries;
+  }
+
+  // Nothing but blanks after the document's value, which ended at end.
+  bool finished(const char *end, ondemand::json_type type) {
+    bool at_end = skip_blank(end) == base + len;
+    if (at_end && (type == ondemand::json_type::object || type == ondemand::json_type::array)) {
+      at_end = doc->at_end();
+    }
+    if (!at_end) fail(TRAILING_CONTENT, "more after the JSON value");
+    return at_end;
+  }
+
   static simdjson_result<std::string_view> raw_token(ondemand::value &v) {
     return v.raw_json_token();
   }
@@ -289,7 +562,7 @@ bool shared_busy = false;  // a parse is under way (a finalizer run by the GC ma
 padded_string shared_copy;
 
 PyObject *load(ondemand::parser &parser, padded_string &copy, const char *buf, size_t len,
-               PyObject *error_type) {
+               PyObject *error_type, bool batch) {
   // simdjson reads up to SIMDJSON_PADDING bytes past the end: a bytes object has no such room,
   // so the document is copied into a padded buffer (a memcpy: cheap next to the parse).
   if (copy.data() == nullptr || copy.size() < len || copy.size() > len + KEEP_CAPACITY) {
@@ -309,6 +582,7 @@ PyObject *load(ondemand::parser &parser, padded_string &copy, const char *buf, s
     return loader.fail(e);
   }
   loader.doc = &doc;
+  if (batch) return loader.batch(doc);
   PyObject *out = loader.convert(doc, 0);
   if (out == nullptr) return nullptr;  // (after an error the document must not be touched)
   bool at_end;
@@ -334,18 +608,20 @@ extern "C" const char *gw_simdjson_implementation(void) {
   return name.c_str();
 }
 
-extern "C" PyObject *gw_json_loads(const char *buf, size_t len, PyObject *error_type) {
+namespace {
+
+PyObject *run(const char *buf, size_t len, PyObject *error_type, bool batch) {
   if (shared_busy) {
     ondemand::parser parser;
     padded_string copy;
-    return load(parser, copy, buf, len, error_type);
+    return load(parser, copy, buf, len, error_type, batch);
   }
   if (shared_parser == nullptr) {
     shared_parser = new (std::nothrow) ondemand::parser();
     if (shared_parser == nullptr) return PyErr_NoMemory();
   }
   shared_busy = true;
-  PyObject *out = load(*shared_parser, shared_copy, buf, len, error_type);
+  PyObject *out = load(*shared_parser, shared_copy, buf, len, error_type, batch);
   if (shared_parser->capacity() > KEEP_CAPACITY) {
     delete shared_parser;
     shared_parser = nullptr;
@@ -353,4 +629,14 @@ extern "C" PyObject *gw_json_loads(const char *buf, size_t len, PyObject *error_
   }
   shared_busy = false;
   return out;
+}
+
+}  // namespace
+
+extern "C" PyObject *gw_json_loads(const char *buf, size_t len, PyObject *error_type) {
+  return run(buf, len, error_type, false);
+}
+
+extern "C" PyObject *gw_json_batch(const char *buf, size_t len, PyObject *error_type) {
+  return run(buf, len, error_type, true);
 }

@@ -23,6 +23,15 @@ const char *gw_simdjson_implementation(void);
  * the GIL. */
 PyObject *gw_json_loads(const char *buf, size_t len, PyObject *error_type);
 
+/* The entries of the batch document {"entries":[...]} in buf[0:len], without objects for
+ * their records: a list with, per entry, None (not an object) or the tuple (id, ids, start,
+ * cut_start, cut_end, end), where id is the first "id" member's string (None when there is none
+ * or it is not a string), ids the number of "id" members, and the entry's text without that
+ * member is buf[start:cut_start] + buf[cut_end:end]. None when the document is JSON of another
+ * shape. A document gw_json_loads refuses raises as it does (except that an integer has no
+ * digit limit: none is converted). */
+PyObject *gw_json_batch(const char *buf, size_t len, PyObject *error_type);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,7 @@ cdef extern from "jsondoc.h":
     const char* gw_simdjson_implementation()
     # NULL (an exception set) when the document is not JSON: Cython raises it.
     object gw_json_loads(const char* buf, size_t n, object error_type)
+    object gw_json_batch(const char* buf, size_t n, object error_type)
 
 
 class JsonDecodeError(ValueError):
@@ -35,3 +36,9 @@ def json_loads(data):
     if view.shape[0] == 0:
         return gw_json_loads(b"", 0, JsonDecodeError)
     return gw_json_loads(<const char*>&view[0], <size_t>view.shape[0], JsonDecodeError)
+
+
+def json_batch_entries(bytes data):
+    # The batch walk (ext/jsondoc.h, gw_json_batch): offsets into data, no record objects.
+    return gw_json_batch(PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data),
+                         JsonDecodeError)

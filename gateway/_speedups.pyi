@@ -717,6 +717,21 @@ def json_loads(data: bytes | bytearray | memoryview) -> Any:
     escaping a lone UTF-16 surrogate, nesting deeper than 1024, and a UTF-8 byte order mark (which
     json.loads refuses in text, and skips in bytes). ``str`` is a TypeError."""
 
+def json_batch_entries(
+    data: bytes,
+) -> list[tuple[str | None, int, int, int, int, int] | None] | None:
+    """The entries of the batch document ``{"entries":[...]}``, read by one On-Demand pass that
+    makes no object of a record: per entry, ``None`` when it is not an object, else
+    ``(id, ids, start, cut_start, cut_end, end)``: ``id`` is the string of its first ``"id"``
+    member (``None`` when it has none or it is not a string), ``ids`` how many ``"id"`` members
+    it has, and its text without that member (and a comma next to it) is
+    ``data[start:cut_start] + data[cut_end:end]``. ``None`` when the document is JSON of another
+    shape (not an object, another member, ``entries`` not an array).
+
+    The whole document is checked as ``json_loads`` checks it, and a document it refuses raises
+    the same ``JsonDecodeError``; only the integer digit limit is not applied (no number is
+    converted)."""
+
 def simdjson_implementation() -> str:
     """The kernel simdjson chose for this CPU at run time for its structural index ("icelake",
     "haswell", "westmere" or "fallback"); the value accessors are compiled for the build's

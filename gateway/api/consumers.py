@@ -192,18 +192,14 @@ class Call:
     # -- the body ------------------------------------------------------------------------
     def json(self) -> dict[str, Any] | None:
         """The body as a JSON object; None when there is none (empty, or only whitespace)."""
-        text = self.body.strip()
-        if not text:
+        if not self.body.strip():
             return None
         try:
-            value = json_loads(text)
-        except ValueError:
-            # json reads what simdjson refuses again (NaN, a lone surrogate escape, nesting
-            # past 1024), and words the error when it is not JSON.
-            try:
-                value = json.loads(text)
-            except (ValueError, RecursionError) as exc:
-                raise errors.BadRequest(f"the request body is not JSON: {exc}") from None
+            value = json_loads(self.body)
+        except ValueError as exc:
+            # Not JSON: the reason and the byte offset where reading stopped (or an integer past
+            # Python's digit limit).
+            raise errors.BadRequest(f"the request body is not JSON: {exc}") from None
         if not isinstance(value, dict):
             raise errors.Unprocessable("the request body must be a JSON object")
         return value

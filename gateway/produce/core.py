@@ -4,7 +4,7 @@ produce items to it that every produce API shares.
 The extension is required (there is no pure-Python fallback: README "Design"). The produce
 package takes its compiled pieces from here only: the splitter of v3 bodies, the ``StreamCore``
 that hands records to librdkafka and keeps their reports in order, the v1/v2 decoders, and
-``json_loads`` (simdjson) for the bodies parsed whole.
+``json_loads`` and ``json_batch_entries`` (simdjson) for the bodies parsed whole.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from gateway._speedups import (
     REPORT_FORMAT_V2,
     REPORT_FORMAT_V3,
     STOP_OTHER_TOPIC,
+    JsonDecodeError,
     JsonSplitter,
     StreamCore,
     base64_decode,
     format_timestamp,
+    json_batch_entries,
     json_loads,
     v1_binary_items,
 )
@@ -32,11 +34,13 @@ __all__ = [
     "REPORT_FORMAT_V2",
     "REPORT_FORMAT_V3",
     "STOP_OTHER_TOPIC",
+    "JsonDecodeError",
     "JsonSplitter",
     "StreamCore",
     "base64_decode",
     "format_timestamp",
     "hand_over",
+    "json_batch_entries",
     "json_loads",
     "new_core",
     "v1_binary_items",

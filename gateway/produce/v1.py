@@ -7,7 +7,7 @@ The body is read whole (``WholeRequest``, shared with the v3 batch variant), par
 (``json_loads``: the objects json.loads makes, in about 0.6 of its time for a body of 100 binary
 records: ``python -m bench.jsonbodies``) and checked completely before any record is handed to
 Kafka, so a refused request (4xx) never leaves part of its records behind. A body simdjson
-refuses is read again by json, which words the error.
+refuses is answered with its reason and the byte offset where reading stopped.
 
 Decisions where the contract is silent (docs/api.md: the specs, then Confluent's proxy):
 
@@ -37,6 +37,7 @@ from gateway.kafka.producer import KafkaProducer, error_text
 from gateway.produce.core import (
     REPORT_FORMAT_V1,
     REPORT_FORMAT_V2,
+    JsonDecodeError,
     StreamCore,
     base64_decode,
     json_loads,
@@ -57,11 +58,6 @@ _BODY_FIELDS = frozenset(("records", "key_schema", "key_schema_id", "value_schem
 _RECORD_FIELDS = ("value", "key", "partition")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 # Strict standard base64 (padded, nothing else), in C: the record splitter's decoder.
 _decode_base64 = base64_decode
@@ -79,11 +75,10 @@ def parse_body(body: bytes) -> list[Any]:
     """The ``records`` array of a produce body; RequestRefused (422) if the body is not one."""
     try:
         doc = json_loads(body)
-    except ValueError:
-        # Not JSON, or what json_loads refuses on purpose (NaN, a lone surrogate escape, nesting
-        # past 1024, an integer past Python's digit limit): json reads it again, and words the
-        # error as this endpoint always has.
-        doc = _parse_with_json(body)
+    except ValueError as exc:
+        # Not JSON (JsonDecodeError: its reason and byte offset), or an integer past Python's
+        # digit limit (its own ValueError).
+        raise _not_json(body, exc) from None
     if doc.__class__ is not dict:
         raise _refuse('the body must be a JSON object {"records":[...]}')
     for name in doc:
@@ -95,20 +90,12 @@ def parse_body(body: bytes) -> list[Any]:
     return records
 
 
-def _parse_with_json(body: bytes) -> Any:
-    """The body as json reads it (NaN and Infinity refused); RequestRefused, worded, if it is
-    not JSON."""
+def _not_json(body: bytes, exc: ValueError) -> RequestRefused:
     if not body.strip():
-        raise _refuse('the request body is empty: send {"records":[...]}')
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _refuse(f"the body is not UTF-8 (byte {exc.start})") from None
-    try:
-        doc = _DECODER.decode(text)
-    except (ValueError, RecursionError) as exc:
-        raise _refuse(f"the body is not valid JSON: {exc}") from None
-    return doc
+        return _refuse('the request body is empty: send {"records":[...]}')
+    if isinstance(exc, JsonDecodeError) and exc.msg == "not UTF-8":
+        return _refuse(f"the body is not UTF-8 (byte {exc.pos})")
+    return _refuse(f"the body is not valid JSON: {exc}")
 
 
 def _record_fields_error(i: int, rec: dict[str, Any]) -> RequestRefused:

@@ -383,10 +383,10 @@ BAD_BODIES: list[tuple[bytes, str]] = [
     (b'{"records":{}}', "records must be a non-empty array"),
     (b'{"records":null}', "records must be a non-empty array"),
     (b"[]", "must be a JSON object"),
-    (b'{"records":[{"value":"eA=="}]', "not valid JSON"),
+    (b'{"records":[{"value":"eA=="}]', "the body is not valid JSON: an array or object not closed at byte 29"),
     (b'{"records":[{"value":"eA=="}]} x', "not valid JSON"),
     (b'{"records":[{"value":NaN}]}', "not valid JSON"),
-    (b'{"records":[{"value":"eA=="}]}\xff', "not UTF-8"),
+    (b'{"records":[{"value":"eA=="}]}\xff', "the body is not UTF-8 (byte 30)"),
     (b'{"records":[{"value":"eA=="}],"extra":1}', "unknown field 'extra'"),
     (b'{"records":[{"value":"eA=="},1]}', "records[1] is not an object"),
     (b'{"records":[{"key":"eA=="}]}', "records[0] has no value"),
@@ -415,10 +415,13 @@ def test_malformed_bodies_are_422_and_produce_nothing(gateway, topic_factory) ->
     # json format: things that are not JSON values, or cannot be stored as JSON text.
     for body, message in [
         (b'{"records":[{"value":1e400}]}', "records[0].value cannot be stored as JSON text"),
-        (b'{"records":[{"value":"\\ud800"}]}', "records[0].value cannot be stored as JSON text"),
-        (b'{"records":[{"value":-Infinity}]}', "not valid JSON"),
+        # Not JSON the gateway reads: a lone surrogate escape, -Infinity, nesting past 1024.
+        (b'{"records":[{"value":"\\ud800"}]}',
+         "the body is not valid JSON: an invalid string escape (or a lone surrogate) at byte 29"),
+        (b'{"records":[{"value":-Infinity}]}', "the body is not valid JSON: an invalid number at byte 21"),
         (b'{"records":[{"value":1,"key":"x","offset":3}]}', "unknown field 'offset'"),
-        (b'{"records":[' + b"[" * 100000 + b"]" * 100000 + b"]}", "not valid JSON"),
+        (b'{"records":[' + b"[" * 100000 + b"]" * 100000 + b"]}",
+         "the body is not valid JSON: nested too deeply at byte 1034"),
     ]:
         r = post(gateway, f"/topics/{topic}", body, V2_JSON)
         assert (r.status, r.json()["error_code"]) == (422, 422), (body[:80], r)

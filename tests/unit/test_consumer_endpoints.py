@@ -341,3 +341,17 @@ def test_base_uri_without_a_host_header_is_the_listener_address(gw: InProcessGat
                b"Content-Length: 13\r\n\r\n{\"name\":\"h\"}\n")
         r = c.read_response()
     assert r.json()["base_uri"] == f"http://127.0.0.1:{gw.port}/consumers/g/instances/h"
+
+
+@pytest.mark.parametrize("body,message", [
+    (b'  {"name":"c1",', "an array or object not closed at byte 15"),
+    (b'{"name":"c1","format":NaN}', "not JSON (a misplaced or missing comma, colon, bracket or name) at byte 22"),
+    (b'{"name":"\\ud800"}', "an invalid string escape (or a lone surrogate) at byte 16"),
+    (b'{"name":"c1"}\xff', "not UTF-8 at byte 13"),
+    (b"[" * 2000 + b"]" * 2000, "nested too deeply at byte 1024"),
+])
+def test_a_consumer_body_that_is_not_json_is_400_naming_the_byte(gw, body: bytes, message: str) -> None:
+    """The reason and the byte offset (counted in the body as sent, whitespace included) where
+    reading stopped (docs/api.md §12)."""
+    msg = assert_error(gw.request("POST", "/consumers/g1", body), 400, 400)
+    assert msg == f"the request body is not JSON: {message}"
