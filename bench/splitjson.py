@@ -179,7 +179,6 @@ def measure(mb: float, rounds: int) -> dict[str, Any]:
             cells.append(cell)
     return {
         "simdjson_implementation": _speedups.simdjson_implementation(),
-        "record_kernel": _speedups.simdjson_record_kernel(),
         "splitter_simdjson": list(DEFAULTS),
         "mb": mb, "rounds": rounds, "piece": PIECE, "cells": cells,
     }
@@ -191,8 +190,8 @@ def _fmt(v: list[float], spec: str) -> str:
 
 def table(result: dict[str, Any]) -> str:
     lines = [
-        f"simdjson kernel: {result['simdjson_implementation']} (DOM API, run-time choice); "
-        f"On-Demand record reader: {result['record_kernel']}; adopted: splitter_simdjson(stream_min, record_min) = "
+        f"simdjson On-Demand kernel: {result['simdjson_implementation']}; "
+        f"adopted: splitter_simdjson(stream_min, record_min) = "
         f"{tuple(result['splitter_simdjson'])}",
         f"{result['mb']} MB per measurement in {result['piece'] // 1024} KiB pieces, "
         f"{result['rounds']} interleaved rounds: median (min–max)",

@@ -603,8 +603,10 @@ PyObject *load(ondemand::parser &parser, padded_string &copy, const char *buf, s
 }  // namespace
 
 extern "C" const char *gw_simdjson_implementation(void) {
-  // name() returns a std::string: kept, so the pointer outlives the call.
-  static const std::string name = get_active_implementation()->name();
+  // The kernel of the On-Demand API, the only one the gateway calls: the one the build's target
+  // allows (simdjson's run-time choice serves its DOM API). name() returns a std::string: kept,
+  // so the pointer outlives the call.
+  static const std::string name = builtin_implementation()->name();
   return name.c_str();
 }
 

@@ -432,11 +432,6 @@ struct gw_js_reader {
   KernelReader kernel;
 };
 
-extern "C" const char *gw_js_kernel(void) {
-  static const std::string name = simdjson::builtin_implementation()->name();
-  return name.c_str();
-}
-
 extern "C" gw_js_reader *gw_js_reader_new(void) { return new (std::nothrow) gw_js_reader(); }
 
 extern "C" void gw_js_reader_free(gw_js_reader *r) { delete r; }

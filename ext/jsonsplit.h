@@ -46,7 +46,6 @@ typedef struct {
 } gw_js_record;
 
 /* The simdjson kernel of the readers' On-Demand API ("fallback" on x86-64: see jsonsplit.cc). */
-const char *gw_js_kernel(void);
 
 /* One reader: a simdjson parser and a padded buffer, reused. NULL when out of memory. */
 typedef struct gw_js_reader gw_js_reader;

@@ -35,7 +35,6 @@ cdef extern from "jsonsplit.h":
         GW_JS_T_BINARY
         GW_JS_T_JSON
         GW_JS_T_STRING
-    const char* gw_js_kernel()
     gw_js_reader* gw_js_reader_new() nogil
     void gw_js_reader_free(gw_js_reader* r) nogil
     void gw_js_reader_trim(gw_js_reader* r) nogil
@@ -43,10 +42,6 @@ cdef extern from "jsonsplit.h":
     int gw_js_stream_feed(gw_js_reader* r, const char* buf, size_t n, int carry) nogil
     int gw_js_stream_next(gw_js_reader* r, gw_js_record* out, size_t* start,
                           size_t* end) nogil
-
-def simdjson_record_kernel():
-    return gw_js_kernel().decode()
-
 
 # A record refused by a check left to the Cython side (base64, timestamp, a data kind).
 cdef object _JS_REFUSED = object()

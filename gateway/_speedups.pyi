@@ -733,14 +733,9 @@ def json_batch_entries(
     converted)."""
 
 def simdjson_implementation() -> str:
-    """The kernel simdjson chose for this CPU at run time for its structural index ("icelake",
-    "haswell", "westmere" or "fallback"); the value accessors are compiled for the build's
-    baseline target."""
-
-def simdjson_record_kernel() -> str:
-    """The simdjson kernel of the v3 record reader's On-Demand API (ext/jsonsplit.cc): the one the
-    build's baseline target allows, "fallback" on x86-64 (simdjson dispatches only its DOM API at
-    run time)."""
+    """The simdjson kernel of the On-Demand API that ``json_loads``, ``json_batch_entries`` and
+    the v3 record reader use: the one the build's target allows ("fallback" on baseline
+    x86-64; simdjson chooses a kernel at run time only for its DOM API, which is not used)."""
 
 def splitter_simdjson(
     stream_min: int | None = None, record_min: int | None = None
