@@ -26,6 +26,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 from support.fuzz import examples, mutated
+from support.json_text import typed
 
 from gateway._speedups import JsonDecodeError, json_batch_entries, json_loads
 
@@ -65,17 +66,6 @@ values = st.recursive(
 documents = st.builds(lambda a, v, b: (a + v + b).encode(), WS, values, WS)
 
 _REFUSED = re.compile(rb"NaN|Infinity|\\u[dD][89a-fA-F]")
-
-
-def typed(x: object) -> object:
-    """``x`` with every scalar's type made part of it (1, 1.0 and True compare equal)."""
-    if isinstance(x, dict):
-        return ("dict", [(k, typed(v)) for k, v in x.items()])
-    if isinstance(x, list):
-        return ("list", [typed(v) for v in x])
-    if isinstance(x, float):
-        return ("float", repr(x))
-    return (type(x).__name__, x)
 
 
 def check(doc: bytes) -> None:

@@ -22,12 +22,14 @@ import base64
 import datetime
 import json
 
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from support.fuzz import examples, mutated, splits
 from support.json_text import compact_reference
 from support.ref_splitter import JsonSplitter as PyJsonSplitter
+
+# An autouse fixture: every test runs under each of the splitter's simdjson settings.
+from support.splitter_settings import simdjson_setting  # noqa: F401
 
 from gateway import _speedups
 from gateway.produce import RecordError
@@ -37,21 +39,6 @@ ALLOWED_CODES = {400, 40402}
 LIMITS = st.sampled_from([2 * 1024 * 1024, 2 * 1024 * 1024, 400, 64, 3])
 
 
-# The compiled splitter lets simdjson read first (ext/jsonsplit.pxi) and decides itself what
-# simdjson does not accept: every test runs as the gateway ships it, with simdjson reading every
-# record (each chunk in one pass, and any record spanning chunks), and with simdjson off.
-SIMDJSON_SETTINGS = {
-    "simdjson-as-shipped": _speedups.splitter_simdjson(),
-    "simdjson-every-record": (1, 2),
-    "simdjson-off": (1 << 40, 1 << 40),
-}
-
-
-@pytest.fixture(scope="module", params=list(SIMDJSON_SETTINGS), autouse=True)
-def simdjson_setting(request):
-    old = _speedups.splitter_simdjson(*SIMDJSON_SETTINGS[request.param])
-    yield request.param
-    _speedups.splitter_simdjson(*old)
 
 
 def state(s) -> tuple:

@@ -21,3 +21,14 @@ def compact_reference(text: str) -> bytes:
             out.append(ch)
             in_string = ch == '"'
     return "".join(out).encode()
+
+
+def typed(x: object) -> object:
+    """``x`` with every scalar's type made part of it (1, 1.0 and True compare equal)."""
+    if isinstance(x, dict):
+        return ("dict", [(k, typed(v)) for k, v in x.items()])
+    if isinstance(x, list):
+        return ("list", [typed(v) for v in x])
+    if isinstance(x, float):
+        return ("float", repr(x))
+    return (type(x).__name__, x)

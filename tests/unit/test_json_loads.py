@@ -9,20 +9,9 @@ import json
 import math
 
 import pytest
+from support.json_text import typed
 
 from gateway._speedups import JsonDecodeError, json_loads, simdjson_implementation
-
-
-def typed(x: object) -> object:
-    """``x`` with every scalar's type made part of it (1, 1.0 and True compare equal)."""
-    if isinstance(x, dict):
-        return ("dict", [(k, typed(v)) for k, v in x.items()])
-    if isinstance(x, list):
-        return ("list", [typed(v) for v in x])
-    if isinstance(x, float):
-        return ("float", repr(x))
-    return (type(x).__name__, x)
-
 
 VALID = [
     b"{}", b"[]", b"0", b"-0", b"-0.0", b"1", b"true", b"false", b"null", b'""', b' "s" ',

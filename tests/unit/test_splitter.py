@@ -24,6 +24,9 @@ from support.json_text import compact_reference
 from support.ref_splitter import JsonSplitter as PyJsonSplitter
 from support.ref_splitter import days_from_civil
 
+# An autouse fixture: every test runs under each of the splitter's simdjson settings.
+from support.splitter_settings import simdjson_setting  # noqa: F401
+
 from gateway import _speedups
 from gateway.produce import JsonSplitter, RecordError
 
@@ -41,21 +44,6 @@ def twin(request):
     return request.param
 
 
-# The compiled splitter lets simdjson read first (ext/jsonsplit.pxi) and decides itself what
-# simdjson does not accept: every test runs as the gateway ships it, with simdjson reading every
-# record (each chunk in one pass, and any record spanning chunks), and with simdjson off.
-SIMDJSON_SETTINGS = {
-    "simdjson-as-shipped": _speedups.splitter_simdjson(),
-    "simdjson-every-record": (1, 2),
-    "simdjson-off": (1 << 40, 1 << 40),
-}
-
-
-@pytest.fixture(scope="module", params=list(SIMDJSON_SETTINGS), autouse=True)
-def simdjson_setting(request):
-    old = _speedups.splitter_simdjson(*SIMDJSON_SETTINGS[request.param])
-    yield request.param
-    _speedups.splitter_simdjson(*old)
 
 
 # ----------------------------------------------------------------------------- helpers
