@@ -246,7 +246,11 @@ class ProduceSession:
                 self._handle(items, 0)
         if self._state is READING:
             self._set_state(DRAINING)
-        self.flush_reports()
+        # Records still with Kafka and none waiting for room: the last report's flush ends the
+        # stream. Otherwise (reports ready, nothing left, a backlog) flush now.
+        core = self._core
+        if self._backlog is not None or not 0 < len(core) == core.pending:
+            self.flush_reports()
 
     def _handle(self, items: list[Any], i: int) -> None:
         core = self._core
@@ -282,7 +286,10 @@ class ProduceSession:
                 self._sample_seq = core.tail - 1
                 self._sample_t = time.monotonic()
             producer.kick()
-        self.flush_reports()
+        # While reading, a flush has work only when this call filed a report (a failure, a 429,
+        # a refusal): a record handed over has its report come through the router's flush.
+        if self._state is not READING or len(core) != core.pending:
+            self.flush_reports()
 
     def _retry_backlog(self) -> None:
         backlog = self._backlog

@@ -220,6 +220,10 @@ class WholeRequest:
         self._settle()
         status, body = self._answer(core)
         core.close()
+        # The core holds this request (its error callbacks are our bound methods): let go of
+        # it, so the request and its core go away with the connection's reference instead of
+        # waiting, a cycle, for the garbage collector.
+        self._core = None
         self._stats.histogram(self.api).observe(time.monotonic() - self._t0)
         # (a request whose records went to the disk spool says how many in its access line)
         self._conn.respond(status, body, content_type=self._content_type,
@@ -237,6 +241,7 @@ class WholeRequest:
             if core.failed:
                 log.warning("client gone: %d of its %s failed", core.failed, self._noun)
             core.close()
+            self._core = None
 
     def _refuse(self, status: int, error_code: int, message: str, *, close: bool = False) -> None:
         self._set_state(DONE)
