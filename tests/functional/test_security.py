@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import socket
 import ssl
 import threading
@@ -48,14 +47,6 @@ def produce(g: Any, topic: str, headers: dict[str, str] | None = None, body: byt
 def get(g: Any, path: str, headers: dict[str, str] | None = None,
         ctx: ssl.SSLContext | None = None) -> HttpResponse:
     return request(g.host, g.port, "GET", path, None, headers, ssl_context=ctx)
-
-
-def wait_for_log(g: Any, pattern: str, timeout: float = 10.0) -> None:
-    """The access log is written by a thread every 0.1 s: wait for the line."""
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, g.log()):
-        assert time.monotonic() < deadline, f"no {pattern!r} in the log:\n{g.log()[-3000:]}"
-        time.sleep(0.05)
 
 
 def assert_401(r: HttpResponse, challenge: bool = True) -> None:
@@ -122,7 +113,7 @@ def test_no_or_wrong_credentials_get_401_and_nothing_reaches_kafka(
     assert [rec.value for rec in got[0]] == [b"secret payload"] * 3
     assert get(g, "/no/such/path", basic("alice", "right")).status == 404
     # The access log names the principal.
-    wait_for_log(g, r'"POST /v3/clusters/c/topics/\S+/records" 200 .* user=alice')
+    g.wait_for_log(r'"POST /v3/clusters/c/topics/\S+/records" 200 .* user=alice')
 
 
 def test_health_readiness_metrics_and_root_stay_open(gateway_factory, tmp_path) -> None:
@@ -338,7 +329,7 @@ def test_client_certificate_cn_is_the_principal(gateway_factory, topic_factory, 
     other = ThrowawayCA(tmp_path / "other", "Other CA")
     assert refused_by_tls(g, client_context(ca, other.issue_client("writer")))
     assert len(consume_topic(g.bootstrap, topic, 1, 1, quiet_period=0.5)[0]) == 1
-    wait_for_log(g, r"200 .* user=writer")
+    g.wait_for_log(r"200 .* user=writer")
 
 
 def test_basic_credentials_take_precedence_over_an_optional_certificate(

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,13 +114,6 @@ def test_a_configured_listen_port_in_use_with_a_cluster_given(taken_port: int, b
     )
 
 
-def wait_for_log(g: GatewayProcess, text: str, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while g.log().count(text) < count:
-        assert time.monotonic() < deadline, g.log()
-        time.sleep(0.05)
-
-
 CONNECTION_TROUBLE = ("Connect to", "refused", "Disconnected", "Connection", "FAIL")
 
 
@@ -138,7 +130,7 @@ def test_sigterm_stops_every_kafka_client_before_the_embedded_broker(
         {k: "" for k in os.environ if k.startswith("GATEWAY_")},
     )
     try:
-        wait_for_log(g, "listening on", int(workers))  # every worker has its clients
+        g.wait_for_log("listening on", int(workers))  # every worker has its clients
         r = request(
             g.host, g.port, "POST", "/v3/clusters/c/topics/stop-order/records",
             b'{"value":{"type":"STRING","data":"one"}}', {"Content-Type": "application/json"},

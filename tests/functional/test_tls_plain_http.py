@@ -5,6 +5,7 @@ also with ``--workers``."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -47,7 +48,7 @@ def test_plain_http_to_the_tls_port_is_answered_400(gateway_factory, ca, workers
     g = gateway_factory(
         "--tls-cert", str(server.cert), "--tls-key", str(server.key), "--workers", workers
     )
-    assert f"listening on https://127.0.0.1:{g.port} " in g.log()
+    g.wait_for_log(re.escape(f"listening on https://127.0.0.1:{g.port} "), int(workers))
     assert "listening on http://" not in g.log()
     # curl, as a user who forgot the s in https
     p = subprocess.run(

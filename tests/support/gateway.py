@@ -4,6 +4,7 @@ and what tests read off it from outside: its /metrics samples and its resident m
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -71,6 +72,15 @@ class GatewayProcess:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = 30.0) -> None:
+        """Wait until the log holds ``count`` matches of the regular expression ``pattern``. A
+        line is not on disk the moment the port answers: the gateway logs after it listens,
+        and the access log is written by a thread every 0.1 s."""
+        deadline = time.monotonic() + timeout
+        while len(re.findall(pattern, self.log())) < count:
+            assert time.monotonic() < deadline, f"no {pattern!r} in the log:\n{self.log()[-3000:]}"
+            time.sleep(0.05)
 
     def terminate(self, timeout: float = 60.0) -> int:
         if self.proc.poll() is None:
