@@ -142,11 +142,12 @@ class build_ext(_build_ext):
             shim_h = os.path.join(HERE, "ext", "jsondoc.h")
             split = os.path.join(HERE, "ext", "jsonsplit.cc")
             split_h = os.path.join(HERE, "ext", "jsonsplit.h")
+            text_h = os.path.join(HERE, "ext", "jsontext.h")  # (included by both shims)
             python_include = sysconfig.get_paths()["include"]
             objects = [
                 cxx_object(os.path.join(sj, "simdjson.cpp"), [sj_h], [sj]),
-                cxx_object(shim, [shim_h, sj_h], [sj, python_include]),
-                cxx_object(split, [split_h, sj_h], [sj]),
+                cxx_object(shim, [shim_h, text_h, sj_h], [sj, python_include]),
+                cxx_object(split, [split_h, text_h, sj_h], [sj]),
             ]
             ext.extra_objects = objects
             # A changed object relinks the extension; a changed header recompiles the C.

@@ -18,6 +18,7 @@
 // reads each record as the client wrote it (docs/api.md §1, "Batch variant").
 
 #include "jsondoc.h"
+#include "jsontext.h"
 
 #include <cstdint>
 #include <cstring>
@@ -115,47 +116,6 @@ struct Loader {
     return pos;
   }
 
-  static bool blank(std::string_view t) {
-    for (char c : t) {
-      if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return false;
-    }
-    return true;
-  }
-
-  static bool atom(std::string_view token, std::string_view word) {
-    return token.substr(0, word.size()) == word && blank(token.substr(word.size()));
-  }
-
-  // The length of the JSON number (RFC 8259 §6) at the start of token, 0 if there is none;
-  // *integer tells whether it has no fraction or exponent.
-  static size_t number_length(std::string_view t, bool *integer) {
-    size_t i = 0, n = t.size();
-    auto digits = [&]() {
-      size_t start = i;
-      while (i < n && t[i] >= '0' && t[i] <= '9') i++;
-      return i > start;
-    };
-    *integer = true;
-    if (i < n && t[i] == '-') i++;
-    if (i < n && t[i] == '0') {
-      i++;
-    } else if (!digits()) {
-      return 0;
-    }
-    if (i < n && t[i] == '.') {
-      *integer = false;
-      i++;
-      if (!digits()) return 0;
-    }
-    if (i < n && (t[i] == 'e' || t[i] == 'E')) {
-      *integer = false;
-      i++;
-      if (i < n && (t[i] == '+' || t[i] == '-')) i++;
-      if (!digits()) return 0;
-    }
-    return i;
-  }
-
   // A number simdjson could not hold in 64 bits or a finite double, read by Python from its
   // text (checked to be a JSON number: PyLong_FromString and float() take more).
   PyObject *number_from_text(std::string_view token, size_t n, bool integer) {
@@ -234,8 +194,8 @@ struct Loader {
         std::string_view token;
         if (auto e = raw_token(v).get(token)) return fail(e);
         bool integer;
-        size_t n = number_length(token, &integer);
-        if (n == 0 || !blank(token.substr(n))) return fail(NUMBER_ERROR);
+        size_t n = gw_json::number_length(token, &integer);
+        if (n == 0 || !gw_json::all_blank(token.substr(n))) return fail(NUMBER_ERROR);
         ondemand::number_type kind;
         if (auto e = v.get_number_type().get(kind)) return fail(e);
         if (kind == ondemand::number_type::signed_integer) {
@@ -256,7 +216,7 @@ struct Loader {
         // otherwise reads as false).
         std::string_view token;
         if (auto e = raw_token(v).get(token)) return fail(e);
-        if (!atom(token, "true") && !atom(token, "false")) return fail(T_ATOM_ERROR);
+        if (!gw_json::atom(token, "true") && !gw_json::atom(token, "false")) return fail(T_ATOM_ERROR);
         bool b;
         if (auto e = v.get_bool().get(b)) return fail(e);
         return PyBool_FromLong(b);
@@ -264,7 +224,7 @@ struct Loader {
       case ondemand::json_type::null: {
         std::string_view token;
         if (auto e = raw_token(v).get(token)) return fail(e);
-        if (!atom(token, "null")) return fail(N_ATOM_ERROR);
+        if (!gw_json::atom(token, "null")) return fail(N_ATOM_ERROR);
         bool null;
         if (auto e = v.is_null().get(null)) return fail(e);
         if (!null) return fail(N_ATOM_ERROR);
@@ -283,17 +243,12 @@ struct Loader {
   // that end to cut entries out of the document.
 
   static const char *skip_blank(const char *p) {
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    while (gw_json::blank(*p)) p++;
     return p;
   }
 
   static const char *trimmed_end(std::string_view token) {
-    size_t n = token.size();
-    while (n > 0 && (token[n - 1] == ' ' || token[n - 1] == '\t' || token[n - 1] == '\n' ||
-                     token[n - 1] == '\r')) {
-      n--;
-    }
-    return token.data() + n;
+    return token.data() + gw_json::trim_end(token).size();
   }
 
   // In a record of a batch entry (record), what json.loads takes but convert() does not is
@@ -317,7 +272,7 @@ struct Loader {
       // record: left to the splitter, as the tokens they are.
       if (auto e = raw_token(v).get(token)) return fail(e), false;
       for (std::string_view word : {"NaN", "Infinity", "-Infinity"}) {
-        if (atom(token, word)) {
+        if (gw_json::atom(token, word)) {
           *end = token.data() + word.size();
           return true;
         }
@@ -367,16 +322,16 @@ struct Loader {
       case ondemand::json_type::number: {
         if (auto e = raw_token(v).get(token)) return fail(e), false;
         bool integer;
-        size_t n = number_length(token, &integer);
-        if (n == 0 || !blank(token.substr(n))) return fail(NUMBER_ERROR), false;
+        size_t n = gw_json::number_length(token, &integer);
+        if (n == 0 || !gw_json::all_blank(token.substr(n))) return fail(NUMBER_ERROR), false;
         *end = token.data() + n;
         return true;
       }
       case ondemand::json_type::boolean: {
         if (auto e = raw_token(v).get(token)) return fail(e), false;
-        if (atom(token, "true")) {
+        if (gw_json::atom(token, "true")) {
           *end = token.data() + 4;
-        } else if (atom(token, "false")) {
+        } else if (gw_json::atom(token, "false")) {
           *end = token.data() + 5;
         } else {
           return fail(T_ATOM_ERROR), false;
@@ -387,7 +342,7 @@ struct Loader {
       }
       case ondemand::json_type::null: {
         if (auto e = raw_token(v).get(token)) return fail(e), false;
-        if (!atom(token, "null")) return fail(N_ATOM_ERROR), false;
+        if (!gw_json::atom(token, "null")) return fail(N_ATOM_ERROR), false;
         bool null;
         if (auto e = v.is_null().get(null)) return fail(e), false;
         if (!null) return fail(N_ATOM_ERROR), false;

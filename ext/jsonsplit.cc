@@ -17,6 +17,7 @@
 // the structural index. Not worth objects compiled for instruction sets a CPU may lack.
 
 #include "jsonsplit.h"
+#include "jsontext.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -33,40 +34,7 @@ namespace ondemand = simdjson::ondemand;
 // A buffer larger than this is freed after the call instead of kept for the next one.
 constexpr size_t KEEP_CAPACITY = 1 << 20;
 
-inline bool blank(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
-std::string_view trim_end(std::string_view s) {
-  size_t n = s.size();
-  while (n > 0 && blank(s[n - 1])) n--;
-  return s.substr(0, n);
-}
-
-// RFC 8259 §6 number, then only whitespace to the end of the token (On-Demand's token runs to
-// the next structural character).
-bool number_ok(std::string_view t) {
-  size_t i = 0, n = t.size();
-  if (i < n && t[i] == '-') i++;
-  if (i >= n || t[i] < '0' || t[i] > '9') return false;
-  if (t[i] == '0') {
-    i++;
-  } else {
-    while (i < n && t[i] >= '0' && t[i] <= '9') i++;
-  }
-  if (i < n && t[i] == '.') {
-    size_t start = ++i;
-    while (i < n && t[i] >= '0' && t[i] <= '9') i++;
-    if (i == start) return false;
-  }
-  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
-    i++;
-    if (i < n && (t[i] == '+' || t[i] == '-')) i++;
-    size_t start = i;
-    while (i < n && t[i] >= '0' && t[i] <= '9') i++;
-    if (i == start) return false;
-  }
-  while (i < n && blank(t[i])) i++;
-  return i == n;
-}
+using gw_json::trim_end;
 
 // Validates the value v, at `depth` containers (a container inside it is at depth + 1).
 bool walk(ondemand::value v, int depth) {
@@ -102,16 +70,14 @@ bool walk(ondemand::value v, int depth) {
       return !v.get_string().get(s);
     }
     case ondemand::json_type::number: {
-      return number_ok(v.raw_json_token());
+      return gw_json::number_token(v.raw_json_token());
     }
     case ondemand::json_type::boolean: {
-      bool b;
-      return !v.get_bool().get(b);
+      std::string_view t = v.raw_json_token();
+      return gw_json::atom(t, "true") || gw_json::atom(t, "false");
     }
-    case ondemand::json_type::null: {
-      bool null = false;
-      return !v.is_null().get(null) && null;
-    }
+    case ondemand::json_type::null:
+      return gw_json::atom(v.raw_json_token(), "null");
     default:
       return false;
   }
