@@ -19,13 +19,18 @@ from gateway.produce.edge import UNKNOWN_PARTITIONS
 
 log = logging.getLogger("gateway.api")
 
-Refuse = Callable[[errors.GatewayError], None]
+def refuse(conn: HttpProtocol, exc: errors.GatewayError, content_type: bytes | None = None) -> None:
+    """Answer ``exc``: its JSON error body, as ``content_type`` when given (the v1/v2 produce
+    endpoints answer errors in the negotiated type)."""
+    if content_type is None:
+        conn.respond_error(exc)
+    else:
+        conn.respond(exc.status, exc.body(), content_type=content_type)
 
 
-def refused_now(ctx: ApiContext, conn: HttpProtocol, refuse: Refuse | None = None, *,
-                spools: bool = False, content_type: bytes | None = None) -> bool:
-    """True (and the 503/50003 sent, through ``refuse`` if given, else as JSON or with
-    ``content_type``) when a request that needs Kafka cannot be served now: the gateway is
+def refused_now(ctx: ApiContext, conn: HttpProtocol, *, spools: bool = False,
+                content_type: bytes | None = None) -> bool:
+    """True (and the 503/50003 sent, as ``refuse`` sends it) when a request that needs Kafka cannot be served now: the gateway is
     stopping, or Kafka is known to be unreachable (gateway.kafka.health: answered at once, not
     after a timeout), unless the request ``spools`` (a produce request, with the disk spool on:
     its records go there)."""
@@ -36,12 +41,7 @@ def refused_now(ctx: ApiContext, conn: HttpProtocol, refuse: Refuse | None = Non
         if down is None or (spools and ctx.spooler is not None):
             return False
         exc = errors.KafkaUnavailable(f"Kafka is unreachable: {down}")
-    if refuse is not None:
-        refuse(exc)
-    elif content_type is not None:
-        conn.respond(exc.status, exc.body(), content_type=content_type)
-    else:
-        conn.respond_error(exc)
+    refuse(conn, exc, content_type)
     return True
 
 
@@ -65,21 +65,22 @@ def with_topic(
     conn: HttpProtocol,
     head: RequestHead,
     topic: str,
-    then: Callable[[int], None],
-    refuse: Refuse | None = None,
-    *,
+    then: Callable[..., None],
+    *args: Any,
+    content_type: bytes | None = None,
     spools: bool = False,
 ) -> None:
-    """Call ``then(partition count)`` once the topic is known: at once from the metadata cache,
-    else after one refresh (shared with concurrent misses, rate-limited), reading nothing of the
-    request meanwhile. An unknown topic is 404/40401 and no metadata at all 503/50003, decided
-    from the cluster's full listing (gateway.kafka.metadata), through ``refuse`` (default: the
-    JSON error answer). A request that ``spools`` (a produce request) to a gateway that has no
+    """Call ``then(partition count, *args)`` once the topic is known: at once from the metadata
+    cache, else after one refresh (shared with concurrent misses, rate-limited), reading nothing
+    of the request meanwhile. (``args`` rather than a closure of the caller's: this runs for
+    every produce request, and a closure's cells would be made for each.) An unknown topic is
+    404/40401 and no metadata at all 503/50003, decided from the cluster's full listing
+    (gateway.kafka.metadata), answered as ``refuse`` answers with ``content_type``. A request that ``spools`` (a produce request) to a gateway that has no
     listing (none since it started) while it spools goes on with UNKNOWN_PARTITIONS: its
     records are spooled, and their partitions checked when forwarded."""
     partitions = ctx.metadata.partitions(topic)
     if partitions is not None:
-        then(partitions)
+        then(partitions, *args)
         return
 
     def spooled_unlisted() -> bool:
@@ -87,9 +88,8 @@ def with_topic(
                 and ctx.metadata.info is None)
 
     if spooled_unlisted():  # at once, not after a lookup that fails
-        then(UNKNOWN_PARTITIONS)
+        then(UNKNOWN_PARTITIONS, *args)
         return
-    answer = refuse or conn.respond_error
 
     def after_refresh(_fut: asyncio.Future[Any]) -> None:
         if not conn.pending(head):
@@ -98,11 +98,11 @@ def with_topic(
             count = ctx.metadata.partition_count(topic)
         except errors.GatewayError as exc:
             if spooled_unlisted():
-                then(UNKNOWN_PARTITIONS)
+                then(UNKNOWN_PARTITIONS, *args)
                 return
-            answer(exc)
+            refuse(conn, exc, content_type)
             return
-        then(count)
+        then(count, *args)
 
     conn.defer()
     ctx.metadata.refresh_for_miss().add_done_callback(conn.later(after_refresh))

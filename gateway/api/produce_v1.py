@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from gateway import errors
-from gateway.api.common import refused_coding, refused_now, take_slot, with_topic
+from gateway.api.common import refuse, refused_coding, refused_now, take_slot, with_topic
 from gateway.api.context import ApiContext
 from gateway.http.media import choose, parse_media_type
 from gateway.http.parser import RequestHead
@@ -132,7 +132,6 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
     except errors.PeerError as exc:
         conn.respond_error(exc)
         return
-    # (No inner function here: its cells would be made for every request.)
     ctype = negotiated.response_type
     if refused_now(ctx, conn, spools=True, content_type=ctype):
         return
@@ -146,48 +145,31 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
     if raw is not None:
         url_partition = _parse_url_partition(raw)
         if url_partition is None:
-            _refuse(conn, ctype, errors.PartitionNotFound(f"partition {raw} not found"))
+            refuse(conn, errors.PartitionNotFound(f"partition {raw} not found"), ctype)
             return
     if not conn.has_body():
         # No Content-Length and no chunked framing is a zero-length body (RFC 9112 §6.3).
-        _refuse(conn, ctype,
-                errors.Unprocessable('the request body is empty: send {"records":[...]}'))
+        refuse(conn, errors.Unprocessable('the request body is empty: send {"records":[...]}'),
+               ctype)
         return
     limit = ctx.config.held_body_limit()
     if not coded and head.content_length is not None and head.content_length > limit:
-        _refuse(conn, ctype, errors.PayloadTooLarge(
+        refuse(conn, errors.PayloadTooLarge(
             f"request body of {head.content_length} bytes is over the {limit}-byte limit"
-        ))
+        ), ctype)
         return
 
-    partitions = ctx.metadata.partitions(topic)
-    if partitions is not None:  # (the common case)
-        _start(ctx, conn, topic, partitions, url_partition, negotiated, limit)
-        return
-    _start_after_lookup(ctx, conn, head, topic, url_partition, negotiated, limit)
+    with_topic(ctx, conn, head, topic, _start, ctx, conn, topic, url_partition, negotiated, limit,
+               content_type=ctype, spools=True)
 
 
-def _refuse(conn: HttpProtocol, content_type: bytes, exc: errors.GatewayError) -> None:
-    conn.respond(exc.status, exc.body(), content_type=content_type)
-
-
-def _start_after_lookup(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, topic: str,
-                        url_partition: int | None, negotiated: Negotiated, limit: int) -> None:
-    """The topic is not in the metadata cache: ``_start`` once it is known."""
-    ctype = negotiated.response_type
-    with_topic(ctx, conn, head, topic,
-               lambda partitions: _start(ctx, conn, topic, partitions, url_partition, negotiated,
-                                         limit),
-               lambda exc: _refuse(conn, ctype, exc), spools=True)
-
-
-def _start(ctx: ApiContext, conn: HttpProtocol, topic: str, partitions: int,
+def _start(partitions: int, ctx: ApiContext, conn: HttpProtocol, topic: str,
            url_partition: int | None, negotiated: Negotiated, limit: int) -> None:
     """The topic is known: the partition check, the request's slot, then its body."""
     if url_partition is not None and url_partition >= partitions:
-        _refuse(conn, negotiated.response_type, errors.PartitionNotFound(
+        refuse(conn, errors.PartitionNotFound(
             f"partition {url_partition} not found: topic {topic} has {partitions} partitions"
-        ))
+        ), negotiated.response_type)
         return
     if not take_slot(ctx, conn):
         return

@@ -73,23 +73,10 @@ def _produce(
             conn.respond_error(errors.NotFound(f"cluster {cluster_id} not found"))
             return
 
-    # (No inner function here: its cells would be made for every request.)
-    partitions = ctx.metadata.partitions(topic)
-    if partitions is not None:  # (the common case)
-        _start(ctx, conn, cluster_id, topic, partitions, batch)
-        return
-    _start_after_lookup(ctx, conn, head, cluster_id, topic, batch)
+    with_topic(ctx, conn, head, topic, _start, ctx, conn, cluster_id, topic, batch, spools=True)
 
 
-def _start_after_lookup(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, cluster_id: str,
-                        topic: str, batch: bool) -> None:
-    """The topic is not in the metadata cache: ``_start`` once it is known."""
-    with_topic(ctx, conn, head, topic,
-               lambda partitions: _start(ctx, conn, cluster_id, topic, partitions, batch),
-               spools=True)
-
-
-def _start(ctx: ApiContext, conn: HttpProtocol, cluster_id: str, topic: str, partitions: int,
+def _start(partitions: int, ctx: ApiContext, conn: HttpProtocol, cluster_id: str, topic: str,
            batch: bool) -> None:
     """The topic is known: the request's slot, then its body."""
     if not take_slot(ctx, conn):

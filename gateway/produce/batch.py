@@ -70,7 +70,6 @@ class BatchRequest(WholeRequest):
             rates=rates, principal=principal,
         )
         self._make_splitter = make_splitter
-        self._cluster_id = cluster_id
         self._cluster_json = json_str(cluster_id)
         self._topic_json = json_str(topic)
         self._max_entries = max_entries
