@@ -656,6 +656,13 @@ def fmt_spread(s: dict[str, float] | None, spec: str) -> str:
     return f"{fmt(s['median'], spec)} ({fmt(s['min'], spec)}–{fmt(s['max'], spec)})"
 
 
+def fmt_pair(a: Sequence[float], b: Sequence[float], spec: str) -> tuple[str, str, str]:
+    """Two sides' rounds, interleaved: each side's median (min–max), and the median of the
+    rounds' own ratios a/b."""
+    return (fmt_spread(spread(a), spec), fmt_spread(spread(b), spec),
+            fmt(median_of(spread(ratio(x, y) for x, y in zip(a, b, strict=True))), ".2f"))
+
+
 def median_of(s: dict[str, float] | None) -> float | None:
     return None if s is None else s["median"]
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import machine_info, versions
+from bench.common import check_rounds, fmt_pair, machine_info, versions
 from gateway._speedups import parse_head as compiled_parse_head
 from gateway.http.parser import DEFAULT_LIMITS, python_parse_head
 
@@ -100,12 +99,8 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, load average {m['loadavg_1m_at_start']:.2f} at start")
     print(f"{'head':<14} {'bytes':>5}  {'python':>20}  {'compiled':>20}  {'ratio':>6}")
     for name, by_twin in result["us_per_call"].items():
-        cells = []
-        for twin in TWINS:
-            xs = by_twin[twin]
-            cells.append(f"{statistics.median(xs):6.2f} ({min(xs):.2f}–{max(xs):.2f})")
-        ratio = statistics.median(by_twin["python"]) / statistics.median(by_twin["compiled"])
-        print(f"{name:<14} {len(HEADS[name]):>5}  {cells[0]:>20}  {cells[1]:>20}  {ratio:5.1f}×")
+        a, b, r = fmt_pair(by_twin["python"], by_twin["compiled"], ".2f")
+        print(f"{name:<14} {len(HEADS[name]):>5}  {a:>20}  {b:>20}  {r:>5}×")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--number", type=int, default=50000, help="calls per twin, head and round (default 50000)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     args = parser.parse_args(argv)
-    if args.rounds < 3 or args.number < 1:
-        print("bench.heads: --rounds must be at least 3 and --number positive", file=sys.stderr)
+    problem = check_rounds(args.rounds) or (None if args.number >= 1 else "--number must be positive")
+    if problem:
+        print(f"bench.heads: {problem}", file=sys.stderr)
         return 2
     result = run(args.rounds, args.number)
     if args.json:

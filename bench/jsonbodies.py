@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import machine_info, versions
+from bench.common import check_rounds, fmt_pair, machine_info, versions
 from gateway._speedups import json_batch_entries, json_loads, simdjson_implementation
 
 
@@ -126,19 +125,13 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, load average {m['loadavg_1m_at_start']:.2f} at start")
     print(f"{'body':<21} {'bytes':>6}  {'json.loads':>22}  {'simdjson':>22}  {'ratio':>6}")
     for name, by_parser in result["us_per_parse"].items():
-        cells = []
-        for parser in PARSERS:
-            xs = by_parser[parser]
-            cells.append(f"{statistics.median(xs):7.2f} ({min(xs):.2f}–{max(xs):.2f})")
-        ratio = statistics.median(by_parser["json.loads"]) / statistics.median(by_parser["simdjson"])
-        print(f"{name:<21} {len(BODIES[name]):>6}  {cells[0]:>22}  {cells[1]:>22}  {ratio:5.2f}×")
+        a, b, r = fmt_pair(by_parser["json.loads"], by_parser["simdjson"], ".2f")
+        print(f"{name:<21} {len(BODIES[name]):>6}  {a:>22}  {b:>22}  {r:>5}×")
     print()
     print("records:batch 100: every entry's record text for the splitter, µs per body")
     by_reader = result["us_per_batch_body"]
-    for reader, xs in by_reader.items():
-        print(f"{reader:<21} {statistics.median(xs):7.2f} ({min(xs):.2f}–{max(xs):.2f})")
-    ratio = statistics.median(by_reader["json.loads+dumps"]) / statistics.median(by_reader["json_batch_entries"])
-    print(f"{'ratio':<21} {ratio:5.2f}×")
+    a, b, r = fmt_pair(by_reader["json.loads+dumps"], by_reader["json_batch_entries"], ".2f")
+    print(f"{'json.loads+dumps':<21} {a:>22}\n{'json_batch_entries':<21} {b:>22}\n{'ratio':<21} {r:>5}×")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="parses of a 64-byte body per parser and round, fewer for larger bodies (default 100000)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     args = parser.parse_args(argv)
-    if args.rounds < 3 or args.number < 1:
-        print("bench.jsonbodies: --rounds must be at least 3 and --number positive", file=sys.stderr)
+    problem = check_rounds(args.rounds) or (None if args.number >= 1 else "--number must be positive")
+    if problem:
+        print(f"bench.jsonbodies: {problem}", file=sys.stderr)
         return 2
     result = run(args.rounds, args.number)
     if args.json:

@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.common import check_rounds
 from gateway import _speedups
 
 PIECE = 64 * 1024
@@ -217,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (at least 3)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
-    if args.rounds < 3:
-        ap.error("--rounds must be at least 3")
+    if problem := check_rounds(args.rounds):
+        ap.error(problem)
     if not 0.1 <= args.mb <= 64:
         ap.error("--mb must be between 0.1 and 64")
     result = measure(args.mb, args.rounds)
