@@ -755,3 +755,29 @@ class SimdjsonRecords:
 
     records: int
     def feed(self, data: bytes | bytearray | memoryview) -> list[Record]: ...
+
+class AccessLines:
+    """The access log's pending text (gateway.log.AccessLogHandler): lines formatted in C,
+    timestamp included, into one buffer that the writer thread takes whole. Every method runs
+    under the GIL without running Python code while it touches the buffer: no lock needed.
+    A line that would take the pending text past ``max_bytes`` is dropped and counted in
+    ``dropped``. The ``add_*`` methods return True when the pending text has just reached
+    ``wake_bytes`` (wake the writer; once until the next ``take``)."""
+
+    max_bytes: int
+    wake_bytes: int
+    dropped: int
+    prefix: str  # written between the timestamp and the message, e.g. " INFO gateway.access: "
+    pending_bytes: int
+
+    def __init__(self, max_bytes: int, wake_bytes: int) -> None: ...
+    def take(self) -> bytes:
+        """The pending text, UTF-8 (unencodable characters backslash-escaped); empties it."""
+    def add_text(self, text: str) -> bool:
+        """A line formatted elsewhere, its newline included."""
+    def add_request(self, peer: str, method: str | None, target: str | None, status: int,
+                    bytes_in: int, bytes_out: int, ms: float, detail: str) -> bool:
+        """``YYYY-MM-DD HH:MM:SS,mmm{prefix}PEER "METHOD TARGET" STATUS in=N out=N ms=F{detail}``
+        and a newline, the time local as logging's default asctime; ``method`` None writes
+        "-" (a head that could not be parsed); a target that is not printable is written as
+        ``repr`` escapes it."""

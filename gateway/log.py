@@ -3,13 +3,14 @@ a handler of its own that never makes the event loop wait for stderr.
 
 The access log writes one line per request (per v3 stream: when its last report is out), so at
 high request rates it is the one logger on a hot path. ``AccessLogHandler`` appends each line
-to a bounded in-memory list and a writer thread writes what has gathered to stderr every
-``FLUSH_INTERVAL`` seconds, so a slow or blocked stderr (a full pipe) stalls that thread only.
-``write_access`` is what the gateway calls: while the handler that ``configure`` installed is
-the logger's only one, it formats the line itself (the same text the formatter would write,
-the timestamp cached per second) and appends it, skipping the ``LogRecord`` and the formatter
-(about 1.5 µs a line instead of 8); otherwise it logs through ``logging`` as usual. Past ``MAX_PENDING_BYTES`` lines are
-dropped and counted (``gateway_access_log_dropped_lines_total``) instead of growing memory.
+to a bounded in-memory buffer (``gateway._speedups.AccessLines``) and a writer thread writes
+what has gathered to stderr every ``FLUSH_INTERVAL`` seconds, so a slow or blocked stderr (a
+full pipe) stalls that thread only. ``write_request`` is what the gateway calls: while the
+handler that ``configure`` installed is the logger's only one, the line is formatted in C,
+timestamp included (the same text the formatter would write), straight into that buffer,
+skipping the ``LogRecord``, the formatter and every intermediate string; otherwise it logs
+through ``logging`` as usual. Past ``MAX_PENDING_BYTES`` lines are dropped and counted
+(``gateway_access_log_dropped_lines_total``) instead of growing memory.
 Lines of ``gateway.access`` therefore reach stderr up to ``FLUSH_INTERVAL`` after the other
 loggers' lines of the same moment; each line carries its own timestamp.
 """
@@ -23,6 +24,8 @@ import sys
 import threading
 import time
 from typing import IO
+
+from gateway._speedups import AccessLines
 
 FORMAT = "%(asctime)s %(levelname)s {who}%(name)s: %(message)s"
 FLUSH_INTERVAL = 0.1  # seconds between writes of the gathered access log lines
@@ -75,22 +78,31 @@ class AccessLogHandler(logging.Handler):
             self._fd = None  # e.g. io.StringIO: written through the stream itself
             self._line_atomic = False
         self._interval = interval
-        self._max_pending = max_pending_bytes
-        self.fast_prefix: str | None = None  # " INFO gateway.access: " once configure() set it
-        self._sec = -1
-        self._stamp = ""
-        self._pending: list[str] = []
-        self._pending_bytes = 0
-        self._woken = False
-        self.dropped = 0
+        # The pending text, formatted in C: adding and taking run under the GIL, no lock.
+        self.lines = AccessLines(max_pending_bytes, WAKE_BYTES)
+        self._fast = False
         self._wake = threading.Event()
         self._closed = False
         self._write_lock = threading.Lock()  # one writer at a time: the thread, or flush()
-        # Guards the pending lines. Not the handler's lock: logging.shutdown() holds that one
-        # while it calls close(), which waits for the writer thread (it would wait 1 s).
-        self._queue_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="gateway-access-log", daemon=True)
         self._thread.start()
+
+    @property
+    def fast_prefix(self) -> str | None:
+        """What ``FORMAT`` writes between the timestamp and the message (" INFO
+        gateway.access: "), once ``configure`` set it; None: ``write_access`` logs through
+        ``logging``."""
+        return self.lines.prefix if self._fast else None
+
+    @fast_prefix.setter
+    def fast_prefix(self, prefix: str | None) -> None:
+        self._fast = prefix is not None
+        if prefix is not None:
+            self.lines.prefix = prefix
+
+    @property
+    def dropped(self) -> int:
+        return self.lines.dropped
 
     def emit(self, record: logging.LogRecord) -> None:
         # Runs under the handler's lock (Handler.handle).
@@ -99,52 +111,27 @@ class AccessLogHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging's contract: report, never raise
             self.handleError(record)
             return
-        self._enqueue(line)
+        if self.lines.add_text(line):
+            self._wake.set()
 
-    def _enqueue(self, line: str) -> None:
-        """Queue a line for the writer thread, or count it dropped when the queue is full
-        (under the queue's own lock)."""
-        n = len(line)
-        with self._queue_lock:
-            if self._pending_bytes + n > self._max_pending:
-                self.dropped += 1
-                return
-            self._pending.append(line)
-            self._pending_bytes += n
-            if self._pending_bytes < WAKE_BYTES or self._woken:
-                return
-            self._woken = True
-        self._wake.set()
+    def append_request(self, peer: str, method: str | None, target: str | None, status: int,
+                       bytes_in: int, bytes_out: int, ms: float, detail: str) -> None:
+        """The fast path of ``write_request``: the line as ``FORMAT`` renders it, made in C."""
+        if self.lines.add_request(peer, method, target, status, bytes_in, bytes_out, ms, detail):
+            self._wake.set()
 
-    def append_message(self, message: str) -> None:
-        """The fast path of ``write_access``: the line as ``FORMAT`` renders it."""
-        now = time.time()
-        sec = int(now)
-        if sec != self._sec:
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec))
-            self._sec = sec
-        line = "%s,%03d%s%s\n" % (self._stamp, int((now - sec) * 1000), self.fast_prefix, message)
-        self._enqueue(line)
-
-    def _take(self) -> list[str]:
-        with self._queue_lock:
-            lines = self._pending
-            self._pending = []
-            self._pending_bytes = 0
-            self._woken = False
-            return lines
-
-    def _write(self, lines: list[str]) -> None:
-        if not lines:
-            return
+    def _write_pending(self) -> None:
+        """Write what has gathered (taken under the write lock: batches keep their order)."""
         with self._write_lock:
+            data = self.lines.take()
+            if not data:
+                return
             try:
                 fd = self._fd
                 if fd is None:
-                    self._stream.write("".join(lines))
+                    self._stream.write(data.decode("utf-8"))
                     self._stream.flush()
                     return
-                data = "".join(lines).encode("utf-8", "backslashreplace")
                 if not self._line_atomic:
                     _write_all(fd, data)
                     return
@@ -167,11 +154,11 @@ class AccessLogHandler(logging.Handler):
         while not self._closed:
             self._wake.wait(self._interval)
             self._wake.clear()
-            self._write(self._take())
+            self._write_pending()
 
     def flush(self) -> None:
         """Write what has gathered now (on the caller's thread: for shutdown and tests)."""
-        self._write(self._take())
+        self._write_pending()
 
     def close(self) -> None:
         self._closed = True
@@ -223,18 +210,39 @@ def configure(level: str, *, who: str = "", access_log: bool = True) -> AccessLo
 _access_logger = logging.getLogger(ACCESS_LOGGER)
 
 
-def write_access(message: str) -> None:
-    """One access log line (see the module docstring for the fast path)."""
+def _fast_handler() -> AccessLogHandler | None:
+    """The handler ``configure`` installed, while it is the access logger's only way out (no
+    filter, no other handler, no propagation): lines then skip ``logging``."""
     logger = _access_logger
-    if not logger.isEnabledFor(logging.INFO):
-        return
     handlers = logger.handlers
     if len(handlers) == 1 and not logger.propagate and not logger.filters:
         h = handlers[0]
-        if isinstance(h, AccessLogHandler) and h.fast_prefix is not None and not h.filters:
-            h.append_message(message)
-            return
-    logger.info("%s", message)
+        if type(h) is AccessLogHandler and h._fast and not h.filters:
+            return h
+    return None
+
+
+def write_request(peer: str, method: str | None, target: str | None, status: int,
+                  bytes_in: int, bytes_out: int, ms: float, detail: str) -> None:
+    """One request's access log line, ``PEER "METHOD TARGET" STATUS in=BYTES out=BYTES
+    ms=MILLISECONDS[DETAIL]`` (``method`` None: "-", a head that could not be parsed; a target
+    with a control character is written escaped as ``repr`` escapes it): formatted in C on the
+    fast path."""
+    logger = _access_logger
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    h = _fast_handler()
+    if h is not None:
+        h.append_request(peer, method, target, status, bytes_in, bytes_out, ms, detail)
+        return
+    if method is None:
+        line = "-"
+    else:
+        if target is not None and not target.isprintable():
+            target = repr(target)[1:-1]  # never a raw control character in the log
+        line = f"{method} {target}"
+    logger.info('%s "%s" %d in=%d out=%d ms=%.1f%s', peer, line, status, bytes_in, bytes_out,
+                ms, detail)
 
 
 def access_log_handler() -> AccessLogHandler | None:
@@ -263,5 +271,5 @@ __all__ = [
     "configure",
     "dropped_access_lines",
     "flush_access_log",
-    "write_access",
+    "write_request",
 ]

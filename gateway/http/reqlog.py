@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 
 from gateway.http.parser import RequestHead
-from gateway.log import write_access
+from gateway.log import write_request
 from gateway.stats import HttpStats
 
 
@@ -100,22 +100,6 @@ class RequestLog:
         if self._enabled:
             if principal is not None:
                 detail += " user=" + log_name(principal)
-            if head is None:
-                line = "-"
-            else:
-                target = head.target
-                if not target.isprintable():
-                    target = repr(target)[1:-1]  # never a raw control character in the log
-                line = f"{head.method} {target}"
-            write_access(
-                '%s "%s" %d in=%d out=%d ms=%.1f%s'
-                % (
-                    self.peer,
-                    line,
-                    status,
-                    self.bytes_in,
-                    sent - self._sent0,
-                    (self._clock() - self._t0) * 1000.0,
-                    detail,
-                )
-            )
+            write_request(self.peer, None if head is None else head.method,
+                          None if head is None else head.target, status, self.bytes_in,
+                          sent - self._sent0, (self._clock() - self._t0) * 1000.0, detail)

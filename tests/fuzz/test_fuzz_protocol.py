@@ -301,9 +301,9 @@ class ProduceRun:
 
     def __init__(self, pieces: list[bytes]) -> None:
         self.loop = FakeLoop()
-        saved_time, saved_write = protocol.time, reqlog.write_access
+        saved_time, saved_write = protocol.time, reqlog.write_request
         protocol.time = patched_time(self.loop)  # type: ignore[assignment]
-        reqlog.write_access = lambda line: None  # type: ignore[assignment]
+        reqlog.write_request = lambda *line: None  # type: ignore[assignment]
         try:
             self.producer = KafkaProducer({}, self.loop,  # type: ignore[arg-type]
                                           producer_factory=AcknowledgingProducer)
@@ -320,7 +320,7 @@ class ProduceRun:
             self.responses = self.h.responses
         finally:
             protocol.time = saved_time  # type: ignore[assignment]
-            reqlog.write_access = saved_write  # type: ignore[assignment]
+            reqlog.write_request = saved_write  # type: ignore[assignment]
 
     def _settle(self) -> None:
         for _ in range(8):  # the producer's poll timer, and what its reports let the connection read

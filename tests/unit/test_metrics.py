@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.fake_producer import FakeRdProducer
 from test_session import FakeStream, ListSplitter, rec
 
-from gateway import stats
+from gateway import log, stats
+from gateway._speedups import AccessLines
 from gateway.api import metrics
 from gateway.http.flow import PAUSE_WRITE
 from gateway.kafka.producer import KafkaProducer
@@ -275,10 +276,79 @@ def test_access_fast_path_writes_what_the_formatter_writes(tmp_path: Any) -> Non
         handler.fast_prefix = " INFO [worker 1] gateway.access: "
         record = logging.LogRecord("gateway.access", logging.INFO, __file__, 1, "via %s", ("logging",), None)
         handler.handle(record)
-        handler.append_message("via the fast path")
+        handler.append_request("10.0.0.1:5", "GET", "/v3/clusters", 200, 91, 350, 1.25, " user=bob")
         handler.flush()
         handler.close()
     lines = path.read_text().splitlines()
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
     assert re.fullmatch(stamp + r" INFO \[worker 1\] gateway\.access: via logging", lines[0]), lines
-    assert re.fullmatch(stamp + r" INFO \[worker 1\] gateway\.access: via the fast path", lines[1]), lines
+    assert re.fullmatch(stamp + r' INFO \[worker 1\] gateway\.access: 10\.0\.0\.1:5 "GET /v3/clusters" 200 '
+                        r"in=91 out=350 ms=1\.2 user=bob", lines[1]), lines
+    # The compiled timestamp is logging's asctime of the same moment (local time, milliseconds).
+    formatted = CachedTimeFormatter("%(asctime)s").format(
+        logging.LogRecord("n", logging.INFO, __file__, 1, "m", None, None))
+    assert abs(_stamp_seconds(lines[1][:23]) - _stamp_seconds(formatted)) < 60
+
+
+def _stamp_seconds(stamp: str) -> float:
+    t = time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")
+    return time.mktime(t) + int(stamp[20:23]) / 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("1.2.3.4:80", "POST", "/topics/t", 200, 120, 300, 0.05, ""),
+         '1.2.3.4:80 "POST /topics/t" 200 in=120 out=300 ms=0.1'),
+        (("1.2.3.4:80", None, None, 400, 7, 150, 3.25, ""),  # a head that did not parse
+         '1.2.3.4:80 "-" 400 in=7 out=150 ms=3.2'),
+        (("p", "GET", "/a\x01b\x7f", 404, 0, 0, 12345.678, " (client gone)"),
+         'p "GET /a\\x01b\\x7f" 404 in=0 out=0 ms=12345.7 (client gone)'),
+        (("p", "GET", "/caf\u00e9", 200, 2**40, 2**41, 0.0, ' user="a b" r\u00e9'),
+         f'p "GET /caf\u00e9" 200 in={2**40} out={2**41} ms=0.0 user="a b" r\u00e9'),
+        (("p\udcff", "GET", "/x\udcfe", 200, 1, 2, 1e9, ""),  # surrogates: escaped, never raised
+         'p\\udcff "GET /x\\udcfe" 200 in=1 out=2 ms=1000000000.0'),
+    ],
+)
+def test_compiled_access_line_is_what_logging_formats(args: tuple[Any, ...], expected: str) -> None:
+    lines = AccessLines(1 << 20, 1 << 20)
+    lines.prefix = " INFO gateway.access: "
+    assert lines.add_request(*args) is False
+    text = lines.take().decode("utf-8")
+    assert lines.pending_bytes == 0 and lines.take() == b""
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert text[23:-1] == " INFO gateway.access: " + expected
+    # The same line through logging (the path taken when the access logger is configured
+    # otherwise): identical text after the timestamp.
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = log._access_logger
+    saved = (logger.handlers[:], logger.propagate, logger.level, logger.disabled)
+    logger.handlers[:] = [handler]
+    logger.propagate, logger.disabled = False, False
+    logger.setLevel(logging.INFO)
+    try:
+        log.write_request(*args)
+    finally:
+        logger.handlers[:], logger.propagate, _, logger.disabled = saved
+        logger.setLevel(saved[2])
+    # (the handler encodes what logging hands it with backslashreplace, as the C path does)
+    assert out.getvalue().encode("utf-8", "backslashreplace").decode("utf-8") == expected + "\n"
+
+
+def test_compiled_access_lines_are_bounded_and_wake_the_writer_once() -> None:
+    lines = AccessLines(1000, 300)
+    args = ("1.2.3.4:80", "POST", "/topics/t", 200, 120, 300, 0.5, "")
+    one = AccessLines(1000, 1000)
+    one.add_request(*args)
+    size = len(one.take())  # one line (the timestamp is always 23 characters)
+    wakes = [lines.add_request(*args) for _ in range(20)]
+    fit = 1000 // size
+    assert lines.pending_bytes == fit * size and lines.dropped == 20 - fit
+    assert wakes.count(True) == 1 and wakes.index(True) == -(-300 // size) - 1
+    assert len(lines.take()) == fit * size and lines.pending_bytes == 0
+    # After a take: room again, and the writer is woken again once past wake_bytes.
+    assert lines.add_request(*args) is False and lines.pending_bytes == size
+    assert lines.add_text("x" * 10 + "\n") is False and lines.take().endswith(b"\n" + b"x" * 10 + b"\n")
+    assert lines.dropped == 20 - fit

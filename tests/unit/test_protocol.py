@@ -16,6 +16,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from support.head_twins import HEAD_TWINS, swapped
@@ -31,6 +32,7 @@ from support.mock_transport import (
 )
 
 from gateway import errors
+from gateway._speedups import AccessLines
 from gateway.errors import GatewayError
 from gateway.http import protocol, reqlog, writer
 from gateway.http.flow import PAUSE_BUFFER, PAUSE_WRITE
@@ -1191,8 +1193,17 @@ def test_an_illegal_state_move_is_refused_by_name(make):
 
 @pytest.fixture
 def access_lines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The access lines the connection writes, as the compiled formatter makes them (without
+    the timestamp and the logger's prefix)."""
     lines: list[str] = []
-    monkeypatch.setattr(reqlog, "write_access", lines.append)
+    pending = AccessLines(1 << 20, 1 << 20)
+    pending.prefix = " | "
+
+    def write_request(*args: Any) -> None:
+        assert pending.add_request(*args) is False  # (never reaches wake_bytes here)
+        lines.append(pending.take().decode().split(" | ", 1)[1].removesuffix("\n"))
+
+    monkeypatch.setattr(reqlog, "write_request", write_request)
     return lines
 
 
