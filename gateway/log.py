@@ -90,7 +90,7 @@ class AccessLogHandler(logging.Handler):
     @property
     def fast_prefix(self) -> str | None:
         """What ``FORMAT`` writes between the timestamp and the message (" INFO
-        gateway.access: "), once ``configure`` set it; None: ``write_access`` logs through
+        gateway.access: "), once ``configure`` set it; None: ``write_request`` logs through
         ``logging``."""
         return self.lines.prefix if self._fast else None
 
