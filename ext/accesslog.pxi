@@ -5,6 +5,7 @@
 # Docstrings in gateway/_speedups.pyi.
 
 from libc.stdio cimport snprintf
+from libc.math cimport floor
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
@@ -32,6 +33,52 @@ cdef inline bint _al_printable_ascii(str s):
         if p[i] < 0x20 or p[i] > 0x7e:
             return False
     return True
+
+
+cdef Py_ssize_t _al_int(char* out, long long v):
+    # v in decimal (no printf: this runs for every request).
+    cdef char tmp[24]
+    cdef Py_ssize_t n = 0, i
+    cdef unsigned long long u
+    cdef bint neg = v < 0
+    u = <unsigned long long>(-(v + 1)) + 1 if neg else <unsigned long long>v
+    while True:
+        tmp[n] = <char>(48 + u % 10)
+        n += 1
+        u //= 10
+        if u == 0:
+            break
+    i = 0
+    if neg:
+        out[0] = 45  # '-'
+        i = 1
+    while n > 0:
+        n -= 1
+        out[i] = tmp[n]
+        i += 1
+    return i
+
+
+cdef Py_ssize_t _al_tenths(char* out, double v):
+    # v with one decimal, as Python's '%.1f' writes it. Written by hand when v is an ordinary
+    # positive number whose hundredths are clearly away from a rounding tie; otherwise (a tie,
+    # where the exact binary value decides, a huge or odd value) by snprintf, which rounds
+    # from the exact binary value as Python does.
+    cdef double scaled, whole, frac
+    cdef long long t
+    cdef Py_ssize_t n
+    if v >= 0.0 and v < 1e12:
+        scaled = v * 10.0
+        whole = floor(scaled)
+        frac = scaled - whole
+        if frac < 0.4999 or frac > 0.5001:
+            t = <long long>whole + (1 if frac > 0.5 else 0)
+            n = _al_int(out, t // 10)
+            out[n] = 46  # '.'
+            out[n + 1] = <char>(48 + t % 10)
+            return n + 2
+    n = snprintf(out, 64, b"%.1f", v)
+    return n if 0 < n < 64 else 0
 
 
 cdef bytes _al_utf8(str s):
@@ -128,7 +175,12 @@ cdef class AccessLines:
             self._sec = ts.tv_sec
         memcpy(out, self._stamp, self._stamp_len)
         ms = <int>(ts.tv_nsec // 1000000)
-        return self._stamp_len + snprintf(out + self._stamp_len, 8, b",%03d", ms)
+        out += self._stamp_len
+        out[0] = 44  # ','
+        out[1] = <char>(48 + ms // 100)
+        out[2] = <char>(48 + ms // 10 % 10)
+        out[3] = <char>(48 + ms % 10)
+        return self._stamp_len + 4
 
     def add_text(self, str text not None):
         # A line formatted elsewhere (the logging path), newline included.
@@ -180,10 +232,17 @@ cdef class AccessLines:
             detail_b = _al_utf8(detail)
             detail_p = PyBytes_AS_STRING(detail_b)
             dn = PyBytes_GET_SIZE(detail_b)
-        nn = snprintf(nums, sizeof(nums), b"\" %ld in=%lld out=%lld ms=%.1f", status, bytes_in,
-                      bytes_out, ms)
-        if nn < 0 or nn >= <Py_ssize_t>sizeof(nums):
-            nn = 0
+        memcpy(nums, b"\" ", 2)
+        nn = 2 + _al_int(nums + 2, status)
+        memcpy(nums + nn, b" in=", 4)
+        nn += 4
+        nn += _al_int(nums + nn, bytes_in)
+        memcpy(nums + nn, b" out=", 5)
+        nn += 5
+        nn += _al_int(nums + nn, bytes_out)
+        memcpy(nums + nn, b" ms=", 4)
+        nn += 4
+        nn += _al_tenths(nums + nn, ms)
         sn = self._stamp_now(stamp)
         pn = PyBytes_GET_SIZE(self._prefix)
         n = sn + pn + peer_n + 2 + mn + (tn + 1 if target_p != NULL else 0) + nn + dn + 1

@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import os
+import random
 import re
 import sys
 import threading
@@ -352,3 +353,15 @@ def test_compiled_access_lines_are_bounded_and_wake_the_writer_once() -> None:
     assert lines.add_request(*args) is False and lines.pending_bytes == size
     assert lines.add_text("x" * 10 + "\n") is False and lines.take().endswith(b"\n" + b"x" * 10 + b"\n")
     assert lines.dropped == 20 - fit
+
+
+def test_compiled_access_line_writes_milliseconds_as_python_does() -> None:
+    # Written by hand away from rounding ties, by printf at them: '%.1f' either way.
+    rng = random.Random(7)
+    values = [0.0, 0.05, 0.25, 0.35, 0.95, 9.95, 99.949999, 1e12, 1e15, 2.5e-5, float("inf")]
+    values += [rng.random() * 10 ** rng.randint(-3, 8) for _ in range(3000)]
+    values += [round(rng.random() * 1000, 2) for _ in range(3000)]
+    lines = AccessLines(1 << 20, 1 << 20)
+    for v in values:
+        lines.add_request("p", "GET", "/", 200, 0, 0, v, "")
+        assert lines.take().decode().rstrip("\n").split(" ms=")[1] == "%.1f" % v, v
