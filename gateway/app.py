@@ -230,11 +230,11 @@ def main(cfg: Config) -> int:
 
 def _start_embedded_broker(cfg: Config) -> BrokerKeeper:
     """The embedded broker started, its topics created, and kept running from now on."""
-    from gateway.kafka.embedded import AddressInUse, EmbeddedBroker
+    from gateway.kafka.embedded import MEMORY_MB_PER_MILLION_RECORDS, AddressInUse, EmbeddedBroker
     from gateway.kafka.keeper import BrokerKeeper
 
     host, port = cfg.embedded_broker
-    broker = EmbeddedBroker(host, port)
+    broker = EmbeddedBroker(host, port, storage=cfg.embedded_storage)
     setup = (lambda bootstrap: create_topics_at(cfg, bootstrap)) if cfg.topics else None
     keeper = BrokerKeeper(broker, setup)
     try:
@@ -249,12 +249,22 @@ def _start_embedded_broker(cfg: Config) -> BrokerKeeper:
     except BaseException:  # e.g. Ctrl-C while it starts
         keeper.stop()
         raise
-    log.info(
-        "embedded broker started on %s; it keeps data in memory only: everything is lost "
-        "when the gateway stops (or the broker dies: it is then started again, empty, with "
-        "its topics)",
-        broker.bootstrap,
-    )
+    if cfg.embedded_storage == "null":
+        log.info(
+            "embedded broker started on %s with null storage: it acknowledges every record and "
+            "keeps none (its memory stays flat; fetches find no record, and the offsets in "
+            "produce answers repeat); its topics are kept, in memory",
+            broker.bootstrap,
+        )
+    else:
+        log.info(
+            "embedded broker started on %s; it keeps data in memory only, every record with no "
+            "retention: its memory grows with every record (about %d MB per million 100-byte "
+            "records) until the gateway stops, and everything is lost then (or when the broker "
+            "dies: it is then started again, empty, with its topics); with --embedded-storage "
+            "null it discards records instead",
+            broker.bootstrap, MEMORY_MB_PER_MILLION_RECORDS,
+        )
     return keeper
 
 

@@ -16,6 +16,9 @@ class Config:
     listen: tuple[str, int] = ("0.0.0.0", 8082)
     bootstrap_servers: str | None = None
     embedded_broker: tuple[str, int] = ("127.0.0.1", 9092)
+    # The embedded broker's storage: "memory" keeps every record (no retention), "null"
+    # acknowledges produce requests and keeps no record (gateway.kafka.embedded.STORAGE_ENGINES).
+    embedded_storage: str = "memory"
     topics: dict[str, int] = field(default_factory=dict)  # created at start-up: name -> partitions
     producer_properties: dict[str, Any] = field(default_factory=dict)
     shutdown_timeout: float = 30.0

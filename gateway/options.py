@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.config import Config
+from gateway.kafka.embedded import STORAGE_ENGINES
 
 ENV_PREFIX = "GATEWAY_"
 
@@ -432,6 +433,16 @@ OPTIONS: tuple[Option, ...] = (
         "without bootstrap-servers, start an embedded broker (memory only) here",
         G_KAFKA,
         "HOST:PORT",
+    ),
+    Option(
+        "embedded_storage",
+        "--embedded-storage",
+        Text(tuple(STORAGE_ENGINES)),
+        "the embedded broker's storage: memory keeps every record in its memory until the "
+        "gateway stops (it grows about 111 MB per million 100-byte records); null acknowledges "
+        "every record and keeps none (a load-test target: consumes find nothing)",
+        G_KAFKA,
+        "memory|null",
     ),
     Option(
         "topics",

