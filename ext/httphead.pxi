@@ -56,11 +56,82 @@ cdef void _hp_init_tables():
 
 _hp_init_tables()
 
-# The reference twin and what it builds, imported on first use (gateway.http.parser imports this
-# module to select its twin).
+# The reference twin, imported on first use (gateway.http.parser imports this module to select
+# its twin).
 cdef object _hp_reference = None
-cdef object _hp_RequestHead = None
 cdef object _hp_default_limits = None
+
+
+cdef class RequestHead:
+    # What either twin builds (gateway.http.parser re-exports it; docstring in
+    # gateway/_speedups.pyi). A C type so that the compiled parser fills it without a Python
+    # __init__ call, and ``joined`` (every request asks for a few fields) runs in C.
+    cdef public object method
+    cdef public object target
+    cdef public object path
+    cdef public object query
+    cdef public object version
+    cdef public list headers
+    cdef public object content_length
+    cdef public object chunked
+    cdef public object keep_alive
+    cdef public object expect_continue
+    cdef public object content_type
+
+    def __init__(self, method, target, path, query, version, list headers, content_length,
+                 chunked, keep_alive, expect_continue, content_type):
+        self.method = method
+        self.target = target
+        self.path = path
+        self.query = query
+        self.version = version
+        self.headers = headers
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.content_type = content_type
+
+    def header(self, str name):
+        cdef tuple field
+        for field in self.headers:
+            if field[0] == name:
+                return field[1]
+        return None
+
+    def joined(self, str name):
+        cdef tuple field
+        cdef object found = None
+        for field in self.headers:  # (no list: most heads have the field once or not at all)
+            if field[0] == name:
+                found = field[1] if found is None else found + ", " + field[1]
+        return found
+
+    def __repr__(self):
+        return (
+            f"RequestHead({self.method} {self.target} HTTP/{self.version // 10}.{self.version % 10}"
+            f", headers={len(self.headers)}, content_length={self.content_length}"
+            f", chunked={self.chunked}, keep_alive={self.keep_alive}"
+            f", expect_continue={self.expect_continue})"
+        )
+
+
+cdef RequestHead _hp_head(object method, object target, object path, object query, int version,
+                          list headers, object content_length, bint chunked, bint keep_alive,
+                          bint expect_continue, object content_type):
+    cdef RequestHead h = RequestHead.__new__(RequestHead)
+    h.method = method
+    h.target = target
+    h.path = path
+    h.query = query
+    h.version = version
+    h.headers = headers
+    h.content_length = content_length
+    h.chunked = chunked
+    h.keep_alive = keep_alive
+    h.expect_continue = expect_continue
+    h.content_type = content_type
+    return h
 
 # Lower-case names as the reference spells them, so common ones are not built per request.
 cdef str _HP_S_HOST = "host"
@@ -79,9 +150,8 @@ cdef str _HP_S_EMPTY = ""
 
 
 cdef void _hp_setup() except *:
-    global _hp_reference, _hp_RequestHead, _hp_default_limits
-    from gateway.http.parser import DEFAULT_LIMITS, RequestHead, python_parse_head
-    _hp_RequestHead = RequestHead
+    global _hp_reference, _hp_default_limits
+    from gateway.http.parser import DEFAULT_LIMITS, python_parse_head
     _hp_default_limits = DEFAULT_LIMITS
     _hp_reference = python_parse_head
 
@@ -334,7 +404,7 @@ cdef object _hp_parse(const unsigned char* p, Py_ssize_t start, Py_ssize_t end, 
     else:
         keep_alive = version == 11
     return (
-        _hp_RequestHead(
+        _hp_head(
             method, target, path, query, version, headers, cl_obj, chunked, keep_alive,
             expect_continue, content_type,
         ),
@@ -346,7 +416,7 @@ def parse_head(object buf, Py_ssize_t start, Py_ssize_t end, object limits=None)
     cdef const unsigned char* p
     cdef Py_ssize_t size
     cdef object res
-    if _hp_RequestHead is None:
+    if _hp_reference is None:
         _hp_setup()
     if limits is None:
         limits = _hp_default_limits

@@ -2,15 +2,17 @@
 
 The extension is required: ``make`` builds it, and the gateway does not run without it (there is
 no pure-Python fallback; README "Design" says why). Code outside the extension imports its names
-from three places: ``gateway.kafka.producer`` (the producer and the report router),
-``gateway.produce`` (the splitter, the stream core and the v1/v2 decoders) and
-``gateway.http.parser`` (the request-head parser).
+from these places: ``gateway.kafka.producer`` (the producer and the report router),
+``gateway.produce`` (the splitter, the stream core and the v1/v2 decoders),
+``gateway.http.parser`` (the request-head parser and the head it builds), ``gateway.log`` (the
+access log's line buffer), and the consumer modules and the consumer API (the consumer, its
+error, ``json_loads``).
 """
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gateway.http.parser import HttpLimits, RequestHead
+from gateway.http.parser import HttpLimits
 from gateway.produce.items import RecordError
 
 # (index, partition, key, value, headers, timestamp_ms, key_type, value_type);
@@ -25,6 +27,47 @@ Record = tuple[
     str | None,
     str | None,
 ]
+
+class RequestHead:
+    """A parsed request line and header section (what either head parser twin builds).
+
+    ``target`` is the request target in origin form (an absolute-form target is reduced to its
+    path and query); ``path`` and ``query`` are split at the first ``?`` and not decoded.
+    ``headers`` keeps every field line in order as ``(lower-case name, value)``; values are
+    latin-1 decoded with surrounding whitespace removed. ``content_length`` is ``None`` when the
+    request has no Content-Length; with ``chunked`` it is always ``None``."""
+
+    method: str
+    target: str
+    path: str
+    query: str
+    version: int
+    headers: list[tuple[str, str]]
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+    expect_continue: bool
+    content_type: str | None
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        query: str,
+        version: int,
+        headers: list[tuple[str, str]],
+        content_length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+        expect_continue: bool,
+        content_type: str | None,
+    ) -> None: ...
+    def header(self, name: str) -> str | None:
+        """First value of the field ``name`` (lower case), or None."""
+    def joined(self, name: str) -> str | None:
+        """Every value of the field ``name`` (lower case) as one comma-separated list (RFC 9110
+        §5.3: several field lines are one list), or None when it is absent."""
 
 class JsonSplitter:
     """Incremental splitter of a v3 produce body (docs/api.md §1) into produce items.

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from typing import NoReturn
 
+from gateway._speedups import RequestHead as _RequestHead
 from gateway.errors import (
     BadRequest,
     ExpectationFailed,
@@ -97,79 +98,9 @@ class HttpLimits:
 DEFAULT_LIMITS = HttpLimits()
 
 
-class RequestHead:
-    """A parsed request line and header section.
-
-    ``target`` is the request target in origin form (an absolute-form target is reduced to its
-    path and query); ``path`` and ``query`` are split at the first ``?`` and not decoded.
-    ``headers`` keeps every field line in order as ``(lower-case name, value)``; values are
-    latin-1 decoded with surrounding whitespace removed. ``content_length`` is ``None`` when the
-    request has no Content-Length; with ``chunked`` it is always ``None``.
-    """
-
-    __slots__ = (
-        "method",
-        "target",
-        "path",
-        "query",
-        "version",
-        "headers",
-        "content_length",
-        "chunked",
-        "keep_alive",
-        "expect_continue",
-        "content_type",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        target: str,
-        path: str,
-        query: str,
-        version: int,
-        headers: list[tuple[str, str]],
-        content_length: int | None,
-        chunked: bool,
-        keep_alive: bool,
-        expect_continue: bool,
-        content_type: str | None,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.path = path
-        self.query = query
-        self.version = version
-        self.headers = headers
-        self.content_length = content_length
-        self.chunked = chunked
-        self.keep_alive = keep_alive
-        self.expect_continue = expect_continue
-        self.content_type = content_type
-
-    def header(self, name: str) -> str | None:
-        """First value of the field ``name`` (lower case), or None."""
-        for n, v in self.headers:
-            if n == name:
-                return v
-        return None
-
-    def joined(self, name: str) -> str | None:
-        """Every value of the field ``name`` (lower case) as one comma-separated list (RFC 9110
-        §5.3: several field lines are one list), or None when it is absent."""
-        found = None
-        for n, v in self.headers:  # (no list: most heads have the field once or not at all)
-            if n == name:
-                found = v if found is None else found + ", " + v
-        return found
-
-    def __repr__(self) -> str:
-        return (
-            f"RequestHead({self.method} {self.target} HTTP/{self.version // 10}.{self.version % 10}"
-            f", headers={len(self.headers)}, content_length={self.content_length}"
-            f", chunked={self.chunked}, keep_alive={self.keep_alive}"
-            f", expect_continue={self.expect_continue})"
-        )
+# The parsed head both twins build: a C type (ext/httphead.pxi), so that the compiled parser fills
+# it without a Python __init__ call; documented in gateway/_speedups.pyi.
+RequestHead = _RequestHead
 
 
 # --- request head -------------------------------------------------------------------------
