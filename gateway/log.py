@@ -114,12 +114,6 @@ class AccessLogHandler(logging.Handler):
         if self.lines.add_text(line):
             self._wake.set()
 
-    def append_request(self, peer: str, method: str | None, target: str | None, status: int,
-                       bytes_in: int, bytes_out: int, ms: float, detail: str) -> None:
-        """The fast path of ``write_request``: the line as ``FORMAT`` renders it, made in C."""
-        if self.lines.add_request(peer, method, target, status, bytes_in, bytes_out, ms, detail):
-            self._wake.set()
-
     def _write_pending(self) -> None:
         """Write what has gathered (taken under the write lock: batches keep their order)."""
         with self._write_lock:
@@ -210,18 +204,6 @@ def configure(level: str, *, who: str = "", access_log: bool = True) -> AccessLo
 _access_logger = logging.getLogger(ACCESS_LOGGER)
 
 
-def _fast_handler() -> AccessLogHandler | None:
-    """The handler ``configure`` installed, while it is the access logger's only way out (no
-    filter, no other handler, no propagation): lines then skip ``logging``."""
-    logger = _access_logger
-    handlers = logger.handlers
-    if len(handlers) == 1 and not logger.propagate and not logger.filters:
-        h = handlers[0]
-        if type(h) is AccessLogHandler and h._fast and not h.filters:
-            return h
-    return None
-
-
 def write_request(peer: str, method: str | None, target: str | None, status: int,
                   bytes_in: int, bytes_out: int, ms: float, detail: str) -> None:
     """One request's access log line, ``PEER "METHOD TARGET" STATUS in=BYTES out=BYTES
@@ -231,10 +213,16 @@ def write_request(peer: str, method: str | None, target: str | None, status: int
     logger = _access_logger
     if not logger.isEnabledFor(logging.INFO):
         return
-    h = _fast_handler()
-    if h is not None:
-        h.append_request(peer, method, target, status, bytes_in, bytes_out, ms, detail)
-        return
+    # The handler configure() installed, while it is the logger's only way out (no filter, no
+    # other handler, no propagation): the line skips logging, formatted in C.
+    handlers = logger.handlers
+    if len(handlers) == 1 and not logger.propagate and not logger.filters:
+        h = handlers[0]
+        if type(h) is AccessLogHandler and h._fast and not h.filters:
+            if h.lines.add_request(peer, method, target, status, bytes_in, bytes_out, ms,
+                                   detail):
+                h._wake.set()
+            return
     if method is None:
         line = "-"
     else:

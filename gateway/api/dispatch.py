@@ -124,6 +124,10 @@ class Api:
         conn.endpoint = endpoint
         auth = self.ctx.auth
         if auth is None or head.path in routes.OPEN_PATHS:
+            handler = self._endpoints.get(endpoint)
+            if handler is not None:  # (_serve's common case, written out)
+                handler(self.ctx, conn, head, params)
+                return
             self._serve(conn, head, endpoint, params)
             return
         route = (endpoint, params)

@@ -133,11 +133,15 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
         conn.respond_error(exc)
         return
     ctype = negotiated.response_type
-    if refused_now(ctx, conn, spools=True, content_type=ctype):
+    # (refused_now's and refused_coding's checks are made only when they could refuse)
+    if (ctx.closing or ctx.cluster.down is not None) and refused_now(
+            ctx, conn, spools=True, content_type=ctype):
         return
-    coded = refused_coding(conn, head)
-    if coded is None:
-        return
+    coded: bool | None = False
+    if head.joined("content-encoding") is not None:
+        coded = refused_coding(conn, head)
+        if coded is None:
+            return
 
     topic = params["topic"]
     url_partition: int | None = None
@@ -171,7 +175,7 @@ def _start(partitions: int, ctx: ApiContext, conn: HttpProtocol, topic: str,
             f"partition {url_partition} not found: topic {topic} has {partitions} partitions"
         ), negotiated.response_type)
         return
-    if not take_slot(ctx, conn):
+    if ctx.concurrency.limit and not take_slot(ctx, conn):
         return
     conn.read_body(
         V1ProduceRequest(

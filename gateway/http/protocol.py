@@ -431,12 +431,17 @@ class HttpProtocol(ReadBuffer):
                 self._cl_remaining -= n
                 if decoder is None:
                     consumer.on_body(self._view[start : start + n])
+                    if self._state is not BODY:
+                        return False  # the consumer stopped reading the body
                 else:
                     decoder.feed(self._view[start : start + n])
-                if self._state is not BODY or self._decoding():
-                    return False  # the consumer stopped reading the body, or takes no more now
+                    if self._state is not BODY or self._decoding():
+                        return False  # the consumer stopped reading the body, or takes no more now
             if self._cl_remaining == 0:
-                self._end_of_body()
+                if decoder is None:
+                    self._body_complete()  # (_end_of_body without a decoder)
+                else:
+                    self._end_of_body()
                 return True
             return n > 0
         if chunked.done:  # the body's end, held back while its last bytes were decoded
@@ -485,7 +490,10 @@ class HttpProtocol(ReadBuffer):
 
     def _body_complete(self) -> None:
         consumer = self._consumer
-        self._set_state(RESPONDING)
+        if self._state is BODY:
+            self._state = RESPONDING  # (the common, legal, move: _set_state checks the others)
+        else:
+            self._set_state(RESPONDING)
         response = self._response
         if response is WHOLE or response is ENDED:
             self._after_response()
@@ -526,7 +534,10 @@ class HttpProtocol(ReadBuffer):
         self._decoder = None
         self._encoder = None
         self._codings = None
-        self._set_state(BODY)
+        if self._state is HEAD:
+            self._state = BODY  # (the common, legal, move: _set_state checks the others)
+        else:
+            self._set_state(BODY)
         self._handler.dispatch(self, head)
 
     def has_body(self) -> bool:
@@ -551,9 +562,13 @@ class HttpProtocol(ReadBuffer):
         connection closes after the response (RFC 9112 §9.6). ``detail``: words for the end
         of its access log line."""
         state = self._state
-        if state is CLOSED or state is LINGERING or self._transport is None:
+        transport = self._transport
+        if state is CLOSED or state is LINGERING or transport is None:
             return
-        self._set_response(WHOLE)
+        if self._response is NO_RESPONSE:
+            self._response = WHOLE  # (the common, legal, move: _set_response checks the others)
+        else:
+            self._set_response(WHOLE)
         if state is BODY:
             if self.has_body():
                 close = True  # answered before its body was read
@@ -563,17 +578,19 @@ class HttpProtocol(ReadBuffer):
             self._keep_alive = False
             close = True
         head = self.head
-        self._write(
-            writer.fixed_response(
-                status,
-                body,
-                content_type=content_type,
-                close=close,
-                # An HTTP/1.0 client keeps the connection only when told (RFC 9112 §9.3).
-                keep_alive=not close and head is not None and head.version == 10,
-                extra_headers=extra_headers,
-            )
+        data = writer.fixed_response(
+            status,
+            body,
+            content_type=content_type,
+            close=close,
+            # An HTTP/1.0 client keeps the connection only when told (RFC 9112 §9.3).
+            keep_alive=not close and head is not None and head.version == 10,
+            extra_headers=extra_headers,
         )
+        n = len(data)  # (_write, written out)
+        self._sent += n
+        self._http.sent_bytes += n
+        transport.write(data)
         self._finish_request(status, " " + detail if detail else "")
         if close:
             self._close_after_write()
@@ -634,16 +651,21 @@ class HttpProtocol(ReadBuffer):
         transport = self._transport
         if head is None or transport is None or self._state is not BODY:
             return
-        if not self._take_decoder(consumer):
+        has_body = head.chunked or bool(head.content_length)  # (has_body, written out)
+        # (no decoder to take when the request names no coding)
+        if self._codings is None and head.joined("content-encoding") is None:
+            self._codings = ()
+        if has_body and self._codings != () and not self._take_decoder(consumer):
             return
         self._consumer = consumer
-        if head.expect_continue and self.has_body():
+        if head.expect_continue and has_body:
             self._write(writer.CONTINUE_100)
-        if not self.has_body():
+        if not has_body:
             self._body_complete()
-        self.resume_reading(PAUSE_WAITING)
-        if not self._paused & PARSE_BLOCKERS:
-            self._parse_on()
+        if self._paused & PAUSE_WAITING:
+            self.resume_reading(PAUSE_WAITING)
+        if not self._paused & PARSE_BLOCKERS and not self._parsing:
+            self._schedule_process()  # (_parse_on)
 
     def _take_decoder(self, consumer: BodyConsumer) -> bool:
         """Put a decoder in front of ``consumer`` for a body with a ``Content-Encoding``.
@@ -750,8 +772,12 @@ class HttpProtocol(ReadBuffer):
         self._consumer = None
         self.head = None
         self.last_activity = time.monotonic()  # keep-alive idleness counts from here
-        self._set_state(HEAD)
-        self.resume_reading(PAUSE_WAITING)
+        if self._state is RESPONDING:
+            self._state = HEAD  # (the common, legal, move: _set_state checks the others)
+        else:
+            self._set_state(HEAD)
+        if self._paused & PAUSE_WAITING:
+            self.resume_reading(PAUSE_WAITING)
         if self._start < self._end:
             self.head_started = time.monotonic()
             self._schedule_process()
@@ -947,7 +973,8 @@ class HttpProtocol(ReadBuffer):
 
     def _finish_request(self, status: int, detail: str = "") -> None:
         """The request is over: its slot goes back; it is counted and logged (once)."""
-        self.release_slot()
+        if self._slot is not None:
+            self.release_slot()
         self._log.finish(status, detail, self.endpoint, self.principal, self._sent)
 
     def log_access(self, detail: str, status: int = 200) -> None:

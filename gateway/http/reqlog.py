@@ -94,7 +94,9 @@ class RequestLog:
         if self._owed is _WRITTEN:
             return
         self._owed = _WRITTEN
-        self._stats.response(endpoint, status)
+        requests = self._stats.requests  # (HttpStats.response, written out)
+        key = (endpoint, status)
+        requests[key] = requests.get(key, 0) + 1
         head = self._head
         self._head = None
         if self._enabled:

@@ -277,7 +277,7 @@ def test_access_fast_path_writes_what_the_formatter_writes(tmp_path: Any) -> Non
         handler.fast_prefix = " INFO [worker 1] gateway.access: "
         record = logging.LogRecord("gateway.access", logging.INFO, __file__, 1, "via %s", ("logging",), None)
         handler.handle(record)
-        handler.append_request("10.0.0.1:5", "GET", "/v3/clusters", 200, 91, 350, 1.25, " user=bob")
+        handler.lines.add_request("10.0.0.1:5", "GET", "/v3/clusters", 200, 91, 350, 1.25, " user=bob")
         handler.flush()
         handler.close()
     lines = path.read_text().splitlines()
