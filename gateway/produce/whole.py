@@ -28,7 +28,7 @@ from gateway.errors import GatewayBug, GatewayError, error_body
 from gateway.kafka.producer import KafkaProducer
 from gateway.limits import RateLimiter
 from gateway.moves import move_masks
-from gateway.produce.core import StreamCore, hand_over, new_core
+from gateway.produce.core import StreamCore, hand_over
 from gateway.stats import ProduceStats
 
 log = logging.getLogger("gateway.produce")
@@ -171,11 +171,13 @@ class WholeRequest:
             self._refuse(exc.status, exc.error_code, exc.message)
             return
         self._items = items
-        self._core = new_core(
-            self._producer, self._topic, self._partitions, max(1, len(items)), b"", self,
-            self._error_of, self._tc.fail, self._entry, self._mode,
+        producer = self._producer
+        # (new_core, written out: this runs for every request)
+        self._core = StreamCore(
+            producer.router, producer.current, self._topic, self._partitions, max(1, len(items)),
+            b"", self, self._error_of, self._tc.fail, self._entry, self._mode,
         )
-        self._set_state(PRODUCING)
+        self._state = PRODUCING  # (READING -> PRODUCING: checked above)
         self._t0 = time.monotonic()
         self._stats.live_requests.add(self)
         self._hand_over()
@@ -186,7 +188,12 @@ class WholeRequest:
         assert core is not None
         items = self._items
         produced0 = core.produced
-        i = hand_over(core, self._producer, items, self._next, self._rates, self._principal)
+        producer = self._producer
+        if (self._rates is None and producer.spooler is None and producer.health.down is None
+                and producer.current is core.producer):
+            i = core.push(items, self._next)  # (hand_over's common case, written out)
+        else:
+            i = hand_over(core, producer, items, self._next, self._rates, self._principal)
         self._tc.accepted += core.produced - produced0
         if i < len(items):
             # librdkafka's queue is full: go on when the producer says there is room.
@@ -196,8 +203,9 @@ class WholeRequest:
         # Every record is with librdkafka (which copied the bytes): drop our references.
         self._items = []
         self._next = 0
-        self._producer.kick()
-        self._maybe_answer()
+        producer.kick()
+        if not core.pending:
+            self._maybe_answer()
 
     def on_queue_space(self) -> None:
         if self._state is PRODUCING:
@@ -224,7 +232,11 @@ class WholeRequest:
         # it, so the request and its core go away with the connection's reference instead of
         # waiting, a cycle, for the garbage collector.
         self._core = None
-        self._stats.histogram(self.api).observe(time.monotonic() - self._t0)
+        stats = self._stats
+        histogram = stats.latency.get(self.api)
+        if histogram is None:
+            histogram = stats.histogram(self.api)
+        histogram.observe(time.monotonic() - self._t0)
         # (a request whose records went to the disk spool says how many in its access line)
         self._conn.respond(status, body, content_type=self._content_type,
                            detail=f"spooled={core.spooled}" if core.spooled else "")
@@ -234,7 +246,10 @@ class WholeRequest:
         core = self._core
         assert core is not None
         gone = self._state is ORPHANED
-        self._set_state(DONE)
+        if gone or self._state is PRODUCING:
+            self._state = DONE  # (both legal moves)
+        else:
+            self._set_state(DONE)
         self._stats.live_requests.discard(self)
         self._tc.delivered += core.ok
         if gone:
