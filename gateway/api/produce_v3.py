@@ -27,17 +27,19 @@ from gateway.produce.session import ProduceSession
 
 
 def on_records(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    _produce(ctx, conn, head, params, batch=False)
+    _produce(ctx, conn, head, params, False)
 
 
 def on_records_batch(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    _produce(ctx, conn, head, params, batch=True)
+    _produce(ctx, conn, head, params, True)
 
 
 def _produce(
-    ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str], *, batch: bool
+    ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str], batch: bool
 ) -> None:
-    if refused_now(ctx, conn, spools=True):
+    # (refused_now's, refused_coding's and take_slot's checks are made only when they could
+    # refuse: this runs for every request)
+    if (ctx.closing or ctx.cluster.down is not None) and refused_now(ctx, conn, spools=True):
         return
     cfg = ctx.config
     cluster_id, topic = params["cluster_id"], params["topic"]
@@ -53,9 +55,11 @@ def _produce(
             )
         )
         return
-    coded = refused_coding(conn, head)
-    if coded is None:
-        return
+    coded: bool | None = False
+    if head.joined("content-encoding") is not None:
+        coded = refused_coding(conn, head)
+        if coded is None:
+            return
     if head.content_length == 0:
         conn.respond_error(errors.EmptyBody("the request body is empty: send one or more records"))
         return
@@ -79,7 +83,7 @@ def _produce(
 def _start(partitions: int, ctx: ApiContext, conn: HttpProtocol, cluster_id: str, topic: str,
            batch: bool) -> None:
     """The topic is known: the request's slot, then its body."""
-    if not take_slot(ctx, conn):
+    if ctx.concurrency.limit and not take_slot(ctx, conn):
         return
     cfg = ctx.config
     if batch:

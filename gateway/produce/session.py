@@ -139,7 +139,8 @@ class ProduceSession:
         self._stats = stats
         self._max_feed = max_feed
         # Metrics (gateway.stats): folded at batch boundaries, never counted per record.
-        self._tc = tc = stats.topic(topic)
+        tc = stats.topics.get(topic)  # (stats.topic, written out: a stream per request)
+        self._tc = tc = tc if tc is not None else stats.topic(topic)
         self._core = StreamCore(producer.router, producer.current, topic, partitions,
                                 max_in_flight, report_prefix(cluster_id, topic), self,
                                 producer.error_of, tc.fail, error_report)
@@ -156,7 +157,8 @@ class ProduceSession:
         self._folded_ok = 0  # core.ok already added to tc.delivered
         # Report latency, sampled: the last record handed to Kafka from one body piece, from
         # its produce to its report being written; one sample outstanding per stream.
-        self._latency = stats.histogram("v3_stream")
+        latency = stats.latency.get("v3_stream")
+        self._latency = latency if latency is not None else stats.histogram("v3_stream")
         self._sample_seq = -1
         self._sample_t = 0.0
         stats.live_streams.add(self)
@@ -208,7 +210,10 @@ class ProduceSession:
                 f"{self._max_body}; the records after this report were not read",
             )
             return
-        self._feed(data)
+        if n <= self._max_feed:
+            self._handle(self._splitter.feed(data), 0)  # (_feed's common case)
+        else:
+            self._feed(data)
 
     def _feed(self, data: memoryview) -> None:
         step = self._max_feed
@@ -260,7 +265,11 @@ class ProduceSession:
         tail0 = core.tail
         failed0 = core.failed
         produced0 = core.produced
-        i = hand_over(core, producer, items, i, self._rates, self._principal)
+        if (self._rates is None and producer.spooler is None and producer.health.down is None
+                and producer.current is core.producer):
+            i = core.push(items, i)  # (hand_over's common case, written out)
+        else:
+            i = hand_over(core, producer, items, i, self._rates, self._principal)
         if i < len(items):
             reason = core.stop_reason
             self._backlog = items
@@ -395,10 +404,14 @@ class ProduceSession:
             if state is not ORPHANED:
                 self._latency.observe(time.monotonic() - self._sample_t)
             self._sample_seq = -1
-        if self._backlog is not None and self._paused & PAUSE_IN_FLIGHT and not core.full:
-            self._retry_backlog()
-            return
-        self._maybe_end()
+        if self._backlog is not None:
+            if self._paused & PAUSE_IN_FLIGHT and not core.full:
+                self._retry_backlog()
+                return
+        else:  # the stream ends with its last report (the state may have moved meanwhile)
+            state = self._state
+            if state is not READING and state is not ENDED and not len(core):
+                self._finish(state is ORPHANED)
 
     def on_writable(self) -> None:
         """The socket's buffer drained below its low-water mark."""
@@ -408,23 +421,16 @@ class ProduceSession:
         if self._paused & PAUSE_KAFKA_QUEUE:
             self._retry_backlog()
 
-    def _maybe_end(self) -> None:
-        state = self._state
-        if state is READING or state is ENDED or self._backlog is not None:
-            return
-        if len(self._core):
-            return
-        self._finish(state is ORPHANED)
-
     def _finish(self, gone: bool) -> None:
         """The last report is out (or, with the client gone, the last outcome is known)."""
         self._set_state(ENDED)
-        self._core.close()
+        core = self._core
+        core.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         stats = self._stats
-        ok, failed = self.records_ok, self.records_failed
+        ok, failed = core.ok, core.failed + self._dropped  # (records_ok, records_failed)
         stats.records_ok += ok
         stats.records_failed += failed
         stats.live_streams.discard(self)
