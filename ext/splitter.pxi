@@ -126,6 +126,10 @@ def splitter_simdjson(stream_min=None, record_min=None):
     return old
 
 
+# gateway.produce.items.RecordError, once the first splitter is made.
+cdef object _spl_RecordError = None
+
+
 @cython.final
 cdef class JsonSplitter:
     cdef readonly Py_ssize_t records
@@ -178,9 +182,12 @@ cdef class JsonSplitter:
         if not _SPL_MIN_LIMIT <= limit <= _SPL_MAX_LIMIT:
             raise ValueError(
                 f"max_record_bytes must be between {_SPL_MIN_LIMIT} and {_SPL_MAX_LIMIT}")
-        # Imported here, not at module level: gateway.produce imports this module.
-        from gateway.produce.items import RecordError
-        self._RecordError = RecordError
+        global _spl_RecordError
+        if _spl_RecordError is None:
+            # Imported on first use, not at module level: gateway.produce imports this module.
+            from gateway.produce.items import RecordError
+            _spl_RecordError = RecordError
+        self._RecordError = _spl_RecordError
         self._max = limit
         self.records = 0
         self.offset = 0

@@ -611,15 +611,20 @@ class HttpProtocol(ReadBuffer):
         if head is None or transport is None or self._state is not BODY:
             consumer.on_connection_lost()
             return
-        if not self._take_decoder(consumer):
+        has_body = head.chunked or bool(head.content_length)  # (has_body, written out)
+        # (no decoder to take when the request names no coding)
+        if self._codings is None and head.joined("content-encoding") is None:
+            self._codings = ()
+        if has_body and self._codings != () and not self._take_decoder(consumer):
             return
         http10 = head.version == 10
         self._set_response(CLOSE_DELIMITED if http10 else CHUNKED)
         self._consumer = consumer
         self._log.consumer_writes()  # the stream's line comes with its counts (log_access)
-        if head.expect_continue and self.has_body():
+        if head.expect_continue and has_body:
             self._write(writer.CONTINUE_100)
-        coding = response_coding(head.joined("accept-encoding"))
+        accept_encoding = head.joined("accept-encoding")
+        coding = None if accept_encoding is None else response_coding(accept_encoding)
         extra = VARY_ACCEPT_ENCODING  # the answer depends on Accept-Encoding (RFC 9110 §12.5.5)
         if coding is not None:
             self._encoder = encoder = BodyEncoder(coding)
@@ -637,11 +642,12 @@ class HttpProtocol(ReadBuffer):
             self._held_head = stream_head
         else:
             self._write(stream_head)  # at once (docs/api.md §1): a chunked body may take long
-        if not self.has_body():
+        if not has_body:
             self._body_complete()
-        self.resume_reading(PAUSE_WAITING)
-        if not self._paused & PARSE_BLOCKERS:
-            self._parse_on()
+        if self._paused & PAUSE_WAITING:
+            self.resume_reading(PAUSE_WAITING)
+        if not self._paused & PARSE_BLOCKERS and not self._parsing:
+            self._schedule_process()  # (_parse_on)
 
     def read_body(self, consumer: BodyConsumer) -> None:
         """Feed the request body to ``consumer``, which answers with ``respond`` once it has
@@ -730,10 +736,18 @@ class HttpProtocol(ReadBuffer):
                 held = head + held
             self._write(held)
 
-    def end_body(self) -> None:
+    def end_body(self, data: bytes = b"") -> None:
+        """End the stream, with ``data`` as its last output (``write_body(data)`` then
+        ``end_body()``, in one write when output is held)."""
         response = self._response
         if response is not CHUNKED and response is not CLOSE_DELIMITED:
             return
+        if data and self._transport is not None:
+            held = self._held
+            if held is None:
+                self.write_body(data)
+            else:  # joins what is held (written below: nothing to schedule)
+                self._held = held + (data if self._encoder is not None else self._frame(data))
         self._set_response(ENDED)
         tail = writer.LAST_CHUNK if response is CHUNKED else b""
         held = self._held

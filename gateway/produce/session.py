@@ -86,7 +86,7 @@ class ReportStream(Protocol):
     @property
     def write_blocked(self) -> bool: ...
     def write_body(self, data: bytes) -> None: ...
-    def end_body(self) -> None: ...
+    def end_body(self, data: bytes = b"") -> None: ...
     def pause_reading(self, reason: int) -> None: ...
     def resume_reading(self, reason: int) -> None: ...
     def stop_reading(self) -> None: ...
@@ -394,8 +394,12 @@ class ProduceSession:
         if self._stream.write_blocked and state is not SHUTTING_DOWN and state is not ORPHANED:
             return
         data = core.take_ready()
+        last = b""  # the stream's last output: it goes with the stream's end (_finish)
         if data and state is not ORPHANED:
-            self._stream.write_body(data)
+            if state is not READING and self._backlog is None and not len(core):
+                last = data
+            else:
+                self._stream.write_body(data)
         ok = core.ok
         if ok != self._folded_ok:
             self._tc.delivered += ok - self._folded_ok
@@ -411,7 +415,10 @@ class ProduceSession:
         else:  # the stream ends with its last report (the state may have moved meanwhile)
             state = self._state
             if state is not READING and state is not ENDED and not len(core):
-                self._finish(state is ORPHANED)
+                self._finish(state is ORPHANED, last)
+                return
+        if last:  # (not ended after all)
+            self._stream.write_body(last)
 
     def on_writable(self) -> None:
         """The socket's buffer drained below its low-water mark."""
@@ -421,7 +428,7 @@ class ProduceSession:
         if self._paused & PAUSE_KAFKA_QUEUE:
             self._retry_backlog()
 
-    def _finish(self, gone: bool) -> None:
+    def _finish(self, gone: bool, last: bytes = b"") -> None:
         """The last report is out (or, with the client gone, the last outcome is known)."""
         self._set_state(ENDED)
         core = self._core
@@ -444,7 +451,7 @@ class ProduceSession:
                     failed,
                 )
         else:
-            self._stream.end_body()
+            self._stream.end_body(last)
         # The access log line of the stream (gateway.access), once, when its last report is out.
         spooled = self._core.spooled
         self._stream.log_access(

@@ -1400,6 +1400,25 @@ def test_content_length_stream_sends_its_head_reports_and_end_in_one_write(make)
     assert h.responses[0].complete and h.responses[0].body.startswith(b"r1r2")
 
 
+def test_end_body_with_the_last_output_writes_once_and_schedules_nothing(make):
+    # A stream ending with its last reports (end_body(data)): held, the head, the reports and
+    # the last-chunk leave in one write at once, with no callback left for the loop turn's end.
+    h = make()
+    h.send(post(b"/hold", b"abc"))
+    assert h.transport.writes == []
+    ready = len(h.loop._ready)
+    h.proto.end_body(b"r1")
+    assert len(h.loop._ready) == ready  # (no _flush_held scheduled)
+    (out,) = h.transport.writes
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\n2\r\nr1\r\n0\r\n\r\n")
+    # Not held (a chunked request's stream): the output is framed as write_body frames it.
+    h.send(post_chunked(b"/hold", b"3\r\nabc\r\n0\r\n\r\n"))
+    h.proto.end_body(b"x" * 20)
+    assert h.transport.written.endswith(b"14\r\n" + b"x" * 20 + b"\r\n0\r\n\r\n")
+    assert [r.chunks for r in h.responses] == [[b"r1"], [b"x" * 20]]
+    assert all(r.complete for r in h.responses)
+
+
 def test_content_length_stream_without_reports_sends_its_head_with_its_end(make):
     h = make()
     h.send(post(b"/hold", b"  "))

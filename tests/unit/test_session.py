@@ -36,8 +36,9 @@ class FakeStream:
         assert not self.ended
         self.data += data
 
-    def end_body(self) -> None:
+    def end_body(self, data: bytes = b"") -> None:
         assert not self.ended
+        self.data += data  # (the stream's last output comes with its end)
         self.ended = True
 
     def pause_reading(self, reason: int) -> None:
