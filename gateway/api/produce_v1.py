@@ -163,6 +163,10 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
         ), ctype)
         return
 
+    partitions = ctx.metadata.partitions(topic)
+    if partitions is not None:  # (with_topic's cache hit, written out)
+        _start(partitions, ctx, conn, topic, url_partition, negotiated, limit)
+        return
     with_topic(ctx, conn, head, topic, _start, ctx, conn, topic, url_partition, negotiated, limit,
                content_type=ctype, spools=True)
 

@@ -77,6 +77,10 @@ def _produce(
             conn.respond_error(errors.NotFound(f"cluster {cluster_id} not found"))
             return
 
+    partitions = ctx.metadata.partitions(topic)
+    if partitions is not None:  # (with_topic's cache hit, written out)
+        _start(partitions, ctx, conn, cluster_id, topic, batch)
+        return
     with_topic(ctx, conn, head, topic, _start, ctx, conn, cluster_id, topic, batch, spools=True)
 
 
