@@ -26,16 +26,13 @@ from gateway.produce.batch import BatchRequest
 from gateway.produce.session import ProduceSession
 
 
-def on_records(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    _produce(ctx, conn, head, params, False)
-
-
 def on_records_batch(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str]) -> None:
-    _produce(ctx, conn, head, params, True)
+    on_records(ctx, conn, head, params, True)
 
 
-def _produce(
-    ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str], batch: bool
+def on_records(
+    ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: dict[str, str],
+    batch: bool = False,
 ) -> None:
     # (refused_now's, refused_coding's and take_slot's checks are made only when they could
     # refuse: this runs for every request)

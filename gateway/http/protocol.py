@@ -618,7 +618,10 @@ class HttpProtocol(ReadBuffer):
         if has_body and self._codings != () and not self._take_decoder(consumer):
             return
         http10 = head.version == 10
-        self._set_response(CLOSE_DELIMITED if http10 else CHUNKED)
+        if self._response is NO_RESPONSE:  # (the common, legal, move: _set_response checks)
+            self._response = CLOSE_DELIMITED if http10 else CHUNKED
+        else:
+            self._set_response(CLOSE_DELIMITED if http10 else CHUNKED)
         self._consumer = consumer
         self._log.consumer_writes()  # the stream's line comes with its counts (log_access)
         if head.expect_continue and has_body:
@@ -747,8 +750,9 @@ class HttpProtocol(ReadBuffer):
             if held is None:
                 self.write_body(data)
             else:  # joins what is held (written below: nothing to schedule)
-                self._held = held + (data if self._encoder is not None else self._frame(data))
-        self._set_response(ENDED)
+                self._held = held + (data if self._encoder is not None
+                                     else writer.chunk(data) if response is CHUNKED else data)
+        self._response = ENDED  # (CHUNKED or CLOSE_DELIMITED -> ENDED: both legal)
         tail = writer.LAST_CHUNK if response is CHUNKED else b""
         held = self._held
         self._held = None
@@ -996,7 +1000,9 @@ class HttpProtocol(ReadBuffer):
         request here, with its counts in ``detail`` and the status its end stands for (200, or
         the code of the last report of a stream cut short), once its last report is out (or,
         with the client gone, once every record has its outcome)."""
-        self._finish_request(status, " " + detail)
+        if self._slot is not None:  # (_finish_request, written out)
+            self.release_slot()
+        self._log.finish(status, " " + detail, self.endpoint, self.principal, self._sent)
 
     def last_request(self) -> None:
         """A connection accepted during shutdown: serve one request, then close."""

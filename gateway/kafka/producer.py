@@ -176,6 +176,9 @@ class KafkaProducer:
         self.stats_at = 0.0  # time.monotonic() of the latest statistics
         self.router = ReportRouter()
         self._producer = factory(self._config)
+        # The producer records go to now (replaced after a fatal error): an attribute, not a
+        # property, as every request reads it.
+        self.current: Any = self._producer
         self._reader_fd = -1
         self._retired: list[Any] = []  # producers replaced after a fatal error, being drained
         self._fatal: str | None = None
@@ -196,11 +199,6 @@ class KafkaProducer:
         # go there instead while Kafka is judged unreachable.
         self.spooler: Any = None
         self._watch(self._producer)
-
-    @property
-    def current(self) -> Any:
-        """The producer records go to now (changes when a fatal error replaces it)."""
-        return self._producer
 
     def attach_spooler(self, spooler: Any) -> None:
         """--spool-dir: records failed with a retriable error have their content kept (by this
@@ -474,7 +472,7 @@ class KafkaProducer:
         except Exception:  # noqa: BLE001 - a fatal producer may refuse; its DRs still come
             log.exception("purge of the failed producer")
         self._retired.append(old)
-        self._producer = self._factory(self._config)
+        self._producer = self.current = self._factory(self._config)
         if self.spooler is not None:
             self._producer.keep_failed = True
         self._watch(self._producer)

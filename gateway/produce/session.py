@@ -250,7 +250,7 @@ class ProduceSession:
             else:
                 self._handle(items, 0)
         if self._state is READING:
-            self._set_state(DRAINING)
+            self._state = DRAINING  # (READING -> DRAINING: legal)
         # Records still with Kafka and none waiting for room: the last report's flush ends the
         # stream. Otherwise (reports ready, nothing left, a backlog) flush now.
         core = self._core
@@ -430,7 +430,10 @@ class ProduceSession:
 
     def _finish(self, gone: bool, last: bytes = b"") -> None:
         """The last report is out (or, with the client gone, the last outcome is known)."""
-        self._set_state(ENDED)
+        if self._state is DRAINING:
+            self._state = ENDED  # (the common, legal, move: _set_state checks the others)
+        else:
+            self._set_state(ENDED)
         core = self._core
         core.close()
         if self._timer is not None:
