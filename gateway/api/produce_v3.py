@@ -115,7 +115,8 @@ def _start(partitions: int, ctx: ApiContext, conn: HttpProtocol, cluster_id: str
             max_in_flight=cfg.max_in_flight,
             stats=ctx.stats,
             rates=ctx.rates,
-            principal=conn.limit_principal,
+            # (who the rate limits count the stream for: asked only when they are on)
+            principal=conn.limit_principal if ctx.rates.enabled else "-",
             max_body_bytes=cfg.max_request_bytes,
             max_duration=cfg.stream_max_duration_ms / 1000.0,
             client=conn.peer_host,

@@ -99,7 +99,8 @@ class WholeRequest:
         self._topic = topic
         self._partitions = partitions
         self._stats = stats = stats if stats is not None else ProduceStats()
-        self._tc = stats.topic(topic)
+        tc = stats.topics.get(topic)  # (stats.topic, written out: a request per record)
+        self._tc = tc if tc is not None else stats.topic(topic)
         self._rates = rates if rates is not None and rates.enabled else None
         self._principal = principal
         self._max_bytes = max_bytes
