@@ -62,6 +62,17 @@ cdef object _hp_reference = None
 cdef object _hp_default_limits = None
 
 
+cdef inline bint _hp_same_name(object a, str b) except -1:
+    # a == b for a field name: the same object, or the same length and text (no rich compare).
+    if a is b:
+        return True
+    if type(a) is not str:
+        return a == b
+    if PyUnicode_GET_LENGTH(a) != PyUnicode_GET_LENGTH(b):
+        return False
+    return <str>a == b
+
+
 cdef class RequestHead:
     # What either twin builds (gateway.http.parser re-exports it; docstring in
     # gateway/_speedups.pyi). A C type so that the compiled parser fills it without a Python
@@ -92,18 +103,18 @@ cdef class RequestHead:
         self.expect_continue = expect_continue
         self.content_type = content_type
 
-    def header(self, str name):
+    def header(self, str name not None):
         cdef tuple field
         for field in self.headers:
-            if field[0] == name:
+            if _hp_same_name(field[0], name):
                 return field[1]
         return None
 
-    def joined(self, str name):
+    def joined(self, str name not None):
         cdef tuple field
         cdef object found = None
         for field in self.headers:  # (no list: most heads have the field once or not at all)
-            if field[0] == name:
+            if _hp_same_name(field[0], name):
                 found = field[1] if found is None else found + ", " + field[1]
         return found
 
