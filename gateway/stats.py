@@ -55,6 +55,23 @@ class LatencyHistogram:
         self.count += 1
 
 
+class _TopicTable(dict[str, TopicCounters]):
+    """Topic name -> counters, made on first use: ``table[name]`` is one dict lookup on a hit
+    (the produce path reads it for every request)."""
+
+    def __missing__(self, name: str) -> TopicCounters:
+        tc = self[name] = TopicCounters()
+        return tc
+
+
+class _Histograms(dict[str, "LatencyHistogram"]):
+    """API -> report-latency histogram, made on first use (as ``_TopicTable``)."""
+
+    def __missing__(self, api: str) -> LatencyHistogram:
+        h = self[api] = LatencyHistogram()
+        return h
+
+
 class InFlight(Protocol):
     def in_flight(self) -> int: ...
 
@@ -81,22 +98,16 @@ class ProduceStats:
         self.records_failed = 0
         self.records_dropped_no_client = 0  # reports that had no client left to read them
         self.streams = 0
-        self.topics: dict[str, TopicCounters] = {}
-        self.latency: dict[str, LatencyHistogram] = {}  # by API: v3_stream, v3_batch, v1, v2
+        self.topics: dict[str, TopicCounters] = _TopicTable()
+        self.latency: dict[str, LatencyHistogram] = _Histograms()  # by API: v3_stream, v3_batch, v1, v2
         self.live_streams: set[InFlight] = set()
         self.live_requests: set[InFlight] = set()
 
     def topic(self, name: str) -> TopicCounters:
-        tc = self.topics.get(name)
-        if tc is None:
-            tc = self.topics[name] = TopicCounters()
-        return tc
+        return self.topics[name]
 
     def histogram(self, api: str) -> LatencyHistogram:
-        h = self.latency.get(api)
-        if h is None:
-            h = self.latency[api] = LatencyHistogram()
-        return h
+        return self.latency[api]
 
 
 class HttpStats:

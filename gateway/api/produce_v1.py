@@ -151,14 +151,12 @@ def on_produce(ctx: ApiContext, conn: HttpProtocol, head: RequestHead, params: d
         if url_partition is None:
             refuse(conn, errors.PartitionNotFound(f"partition {raw} not found"), ctype)
             return
-    if not (head.chunked or head.content_length):  # (conn.has_body(), written out)
+    if not conn.has_body():
         # No Content-Length and no chunked framing is a zero-length body (RFC 9112 §6.3).
         refuse(conn, errors.Unprocessable('the request body is empty: send {"records":[...]}'),
                ctype)
         return
-    cfg = ctx.config  # (cfg.held_body_limit(), written out)
-    limit = (min(cfg.max_batch_bytes, cfg.max_request_bytes) if cfg.max_request_bytes
-             else cfg.max_batch_bytes)
+    limit = ctx.config.held_body_limit()
     if not coded and head.content_length is not None and head.content_length > limit:
         refuse(conn, errors.PayloadTooLarge(
             f"request body of {head.content_length} bytes is over the {limit}-byte limit"

@@ -533,7 +533,9 @@ class HttpProtocol(ReadBuffer):
         self._cl_remaining = head.content_length or 0
         self._decoder = None
         self._encoder = None
-        self._codings = None
+        # The body's content codings: none when the head names none (request_codings parses
+        # a Content-Encoding once it is asked for).
+        self._codings = () if head.joined("content-encoding") is None else None
         if self._state is HEAD:
             self._state = BODY  # (the common, legal, move: _set_state checks the others)
         else:
@@ -612,9 +614,6 @@ class HttpProtocol(ReadBuffer):
             consumer.on_connection_lost()
             return
         has_body = head.chunked or bool(head.content_length)  # (has_body, written out)
-        # (no decoder to take when the request names no coding)
-        if self._codings is None and head.joined("content-encoding") is None:
-            self._codings = ()
         if has_body and self._codings != () and not self._take_decoder(consumer):
             return
         http10 = head.version == 10
@@ -661,9 +660,6 @@ class HttpProtocol(ReadBuffer):
         if head is None or transport is None or self._state is not BODY:
             return
         has_body = head.chunked or bool(head.content_length)  # (has_body, written out)
-        # (no decoder to take when the request names no coding)
-        if self._codings is None and head.joined("content-encoding") is None:
-            self._codings = ()
         if has_body and self._codings != () and not self._take_decoder(consumer):
             return
         self._consumer = consumer
@@ -1000,9 +996,7 @@ class HttpProtocol(ReadBuffer):
         request here, with its counts in ``detail`` and the status its end stands for (200, or
         the code of the last report of a stream cut short), once its last report is out (or,
         with the client gone, once every record has its outcome)."""
-        if self._slot is not None:  # (_finish_request, written out)
-            self.release_slot()
-        self._log.finish(status, " " + detail, self.endpoint, self.principal, self._sent)
+        self._finish_request(status, " " + detail)
 
     def last_request(self) -> None:
         """A connection accepted during shutdown: serve one request, then close."""

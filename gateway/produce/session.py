@@ -139,8 +139,7 @@ class ProduceSession:
         self._stats = stats
         self._max_feed = max_feed
         # Metrics (gateway.stats): folded at batch boundaries, never counted per record.
-        tc = stats.topics.get(topic)  # (stats.topic, written out: a stream per request)
-        self._tc = tc = tc if tc is not None else stats.topic(topic)
+        self._tc = tc = stats.topics[topic]
         self._core = StreamCore(producer.router, producer.current, topic, partitions,
                                 max_in_flight, report_prefix(cluster_id, topic), self,
                                 producer.error_of, tc.fail, error_report)
@@ -157,8 +156,7 @@ class ProduceSession:
         self._folded_ok = 0  # core.ok already added to tc.delivered
         # Report latency, sampled: the last record handed to Kafka from one body piece, from
         # its produce to its report being written; one sample outstanding per stream.
-        latency = stats.latency.get("v3_stream")
-        self._latency = latency if latency is not None else stats.histogram("v3_stream")
+        self._latency = stats.latency["v3_stream"]
         self._sample_seq = -1
         self._sample_t = 0.0
         stats.live_streams.add(self)
@@ -265,11 +263,7 @@ class ProduceSession:
         tail0 = core.tail
         failed0 = core.failed
         produced0 = core.produced
-        if (self._rates is None and producer.spooler is None and producer.health.down is None
-                and producer.current is core.producer):
-            i = core.push(items, i)  # (hand_over's common case, written out)
-        else:
-            i = hand_over(core, producer, items, i, self._rates, self._principal)
+        i = hand_over(core, producer, items, i, self._rates, self._principal)
         if i < len(items):
             reason = core.stop_reason
             self._backlog = items

@@ -99,8 +99,7 @@ class WholeRequest:
         self._topic = topic
         self._partitions = partitions
         self._stats = stats = stats if stats is not None else ProduceStats()
-        tc = stats.topics.get(topic)  # (stats.topic, written out: a request per record)
-        self._tc = tc if tc is not None else stats.topic(topic)
+        self._tc = stats.topics[topic]
         self._rates = rates if rates is not None and rates.enabled else None
         self._principal = principal
         self._max_bytes = max_bytes
@@ -190,11 +189,7 @@ class WholeRequest:
         items = self._items
         produced0 = core.produced
         producer = self._producer
-        if (self._rates is None and producer.spooler is None and producer.health.down is None
-                and producer.current is core.producer):
-            i = core.push(items, self._next)  # (hand_over's common case, written out)
-        else:
-            i = hand_over(core, producer, items, self._next, self._rates, self._principal)
+        i = hand_over(core, producer, items, self._next, self._rates, self._principal)
         self._tc.accepted += core.produced - produced0
         if i < len(items):
             # librdkafka's queue is full: go on when the producer says there is room.
@@ -233,11 +228,7 @@ class WholeRequest:
         # it, so the request and its core go away with the connection's reference instead of
         # waiting, a cycle, for the garbage collector.
         self._core = None
-        stats = self._stats
-        histogram = stats.latency.get(self.api)
-        if histogram is None:
-            histogram = stats.histogram(self.api)
-        histogram.observe(time.monotonic() - self._t0)
+        self._stats.latency[self.api].observe(time.monotonic() - self._t0)
         # (a request whose records went to the disk spool says how many in its access line)
         self._conn.respond(status, body, content_type=self._content_type,
                            detail=f"spooled={core.spooled}" if core.spooled else "")
