@@ -6,6 +6,9 @@ under TYPE_CHECKING): no cycle, and no import that runs up the layers.
     produce, consume, kafka, http, auth                    (each knows only what is below it)
     base      errors, config, log, stats, limits, futures (plain values, no I/O of the gateway's)
 
+    loadgen   gateway.loadgen.*: the load generator, a client of the HTTP API; it uses nothing of
+              the server (base at most), and only the command line (process) starts it
+
 A module that is in no layer fails the test: a new module must be placed.
 """
 
@@ -21,7 +24,7 @@ BASE = {"gateway", "gateway.errors", "gateway.config", "gateway.log", "gateway.s
         "gateway.moves", "gateway.futures"}
 PROCESS = {"gateway.__main__", "gateway.cli", "gateway.app", "gateway.server", "gateway.workers",
            "gateway.options", "gateway.config_sources"}
-PACKAGES = ("api", "http", "kafka", "produce", "consume", "auth")
+PACKAGES = ("api", "http", "kafka", "produce", "consume", "auth", "loadgen")
 
 # Which layers each layer may import (itself included).
 ALLOWED: dict[str, set[str]] = {
@@ -32,7 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "consume": {"base", "kafka", "consume"},
     "auth": {"base", "auth", "http"},  # (http: the request head's type)
     "api": {"base", "http", "kafka", "produce", "consume", "auth", "api"},
-    "process": {"base", "http", "kafka", "produce", "consume", "auth", "api", "process"},
+    "process": {"base", "http", "kafka", "produce", "consume", "auth", "api", "process", "loadgen"},
+    "loadgen": {"base", "loadgen"},
 }
 
 
