@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.loadgen.engine import Engine, Settings
 from gateway.loadgen.http import Target, TargetUnusable, UsageError
+from gateway.loadgen.modes import make_clients
 from gateway.loadgen.records import MAX_KEYS
 
 DEFAULT_CONNECTIONS = {"stream": 4, "unary": 64, "batch": 16, "consume": 1}
@@ -228,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report = _displays()
     progress = None if args.no_progress else report.Progress(sys.stderr)
-    engine = Engine(settings, target, progress.update if progress is not None else None)
+    engine = Engine(settings, target, make_clients,
+                    progress.update if progress is not None else None)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         engine.interrupt()

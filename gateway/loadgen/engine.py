@@ -9,6 +9,7 @@ actually written; in the closed loop the time it was written.
 
 from __future__ import annotations
 
+import json
 import resource
 import selectors
 import ssl
@@ -72,8 +73,13 @@ class Tally:
     def fail(self, code: str, n: int, message: str | None = None) -> None:
         if n > 0:
             self.failed[code] = self.failed.get(code, 0) + n
-            if message is not None and len(self.errors) < MAX_ERRORS:
-                self.errors.append(message)
+            if message is not None:
+                self.note(message)
+
+    def note(self, message: str) -> None:
+        """Keep a failure message (the first MAX_ERRORS distinct ones)."""
+        if len(self.errors) < MAX_ERRORS and message not in self.errors:
+            self.errors.append(message)
 
     @property
     def failures(self) -> int:
@@ -87,8 +93,12 @@ class Engine:
         self,
         settings: Settings,
         target: Target,
+        make_clients: Callable[[Engine], list[Any]],
         on_sample: Callable[[Sample], None] | None = None,
     ) -> None:
+        """``make_clients``: the run's connections (gateway.loadgen.modes.make_clients), each
+        with setup(), pump(now), on_event(mask), idle, abandon(), close(), teardown()."""
+        self.make_clients = make_clients
         self.settings = settings
         self.target = target
         self.on_sample = on_sample
@@ -99,6 +109,7 @@ class Engine:
         self.sending = False  # records may be sent (or, consume, fetched)
         self.measuring = settings.warmup <= 0
         self.interrupted = False
+        self.interrupted_at = 0.0
         self.aborted = False  # a second interrupt: stop at once
         self.fatal: str | None = None  # the target refused us from the start (exit 2)
         self.any_success = False
@@ -156,7 +167,8 @@ class Engine:
         if failed:
             room = MAX_ERRORS - len(t.errors)
             if room > 0 and messages is not None:
-                t.errors.extend(messages(room)[:room])
+                for m in messages(room):
+                    t.note(m)
             for code, k in failed.items():
                 t.failed[code] = t.failed.get(code, 0) + k
 
@@ -187,6 +199,8 @@ class Engine:
         """SIGINT/SIGTERM: stop sending and drain briefly; a second one stops at once."""
         if self.interrupted:
             self.aborted = True
+        else:
+            self.interrupted_at = now_us()
         self.interrupted = True
 
     def discover_cluster(self) -> None:
@@ -202,8 +216,6 @@ class Engine:
             raise TargetUnusable(f"{self.target.url} does not answer HTTP: {exc}") from None
         if answer.status != 200:
             raise TargetUnusable(f"GET {path} answered {answer.error_text()}")
-        import json
-
         try:
             data = json.loads(answer.body)["data"]
             self.cluster_id = str(data[0]["cluster_id"])
@@ -213,12 +225,10 @@ class Engine:
             ) from None
 
     def run(self) -> Result:
-        from gateway.loadgen import modes
-
         s = self.settings
         if s.mode in ("stream", "unary"):
             self.discover_cluster()
-        self.clients = modes.make_clients(self)
+        self.clients = self.make_clients(self)
         try:
             for c in self.clients:
                 c.setup()
@@ -280,10 +290,7 @@ class Engine:
                 last_sample_t = now
             if self.sending and self._bound_reached(now):
                 self.sending = False
-                wait = s.drain_timeout
-                if self.interrupted:
-                    wait = min(wait, INTERRUPT_DRAIN_S)
-                drain_deadline = now + wait * 1e6
+                drain_deadline = now + s.drain_timeout * 1e6
                 state_changed = True
             if now >= next_sweep or state_changed:
                 # Clients pump themselves on their own events; the sweep serves the open loop's
@@ -301,10 +308,10 @@ class Engine:
             if not self.sending:
                 if all(c.idle for c in clients):
                     break
+                if self.interrupted:  # also when it comes during the drain
+                    drain_deadline = min(drain_deadline, self.interrupted_at + INTERRUPT_DRAIN_S * 1e6)
                 if now >= drain_deadline:
                     break
-                if self.interrupted and not drain_deadline:
-                    drain_deadline = now + INTERRUPT_DRAIN_S * 1e6
         return self._result(now_us(), last_sample_t, last_sample_acked)
 
     def _sample(self, now: float, since: float, acked_before: int) -> int:

@@ -266,10 +266,13 @@ class StreamClient(Client):
             t.write(b"0\r\n\r\n")
             self.flush()
             return
-        if t.pending >= SEND_LOW_WATER:
-            return
         wrote = False
-        while t.pending < SEND_LOW_WATER:
+        while True:
+            if t.pending >= SEND_LOW_WATER:
+                wrote = False
+                self.flush()  # (registers for write events when the kernel takes no more)
+                if self.transport is None or t.pending >= SEND_LOW_WATER:
+                    return
             room = self.window - self.in_flight
             if room <= 0:
                 break
@@ -325,10 +328,12 @@ class StreamClient(Client):
             self.reports(seg, ts)
 
     def reports(self, seg: bytes, ts: float) -> None:
-        n = seg.count(b"\n")
+        n = self.scanner.counts[0]
+        counts: tuple[int, int] | None = self.scanner.counts
         if n > self.in_flight:  # more reports than records: keep what is accounted for
             seg = seg[: nth_report_end(seg, self.in_flight)]
             n = self.in_flight
+            counts = None
             if not n:
                 return
         end = len(seg) - 1
@@ -353,13 +358,14 @@ class StreamClient(Client):
         self.in_flight -= n
         if warm and warm < n:
             cut = nth_report_end(seg, warm)
-            self._count(seg[:cut], warm, False, ts)
-            self._count(seg[cut:], n - warm, True, ts)
+            self._count(seg[:cut], warm, False, ts, None)
+            self._count(seg[cut:], n - warm, True, ts, None)
         else:
-            self._count(seg, n, not warm, ts)
+            self._count(seg, n, not warm, ts, counts)
 
-    def _count(self, seg: bytes, n: int, measured: bool, ts: float) -> None:
-        _, ok, failed = count_reports(seg)
+    def _count(self, seg: bytes, n: int, measured: bool, ts: float,
+               counts: tuple[int, int] | None) -> None:
+        _, ok, failed = count_reports(seg, counts)
         self.engine.answered(n, ok, failed, measured, ts,
                              (lambda k: failure_lines(seg, k)) if failed else None)
 
@@ -384,9 +390,13 @@ class StreamClient(Client):
             if self.status == 401:
                 eng.refused_at_start(self.status, text)
             self._fail_outstanding(code, text)
+        # A response that ended before our body did (refused, or cut short) leaves the rest
+        # of the body unread: the server closes the connection (docs/api.md §1), even when
+        # its head, written before the cut, did not say so.
+        reusable = self.ending and self.parser is not None and self.parser.keep_alive
         self.streaming = False
         self.ending = False
-        if self.parser is not None and not self.parser.keep_alive:
+        if not reusable:
             self.drop()
             self.retry_at = now_us() + (self.backoff * 1e6 if self.status != 200 else 0)
             if self.status != 200:

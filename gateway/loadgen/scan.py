@@ -32,11 +32,13 @@ class ReportFormatError(Exception):
     """The answer is not a sequence of JSON report objects."""
 
 
-def count_reports(seg: bytes) -> tuple[int, int, dict[str, int] | None]:
+def count_reports(
+    seg: bytes, counts: tuple[int, int] | None = None
+) -> tuple[int, int, dict[str, int] | None]:
     """(reports, acknowledged, failed by code or None) of a block of whole reports in the
-    fast form: each ``{"error_code":N,...}`` followed by LF."""
-    n = seg.count(LF)
-    ok = seg.count(OK)
+    fast form: each ``{"error_code":N,...}`` followed by LF. ``counts``: the block's LF and
+    ``{"error_code":200,`` counts when already known (``ReportScanner.counts``)."""
+    n, ok = counts if counts is not None else (seg.count(LF), seg.count(OK))
     if ok == n:
         return n, ok, None
     ok += seg.count(SPOOLED)
@@ -80,6 +82,8 @@ class ReportScanner:
     def __init__(self) -> None:
         self._tail = b""
         self._general = False
+        #: (reports, ``{"error_code":200,`` prefixes) of the block feed() or finish() returned
+        self.counts = (0, 0)
 
     @property
     def partial(self) -> bytes:
@@ -107,17 +111,21 @@ class ReportScanner:
             self._tail = data
             return b""
         seg = data[:cut] if cut != len(data) else data
-        if seg.count(REPORT) != seg.count(LF) or not seg.lstrip().startswith(REPORT):
+        n = seg.count(LF)
+        ok = seg.count(OK)  # all of them, mostly: then the block is in the fast form
+        if ok != n and (seg.count(REPORT) != n or not seg.lstrip().startswith(REPORT)):
             self._tail = b""
             self._general = True
             return self._feed_general(data)
         self._tail = data[cut:] if cut != len(data) else b""
+        self.counts = (n, ok)
         return seg
 
     def finish(self) -> bytes:
         """At the end of the answer: the reports still held (a last one without its LF)."""
         if not self._tail.strip():
             self._tail = b""
+            self.counts = (0, 0)
             return b""
         self._general = True
         seg = self._feed_general(b"")
@@ -153,7 +161,9 @@ class ReportScanner:
         if len(rest) > MAX_PARTIAL:
             raise ReportFormatError("a report longer than 4 MiB")
         self._tail = rest
-        return b"".join(out)
+        seg = b"".join(out)
+        self.counts = (len(out), seg.count(OK))
+        return seg
 
 
 _SPECIAL = re.compile(r'[{}"\\]')

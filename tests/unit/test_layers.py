@@ -4,6 +4,7 @@ under TYPE_CHECKING): no cycle, and no import that runs up the layers.
     process   app, server, cli, workers, options, config_sources  (process, listener, wiring)
     api       gateway.api.*                               (endpoints, dispatch, auth and ACL)
     produce, consume, kafka, http, auth                    (each knows only what is below it)
+    loadgen   gateway.loadgen.*: the load generator, a client (base only; never the server)
     base      errors, config, log, stats, limits, futures (plain values, no I/O of the gateway's)
 
 A module that is in no layer fails the test: a new module must be placed.
@@ -21,7 +22,7 @@ BASE = {"gateway", "gateway.errors", "gateway.config", "gateway.log", "gateway.s
         "gateway.moves", "gateway.futures"}
 PROCESS = {"gateway.__main__", "gateway.cli", "gateway.app", "gateway.server", "gateway.workers",
            "gateway.options", "gateway.config_sources"}
-PACKAGES = ("api", "http", "kafka", "produce", "consume", "auth")
+PACKAGES = ("api", "http", "kafka", "produce", "consume", "auth", "loadgen")
 
 # Which layers each layer may import (itself included).
 ALLOWED: dict[str, set[str]] = {
@@ -32,7 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     "consume": {"base", "kafka", "consume"},
     "auth": {"base", "auth", "http"},  # (http: the request head's type)
     "api": {"base", "http", "kafka", "produce", "consume", "auth", "api"},
-    "process": {"base", "http", "kafka", "produce", "consume", "auth", "api", "process"},
+    "process": {"base", "http", "kafka", "produce", "consume", "auth", "api", "process", "loadgen"},
+    "loadgen": {"base", "loadgen"},
 }
 
 
