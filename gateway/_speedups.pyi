@@ -824,3 +824,41 @@ class AccessLines:
         and a newline, the time local as logging's default asctime; ``method`` None writes
         "-" (a head that could not be parsed); a target that is not printable is written as
         ``repr`` escapes it."""
+
+class LatencyHistogram:
+    """The load generator's latency histogram (gateway.loadgen; ext/loadgen.pxi): counts of
+    integer values (microseconds) in HdrHistogram's log-bucket layout, 128 sub-buckets per
+    power of two: values below 256 exact, above that a bucket under 1/128 (0.8%) of its values
+    wide. Values below 0 count as 0, above 2^41 - 1 (25 days) as that. A fixed 35 KiB."""
+
+    def record(self, value: int, count: int = 1) -> None:
+        """Count ``value`` ``count`` times."""
+    def record_span(self, first: float, step: float, n: int) -> None:
+        """Count the n values ``first + k * step`` (k = 0 .. n-1, each rounded down; ``step``
+        may be negative or 0): the latencies of n records answered at once, in one C loop."""
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add every count of ``other``."""
+    def reset(self) -> None:
+        """Back to empty."""
+    def value_at_percentile(self, percentile: float) -> int | None:
+        """The smallest recorded value with at least ``percentile`` % of the counts at or below
+        it, as the highest value of its bucket (never above the maximum recorded); 100 gives
+        the maximum; None when empty."""
+    @property
+    def count(self) -> int: ...
+    @property
+    def max(self) -> int | None: ...
+    @property
+    def min(self) -> int | None: ...
+    @property
+    def mean(self) -> float | None: ...
+
+def loadgen_records(
+    template: bytes, key_at: int, key_prefix: bytes, width: int, first: int, n: int,
+    keys: int, mult: int, b64: bool,
+) -> bytes:
+    """n copies of the fixed-length record ``template``, the i-th (counting from ``first``) with
+    the key text ``key_prefix`` + the ``width``-digit zero-padded ``(i * mult) % keys`` written at
+    ``key_at`` (its base64 when ``b64``); with ``keys`` 0 the copies are left as they are.
+    ValueError when the key does not fit or ``keys`` is above 2^31 - 1. (gateway.loadgen.records
+    builds the templates; ``key_text`` there is the Python twin of the key.)"""

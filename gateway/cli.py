@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.auth.passwd import main as passwd_main
 
         return passwd_main(args_list[1:])
+    if args_list[:1] == ["loadgen"]:  # kafka-gateway loadgen URL: the load generator
+        from gateway.loadgen.cli import main as loadgen_main
+
+        return loadgen_main(args_list[1:])
     try:
         cfg, args = resolve(argv)
         # Also for --print-config: what it prints must be a configuration that starts.
