@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
 
+from gateway.loadgen import plot, report
 from gateway.loadgen.engine import Engine, Settings
 from gateway.loadgen.http import Target, TargetUnusable, UsageError
 from gateway.loadgen.modes import make_clients
@@ -209,15 +209,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def _displays() -> Any:
-    try:
-        return importlib.import_module("gateway.loadgen.report")
-    except ModuleNotFoundError as exc:  # until the displays are merged
-        if exc.name != "gateway.loadgen.report":
-            raise
-        return importlib.import_module("gateway.loadgen._standin")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with argparse's message on a usage error
@@ -227,7 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"kafka-gateway loadgen: {exc}", file=sys.stderr)
         return 2
-    report = _displays()
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        # Refused before any load is sent, not after a long run.
+        print(f"kafka-gateway loadgen: {plot.MISSING}", file=sys.stderr)
+        return 2
     progress = None if args.no_progress else report.Progress(sys.stderr)
     engine = Engine(settings, target, make_clients,
                     progress.update if progress is not None else None)
@@ -253,7 +247,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         report.print_summary(result, sys.stdout)
     if args.plot:
-        plot = importlib.import_module("gateway.loadgen.plot")  # matplotlib only when asked
-        plot.write_plot(result, args.plot)
+        plot.write_plot(result, args.plot)  # (matplotlib is imported only here)
     sys.stdout.flush()
     return 1 if result.failures > args.max_failures else 0

@@ -4,7 +4,6 @@ under TYPE_CHECKING): no cycle, and no import that runs up the layers.
     process   app, server, cli, workers, options, config_sources  (process, listener, wiring)
     api       gateway.api.*                               (endpoints, dispatch, auth and ACL)
     produce, consume, kafka, http, auth                    (each knows only what is below it)
-    loadgen   gateway.loadgen.*: the load generator, a client (base only; never the server)
     base      errors, config, log, stats, limits, futures (plain values, no I/O of the gateway's)
 
     loadgen   gateway.loadgen.*: the load generator, a client of the HTTP API; it uses nothing of
