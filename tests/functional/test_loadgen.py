@@ -280,3 +280,84 @@ def test_streams_cut_by_the_gateway_go_on_in_new_streams(
     run = loadgen(url(g), "--topic", topic, "--rate", "5000", "--records", "5000",
                   "--warmup", "0", "--connections", "2")
     assert run.rc == 1 and run.result["failed"].get("408"), run
+
+
+def _terminal_run(args: list[str], cols: int) -> tuple[int, str, str]:
+    """Run the loadgen with its stderr on a pseudo-terminal ``cols`` wide, as in a shell:
+    (exit status, stdout, what the terminal received)."""
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.loadgen", *args], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=slave, text=True)
+    finally:
+        os.close(slave)
+    received = bytearray()
+    try:
+        while True:  # until the child's end closes the terminal (EIO)
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            received += data
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, received.decode("utf-8", "replace")
+
+
+def test_progress_on_a_terminal_and_in_a_pipe_and_the_plot(
+    lg_gateway: GatewayProcess, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = topic_factory(3)
+    png = tmp_path / "run.png"
+    args = ["--topic", topic, "--rate", "2000", "--records", "5000", "--warmup", "0",
+            "--connections", "2"]
+    rc, out, screen = _terminal_run([url(lg_gateway), *args, "--plot", str(png)], cols=100)
+    assert rc == 0, screen
+    # A terminal gets one line rewritten in place each second, ended by a newline at the end;
+    # the summary table goes to stdout.
+    assert screen.endswith("\n") and screen.count("\n") == 1, repr(screen)
+    updates = [u for u in screen.rstrip("\r\n").split("\r") if u]
+    assert len(updates) >= 3, repr(screen)
+    for line in updates:
+        assert line.endswith("\x1b[K") and "acked" in line, repr(line)
+        assert len(line) - len("\x1b[K") < 100, repr(line)
+    assert "acked" in screen and "p99" in screen
+    assert "5,000" in out and "summary" in out, out
+    # The plot: a PNG of the run's samples, throughput above, latency below.
+    import matplotlib.image
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    from gateway.loadgen.plot import COLORS
+
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = np.asarray(matplotlib.image.imread(str(png)))[:, :, :3]
+    half = img.shape[0] // 2
+
+    def pixels(colour: str, rows: slice) -> int:
+        return int((np.abs(img[rows] - np.array(to_rgb(colour))).max(axis=2) < 0.06).sum())
+
+    assert pixels(COLORS["acked"], slice(0, half)) > 100
+    assert pixels(COLORS["p99"], slice(half, None)) > 100
+    assert pixels(COLORS["acked"], slice(half, None)) == 0
+    assert pixels(COLORS["p99"], slice(0, half)) == 0
+
+    # Piped, the same run writes plain lines, one a second, no control characters.
+    proc = subprocess.run([sys.executable, "-m", "gateway.loadgen", url(lg_gateway), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) >= 2 and all("acked" in line for line in lines), proc.stderr
+    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
