@@ -212,6 +212,10 @@ cdef class JsonSplitter:
     # ------------------------------------------------------------ splitting
 
     def feed(self, data):
+        return self.feed_items(data)
+
+    cdef list feed_items(self, data):
+        # (feed() for C callers: the v3 session)
         cdef Py_buffer view
         cdef list out = []
         if self.failed:
@@ -226,6 +230,9 @@ cdef class JsonSplitter:
         return out
 
     def finish(self):
+        return self.finish_items()
+
+    cdef list finish_items(self):
         cdef list out = []
         if self.failed or self._finished:
             return out

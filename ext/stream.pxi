@@ -295,11 +295,16 @@ cdef class StreamCore:
     def close(self):
         """Leave the router and free the ring (once every report is taken, or to discard).
         The listener is dropped too: it usually holds the core (no reference cycle left)."""
+        self._close()
+
+    cdef int _close(self) except -1:
+        # (close() for C callers: the session's end)
         if self._router is not None:
-            self._router.unregister(self._sid)
+            self._router._sinks.pop(self._sid, None)
         self._release()
         self.head = self.tail
         self.listener = None
+        return 0
 
     @property
     def sink_id(self):
@@ -493,6 +498,11 @@ cdef class StreamCore:
         window is full, or librdkafka's queue is (retry after reports come in). With
         ``allow_records``/``allow_bytes`` (-1: no limit), records beyond that allowance are
         dropped with ``rate_report`` (key and value bytes count)."""
+        return self._push(items, i, allow_records, allow_bytes)
+
+    cdef Py_ssize_t _push(self, list items, Py_ssize_t i, int64_t allow_records,
+                          int64_t allow_bytes) except -1:
+        # (push() for C callers: hand_over)
         cdef Py_ssize_t n = PyList_GET_SIZE(items)
         cdef object item
         cdef tuple rec
@@ -809,6 +819,10 @@ cdef class StreamCore:
 
     def take_ready(self):
         """Every report whose predecessors are all known, in order, as one bytes object."""
+        return self._take_ready()
+
+    cdef bytes _take_ready(self):
+        # (take_ready() for C callers: the session's flush)
         cdef uint64_t s = self.head
         cdef uint64_t tail = self.tail
         cdef _Slot* slot

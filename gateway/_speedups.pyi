@@ -3,7 +3,8 @@
 The extension is required: ``make`` builds it, and the gateway does not run without it (there is
 no pure-Python fallback; README "Design" says why). Code outside the extension imports its names
 from these places: ``gateway.kafka.producer`` (the producer and the report router),
-``gateway.produce`` (the splitter, the stream core and the v1/v2 decoders),
+``gateway.produce`` (the splitter, the stream core and the v1/v2 decoders; the v3 session, the
+whole-body requests and the v1/v2 request from ``gateway.produce.session``, ``.whole`` and ``.v1``),
 ``gateway.http.parser`` (the request-head parser and the head it builds), ``gateway.log`` (the
 access log's line buffer), and the consumer modules and the consumer API (the consumer, its
 error, ``json_loads``).
@@ -12,8 +13,14 @@ error, ``json_loads``).
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gateway.errors import GatewayError
 from gateway.http.parser import HttpLimits
+from gateway.kafka.producer import KafkaProducer
+from gateway.limits import RateLimiter
 from gateway.produce.items import RecordError
+from gateway.produce.session import ReportStream, SessionState
+from gateway.produce.whole import RequestState, Responder
+from gateway.stats import ProduceStats
 
 # (index, partition, key, value, headers, timestamp_ms, key_type, value_type);
 # see gateway/produce/items.py.
@@ -450,6 +457,174 @@ class StreamCore:
     def producer(self) -> ProducerBase: ...
     def __len__(self) -> int: ...
     def debug_info(self) -> dict[str, Any]: ...
+
+def hand_over(
+    core: StreamCore,
+    producer: KafkaProducer,
+    items: list[Any],
+    i: int,
+    rates: RateLimiter | None,
+    principal: str,
+) -> int:
+    """Push ``items[i:]`` into ``core`` in order; the index of the first item it did not take
+    (``core.stop_reason`` says why). A producer replaced after a fatal error takes the new
+    records (the old one still reports the records it has). With ``rates``, the records beyond
+    the principal's allowance get a 429 report and what was used is charged (gateway.limits).
+    With the disk spool on, a batch may go to the spool instead (gateway.produce.edge).
+    Without it, while Kafka is known to be unreachable (gateway.kafka.health), each record gets
+    a 50003 report at once instead of waiting out the message timeout (resend). Its return is
+    noticed by the metadata listing, which runs often meanwhile, or a broker UP in librdkafka's
+    statistics: a record handed over as a probe would hold every later report of its stream."""
+
+class ProduceSession:
+    """One v3 produce stream (ext/session.pxi; described in gateway/produce/session.py): body
+    pieces in, records to Kafka through its ``StreamCore``, reports out in order through the
+    connection (``ReportStream``). Weak-referenceable, hashable by identity."""
+
+    def __init__(
+        self,
+        stream: ReportStream,
+        producer: KafkaProducer,
+        splitter: Any,
+        *,
+        cluster_id: str,
+        topic: str,
+        partitions: int,
+        max_in_flight: int,
+        stats: ProduceStats,
+        max_feed: int = 64 * 1024,
+        rates: RateLimiter | None = None,
+        principal: str = "-",
+        max_body_bytes: int = 0,
+        max_duration: float = 0.0,
+        client: str = "-",
+    ) -> None: ...
+    @property
+    def state(self) -> SessionState: ...
+    def describe(self) -> str: ...
+    @property
+    def records_ok(self) -> int: ...
+    @property
+    def records_failed(self) -> int: ...
+    @property
+    def accepting(self) -> bool:
+        """False while parsed records wait for room: the connection must not feed more."""
+    def on_body(self, data: memoryview) -> None: ...
+    def on_body_end(self) -> None: ...
+    def on_body_error(self, error: GatewayError) -> None:
+        """The connection stopped reading this body before its end (``error``: its framing
+        broke, the client half-closed, it was idle, the gateway is stopping), or a fault of
+        ours ended the request (``GatewayBug``). Records already handed to Kafka keep their
+        reports; one last report says why and from which body byte on nothing was read."""
+    def _on_max_duration(self) -> None: ...
+    def flush_reports(self) -> None:
+        """Write every report whose predecessors are all known, as one chunk. Called after a
+        poll that completed some of this stream's records (the router lists them), and after
+        each body piece. While the peer does not read (the socket's buffer is full), reports
+        stay in the core's ring, a few dozen bytes each, until ``on_writable``; the full
+        window then pauses reading."""
+    def on_writable(self) -> None:
+        """The socket's buffer drained below its low-water mark."""
+    def on_queue_space(self) -> None: ...
+    def on_connection_lost(self) -> None:
+        """The client is gone. Records already handed to Kafka are still delivered (or counted
+        failed); parsed records that were waiting for room are dropped, counted and logged."""
+    def on_shutdown(self) -> None:
+        """Stop reading; records already handed to Kafka finish and their reports go out;
+        parsed records still waiting for room get a retriable failure report."""
+    def on_internal_error(self, exc: BaseException) -> None:
+        """Reporting to this stream failed (the producer has logged why). Only the core's C
+        side and constant reports are used from here: every record without an outcome gets the
+        internal-error report (50003, resend), a stream still being read gets one last report
+        saying where reading stopped, and the response ends."""
+    def in_flight(self) -> int:
+        """Records read from the body whose report has not been written (or, with the client
+        gone, whose outcome is not known yet): the in-flight gauge, read at scrape time."""
+    def debug_info(self) -> dict[str, Any]:
+        """State for the SIGUSR1 connection dump."""
+    @property
+    def core(self) -> StreamCore: ...
+    @property
+    def finished(self) -> bool: ...
+
+class WholeRequest:
+    """Body consumer of one produce request answered as a whole (ext/whole.pxi; described in
+    gateway/produce/whole.py). A subclass implements ``_begin`` (parse the body: the produce
+    items, or RequestRefused) and ``_answer`` (the final status and body, from the core), and
+    may give the core its error mapping (``_error_of``) and failure entry (``_entry``)."""
+
+    api: str  # the report-latency histogram's label
+    def __init__(
+        self,
+        conn: Responder,
+        producer: KafkaProducer,
+        *,
+        topic: str,
+        partitions: int,
+        max_bytes: int,
+        content_type: bytes | None = None,
+        stats: ProduceStats | None = None,
+        rates: RateLimiter | None = None,
+        principal: str = "-",
+        api: str = "v1",
+        noun: str = "records",
+        too_large: str = "request body",
+        mode: int = 0,
+    ) -> None:
+        """``content_type`` of the answer (None: application/json); ``noun`` names the records
+        in the log, ``too_large`` the body in the 413 message; ``mode`` is the core's report
+        format."""
+    @property
+    def state(self) -> RequestState: ...
+    @property
+    def accepting(self) -> bool: ...
+    def describe(self) -> str: ...
+    def _begin(self, body: bytes) -> list[Any]: ...
+    def _answer(self, core: StreamCore) -> tuple[int, bytes]: ...
+    def _error_of(self, err: int) -> tuple[int, str]:
+        """(error_code, message) of a record Kafka (or produce()) refused."""
+    def _entry(self, code: int, message: str) -> bytes:
+        """A failed record's entry in the answer."""
+    def on_body(self, data: memoryview) -> None: ...
+    def on_body_error(self, error: GatewayError) -> None:
+        """The connection stopped reading the body before its end (broken framing, the
+        client half-closed, idle, shutdown): nothing was produced; ``error`` is the answer."""
+    def on_body_end(self) -> None: ...
+    def on_queue_space(self) -> None: ...
+    def flush_reports(self) -> None: ...
+    def in_flight(self) -> int:
+        """Records of this request not yet with their outcome (the in-flight gauge)."""
+    def debug_info(self) -> dict[str, Any]:
+        """State for the SIGUSR1 connection dump."""
+    def on_connection_lost(self) -> None: ...
+    def on_shutdown(self) -> None:
+        """Still reading the body: refuse. Records already with Kafka finish and are answered."""
+    def on_internal_error(self, exc: BaseException) -> None:
+        """Reporting to this request failed (the producer logged why): every record without an
+        outcome gets the internal-error entry (50003), and the answer goes out."""
+
+class V1ProduceRequest(WholeRequest):
+    """Body consumer of one v1/v2 produce request (gateway/produce/v1.py).
+
+    The records go through a ``StreamCore`` in the v1 or v2 offsets format: produced from C,
+    their delivery reports completed in C by the producer's router, and the offsets entries
+    formatted in C, in request order, when the last report is in. Python runs once per request
+    (and once per poll that reported some of its records), never once per record."""
+
+    def __init__(  # type: ignore[override]
+        self,
+        conn: Responder,
+        producer: KafkaProducer,
+        *,
+        topic: str,
+        partitions: int,
+        url_partition: int | None,
+        version: int,
+        embedded: str,
+        content_type: bytes,
+        max_bytes: int,
+        stats: ProduceStats | None = None,
+    ) -> None: ...
 
 def base64_decode(data: str | bytes) -> bytes:
     """Strict standard base64 (RFC 4648 §4: standard alphabet, padding required, nothing else,

@@ -46,10 +46,6 @@ def _shape(message: str = _SHAPE) -> RequestRefused:
 class BatchRequest(WholeRequest):
     """The v3 batch variant; answers when every entry has its outcome."""
 
-    _noun = "batch entries"
-    _too_large = "batch body"
-    api = "v3_batch"
-
     def __init__(
         self,
         conn: Any,
@@ -67,7 +63,8 @@ class BatchRequest(WholeRequest):
     ) -> None:
         super().__init__(
             conn, producer, topic=topic, partitions=partitions, max_bytes=max_bytes, stats=stats,
-            rates=rates, principal=principal,
+            rates=rates, principal=principal, api="v3_batch", noun="batch entries",
+            too_large="batch body",
         )
         self._make_splitter = make_splitter
         self._cluster_json = json_str(cluster_id)

@@ -25,6 +25,14 @@ Decisions where the contract is silent (docs/api.md: the specs, then Confluent's
 - A record Kafka refused gets ``{"partition":null,"offset":null,"error_code":...,"error":...}``:
   50003 when a resend may succeed (timeouts, broker down, topic vanished), else 50002. When
   ``produce()`` refused every record of the request, nothing reached Kafka: 500/50001.
+
+``V1ProduceRequest``, the body consumer of one v1/v2 request, runs once per request: it is
+compiled (ext/whole.pxi, a ``WholeRequest`` in the v1 or v2 offsets format) and re-exported
+here; it calls ``parse_body`` and ``decode_records`` below and answers with ``_FAILED``,
+``_ANSWER_HEAD`` and ``_ANSWER_TAIL``. The records are produced from C, their delivery reports
+completed in C by the producer's router, and the offsets entries formatted in C, in request
+order, when the last report is in: Python runs once per request (and once per poll that
+reported some of its records), never once per record.
 """
 
 from __future__ import annotations
@@ -32,20 +40,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.errors import error_body
-from gateway.kafka.producer import KafkaProducer, error_text
+from gateway._speedups import V1ProduceRequest
 from gateway.produce.core import (
-    REPORT_FORMAT_V1,
-    REPORT_FORMAT_V2,
     JsonDecodeError,
-    StreamCore,
     base64_decode,
     json_loads,
     v1_binary_items,
 )
-from gateway.produce.reports import json_str
-from gateway.produce.whole import RequestRefused, Responder, WholeRequest
-from gateway.stats import ProduceStats
+from gateway.produce.whole import RequestRefused
 
 BINARY = "binary"
 JSON = "json"
@@ -215,62 +217,4 @@ def record_error_code(code: int) -> int:
     return 50003 if code == 50003 or code == 40401 else 50002
 
 
-class V1ProduceRequest(WholeRequest):
-    """Body consumer of one v1/v2 produce request.
-
-    The records go through a ``StreamCore`` in the v1 or v2 offsets format: produced from C,
-    their delivery reports completed in C by the producer's router, and the offsets entries
-    formatted in C, in request order, when the last report is in. Python runs once per request
-    (and once per poll that reported some of its records), never once per record."""
-
-    def __init__(
-        self,
-        conn: Responder,
-        producer: KafkaProducer,
-        *,
-        topic: str,
-        partitions: int,
-        url_partition: int | None,
-        version: int,
-        embedded: str,
-        content_type: bytes,
-        max_bytes: int,
-        stats: ProduceStats | None = None,
-    ) -> None:
-        super().__init__(
-            conn,
-            producer,
-            topic=topic,
-            partitions=partitions,
-            max_bytes=max_bytes,
-            content_type=content_type,
-            stats=stats,
-        )
-        self.api = "v2" if version == 2 else "v1"
-        self._mode = REPORT_FORMAT_V2 if version == 2 else REPORT_FORMAT_V1
-        self._url_partition = url_partition
-        self._embedded = embedded
-        self._first_refusal = ""
-
-    def _begin(self, body: bytes) -> list[Any]:
-        records = parse_body(body)
-        return decode_records(records, self._embedded, self._partitions, self._url_partition)
-
-    def _error_of(self, err: int) -> tuple[int, str]:
-        # Produce refusals and failed deliveries alike (the core calls it; rare).
-        text = error_text(err)
-        if not self._first_refusal:
-            self._first_refusal = text
-        return record_error_code(self._producer.error_code(err)), text
-
-    def _entry(self, code: int, message: str) -> bytes:
-        return _FAILED % (code, json_str(message)) + b","
-
-    def _answer(self, core: StreamCore) -> tuple[int, bytes]:
-        entries = core.take_ready()
-        if not core.produced and not core.spooled:
-            # Not one record reached Kafka (nor the disk spool): the request as a whole failed
-            # (Confluent's 50001).
-            why = self._first_refusal or f"Kafka is unreachable ({self._producer.health.down})"
-            return 500, error_body(50001, f"the records could not be handed to Kafka: {why}")
-        return 200, _ANSWER_HEAD + entries[:-1] + _ANSWER_TAIL
+__all__ = ["BINARY", "JSON", "V1ProduceRequest", "decode_records", "parse_body", "record_error_code"]
