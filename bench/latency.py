@@ -101,6 +101,8 @@ def paced_stream(gw: GatewayProcess, cluster_id: str, topic: str, args: argparse
     n = r.acked
     wall = run.t_end - run.t_start
     samples = r.samples
+    if len(samples) > 1 and samples[-1].t - samples[-2].t < 0.5:
+        samples = samples[:-1]  # the run's last sample, of its short tail: not a point to plot
     series: dict[str, Any] = {"t": [s.t for s in samples], "p50": [s.p50_ms for s in samples],
                                     "p99": [s.p99_ms for s in samples],
                                     "p999": [s.p999_ms for s in samples],

@@ -44,6 +44,7 @@ SAMPLE_EVERY = 1000  # about one report in this many is decoded and checked
 OK_MARK = b'{"error_code":200,'
 SPOOLED_MARK = b'{"error_code":202,'
 MAX_PROBLEMS = 5
+SERIES_EVERY_US = 100_000
 
 
 @dataclass
@@ -66,6 +67,9 @@ class ReportWatch:
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
     last_offset: dict[int, int] = field(default_factory=dict)
+    #: (arrival µs, reports so far) every SERIES_EVERY_US at most: the plots' throughput
+    #: (finer than the loadgen's 1 s samples, for runs of under a second)
+    points: list[tuple[float, int]] = field(default_factory=list)
 
     def problem(self, text: str) -> None:
         self.problem_count += 1
@@ -83,6 +87,8 @@ class ReportWatch:
         self.other_kind += seg.count(OK_MARK if self.spooled else SPOOLED_MARK)
         before = self.reports
         self.reports += n
+        if not self.points or ts - self.points[-1][0] >= SERIES_EVERY_US:
+            self.points.append((ts, self.reports))
         # The first report of the block, when the block crosses a multiple of SAMPLE_EVERY: one
         # json.loads per SAMPLE_EVERY reports at most.
         if before // SAMPLE_EVERY != self.reports // SAMPLE_EVERY or not before:
@@ -269,6 +275,19 @@ def warm_up(port: int, cluster_id: str, topic: str, args: argparse.Namespace,
             continue
         require_all_acked(run, n, "warm-up")
         return time.monotonic() - t0
+
+
+def watch_series(label: str, run: StreamRun) -> dict[str, Any]:
+    """Reports/s between the watch's points (every 0.1 s), seconds from the run's start, for
+    the throughput plot."""
+    w = run.watch
+    points = list(w.points)
+    if points and points[-1][1] != w.reports:  # the last report, when it made no point
+        points.append((w.last_report_at, w.reports))
+    pts = [((t - run.measure_start_us) / 1e6, n) for t, n in points]
+    pairs = [(a, b) for a, b in zip([(0.0, 0), *pts], pts, strict=False) if b[0] - a[0] > 0.01]
+    return {"label": label, "unit": "records/s", "t": [round(b[0], 3) for _, b in pairs],
+            "rate": [round((b[1] - a[1]) / (b[0] - a[0]), 1) for a, b in pairs]}
 
 
 def rate_series(label: str, samples: list[Sample]) -> dict[str, Any]:

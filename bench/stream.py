@@ -61,10 +61,10 @@ from bench.common import (
 from bench.load import (
     SAMPLE_EVERY,
     STREAM_WINDOW,
-    rate_series,
     require_all_acked,
     run_stream,
     warm_up,
+    watch_series,
 )
 from gateway.loadgen.modes import CHUNK_BYTES
 from gateway.loadgen.records import RecordSource
@@ -144,7 +144,7 @@ def run_gateway_phase(
         "warmup_s": warmup_s,
         "topic": topic,
         "latency_ms": r.latency_ms,
-        "series": rate_series("stream v3: gateway (round 1)", r.samples),
+        "series": watch_series("stream v3: gateway (round 1)", run),
         "cpu_series": sampler.series(run.t_start, run.t_end),
         "peak_loop_share": sampler.peak_loop(run.t_start, run.t_end),
     }
