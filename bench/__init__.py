@@ -8,9 +8,12 @@
 - ``latency``: report latency of one stream at half the peak rate
 - ``memory``: RSS with 10,000 open streams; the cost of a client that never reads
 - ``spool``: the disk spool's engine alone: appends under two fsync policies, read-back
+- ``edge``: the disk spool in the produce path: spooling and forwarding against the normal path
 - ``plot``: the PNG (``--plot FILE.png`` on any of them)
 
-Shared pieces live in ``common`` (processes, /proc sampling, output), ``baseline`` (the plain
-confluent-kafka loops, in a child process) and ``wrk`` (the request load generator). They
-print figures; none of them is a timed assertion in the test suite.
+Shared pieces live in ``common`` (processes, /proc sampling, output), ``load`` (the streaming
+load: the repository's load generator, gateway.loadgen, called as a library by stream, latency,
+edge and memory), ``baseline`` (the plain confluent-kafka loops, in a child process) and ``wrk``
+(wrk, the external tool that drives the request rows). They print figures; none of them is a
+timed assertion in the test suite.
 """

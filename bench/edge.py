@@ -3,9 +3,10 @@
     .venv/bin/python -m bench.edge [--records N] [--rounds R] [--json] [--plot FILE.png] ...
 
 Each round runs three phases, one after the other, with N records of ``--value-bytes`` (100)
-byte BINARY values, no key, streamed over one chunked v3 connection as bench.stream streams
-them (``POST /v3/clusters/{c}/topics/{t}/records``, the reports read while sending), each after
-a ``--warmup`` stream on the same gateway that is not counted:
+byte BINARY values, no key, streamed over one chunked v3 connection by the repository's load
+generator as bench.stream streams them (gateway.loadgen's stream mode, closed loop, called
+in-process by bench.load: ``POST /v3/clusters/{c}/topics/{t}/records``, the reports read while
+sending), each after a ``--warmup`` stream on the same gateway that is not counted:
 
 - normal: a gateway without the spool, with Kafka (an embedded Tansu broker unless
   ``--bootstrap-servers``). One gateway serves every round.
@@ -13,7 +14,7 @@ a ``--warmup`` stream on the same gateway that is not counted:
   ``--dir``), ``--spool-fsync 100`` and ``--spool-after 0``, whose ``--bootstrap-servers`` is a
   loopback port nobody listens on: it judges Kafka unreachable at once (the bench waits for
   /readyz to say "spooling") and spools every record. Every report must be a 202 (counted, and
-  one in 1,000 decoded whole); a round with any other report is invalid, says so, and is left
+  about one in 1,000 decoded whole); a round with any other report is invalid, says so, and is left
   out of the spooling figures.
 - forwarding: that gateway stopped (SIGTERM), a gateway started on the same spool directory
   with the live broker forwards what the spool holds, the round's records and its warm-up, to a
@@ -25,8 +26,8 @@ a ``--warmup`` stream on the same gateway that is not counted:
   record is read back from the topic (not timed).
 
 Figures: records/s (normal, spooling: from the response head to the last report; forwarding:
-first checkpoint -> last) and the gateway process's CPU µs per record (the stream's first byte
-to its last report; utime+stime of all its threads from /proc: the event loop, librdkafka's
+first checkpoint -> last) and the gateway process's CPU µs per record (the loadgen's measured
+run, its first record to the end of the run; utime+stime of all its threads from /proc: the event loop, librdkafka's
 threads, the spool's writer and reader), with the event loop's own beside it (per record, and
 "busy": its CPU over the time measured). A gateway started while Kafka is unreachable knows no
 topic: it answers a stream's head once its topic lookup has failed, about a second later, so
@@ -72,23 +73,14 @@ from bench.common import (
     print_rows,
     print_verdicts,
     print_warnings,
-    record_json,
-    records_path,
     spread,
-    value_bytes,
     verdict,
 )
-from bench.stream import (
-    GatewayRefused,
-    ReportStream,
-    build_body,
-    stream_records,
-)
+from bench.load import StreamRun, require_all_acked, run_stream, warm_up
 from gateway.produce.edge import FORWARD_MAX_RECORDS
 from gateway.produce.spool.files import read_checkpoint
 
 FSYNC = "100"
-SPOOLED_MARK = b'\r\n{"error_code":202,'  # every report is preceded by CRLF (see ReportStream)
 TARGET_CPU_RATIO = 2.0  # spooling CPU per record <= 2x the normal path's
 TARGET_RATE_RATIO = 1.0  # forwarding records/s >= the normal path's
 CHECKPOINT_POLL = 0.005  # seconds between two reads of the checkpoint while forwarding
@@ -98,46 +90,6 @@ OUTAGE_LINES = (
     "Connection refused", "brokers are down", "Kafka is unreachable", "is not reachable yet",
     "metadata refresh failed", "spooling new records", "Failed to get metadata",
 )
-
-
-# -- the spooled reports ---------------------------------------------------------------------
-
-
-class TimedReports(ReportStream):
-    """bench.stream's ReportStream, noting when the response head arrived (``t_head``)."""
-
-    t_head = 0.0
-
-    def feed(self, data: bytes) -> None:
-        had_head = self.status is not None
-        super().feed(data)
-        if not had_head and self.status is not None:
-            self.t_head = time.perf_counter()
-
-
-class SpooledReports(TimedReports):
-    """The reports of a stream the gateway spools: every one is
-    ``{"error_code":202,"message":"spooled: ..."}`` (docs/api.md §5), counted with one C-speed
-    scan per received block, one in SAMPLE_EVERY decoded whole; any other is counted by its code
-    (``failures``)."""
-
-    mark = SPOOLED_MARK
-
-    def _check_sample(self, index: int, line: bytes) -> None:
-        self.sampled += 1
-        try:
-            rep = json.loads(line)
-        except ValueError as exc:
-            self._problem(f"report #{index} is not JSON ({exc}): {line[:200]!r}")
-            return
-        if rep.get("error_code") != 202:
-            return  # counted as a failure already
-        if set(rep) != {"error_code", "message"} or not str(rep["message"]).startswith("spooled:"):
-            self._problem(f"report #{index}: not a spooled report: {line[:300].decode()}")
-
-    @property
-    def wrong_samples(self) -> int:
-        return self.problem_count - sum(self.failures.values())
 
 
 # -- small HTTP helpers ----------------------------------------------------------------------
@@ -258,85 +210,58 @@ def gateway_report(gw: GatewayProcess, outage: bool) -> dict[str, Any]:
 # -- a measured stream -----------------------------------------------------------------------
 
 
-def warm_up(gw: GatewayProcess, cluster_id: str, topic: str, args: argparse.Namespace,
-            reports_for: Callable[[int], TimedReports]) -> None:
-    """A small stream first (connections, producer id, code paths), all of whose reports must
-    be what *reports_for* counts as good; 503 (no Kafka metadata yet) is retried a while."""
-    n = max(1, args.warmup)
-    body = build_body("127.0.0.1", gw.port, records_path(cluster_id, topic), n,
-                      record_json(value_bytes(args.value_bytes)))
-    deadline = time.monotonic() + args.timeout
-    while True:
-        reports = reports_for(n)
-        try:
-            stream_records(gw.port, body, reports, max(1.0, deadline - time.monotonic()),
-                           args.stall_timeout)
-        except GatewayRefused as exc:
-            if exc.status != 503 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-            continue
-        if reports.ok != n:
-            raise BenchError(f"warm-up: {n - reports.ok} of {n} reports are not the expected "
-                             f"ones (by code: {dict(reports.failures)}): {reports.problems}")
-        return
-
-
 def measure_stream(gw: GatewayProcess, broker_pid: int | None, cluster_id: str, topic: str,
-                   args: argparse.Namespace, reports: TimedReports) -> dict[str, Any]:
-    """Stream ``--records`` records and read their reports; the gateway's figures. The caller
-    checks the reports (``reports.ok``, ``failures``). Records/s run from the response head to
+                   args: argparse.Namespace, spooled: bool) -> tuple[dict[str, Any], StreamRun]:
+    """Stream ``--records`` records (the loadgen, bench.load) and read their reports; the
+    gateway's figures. The caller checks the reports. Records/s run from the response head to
     the last report (a gateway that has to look its topic up answers the head later: that wait
-    is ``head_ms``); CPU from the first byte sent to the last report."""
+    is ``head_ms``); CPU from the start of the loadgen's measured run to its end."""
     n = args.records
-    body = build_body("127.0.0.1", gw.port, records_path(cluster_id, topic), n,
-                      record_json(value_bytes(args.value_bytes)))
     ticks: dict[str, int] = {}
 
-    def on_start() -> None:  # right before the first byte is sent
+    def on_start() -> None:  # the loadgen's measured run begins: before its first record
         ticks.update(gw=gw.cpu_ticks(), loop=main_thread_ticks(gw.pid), self=cpu_ticks(),
                      machine=machine_busy_ticks(),
                      broker=cpu_ticks(broker_pid) if broker_pid is not None else 0)
 
-    t = stream_records(gw.port, body, reports, args.timeout, args.stall_timeout, on_start)
+    run = run_stream(gw.port, cluster_id, topic, value_bytes=args.value_bytes,
+                     partitions=args.partitions, records=n, timeout=args.timeout,
+                     stall_timeout=args.stall_timeout, spooled=spooled, on_start=on_start)
     gw_ticks = gw.cpu_ticks() - ticks["gw"]
     loop_ticks = main_thread_ticks(gw.pid) - ticks["loop"]
     self_ticks = cpu_ticks() - ticks["self"]
     machine = machine_busy_ticks() - ticks["machine"]
     broker = cpu_ticks(broker_pid) - ticks["broker"] if broker_pid is not None else 0
-    wall = t["t_last_report"] - t["t_first"]
-    answered = t["t_last_report"] - reports.t_head
+    w = run.watch
+    wall = run.result.duration_s
+    head_ms = run.ms_after_start(w.head_at) or 0.0
+    answered = max(1e-6, wall - head_ms / 1000)
+    ticks_wall = run.t_end - run.t_start
     return {
         "records": n,
         "wall_s": wall,
         "records_per_s": n / answered,
         "stream_records_per_s": n / wall,
-        "head_ms": (reports.t_head - t["t_first"]) * 1000,
+        "head_ms": head_ms,
         "cpu_us_per_record": gw_ticks / CLK_TCK / n * 1e6,
         "loop_us_per_record": loop_ticks / CLK_TCK / n * 1e6,
         "loop_share": loop_ticks / CLK_TCK / answered,
         "broker_cpu_us_per_record": broker / CLK_TCK / n * 1e6 if broker_pid is not None else None,
-        "other_load_cores": max(0, machine - gw_ticks - self_ticks - broker) / CLK_TCK / wall,
-        "max_report_gap_ms": t["max_report_gap_ms"],
-        "reports_sampled": reports.sampled,
-    }
+        "other_load_cores": max(0, machine - gw_ticks - self_ticks - broker) / CLK_TCK / ticks_wall,
+        "max_report_gap_ms": w.max_gap_us / 1000,
+        "reports_sampled": w.sampled,
+        "loadgen_cpu_us_per_record": run.result.loadgen_cpu_us_per_record,
+    }, run
 
 
 def normal_phase(rig: Rig, gw: GatewayProcess, topic: str, args: argparse.Namespace
                  ) -> dict[str, Any]:
-    def reports_for(n: int) -> TimedReports:
-        return TimedReports(topic, args.partitions, args.value_bytes, n)
-
     try:
-        warm_up(gw, rig.cluster_id, topic, args, reports_for)
-        reports = reports_for(args.records)
-        out = measure_stream(gw, rig.broker_pid, rig.cluster_id, topic, args, reports)
+        warm_up(gw.port, rig.cluster_id, topic, args)
+        out, run = measure_stream(gw, rig.broker_pid, rig.cluster_id, topic, args, False)
+        require_all_acked(run, args.records, "normal phase")
     except BenchError as exc:
         raise rig.gateway_failed(gw, exc, "normal phase") from None
-    if reports.ok != args.records or reports.problem_count:
-        raise rig.gateway_failed(gw, BenchError(
-            f"{args.records - reports.ok} of {args.records} reports are not error_code 200 "
-            f"(by code: {dict(reports.failures)}); first: {reports.problems}"), "normal phase")
     return out
 
 
@@ -351,15 +276,11 @@ def spooling_phase(rig: Rig, topic: str, directory: str, round_no: int,
     try:
         reason = wait_spooling(gw, min(args.timeout, 30.0))
 
-        def reports_for(n: int) -> SpooledReports:
-            return SpooledReports(topic, args.partitions, args.value_bytes, n)
-
-        warm_up(gw, rig.cluster_id, topic, args, reports_for)
-        reports = reports_for(args.records)
-        out = measure_stream(gw, None, rig.cluster_id, topic, args, reports)
-        if reports.wrong_samples:
-            raise BenchError(f"{reports.wrong_samples} sampled 202 reports are wrong: "
-                             f"{reports.problems}")
+        warm_up(gw.port, rig.cluster_id, topic, args, spooled=True)
+        out, run = measure_stream(gw, None, rig.cluster_id, topic, args, True)
+        w = run.watch
+        if w.problem_count:
+            raise BenchError(f"{w.problem_count} sampled 202 reports are wrong: {w.problems}")
         m = scrape(gw.port)
     except BenchError as exc:
         raise rig.gateway_failed(gw, exc, f"spooling phase, round {round_no}") from None
@@ -367,14 +288,21 @@ def spooling_phase(rig: Rig, topic: str, directory: str, round_no: int,
     if gw.exit_code != 0:
         raise rig.gateway_failed(gw, BenchError(f"exit status {gw.exit_code} after SIGTERM"),
                                  f"spooling phase, round {round_no}")
+    r = run.result
+    # The loadgen counts 200 and 202 alike as acknowledged; the watch counted the 200s.
+    spooled_ok = r.acked - w.other_kind
+    others = dict(r.failed)
+    if w.other_kind:
+        others["200"] = w.other_kind
     invalid = None
-    if reports.ok != args.records:
-        invalid = (f"{args.records - reports.ok:,} of {args.records:,} reports are not 202 "
-                   f"(by code: {dict(reports.failures)}; first: {reports.problems[:1]})")
+    if spooled_ok != args.records or run.stalled:
+        invalid = (f"{args.records - spooled_ok:,} of {args.records:,} reports are not 202 "
+                   f"(by code: {others}; first: {r.errors[:1]})"
+                   + (" (stalled)" if run.stalled else ""))
     return dict(
         out,
-        reports_202=reports.ok,
-        reports_other=dict(reports.failures),
+        reports_202=spooled_ok,
+        reports_other=others,
         invalid=invalid,
         reason=reason,
         spooled=int(m.get("gateway_spool_records", 0)),

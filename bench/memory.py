@@ -17,6 +17,12 @@ each figure is the median of the rounds with their min–max:
    live and idle. Gateway RSS is sampled as they open, with all open (and the gateway's idle
    CPU then), and after they close. Target (issue 4): ≤ 150 MB RSS with 10,000 open.
 
+Each gateway first gets a ``--warmup`` stream from the repository's load generator
+(gateway.loadgen's stream mode, called in-process by bench.load). The non-reading client and
+the idle streams are not load: they are this module's own sockets, which open streams and then
+never read (the non-reader) or never send again (the open streams), something the load
+generator, which always reads its reports and keeps its streams busy, does not do.
+
 The open-file limit is raised (RLIMIT_NOFILE, up to the hard limit) in this process and in
 the gateway child. The baseline in the same run is the gateway's own RSS before the phase;
 the ratio is each round's figure over that round's RSS before, median (min–max).
@@ -62,7 +68,7 @@ from bench.common import (
     value_bytes,
     verdict,
 )
-from bench.stream import warm_up_gateway
+from bench.load import warm_up
 
 TARGET_STREAMS_MB = 150.0
 TARGET_NON_READER_MB = 16.0
@@ -344,7 +350,7 @@ def run(args: argparse.Namespace, log_dir: str) -> dict[str, Any]:
                     else:
                         gw = rig.start_gateway(f"gateway-streams-round{i}.log", nofile=n + FD_SLACK)
                     try:
-                        warm_up_gateway(gw.port, rig.cluster_id, topic, args)
+                        warm_up(gw.port, rig.cluster_id, topic, args)
                         if phase == "non-reader":
                             one["non_reader"] = non_reader(gw, path, args)
                         else:

@@ -95,13 +95,21 @@ class Engine:
         target: Target,
         make_clients: Callable[[Engine], list[Any]],
         on_sample: Callable[[Sample], None] | None = None,
+        on_measure_start: Callable[[], None] | None = None,
     ) -> None:
         """``make_clients``: the run's connections (gateway.loadgen.modes.make_clients), each
-        with setup(), pump(now), on_event(mask), idle, abandon(), close(), teardown()."""
+        with setup(), pump(now), on_event(mask), idle, abandon(), close(), teardown().
+        ``on_sample``: called with each sample as it is taken (about once a second).
+        ``on_measure_start``: called once, when the measured run begins (after the warm-up,
+        before the first measured record is sent; with no warm-up, before the first record),
+        for a caller that measures something of its own over the same run, e.g. the CPU time
+        of the target's processes (bench/). Also called, at the end, by a run stopped during its
+        warm-up. The command line passes none."""
         self.make_clients = make_clients
         self.settings = settings
         self.target = target
         self.on_sample = on_sample
+        self.on_measure_start = on_measure_start
         self.sel = selectors.DefaultSelector()
         self.tally = Tally()
         self.samples: list[Sample] = []
@@ -245,6 +253,8 @@ class Engine:
     def _begin_measuring(self, now: float) -> None:
         self.measuring = True
         self.measure_start = now
+        if self.on_measure_start is not None:
+            self.on_measure_start()  # (before our own CPU time is read: its work is not ours)
         ru = resource.getrusage(resource.RUSAGE_SELF)
         self._cpu0 = ru.ru_utime + ru.ru_stime
 

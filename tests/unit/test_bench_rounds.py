@@ -6,12 +6,26 @@ target-table keys that ``python -m bench`` and bench.plot read."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import batches, common, consume, edge, memory, plot, requests, spool, stream, workers
+from bench import (
+    batches,
+    common,
+    consume,
+    edge,
+    load,
+    memory,
+    plot,
+    requests,
+    spool,
+    stream,
+    workers,
+)
+from gateway.loadgen.stats import Sample
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -76,11 +90,11 @@ def stream_phase(cpu: float, rate: float, gateway: bool) -> dict[str, Any]:
         "wall_s": 1.0, "other_load_cores": 0.1, "rss_mb_after": 40.0, "warmup_s": 0.2,
     }
     if gateway:
-        out.update(loadgen_cpu_us_per_record=0.4, loadgen_sender_cpu_us_per_record=0.1,
-                   loadgen_reader_cpu_us_per_record=0.3, body_bytes=1e6, chunks=10,
+        out.update(loadgen_cpu_us_per_record=0.4, window=65536,
                    records_per_chunk=378, peak_loop_share=0.95, send_done_s=0.5,
                    first_report_ms=5.0, max_report_gap_ms=9.0, reports_sampled=100,
-                   series={"t": [0.1, 0.2, 0.3], "count": [10, 20, 30]},
+                   series={"label": "stream v3: gateway (round 1)", "unit": "records/s",
+                           "t": [1.0, 2.0], "rate": [10.0, 20.0]},
                    cpu_series={"t": [1.0], "gateway_cores": [1.0], "loop_cores": [0.9]})
     else:
         out.update(produce_loop_s=0.8, buffer_full=0, series=[[0.1, 10], [0.2, 20], [0.3, 30]])
@@ -102,7 +116,41 @@ def test_stream_rounds(capsys: pytest.CaptureFixture[str]) -> None:
         "stream v3: gateway (round 1)", "stream: plain producer (round 1)"]
     check_output(result, stream, capsys, "3 interleaved rounds (gateway then baseline)",
                  "2.00 (1.00–6.00)", "2.00 (0.50–3.00)", "round 3: gateway 6.00 µs/rec",
-                 "2.00× (0.50–3.00)")
+                 "2.00× (0.50–3.00)", "load generator (gateway.loadgen, one thread) 0.40 CPU µs/rec")
+
+
+def test_the_loadgen_samples_become_a_throughput_series() -> None:
+    # One sample a second, and the run's last one 0.2 s after the one before: merged into it.
+    samples = [Sample(t=1.0, acked=100, failed={}, in_flight=0, rate=100.0),
+               Sample(t=2.0, acked=300, failed={}, in_flight=0, rate=200.0),
+               Sample(t=2.2, acked=320, failed={}, in_flight=0, rate=100.0)]
+    s = load.rate_series("x", samples)
+    assert s["t"] == [1.0, 2.2]
+    assert s["rate"] == [100.0, 183.3]  # (320 - 100) / 1.2 s
+    assert load.rate_series("x", []) == {"label": "x", "unit": "records/s", "t": [], "rate": []}
+
+
+def test_the_report_watch_checks_sampled_reports() -> None:
+    def rep(offset: int, partition: int = 0, **extra: Any) -> bytes:
+        fields = {"error_code": 200, "cluster_id": "c", "topic_name": "t",
+                  "partition_id": partition, "offset": offset,
+                  "value": {"type": "BINARY", "size": 100}, **extra}
+        return json.dumps(fields, separators=(",", ":")).encode() + b"\r\n"
+
+    w = load.ReportWatch("t", 6, 100)
+    w.on_reports(rep(5), 1, 1.0)
+    w.on_reports(rep(6) * 997 + rep(7), 998, 2.0)  # reports #1..#998: none sampled
+    w.on_reports(rep(3), 1, 4.0)  # report #999, the 1000th: sampled, its offset went back
+    assert (w.sampled, w.problem_count, w.reports) == (2, 1, 1000)
+    assert "offset not increasing on partition 0 (5 then 3)" in w.problems[0]
+    assert (w.first_report_at, w.last_report_at, w.max_gap_us) == (1.0, 4.0, 2.0)
+    spooled = b'{"error_code":202,"message":"spooled: 1"}\r\n'
+    w = load.ReportWatch("t", 6, 100)
+    w.on_reports(rep(1, key={"type": "STRING", "size": 1}) + spooled, 2, 1.0)
+    assert w.other_kind == 1 and "wrong key" in w.problems[0]
+    w = load.ReportWatch("t", 6, 100, spooled=True)
+    w.on_reports(spooled * 2, 2, 1.0)
+    assert (w.sampled, w.problem_count, w.other_kind) == (1, 0, 0)
 
 
 def request_run(cpu_per_record: float) -> dict[str, Any]:
