@@ -10,11 +10,13 @@ records without a key:
    the gateway's peak rate on this machine in this run (or take ``--rate``).
 2. Gateway: the loadgen's open loop on one chunked connection to
    ``POST /v3/clusters/{c}/topics/{t}/records`` at the fixed rate (``--fraction`` of the peak)
-   for ``--duration`` seconds: every 1 ms tick it writes the records due by then, each with its
-   intended send time from the schedule. Report latency = the kernel's receive time of the
-   bytes carrying a record's report (SO_TIMESTAMPNS, so that the loadgen's own wake-up and
-   work are not counted) - the record's intended send time: time a record waited to be
-   written (the loadgen late, the socket full) counts too.
+   for ``--duration`` seconds: every 1 ms tick it writes the records due by then. Report
+   latency = the kernel's receive time of the bytes carrying a record's report
+   (SO_TIMESTAMPNS, so that the loadgen's own wake-up and work are not counted) - when the
+   record was written (the loadgen's ``--latency-from written``): the gateway's share, as the
+   baseline's is counted from its produce() call. (From the schedule instead, as the loadgen
+   counts by default, each side would add the wait for its next tick, up to 1 ms, and the
+   gateway's side the loadgen's own lateness too.)
 3. Baseline: the plain confluent-kafka producer (bench.baseline, mode ``rate``) at the same
    rate for the same time, a produce() burst every 1 ms; latency = delivery callback time -
    produce() time.
@@ -90,7 +92,8 @@ def paced_stream(gw: GatewayProcess, cluster_id: str, topic: str, args: argparse
     with CpuSampler(gw.pids) as sampler:
         run = run_stream(gw.port, cluster_id, topic, value_bytes=args.value_bytes,
                          partitions=args.partitions, duration=args.duration, rate=rate,
-                         timeout=args.timeout, stall_timeout=args.stall_timeout, on_start=on_start)
+                         timeout=args.timeout, stall_timeout=args.stall_timeout, on_start=on_start,
+                         latency_from="written")
         gw_ticks = gw.cpu_ticks() - ticks["gw"]
         br_ticks = (cpu_ticks(broker_pid) - ticks["broker"]
                     if broker_pid is not None and ticks["broker"] is not None else None)

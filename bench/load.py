@@ -185,19 +185,21 @@ def run_stream(
     port: int, cluster_id: str, topic: str, *, value_bytes: int, partitions: int,
     records: int | None = None, duration: float | None = None, rate: float | None = None,
     timeout: float = 120.0, stall_timeout: float = 30.0, spooled: bool = False,
-    on_start: Callable[[], None] | None = None,
+    on_start: Callable[[], None] | None = None, latency_from: str = "intended",
 ) -> StreamRun:
     """One loadgen stream run on one connection (see the module's doc): closed loop bounded by
     ``records`` (and by ``timeout`` seconds), or open loop at ``rate`` records/s for
     ``duration`` seconds. ``on_start`` is called when the measured run begins, right before the
     first record is sent. A run in which no report arrives for ``stall_timeout`` s (0: no
     limit) is stopped, its outstanding records failing as "unanswered". Failed records do not
-    raise: the caller looks at ``result.failures`` (``require_all_acked``)."""
+    raise: the caller looks at ``result.failures`` (``require_all_acked``). ``latency_from``:
+    the loadgen's option of that name (open loop)."""
     settings = Settings(
         mode="stream", topic=topic, records=records,
         duration=duration if duration is not None else timeout, connections=1, batch=1,
         record_bytes=value_bytes, keys=0, rate=rate, window=STREAM_WINDOW, warmup=0.0,
         drain_timeout=stall_timeout or timeout, cluster_id=cluster_id, group="bench",
+        latency_from=latency_from,
     )
     watch = ReportWatch(topic, partitions, value_bytes, spooled)
     marks: dict[str, float] = {}

@@ -61,7 +61,9 @@ bounds and rate:
 latency:
   From a record's intended send time to the arrival of its report (the kernel's receive
   timestamp of those bytes, SO_TIMESTAMPNS), in a log-bucket histogram of 1 µs resolution and
-  under 1% error, for reports of every kind (failures too).
+  under 1% error, for reports of every kind (failures too). With --rate and --latency-from
+  written, from when the record was written to the socket instead: the target's share alone,
+  for comparing it with another target or with a plain Kafka producer.
 
 output:
   A progress line a second on stderr (unless --no-progress), then a summary table on stdout,
@@ -141,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rate", type=positive_float, metavar="R",
                    help="open loop: R records/s in total over the connections (default: "
                         "closed loop, as fast as it goes; not for consume)")
+    g.add_argument("--latency-from", choices=("intended", "written"), default="intended",
+                   help="open loop: a record's latency starts at its scheduled send time "
+                        "(intended, the default: no coordinated omission) or when it was "
+                        "written (written: what the target adds, without the loadgen's own "
+                        "lateness)")
     g.add_argument("--warmup", type=non_negative_float, default=1.0, metavar="S",
                    help="seconds of load before measuring, left out of every figure (default 1)")
     g.add_argument("--drain-timeout", type=non_negative_float, default=30.0, metavar="S",
@@ -206,6 +213,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         drain_timeout=args.drain_timeout,
         cluster_id=args.cluster_id,
         group=args.group or f"loadgen-{os.getpid()}",
+        latency_from=args.latency_from,
     )
 
 

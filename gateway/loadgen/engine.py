@@ -47,6 +47,11 @@ class Settings:
     drain_timeout: float
     cluster_id: str | None
     group: str
+    # Where a record's latency starts in the open loop: "intended", its scheduled send time
+    # (no coordinated omission), or "written", when it was written to the socket (what the
+    # target itself adds, the loadgen's own lateness left out). The closed loop has only the
+    # second.
+    latency_from: str = "intended"
 
     def options(self) -> dict[str, Any]:
         return {
@@ -56,6 +61,7 @@ class Settings:
             "record_bytes": self.record_bytes, "keys": self.keys, "rate": self.rate,
             "window": self.window if self.mode == "stream" else None,
             "warmup_s": self.warmup, "drain_timeout_s": self.drain_timeout,
+            "latency_from": self.latency_from if self.rate else "written",
         }
 
 

@@ -219,6 +219,8 @@ class StreamClient(Client):
         if engine.open_loop and s.rate:
             self.step = 1e6 * s.connections / s.rate
         self.phase = index / s.connections
+        # Open loop: latency from the schedule (intended) or from the write (Settings).
+        self.from_schedule = s.latency_from == "intended"
         self.j = 0  # records this connection has sent (its place in the schedule)
         # Sent spans not yet answered: [count, intended time of the first (µs), step, measured].
         self.spans: deque[list[Any]] = deque()
@@ -281,7 +283,7 @@ class StreamClient(Client):
                 n = min(due, room, self.per_chunk)
                 if n <= 0:
                     break
-                intended = eng.t0 + (self.j + self.phase) * self.step
+                intended = eng.t0 + (self.j + self.phase) * self.step if self.from_schedule else now
             else:
                 n = min(room, self.per_chunk)
                 intended = now
@@ -292,19 +294,20 @@ class StreamClient(Client):
             measured = eng.measuring
             spans = self.spans
             last = spans[-1] if spans else None
+            step = self.step if self.from_schedule else 0.0
             if last is not None and last[3] == measured and (
-                (self.step and last[1] + last[0] * self.step == intended)
-                or (not self.step and last[1] == intended)
+                (step and last[1] + last[0] * step == intended)
+                or (not step and last[1] == intended)
             ):
                 last[0] += n  # contiguous with the previous span: one span
             else:
-                spans.append([n, intended, self.step, measured])
+                spans.append([n, intended, step, measured])
             self.in_flight += n
             self.j += n
             eng.sent(n, measured)
             t.write_parts(b"%x\r\n" % len(payload), payload, b"\r\n")
             wrote = True
-            if not self.step:
+            if not step:
                 now = intended  # the same write time for what this pump sends
         if wrote:
             self.flush()
@@ -461,6 +464,8 @@ class RequestClient(Client):
         if engine.open_loop and s.rate:
             self.step = 1e6 * s.connections * per_request / s.rate
         self.phase = index / s.connections
+        # Open loop: latency from the schedule (intended) or from the write (Settings).
+        self.from_schedule = s.latency_from == "intended"
         self.j = 0  # requests sent (the place in the schedule)
         self.busy: tuple[int, float, bool] | None = None  # (records, intended, measured)
         self.status = 0
@@ -490,6 +495,8 @@ class RequestClient(Client):
             intended = eng.t0 + (self.j + self.phase) * self.step
             if intended > now:
                 return
+            if not self.from_schedule:
+                intended = now
         else:
             intended = now
         if self.transport is None and (now < self.retry_at or not self.connect()):

@@ -363,3 +363,24 @@ def test_progress_on_a_terminal_and_in_a_pipe_and_the_plot(
     lines = proc.stderr.splitlines()
     assert len(lines) >= 2 and all("acked" in line for line in lines), proc.stderr
     assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
+
+
+def test_open_loop_latency_counts_the_wait_to_be_sent_unless_asked_not_to(
+    lg_gateway: GatewayProcess, topic_factory: Callable[..., str]
+) -> None:
+    # 10 records in flight at most, each taking the producer's linger (5 ms) or more: at most
+    # about 2,000 records/s, asked for 10,000/s. The records queue in the loadgen, and their
+    # latency from the schedule grows with the queue (no coordinated omission); from the write
+    # it stays what the gateway takes.
+    topic = topic_factory(1)
+    args = ["--topic", topic, "--rate", "10000", "--records", "3000", "--warmup", "0",
+            "--connections", "1", "--window", "10"]
+    scheduled = loadgen(url(lg_gateway), *args)
+    written = loadgen(url(lg_gateway), *args, "--latency-from", "written")
+    for run in (scheduled, written):
+        assert run.rc == 0 and run.result["acked"] == 3000, run
+    assert scheduled.result["options"]["latency_from"] == "intended"
+    assert written.result["options"]["latency_from"] == "written"
+    queued, served = scheduled.result["latency_ms"]["p99"], written.result["latency_ms"]["p99"]
+    assert queued > 300, queued  # the last records waited most of the run
+    assert served < queued / 5, (served, queued)
