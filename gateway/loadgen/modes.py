@@ -333,14 +333,17 @@ class StreamClient(Client):
     def reports(self, seg: bytes, ts: float) -> None:
         n = self.scanner.counts[0]
         counts: tuple[int, int] | None = self.scanner.counts
+        # The last report read, before any is set aside below: a stream cut short ends with a
+        # report for the rest of the body, which may come when every record written so far is
+        # accounted for; records written after it (not read by the server) fail with its code.
+        end = len(seg) - 1
+        self.last_line = seg[seg.rfind(b"\n", 0, end) + 1 :]
         if n > self.in_flight:  # more reports than records: keep what is accounted for
             seg = seg[: nth_report_end(seg, self.in_flight)]
             n = self.in_flight
             counts = None
             if not n:
                 return
-        end = len(seg) - 1
-        self.last_line = seg[seg.rfind(b"\n", 0, end) + 1 :]
         hist = self.engine.tally.interval
         spans = self.spans
         left = n

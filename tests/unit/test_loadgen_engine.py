@@ -91,3 +91,36 @@ def test_the_command_line_passes_no_hook(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(KeyboardInterrupt):
         cli.main(["http://127.0.0.1:9", "--topic", "t", "--no-progress"])
     assert made and made[0].on_measure_start is None
+
+
+def test_records_written_after_a_streams_last_report_fail_with_its_code() -> None:
+    """A stream cut short (its maximum duration, say) ends with one report for the rest of the
+    body. It may come when every record written so far has its report; the records written
+    after it, which the server never read, fail with that last report's code when the response
+    ends, not with the code of the success report before it."""
+    from gateway.loadgen.modes import StreamClient
+    from gateway.loadgen.records import RecordSource
+
+    s = Settings(mode="stream", topic="t", records=None, duration=5.0, connections=1, batch=1,
+                 record_bytes=10, keys=0, rate=None, window=100, warmup=0.0, drain_timeout=1.0,
+                 cluster_id="c", group="g")
+    eng = Engine(s, Target.parse("http://127.0.0.1:1", None, None, False), lambda e: [])
+    eng.sending = eng.measuring = True
+    c = StreamClient(eng, 0, RecordSource("v3", 10, 0, 10), 10)
+    c.streaming, c.status = True, 200
+
+    def write(n: int) -> None:  # as pump does, without a socket
+        first, n = eng.claim(n)
+        c.spans.append([n, 0.0, 0.0, True])
+        c.in_flight += n
+        eng.sent(n, True)
+
+    ok = b'{"error_code":200,"cluster_id":"c","topic_name":"t","partition_id":0,"offset":1}\r\n'
+    cut = b'{"error_code":408,"message":"the stream was open for its maximum of 400 ms"}\r\n'
+    write(3)
+    c.on_body(ok * 3 + cut)
+    c.after_read(1.0)
+    write(2)  # written before the end of the response reached us: never read by the server
+    c.on_end()
+    assert (eng.tally.acked, eng.tally.failed) == (3, {"408": 2})
+    assert eng.tally.errors and "maximum" in eng.tally.errors[0]
