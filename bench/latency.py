@@ -296,7 +296,7 @@ def print_table(result: dict[str, Any]) -> None:
         print()
     print(f"load generator (gateway.loadgen, one thread): "
           f"{fmt(g['loadgen_cpu_us_per_record'], '.2f')} CPU µs/rec; gateway latency from each "
-          "record's intended send time to the kernel's receive time of its report")
+          "record's write to the socket to the kernel's receive time of its report")
     print_gateway_processes(result)
     print_warnings(result)
     print()
