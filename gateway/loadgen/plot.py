@@ -28,6 +28,7 @@ COLORS = {
 WIDTH_IN, HEIGHT_IN, DPI = 12.0, 8.0, 100  # 1200 x 800 pixels
 #: The latency axis is logarithmic when the largest value is this many times the smallest.
 LOG_RANGE = 20.0
+SHORT_LAST_INTERVAL_S = 0.5  # a closing sample shorter than this has no throughput point
 #: Up to this many samples each one is marked with a dot (a lone sample between gaps shows).
 MARKERS_UP_TO = 120
 MISSING = "--plot needs matplotlib: pip install 'kafka-gateway[loadgen]'"
@@ -66,9 +67,14 @@ def write_plot(result: Result, path: str) -> None:
         else {}
 
     t = [s.t for s in samples]
-    # Throughput.
-    top.plot(t, [s.rate for s in samples], color=COLORS["acked"], linewidth=2,
-             label="acked records/s", **marker)
+    # Throughput. The last sample closes the run: its interval is what was left of the last
+    # second (the drain, often a few ms), and its rate over so short a time would be a spike
+    # that never happened; its latency points stay.
+    rates = [s.rate for s in samples]
+    failures_per_s = _failure_rates(result)
+    if len(t) >= 2 and t[-1] - t[-2] < SHORT_LAST_INTERVAL_S:
+        rates[-1] = failures_per_s[-1] = math.nan
+    top.plot(t, rates, color=COLORS["acked"], linewidth=2, label="acked records/s", **marker)
     target = result.options.get("rate")
     if isinstance(target, int | float) and target > 0:
         top.axhline(target, color="grey", linestyle="--", linewidth=1,
@@ -78,8 +84,7 @@ def write_plot(result: Result, path: str) -> None:
     top.yaxis.set_major_formatter(thousands)
     top.set_title("Throughput (acked records per second, each interval)", fontsize=11)
     handles, labels = top.get_legend_handles_labels()
-    failures_per_s = _failure_rates(result)
-    if any(failures_per_s):
+    if any(f > 0 for f in failures_per_s):
         right = top.twinx()  # its own scale: a few failures a second would vanish at 300k
         right.plot(t, failures_per_s, color=COLORS["failed"], linewidth=2, label="failures/s",
                    **marker)
@@ -107,8 +112,9 @@ def write_plot(result: Result, path: str) -> None:
     else:
         bottom.set_ylim(bottom=0)
         bottom.set_ylabel("latency, ms")
-    bottom.set_title("Report latency percentiles (each interval; from intended send time)",
-                     fontsize=11)
+    scheduled = result.options.get("rate") and result.options.get("latency_from") != "written"
+    bottom.set_title("Report latency percentiles (each interval; from "
+                     + ("the scheduled send time)" if scheduled else "the write)"), fontsize=11)
     bottom.set_xlabel("seconds since start")
     bottom.set_xlim(0, max([*t, result.duration_s, 1.0]))
 

@@ -456,3 +456,26 @@ def test_plot_without_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
                                            r"'kafka-gateway\[loadgen\]'"):
         write_plot(result(), str(tmp_path / "run.png"))
     assert not (tmp_path / "run.png").exists()
+
+
+def test_plot_leaves_out_the_rate_of_a_short_closing_interval(tmp_path: Path) -> None:
+    """The sample that closes a run covers what was left of its last second (the drain): a few
+    ms whose rate would draw a spike ten times the real throughput. The line stays at the
+    throughput the run had, near the top of its panel."""
+    import numpy as np
+
+    samples = run_samples(10)
+    last = samples[-1]
+    samples.append(Sample(t=last.t + 0.02, acked=last.acked + 60_000, failed={}, in_flight=0,
+                          rate=3_000_000.0, p50_ms=1.8, p99_ms=6.0, p999_ms=14.0))
+    path = tmp_path / "run.png"
+    write_plot(result(samples=samples, failed={}), str(path))
+    img = np.asarray(pixels(path))[TOP, :, :3]
+    from matplotlib.colors import to_rgb
+
+    rows = np.nonzero((np.abs(img - np.array(to_rgb(COLORS["acked"]))).max(axis=2) < 0.06)
+                      .any(axis=1))[0]
+    # The steady 300k line (the legend's sample line is at the bottom right): most of the
+    # line's rows are in the upper half of the panel, as they are when the rate is the top of
+    # the scale; a spike to 3M would put the 300k line in its bottom tenth.
+    assert np.median(rows) < 200, rows
