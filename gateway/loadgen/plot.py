@@ -79,7 +79,10 @@ def write_plot(result: Result, path: str) -> None:
     if isinstance(target, int | float) and target > 0:
         top.axhline(target, color="grey", linestyle="--", linewidth=1,
                     label=f"target {compact(target)}/s")
-    top.set_ylim(bottom=0)
+    # Room above the highest point, so that a steady rate is not drawn on the panel's edge.
+    highest = max([r for r in rates if not math.isnan(r)]
+                  + ([target] if isinstance(target, int | float) else []), default=0.0)
+    top.set_ylim(0, highest * 1.15 if highest > 0 else 1.0)
     top.set_ylabel("records/s")
     top.yaxis.set_major_formatter(thousands)
     top.set_title("Throughput (acked records per second, each interval)", fontsize=11)

@@ -173,7 +173,8 @@ def _option(v: Any) -> str:
     if isinstance(v, int):
         return count(v)
     if isinstance(v, float):
-        return f"{v:g}"
+        # A whole number (--rate 400000 is parsed as a float) reads as a count: 400,000.
+        return count(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:g}"
     return str(v)
 
 
